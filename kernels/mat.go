@@ -1,0 +1,46 @@
+package kernels
+
+import "fmt"
+
+// Mat is a row-major weight matrix of Rows×Cols elements kept in its stored dtype:
+// F32 uses the F32 slice, F16 and BF16 the U16 slice. Rows are output features, so
+// a linear layer y = W·x reads one row per output. The slices may alias a
+// memory-mapped file and must be treated as read-only.
+type Mat struct {
+	DType      DType
+	Rows, Cols int
+	F32        []float32
+	U16        []uint16
+}
+
+// Validate checks that the backing slice matches the shape.
+func (m Mat) Validate() error {
+	n := m.Rows * m.Cols
+	switch m.DType {
+	case F32:
+		if len(m.F32) != n {
+			return fmt.Errorf("f32 matrix %dx%d has %d elements", m.Rows, m.Cols, len(m.F32))
+		}
+	case F16, BF16:
+		if len(m.U16) != n {
+			return fmt.Errorf("%s matrix %dx%d has %d elements", m.DType, m.Rows, m.Cols, len(m.U16))
+		}
+	default:
+		return fmt.Errorf("matrix has unknown dtype %v", m.DType)
+	}
+	return nil
+}
+
+// RowF32 writes row i widened to f32 into dst (len Cols).
+func (m Mat) RowF32(i int, dst []float32) {
+	off := i * m.Cols
+	switch m.DType {
+	case F32:
+		copy(dst, m.F32[off:off+m.Cols])
+	default:
+		ToF32(dst[:m.Cols], m.U16[off:off+m.Cols], m.DType)
+	}
+}
+
+// Bytes is the storage size of the matrix.
+func (m Mat) Bytes() int64 { return int64(m.Rows) * int64(m.Cols) * int64(m.DType.Size()) }

@@ -1,0 +1,328 @@
+package model
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"cacheclip/kernels"
+)
+
+// Seq is one sequence's share of a forward call: rows (token ids at explicit
+// positions) that are computed and written into slots of the sequence's cache.
+type Seq struct {
+	Cache  *Cache
+	Tokens []int32
+	Pos    []int32
+	Slots  []int32
+	// Logits lists the rows (indices into Tokens) whose next-token logits are returned.
+	Logits []int
+	// Groups, when set, changes how rows weigh slots (APE): see AttnGroups.
+	Groups *AttnGroups
+	// Probe, when set, is asked before each layer's attention for a buffer of
+	// len(rows)·Heads·Cache.Len() floats; a non-nil answer receives that layer's
+	// attention probabilities [row][head][slot] of the rows still active.
+	Probe func(layer int) []float32
+	// Prune, when set, is called at layer PruneLayer with the fresh keys and values
+	// of the active rows (after RoPE, before they are written to the cache); it
+	// returns the subset (ascending indices into rows) that continue through this and
+	// later layers. Rows dropped keep what their slots already hold. Rows whose
+	// logits are asked for must be kept.
+	PruneLayer int
+	Prune      func(layer int, rows []int, k, v []float32) []int
+}
+
+// AttnGroups splits slots into groups attended to separately and merged by
+// log-sum-exp: within group g the logits are scaled by 1/Temp[g], and group g's
+// share is weighted by exp(LSEScale[g]·lse_g). Temp = LSEScale = 1 for every group
+// is plain softmax attention.
+type AttnGroups struct {
+	SlotGroup []uint8 // per cache slot
+	Temp      []float32
+	LSEScale  []float32
+}
+
+// Output is the result of one sequence in a forward call.
+type Output struct {
+	// Logits[i] belongs to row Seq.Logits[i].
+	Logits [][]float32
+}
+
+// Forward runs every layer for the given rows of each sequence: each row's key and
+// value are written into its slot before attention, each row attends over every
+// slot of its cache whose position is at or before its own, and logits come back
+// only for the rows asked for. Rows of all sequences share the matrix products,
+// which is what makes batched decode cheaper than one sequence at a time.
+func (m *Model) Forward(ctx context.Context, pool *kernels.Pool, seqs []*Seq) ([]Output, error) {
+	cfg := &m.Config
+	var R int
+	for si, s := range seqs {
+		if err := m.checkSeq(s); err != nil {
+			return nil, fmt.Errorf("forward: sequence %d: %w", si, err)
+		}
+		R += len(s.Tokens)
+	}
+	H, D, QD, KD := cfg.Hidden, cfg.HeadDim, cfg.QDim(), cfg.KVDim()
+	// Active rows: global arrays plus, per sequence, the range it occupies.
+	type span struct{ lo, hi int }
+	spans := make([]span, len(seqs))
+	orig := make([]int, 0, R) // index into its seq's Tokens
+	pos := make([]int32, 0, R)
+	slot := make([]int32, 0, R)
+	x := make([]float32, R*H)
+	{
+		r := 0
+		for si, s := range seqs {
+			spans[si].lo = r
+			for i, t := range s.Tokens {
+				m.W.Embed.RowF32(int(t), x[r*H:(r+1)*H])
+				orig = append(orig, i)
+				pos = append(pos, s.Pos[i])
+				slot = append(slot, s.Slots[i])
+				s.Cache.Pos[s.Slots[i]] = s.Pos[i]
+				r++
+			}
+			spans[si].hi = r
+		}
+	}
+	xn := make([]float32, R*H)
+	q := make([]float32, R*QD)
+	k := make([]float32, R*KD)
+	v := make([]float32, R*KD)
+	att := make([]float32, R*QD)
+	gate := make([]float32, R*cfg.Intermediate)
+	up := make([]float32, R*cfg.Intermediate)
+	tmp := make([]float32, R*H)
+	half := D / 2
+	cos := make([]float32, R*half)
+	sin := make([]float32, R*half)
+	for r := 0; r < R; r++ {
+		m.ropeTable(pos[r], cos[r*half:(r+1)*half], sin[r*half:(r+1)*half])
+	}
+	for l := 0; l < cfg.Layers; l++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		L := &m.W.Layers[l]
+		R = len(pos)
+		pool.Run(R, 8, func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				kernels.RMSNorm(xn[r*H:(r+1)*H], x[r*H:(r+1)*H], L.AttnNorm, cfg.RMSEps)
+			}
+		})
+		kernels.MatMul(pool, q[:R*QD], xn[:R*H], R, L.Wq)
+		kernels.MatMul(pool, k[:R*KD], xn[:R*H], R, L.Wk)
+		kernels.MatMul(pool, v[:R*KD], xn[:R*H], R, L.Wv)
+		pool.Run(R, 8, func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				if L.Bq != nil {
+					kernels.Add(q[r*QD:(r+1)*QD], L.Bq)
+					kernels.Add(k[r*KD:(r+1)*KD], L.Bk)
+					kernels.Add(v[r*KD:(r+1)*KD], L.Bv)
+				}
+				c, s := cos[r*half:(r+1)*half], sin[r*half:(r+1)*half]
+				m.rotate(q[r*QD:(r+1)*QD], cfg.Heads, c, s)
+				m.rotate(k[r*KD:(r+1)*KD], cfg.KVHeads, c, s)
+			}
+		})
+		// Selective recompute that decides at a layer (CacheBlend) drops rows here.
+		keep := make([]int, 0, R)
+		pruned := false
+		for si, s := range seqs {
+			sp := spans[si]
+			if s.Prune == nil || s.PruneLayer != l {
+				for r := sp.lo; r < sp.hi; r++ {
+					keep = append(keep, r)
+				}
+				continue
+			}
+			rows := orig[sp.lo:sp.hi]
+			sel := s.Prune(l, append([]int(nil), rows...), k[sp.lo*KD:sp.hi*KD], v[sp.lo*KD:sp.hi*KD])
+			prev := -1
+			for _, i := range sel {
+				if i <= prev || i >= sp.hi-sp.lo {
+					return nil, fmt.Errorf("forward: sequence %d: prune at layer %d returned an invalid row list", si, l)
+				}
+				prev = i
+				keep = append(keep, sp.lo+i)
+			}
+			pruned = true
+		}
+		if pruned {
+			gatherRows := func(buf []float32, w int) {
+				for j, r := range keep {
+					if j != r {
+						copy(buf[j*w:(j+1)*w], buf[r*w:(r+1)*w])
+					}
+				}
+			}
+			gatherRows(x, H)
+			gatherRows(q, QD)
+			gatherRows(k, KD)
+			gatherRows(v, KD)
+			gatherRows(cos, half)
+			gatherRows(sin, half)
+			newOrig := make([]int, len(keep))
+			newPos := make([]int32, len(keep))
+			newSlot := make([]int32, len(keep))
+			j := 0
+			for si := range seqs {
+				lo := j
+				for j < len(keep) && keep[j] < spans[si].hi {
+					r := keep[j]
+					newOrig[j], newPos[j], newSlot[j] = orig[r], pos[r], slot[r]
+					j++
+				}
+				spans[si] = span{lo, j}
+			}
+			orig, pos, slot = newOrig, newPos, newSlot
+			R = len(keep)
+			for si, s := range seqs {
+				for _, want := range s.Logits {
+					if !containsRow(orig[spans[si].lo:spans[si].hi], want) {
+						return nil, fmt.Errorf("forward: sequence %d: prune at layer %d dropped row %d whose logits were asked for", si, l, want)
+					}
+				}
+			}
+		}
+		for si, s := range seqs {
+			c := s.Cache
+			for r := spans[si].lo; r < spans[si].hi; r++ {
+				sl := int(slot[r])
+				copy(c.K[l][sl*KD:(sl+1)*KD], k[r*KD:(r+1)*KD])
+				copy(c.V[l][sl*KD:(sl+1)*KD], v[r*KD:(r+1)*KD])
+			}
+		}
+		for si, s := range seqs {
+			sp := spans[si]
+			if sp.hi == sp.lo {
+				continue
+			}
+			var probs []float32
+			if s.Probe != nil {
+				probs = s.Probe(l)
+				if probs != nil && len(probs) != (sp.hi-sp.lo)*cfg.Heads*s.Cache.Len() {
+					return nil, fmt.Errorf("forward: sequence %d: probe buffer for layer %d has %d floats, want %d", si, l, len(probs), (sp.hi-sp.lo)*cfg.Heads*s.Cache.Len())
+				}
+			}
+			n := s.Cache.Len()
+			spec := attnSpec{Heads: cfg.Heads, KVHeads: cfg.KVHeads, HeadDim: D, Scale: float32(1 / math.Sqrt(float64(D))), Probs: probs}
+			if g := s.Groups; g != nil {
+				spec.SlotGroup, spec.GroupTemp, spec.GroupLSEScale = g.SlotGroup[:n], g.Temp, g.LSEScale
+			}
+			attention(pool, att[sp.lo*QD:sp.hi*QD], q[sp.lo*QD:sp.hi*QD], pos[sp.lo:sp.hi],
+				s.Cache.K[l][:n*KD], s.Cache.V[l][:n*KD], s.Cache.Pos[:n], spec)
+		}
+		kernels.MatMul(pool, tmp[:R*H], att[:R*QD], R, L.Wo)
+		pool.Run(R, 8, func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				kernels.Add(x[r*H:(r+1)*H], tmp[r*H:(r+1)*H])
+				kernels.RMSNorm(xn[r*H:(r+1)*H], x[r*H:(r+1)*H], L.MLPNorm, cfg.RMSEps)
+			}
+		})
+		I := cfg.Intermediate
+		kernels.MatMul(pool, gate[:R*I], xn[:R*H], R, L.Wgate)
+		kernels.MatMul(pool, up[:R*I], xn[:R*H], R, L.Wup)
+		pool.Run(R, 4, func(lo, hi int) {
+			kernels.SiLUMul(gate[lo*I:hi*I], up[lo*I:hi*I])
+		})
+		kernels.MatMul(pool, tmp[:R*H], gate[:R*I], R, L.Wdown)
+		pool.Run(R, 8, func(lo, hi int) {
+			kernels.Add(x[lo*H:hi*H], tmp[lo*H:hi*H])
+		})
+	}
+	outs := make([]Output, len(seqs))
+	// Gather the rows whose logits are wanted, run the final norm and the head once.
+	var want []int
+	for si, s := range seqs {
+		sp := spans[si]
+		for _, w := range s.Logits {
+			for r := sp.lo; r < sp.hi; r++ {
+				if orig[r] == w {
+					want = append(want, r)
+					break
+				}
+			}
+		}
+	}
+	if len(want) == 0 {
+		return outs, nil
+	}
+	hn := make([]float32, len(want)*H)
+	for j, r := range want {
+		kernels.RMSNorm(hn[j*H:(j+1)*H], x[r*H:(r+1)*H], m.W.Norm, cfg.RMSEps)
+	}
+	logits := make([]float32, len(want)*cfg.Vocab)
+	kernels.MatMul(pool, logits, hn, len(want), m.W.LMHead)
+	j := 0
+	for si, s := range seqs {
+		outs[si].Logits = make([][]float32, len(s.Logits))
+		for i := range s.Logits {
+			outs[si].Logits[i] = logits[j*cfg.Vocab : (j+1)*cfg.Vocab : (j+1)*cfg.Vocab]
+			j++
+		}
+	}
+	return outs, nil
+}
+
+func containsRow(rows []int, want int) bool {
+	for _, r := range rows {
+		if r == want {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Model) checkSeq(s *Seq) error {
+	cfg := &m.Config
+	if s.Cache == nil {
+		return fmt.Errorf("no cache")
+	}
+	if s.Cache.Layers != cfg.Layers || s.Cache.KVDim != cfg.KVDim() {
+		return fmt.Errorf("cache shaped for %d layers × %d, model has %d × %d", s.Cache.Layers, s.Cache.KVDim, cfg.Layers, cfg.KVDim())
+	}
+	n := len(s.Tokens)
+	if len(s.Pos) != n || len(s.Slots) != n {
+		return fmt.Errorf("%d tokens but %d positions and %d slots", n, len(s.Pos), len(s.Slots))
+	}
+	seen := make(map[int32]bool, n)
+	for i := 0; i < n; i++ {
+		if t := s.Tokens[i]; t < 0 || int(t) >= cfg.Vocab {
+			return fmt.Errorf("row %d: token id %d outside the vocabulary of %d", i, t, cfg.Vocab)
+		}
+		if p := s.Pos[i]; p < 0 || int(p) >= cfg.MaxPos {
+			return fmt.Errorf("row %d: position %d outside the model's context of %d", i, p, cfg.MaxPos)
+		}
+		if cfg.SlidingWindow > 0 && int(s.Pos[i]) >= cfg.SlidingWindow {
+			return fmt.Errorf("row %d: position %d reaches the sliding window of %d, which this engine does not implement", i, s.Pos[i], cfg.SlidingWindow)
+		}
+		sl := s.Slots[i]
+		if sl < 0 || int(sl) >= s.Cache.Len() {
+			return fmt.Errorf("row %d: slot %d outside the cache's %d allocated slots", i, sl, s.Cache.Len())
+		}
+		if seen[sl] {
+			return fmt.Errorf("row %d: slot %d written twice in one call", i, sl)
+		}
+		seen[sl] = true
+	}
+	for _, w := range s.Logits {
+		if w < 0 || w >= n {
+			return fmt.Errorf("logits asked for row %d of %d", w, n)
+		}
+	}
+	if g := s.Groups; g != nil {
+		if len(g.SlotGroup) < s.Cache.Len() {
+			return fmt.Errorf("attention groups cover %d slots, cache has %d", len(g.SlotGroup), s.Cache.Len())
+		}
+		if len(g.Temp) != len(g.LSEScale) || len(g.Temp) == 0 {
+			return fmt.Errorf("attention groups: %d temperatures and %d scales", len(g.Temp), len(g.LSEScale))
+		}
+		for _, gi := range g.SlotGroup[:s.Cache.Len()] {
+			if int(gi) >= len(g.Temp) {
+				return fmt.Errorf("attention groups: slot group %d of %d", gi, len(g.Temp))
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,341 @@
+package model
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+
+	"cacheclip/kernels"
+	"cacheclip/model/safetensors"
+)
+
+// Layer holds one transformer block's weights in their stored dtype.
+type Layer struct {
+	AttnNorm   []float32
+	Wq, Wk, Wv kernels.Mat
+	Bq, Bk, Bv []float32
+	Wo         kernels.Mat
+	MLPNorm    []float32
+	Wgate, Wup kernels.Mat
+	Wdown      kernels.Mat
+}
+
+// Weights is a whole model's parameters.
+type Weights struct {
+	Embed  kernels.Mat
+	Layers []Layer
+	Norm   []float32
+	LMHead kernels.Mat // aliases Embed when embeddings are tied
+}
+
+// tensorInfo is what the fingerprint covers of each tensor.
+type tensorInfo struct {
+	name  string
+	dtype string
+	shape []int
+	data  []byte
+}
+
+// Model is a loaded checkpoint ready to run.
+type Model struct {
+	Config  Config
+	W       Weights
+	Dir     string
+	invFreq []float64
+	fp      [32]byte
+	closer  io.Closer
+}
+
+// Close releases memory-mapped weights.
+func (m *Model) Close() error {
+	if m.closer == nil {
+		return nil
+	}
+	return m.closer.Close()
+}
+
+// Fingerprint identifies the model: its architecture config, every tensor's name,
+// shape and dtype, and a sample of each tensor's bytes (64 evenly spaced 64-byte
+// windows). Sampling keeps fingerprinting a 15 GB checkpoint to milliseconds while
+// still telling apart two checkpoints of the same shape (fine-tunes change nearly
+// every weight); it cannot tell models that differ in a few unsampled bytes.
+func (m *Model) Fingerprint() [32]byte { return m.fp }
+
+func fingerprint(cfg *Config, tensors []tensorInfo) [32]byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "cacheclip-model-v1|%s|h%d|i%d|l%d|q%d|kv%d|hd%d|v%d|eps%g|theta%g|inter%v|bias%v|tied%v",
+		cfg.Arch, cfg.Hidden, cfg.Intermediate, cfg.Layers, cfg.Heads, cfg.KVHeads, cfg.HeadDim, cfg.Vocab,
+		cfg.RMSEps, cfg.RopeTheta, cfg.RopeInterleaved, cfg.QKVBias, cfg.TiedEmbeddings)
+	if rs := cfg.RopeScaling; rs != nil {
+		fmt.Fprintf(h, "|rs:%s:%g:%g:%g:%d", rs.Type, rs.Factor, rs.LowFreqFactor, rs.HighFreqFactor, rs.OriginalMaxPos)
+	}
+	sort.Slice(tensors, func(i, j int) bool { return tensors[i].name < tensors[j].name })
+	var buf [8]byte
+	for _, t := range tensors {
+		fmt.Fprintf(h, "|%s:%s:%v", t.name, t.dtype, t.shape)
+		const windows, width = 64, 64
+		n := len(t.data)
+		binary.LittleEndian.PutUint64(buf[:], uint64(n))
+		h.Write(buf[:])
+		if n <= windows*width {
+			h.Write(t.data)
+			continue
+		}
+		for w := 0; w < windows; w++ {
+			off := int(int64(n-width) * int64(w) / (windows - 1))
+			h.Write(t.data[off : off+width])
+		}
+	}
+	var fp [32]byte
+	copy(fp[:], h.Sum(nil))
+	return fp
+}
+
+// LoadDir loads a Hugging Face model directory: config.json and safetensors.
+func LoadDir(dir string, pool *kernels.Pool) (*Model, error) {
+	cfg, err := LoadConfig(configPath(dir))
+	if err != nil {
+		return nil, err
+	}
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", dir, err)
+	}
+	m, err := fromTensors(cfg, set.Tensors)
+	if err != nil {
+		_ = set.Close()
+		return nil, fmt.Errorf("model %s: %w", dir, err)
+	}
+	m.Dir = dir
+	m.closer = set
+	return m, nil
+}
+
+func fromTensors(cfg *Config, ts map[string]*safetensors.Tensor) (*Model, error) {
+	var infos []tensorInfo
+	used := map[string]bool{}
+	mat := func(name string, rows, cols int) (kernels.Mat, error) {
+		t, ok := ts[name]
+		if !ok {
+			return kernels.Mat{}, fmt.Errorf("tensor %s: missing", name)
+		}
+		used[name] = true
+		if len(t.Shape) != 2 || t.Shape[0] != rows || t.Shape[1] != cols {
+			return kernels.Mat{}, fmt.Errorf("tensor %s in %s: shape %v, want [%d %d]", name, t.File, t.Shape, rows, cols)
+		}
+		dt, err := kernels.ParseDType(t.DType)
+		if err != nil {
+			return kernels.Mat{}, fmt.Errorf("tensor %s in %s: %w", name, t.File, err)
+		}
+		infos = append(infos, tensorInfo{name, t.DType, t.Shape, t.Data})
+		m := kernels.Mat{DType: dt, Rows: rows, Cols: cols}
+		if dt == kernels.F32 {
+			m.F32 = t.F32()
+		} else {
+			m.U16 = t.U16()
+		}
+		return m, nil
+	}
+	vec := func(name string, n int, optional bool) ([]float32, error) {
+		t, ok := ts[name]
+		if !ok {
+			if optional {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("tensor %s: missing", name)
+		}
+		used[name] = true
+		if len(t.Shape) != 1 || t.Shape[0] != n {
+			return nil, fmt.Errorf("tensor %s in %s: shape %v, want [%d]", name, t.File, t.Shape, n)
+		}
+		infos = append(infos, tensorInfo{name, t.DType, t.Shape, t.Data})
+		dt, err := kernels.ParseDType(t.DType)
+		if err != nil {
+			return nil, fmt.Errorf("tensor %s in %s: %w", name, t.File, err)
+		}
+		out := make([]float32, n)
+		if dt == kernels.F32 {
+			copy(out, t.F32())
+		} else {
+			kernels.ToF32(out, t.U16(), dt)
+		}
+		return out, nil
+	}
+	var w Weights
+	var err error
+	if w.Embed, err = mat("model.embed_tokens.weight", cfg.Vocab, cfg.Hidden); err != nil {
+		return nil, err
+	}
+	if w.Norm, err = vec("model.norm.weight", cfg.Hidden, false); err != nil {
+		return nil, err
+	}
+	if _, ok := ts["lm_head.weight"]; ok && !cfg.TiedEmbeddings {
+		if w.LMHead, err = mat("lm_head.weight", cfg.Vocab, cfg.Hidden); err != nil {
+			return nil, err
+		}
+	} else {
+		if !cfg.TiedEmbeddings {
+			return nil, fmt.Errorf("tensor lm_head.weight: missing and tie_word_embeddings is false")
+		}
+		used["lm_head.weight"] = true
+		w.LMHead = w.Embed
+	}
+	w.Layers = make([]Layer, cfg.Layers)
+	for i := range w.Layers {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		L := &w.Layers[i]
+		steps := []func() error{
+			func() (e error) { L.AttnNorm, e = vec(p+"input_layernorm.weight", cfg.Hidden, false); return },
+			func() (e error) { L.MLPNorm, e = vec(p+"post_attention_layernorm.weight", cfg.Hidden, false); return },
+			func() (e error) { L.Wq, e = mat(p+"self_attn.q_proj.weight", cfg.QDim(), cfg.Hidden); return },
+			func() (e error) { L.Wk, e = mat(p+"self_attn.k_proj.weight", cfg.KVDim(), cfg.Hidden); return },
+			func() (e error) { L.Wv, e = mat(p+"self_attn.v_proj.weight", cfg.KVDim(), cfg.Hidden); return },
+			func() (e error) { L.Wo, e = mat(p+"self_attn.o_proj.weight", cfg.Hidden, cfg.QDim()); return },
+			func() (e error) { L.Wgate, e = mat(p+"mlp.gate_proj.weight", cfg.Intermediate, cfg.Hidden); return },
+			func() (e error) { L.Wup, e = mat(p+"mlp.up_proj.weight", cfg.Intermediate, cfg.Hidden); return },
+			func() (e error) { L.Wdown, e = mat(p+"mlp.down_proj.weight", cfg.Hidden, cfg.Intermediate); return },
+			func() (e error) { L.Bq, e = vec(p+"self_attn.q_proj.bias", cfg.QDim(), !cfg.QKVBias); return },
+			func() (e error) { L.Bk, e = vec(p+"self_attn.k_proj.bias", cfg.KVDim(), !cfg.QKVBias); return },
+			func() (e error) { L.Bv, e = vec(p+"self_attn.v_proj.bias", cfg.KVDim(), !cfg.QKVBias); return },
+		}
+		for _, s := range steps {
+			if err := s(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for name := range ts {
+		if !used[name] && !isIgnorable(name) {
+			return nil, fmt.Errorf("tensor %s in %s: not used by the %s architecture (wrong model type?)", name, ts[name].File, cfg.Arch)
+		}
+	}
+	return newModel(cfg, w, fingerprint(cfg, infos)), nil
+}
+
+// isIgnorable names buffers some exporters save that carry no parameters.
+func isIgnorable(name string) bool {
+	const suffix = "rotary_emb.inv_freq"
+	return len(name) >= len(suffix) && name[len(name)-len(suffix):] == suffix
+}
+
+func newModel(cfg *Config, w Weights, fp [32]byte) *Model {
+	return &Model{Config: *cfg, W: w, invFreq: cfg.InvFreq(), fp: fp}
+}
+
+// LoadLlama2C reads a llama2.c checkpoint (version 0: 7 int32 header, then f32
+// weights in run.c's order). Its RoPE rotates adjacent pairs.
+func LoadLlama2C(path string) (*Model, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("llama2.c checkpoint: %w", err)
+	}
+	if len(b) < 28 {
+		return nil, fmt.Errorf("llama2.c checkpoint %s: %d bytes, too short for the header", path, len(b))
+	}
+	hdr := make([]int32, 7)
+	for i := range hdr {
+		hdr[i] = int32(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	dim, hidden, layers, heads, kvHeads, vocab, seqLen := int(hdr[0]), int(hdr[1]), int(hdr[2]), int(hdr[3]), int(hdr[4]), int(hdr[5]), int(hdr[6])
+	shared := vocab > 0
+	if vocab < 0 {
+		vocab = -vocab
+	}
+	cfg := &Config{Arch: "llama2c", Hidden: dim, Intermediate: hidden, Layers: layers, Heads: heads, KVHeads: kvHeads,
+		Vocab: vocab, MaxPos: seqLen, RMSEps: 1e-5, RopeTheta: 10000, RopeInterleaved: true, TiedEmbeddings: shared,
+		BOS: []int32{1}, EOS: []int32{2}}
+	if heads > 0 {
+		cfg.HeadDim = dim / heads
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("llama2.c checkpoint %s: header: %w", path, err)
+	}
+	floats := (len(b) - 28) / 4
+	f := make([]float32, floats)
+	for i := range f {
+		f[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[28+4*i:]))
+	}
+	off := 0
+	var errShort error
+	take := func(name string, n int) []float32 {
+		if errShort != nil {
+			return nil
+		}
+		if off+n > len(f) {
+			errShort = fmt.Errorf("llama2.c checkpoint %s: truncated in tensor %s (need %d floats at offset %d, file has %d)", path, name, n, off, len(f))
+			return nil
+		}
+		s := f[off : off+n : off+n]
+		off += n
+		return s
+	}
+	kvDim := cfg.KVDim()
+	qDim := cfg.QDim()
+	mk := func(s []float32, rows, cols int) kernels.Mat {
+		return kernels.Mat{DType: kernels.F32, Rows: rows, Cols: cols, F32: s}
+	}
+	var infos []tensorInfo
+	addInfo := func(name string, s []float32, shape ...int) {
+		infos = append(infos, tensorInfo{name: name, dtype: "F32", shape: shape, data: f32Bytes(s)})
+	}
+	emb := take("token_embedding_table", vocab*dim)
+	rmsAtt := take("rms_att_weight", layers*dim)
+	wq := take("wq", layers*qDim*dim)
+	wk := take("wk", layers*kvDim*dim)
+	wv := take("wv", layers*kvDim*dim)
+	wo := take("wo", layers*dim*qDim)
+	rmsFFN := take("rms_ffn_weight", layers*dim)
+	w1 := take("w1", layers*hidden*dim)
+	w2 := take("w2", layers*dim*hidden)
+	w3 := take("w3", layers*hidden*dim)
+	rmsFinal := take("rms_final_weight", dim)
+	take("freq_cis_real", seqLen*cfg.HeadDim/2)
+	take("freq_cis_imag", seqLen*cfg.HeadDim/2)
+	var wcls []float32
+	if !shared {
+		wcls = take("wcls", vocab*dim)
+	}
+	if errShort != nil {
+		return nil, errShort
+	}
+	var w Weights
+	w.Embed = mk(emb, vocab, dim)
+	addInfo("embed", emb, vocab, dim)
+	w.Norm = rmsFinal
+	addInfo("norm", rmsFinal, dim)
+	if shared {
+		w.LMHead = w.Embed
+	} else {
+		w.LMHead = mk(wcls, vocab, dim)
+		addInfo("wcls", wcls, vocab, dim)
+	}
+	w.Layers = make([]Layer, layers)
+	for l := range w.Layers {
+		L := &w.Layers[l]
+		L.AttnNorm = rmsAtt[l*dim : (l+1)*dim]
+		L.MLPNorm = rmsFFN[l*dim : (l+1)*dim]
+		L.Wq = mk(wq[l*qDim*dim:(l+1)*qDim*dim], qDim, dim)
+		L.Wk = mk(wk[l*kvDim*dim:(l+1)*kvDim*dim], kvDim, dim)
+		L.Wv = mk(wv[l*kvDim*dim:(l+1)*kvDim*dim], kvDim, dim)
+		L.Wo = mk(wo[l*dim*qDim:(l+1)*dim*qDim], dim, qDim)
+		L.Wgate = mk(w1[l*hidden*dim:(l+1)*hidden*dim], hidden, dim)
+		L.Wdown = mk(w2[l*dim*hidden:(l+1)*dim*hidden], dim, hidden)
+		L.Wup = mk(w3[l*hidden*dim:(l+1)*hidden*dim], hidden, dim)
+	}
+	addInfo("layers", f[vocab*dim:off], off-vocab*dim)
+	m := newModel(cfg, w, fingerprint(cfg, infos))
+	m.Dir = path
+	return m, nil
+}
+
+func f32Bytes(s []float32) []byte {
+	out := make([]byte, 4*len(s))
+	for i, v := range s {
+		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(v))
+	}
+	return out
+}
