@@ -96,7 +96,7 @@ func fingerprint(cfg *Config, tensors []tensorInfo) [32]byte {
 }
 
 // LoadDir loads a Hugging Face model directory: config.json and safetensors.
-func LoadDir(dir string, pool *kernels.Pool) (*Model, error) {
+func LoadDir(dir string) (*Model, error) {
 	cfg, err := LoadConfig(configPath(dir))
 	if err != nil {
 		return nil, err
@@ -220,6 +220,60 @@ func fromTensors(cfg *Config, ts map[string]*safetensors.Tensor) (*Model, error)
 func isIgnorable(name string) bool {
 	const suffix = "rotary_emb.inv_freq"
 	return len(name) >= len(suffix) && name[len(name)-len(suffix):] == suffix
+}
+
+// FromWeights builds a model from weights already in memory (generated test and
+// benchmark models); the fingerprint covers them as LoadDir's does.
+func FromWeights(cfg *Config, w Weights) (*Model, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var infos []tensorInfo
+	add := func(name string, m kernels.Mat) {
+		if m.DType == kernels.F32 {
+			infos = append(infos, tensorInfo{name, "F32", []int{m.Rows, m.Cols}, f32Bytes(sampleF32(m.F32))})
+		} else {
+			infos = append(infos, tensorInfo{name, m.DType.String(), []int{m.Rows, m.Cols}, u16Bytes(sampleU16(m.U16))})
+		}
+	}
+	add("embed", w.Embed)
+	add("lm_head", w.LMHead)
+	for i, L := range w.Layers {
+		for j, m := range []kernels.Mat{L.Wq, L.Wk, L.Wv, L.Wo, L.Wgate, L.Wup, L.Wdown} {
+			add(fmt.Sprintf("l%d.%d", i, j), m)
+		}
+	}
+	return newModel(cfg, w, fingerprint(cfg, infos)), nil
+}
+
+func sampleF32(s []float32) []float32 {
+	if len(s) <= 4096 {
+		return s
+	}
+	out := make([]float32, 0, 4096)
+	for i := 0; i < 4096; i++ {
+		out = append(out, s[i*(len(s)-1)/4095])
+	}
+	return out
+}
+
+func sampleU16(s []uint16) []uint16 {
+	if len(s) <= 4096 {
+		return s
+	}
+	out := make([]uint16, 0, 4096)
+	for i := 0; i < 4096; i++ {
+		out = append(out, s[i*(len(s)-1)/4095])
+	}
+	return out
+}
+
+func u16Bytes(s []uint16) []byte {
+	out := make([]byte, 2*len(s))
+	for i, v := range s {
+		binary.LittleEndian.PutUint16(out[2*i:], v)
+	}
+	return out
 }
 
 func newModel(cfg *Config, w Weights, fp [32]byte) *Model {
