@@ -1,0 +1,35 @@
+# cacheclip — see README.md. Every target works offline once Go modules are cached.
+GO ?= go
+BIN := bin/cacheclip
+
+.PHONY: all build test test-generic demo bench eval lint fmt clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/cacheclip
+
+# The whole test suite, then the kernels again on the portable pure-Go path.
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+	CACHECLIP_KERNELS=generic $(GO) test -count=1 -timeout 10m ./kernels/... ./model/...
+
+demo: build
+	./$(BIN) demo --workdir out/demo
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./kernels/ ./model/ ./kvshards/... ./prefill/... ./pipeline/...
+
+eval: build
+	./$(BIN) eval --config eval/default.yaml --out docs/eval
+
+lint:
+	gofmt -l . | tee /dev/stderr | (! read)
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w .
+
+clean:
+	rm -rf bin out

@@ -1,0 +1,93 @@
+package model_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"cacheclip/kernels"
+	"cacheclip/model"
+	"cacheclip/model/testmodel"
+)
+
+var benchModels sync.Map // kernels.DType → *model.Model, built once per process (slow)
+
+func qwenShape(b *testing.B, dt kernels.DType) *model.Model {
+	b.Helper()
+	if m, ok := benchModels.Load(dt); ok {
+		return m.(*model.Model)
+	}
+	m, err := testmodel.Build(testmodel.Qwen25_05B(dt))
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchModels.Store(dt, m)
+	return m
+}
+
+// linearFLOPs is 2·(weights of every layer's linear maps) per token: the matrix
+// products, which dominate; attention and the head are reported apart.
+func linearFLOPs(c *model.Config) float64 {
+	per := c.Hidden*c.QDim() + 2*c.Hidden*c.KVDim() + c.QDim()*c.Hidden + 3*c.Hidden*c.Intermediate
+	return 2 * float64(per) * float64(c.Layers)
+}
+
+// BenchmarkPrefill measures one-call prefill of n tokens on the Qwen2.5-0.5B shape.
+func BenchmarkPrefill(b *testing.B) {
+	for _, dt := range []kernels.DType{kernels.F32, kernels.BF16} {
+		for _, n := range []int{512, 2048} {
+			b.Run(fmt.Sprintf("%s/n=%d", dt, n), func(b *testing.B) {
+				m := qwenShape(b, dt)
+				pool := kernels.NewPool(0)
+				toks := randTokens(1, n, m.Config.Vocab)
+				cache := m.NewCache(n)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					cache.Reset()
+					first := cache.Alloc(n)
+					s := &model.Seq{Cache: cache, Tokens: toks, Pos: make([]int32, n), Slots: make([]int32, n), Logits: []int{n - 1}}
+					for j := range s.Pos {
+						s.Pos[j], s.Slots[j] = int32(j), int32(first+j)
+					}
+					if _, err := m.Forward(context.Background(), pool, []*model.Seq{s}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				sec := b.Elapsed().Seconds() / float64(b.N)
+				b.ReportMetric(float64(n)/sec, "tok/s")
+				b.ReportMetric(linearFLOPs(&m.Config)*float64(n)/sec/1e9, "linGFLOP/s")
+			})
+		}
+	}
+}
+
+// BenchmarkDecode measures single-sequence decode after a 512-token context.
+func BenchmarkDecode(b *testing.B) {
+	for _, dt := range []kernels.DType{kernels.F32, kernels.BF16} {
+		b.Run(dt.String(), func(b *testing.B) {
+			m := qwenShape(b, dt)
+			pool := kernels.NewPool(0)
+			const ctxLen = 512
+			cache := m.NewCache(ctxLen + b.N + 1)
+			toks := randTokens(2, ctxLen, m.Config.Vocab)
+			first := cache.Alloc(ctxLen)
+			s := &model.Seq{Cache: cache, Tokens: toks, Pos: make([]int32, ctxLen), Slots: make([]int32, ctxLen)}
+			for j := range s.Pos {
+				s.Pos[j], s.Slots[j] = int32(j), int32(first+j)
+			}
+			if _, err := m.Forward(context.Background(), pool, []*model.Seq{s}); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				sl := int32(cache.Alloc(1))
+				d := &model.Seq{Cache: cache, Tokens: []int32{toks[i%ctxLen]}, Pos: []int32{int32(ctxLen + i)}, Slots: []int32{sl}, Logits: []int{0}}
+				if _, err := m.Forward(context.Background(), pool, []*model.Seq{d}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+		})
+	}
+}
