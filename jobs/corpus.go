@@ -1,0 +1,214 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/parquet-go/parquet-go"
+)
+
+// Corpus column names.
+const (
+	ColChunkID = "chunk_id"
+	ColText    = "text"
+)
+
+// CorpusOptions configure LoadCorpus.
+type CorpusOptions struct {
+	// MaxBytes bounds the memory the corpus may take (texts + ids + index,
+	// estimated as len(id)+len(text)+CorpusEntryOverhead per chunk). 0 means
+	// DefaultCorpusMaxBytes. Larger corpora belong in a prebuilt shard store.
+	MaxBytes int64
+}
+
+// DefaultCorpusMaxBytes is the default memory bound of an in-memory corpus.
+const DefaultCorpusMaxBytes = 8 << 30
+
+// CorpusEntryOverhead is the estimated per-chunk index cost in bytes beyond
+// the id and text bytes (map slot with string header and offsets).
+const CorpusEntryOverhead = 64
+
+// ChunkTexts looks chunk texts up by chunk_id; Corpus (in memory) and
+// CorpusIndex (on disk, memory-mapped) implement it.
+type ChunkTexts interface {
+	Text(chunkID string) (string, bool)
+	Len() int
+}
+
+// Corpus maps chunk_id to text. All texts live in one string (no per-chunk
+// allocation, no GC pointer per text), indexed by a map from id to offsets.
+type Corpus struct {
+	path  string
+	text  string
+	index map[string]corpusEntry
+	bytes int64
+}
+
+type corpusEntry struct {
+	off, n int
+	row    int64
+}
+
+// LoadCorpus reads a corpus file (chunk_id string, text string; other columns
+// are not read) one row group at a time into memory. A null chunk_id or text,
+// or a chunk_id repeated with a different text, is an error naming the file,
+// rows and column; a chunk_id repeated with the same text is accepted once.
+// For corpora too large for memory, use OpenCorpusIndex.
+func LoadCorpus(ctx context.Context, path string, opts CorpusOptions) (*Corpus, error) {
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = DefaultCorpusMaxBytes
+	}
+	var sb strings.Builder
+	c := &Corpus{path: path, index: map[string]corpusEntry{}}
+	err := scanCorpus(ctx, path, func(row int64, id, text []byte) error {
+		if prev, dup := c.index[string(id)]; dup {
+			if sb.String()[prev.off:prev.off+prev.n] != string(text) {
+				return configErr(fmt.Errorf("corpus file %s: chunk_id %q at rows %d and %d with different text", path, id, prev.row, row))
+			}
+			return nil
+		}
+		c.bytes += int64(len(id)+len(text)) + CorpusEntryOverhead
+		if c.bytes > opts.MaxBytes {
+			return configErr(fmt.Errorf("corpus file %s: more than %d bytes in memory by row %d; raise the bound or use OpenCorpusIndex", path, opts.MaxBytes, row))
+		}
+		c.index[string(id)] = corpusEntry{off: sb.Len(), n: len(text), row: row}
+		sb.Write(text)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.text = sb.String()
+	return c, nil
+}
+
+// scanCorpus checks a corpus file's schema and calls fn for every row with
+// its chunk_id and text (valid only during the call), one row group at a time.
+func scanCorpus(ctx context.Context, path string, fn func(row int64, id, text []byte) error) (err error) {
+	f, pf, err := openParquet(path, "corpus")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	idCol, textCol := -1, -1
+	var idMaxDef, textMaxDef int
+	for _, col := range pf.Root().Columns() {
+		switch col.Name() {
+		case ColChunkID, ColText:
+			if !isStringLeaf(col) || col.Repeated() {
+				return configErr(fmt.Errorf("corpus file %s, column %s: want string, found %s", path, col.Name(), typeName(col)))
+			}
+			if col.Name() == ColChunkID {
+				idCol, idMaxDef = col.Index(), col.MaxDefinitionLevel()
+			} else {
+				textCol, textMaxDef = col.Index(), col.MaxDefinitionLevel()
+			}
+		}
+	}
+	var missing []error
+	if idCol < 0 {
+		missing = append(missing, fmt.Errorf("corpus file %s, column %s: required column is missing", path, ColChunkID))
+	}
+	if textCol < 0 {
+		missing = append(missing, fmt.Errorf("corpus file %s, column %s: required column is missing", path, ColText))
+	}
+	if len(missing) > 0 {
+		return configErr(errors.Join(missing...))
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = configErr(fmt.Errorf("corpus file %s: corrupt data: %v", path, p))
+		}
+	}()
+	var base int64
+	for g, rg := range pf.RowGroups() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ids, err := readColumn(rg.ColumnChunks()[idCol])
+		if err != nil {
+			return configErr(fmt.Errorf("corpus file %s, row group %d, column %s: %w", path, g, ColChunkID, err))
+		}
+		texts, err := readColumn(rg.ColumnChunks()[textCol])
+		if err != nil {
+			return configErr(fmt.Errorf("corpus file %s, row group %d, column %s: %w", path, g, ColText, err))
+		}
+		if len(ids) != len(texts) || int64(len(ids)) != rg.NumRows() {
+			return configErr(fmt.Errorf("corpus file %s, row group %d: %d ids, %d texts, %d rows", path, g, len(ids), len(texts), rg.NumRows()))
+		}
+		for i := range ids {
+			row := base + int64(i)
+			if ids[i].DefinitionLevel() < idMaxDef || len(ids[i].ByteArray()) == 0 {
+				return configErr(fmt.Errorf("corpus file %s row %d, column %s: null or empty chunk_id", path, row, ColChunkID))
+			}
+			if texts[i].DefinitionLevel() < textMaxDef {
+				return configErr(fmt.Errorf("corpus file %s row %d, column %s: text is null", path, row, ColText))
+			}
+			if err := fn(row, ids[i].ByteArray(), texts[i].ByteArray()); err != nil {
+				return err
+			}
+		}
+		base += rg.NumRows()
+	}
+	return nil
+}
+
+// readColumn decodes one flat column chunk, cloning byte arrays out of the
+// page buffers.
+func readColumn(cc parquet.ColumnChunk) ([]parquet.Value, error) {
+	pages := cc.Pages()
+	defer pages.Close()
+	var out []parquet.Value
+	buf := make([]parquet.Value, 1024)
+	for {
+		p, err := pages.ReadPage()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		vr := p.Values()
+		for {
+			n, err := vr.ReadValues(buf)
+			for _, v := range buf[:n] {
+				out = append(out, v.Clone())
+			}
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				parquet.Release(p)
+				return nil, err
+			}
+		}
+		parquet.Release(p)
+	}
+}
+
+// Text returns a chunk's text.
+func (c *Corpus) Text(chunkID string) (string, bool) {
+	e, ok := c.index[chunkID]
+	if !ok {
+		return "", false
+	}
+	return c.text[e.off : e.off+e.n], true
+}
+
+// Len is the number of distinct chunks.
+func (c *Corpus) Len() int { return len(c.index) }
+
+// Bytes is the estimated memory the corpus holds.
+func (c *Corpus) Bytes() int64 { return c.bytes }
+
+// IDs calls fn for every chunk id (in no particular order) until fn returns false.
+func (c *Corpus) IDs(fn func(id string) bool) {
+	for id := range c.index {
+		if !fn(id) {
+			return
+		}
+	}
+}

@@ -1,0 +1,199 @@
+package jobs
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// specFlag is one command-line flag of `cacheclip run`. This table is the one
+// place flag names live; examples_test checks the shipped deployments against it.
+type specFlag struct {
+	name  string
+	usage string
+	// set parses the flag's text into the spec.
+	set func(s *Spec, v string) error
+	// isBool makes the flag usable without a value (--write-through).
+	isBool bool
+}
+
+func str(dst func(*Spec) *string) func(*Spec, string) error {
+	return func(s *Spec, v string) error { *dst(s) = v; return nil }
+}
+
+func integer(dst func(*Spec) *int) func(*Spec, string) error {
+	return func(s *Spec, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("want an integer: %w", err)
+		}
+		*dst(s) = n
+		return nil
+	}
+}
+
+var specFlags = []specFlag{
+	{name: "questions", usage: "questions Parquet file (query_id, question, chunk_ids, ...)", set: str(func(s *Spec) *string { return &s.Questions })},
+	{name: "corpus", usage: "corpus Parquet file (chunk_id, text)", set: str(func(s *Spec) *string { return &s.Corpus })},
+	{name: "store", usage: "KV shard store directory", set: str(func(s *Spec) *string { return &s.Store })},
+	{name: "model", usage: "primary model directory", set: str(func(s *Spec) *string { return &s.Model })},
+	{name: "aux", usage: "auxiliary model directory (method cacheclip)", set: str(func(s *Spec) *string { return &s.Aux })},
+	{name: "method", usage: "full, reuse, ape, cacheblend or cacheclip", set: str(func(s *Spec) *string { return &s.Method })},
+	{name: "ratio", usage: "recompute ratio in [0,1]", set: func(s *Spec, v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return fmt.Errorf("want a number: %w", err)
+		}
+		s.Ratio = f
+		return nil
+	}},
+	{name: "method-param", usage: "method parameter key=value (repeatable)", set: func(s *Spec, v string) error {
+		k, val, ok := strings.Cut(v, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return fmt.Errorf("want key=value, got %q", v)
+		}
+		if s.MethodParams == nil {
+			s.MethodParams = map[string]string{}
+		}
+		s.MethodParams[strings.TrimSpace(k)] = val
+		return nil
+	}},
+	{name: "template", usage: "prompt template: chatml, llama3, plain (default: the model's)", set: str(func(s *Spec) *string { return &s.Template })},
+	{name: "out", usage: "output dataset directory", set: str(func(s *Spec) *string { return &s.Out })},
+	{name: "shard", usage: "fan-out shard i/N (deterministic by query_id)", set: func(s *Spec, v string) error {
+		sh, err := ParseShard(v)
+		if err != nil {
+			return err
+		}
+		s.Shard = sh
+		return nil
+	}},
+	{name: "batch-size", usage: "questions per batch", set: integer(func(s *Spec) *int { return &s.BatchSize })},
+	{name: "plan-workers", usage: "workers tokenizing and laying out prompts", set: integer(func(s *Spec) *int { return &s.PlanWorkers })},
+	{name: "load-workers", usage: "workers loading KV shards", set: integer(func(s *Spec) *int { return &s.LoadWorkers })},
+	{name: "aux-workers", usage: "workers running the auxiliary model", set: integer(func(s *Spec) *int { return &s.AuxWorkers })},
+	{name: "prefetch", usage: "batches queued ahead between stages", set: integer(func(s *Spec) *int { return &s.Prefetch })},
+	{name: "reorder-window", usage: "questions reordered for chunk locality (0 = off)", set: integer(func(s *Spec) *int { return &s.ReorderWindow })},
+	{name: "max-errors", usage: "error budget: a count (25), a fraction (0.01) or a percentage (1%)", set: func(s *Spec, v string) error {
+		b, err := ParseErrorBudget(v)
+		if err != nil {
+			return err
+		}
+		s.MaxErrors = b
+		return nil
+	}},
+	{name: "max-new-tokens", usage: "tokens generated per question when its row has no max_new_tokens", set: integer(func(s *Spec) *int { return &s.MaxNewTokens })},
+	{name: "part-rows", usage: "rows per output part file", set: integer(func(s *Spec) *int { return &s.PartRows })},
+	{name: "commit-interval", usage: "commit a part at least this often (e.g. 60s)", set: func(s *Spec, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return err
+		}
+		s.CommitInterval = d
+		return nil
+	}},
+	{name: "write-through", usage: "build and store missing KV shards", isBool: true, set: func(s *Spec, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false: %w", err)
+		}
+		s.WriteThrough = b
+		return nil
+	}},
+	{name: "device", usage: "auto, cpu, cuda or cuda:N", set: str(func(s *Spec) *string { return &s.Device })},
+	{name: "log-format", usage: "text or json", set: str(func(s *Spec) *string { return &s.LogFormat })},
+	{name: "seed", usage: "random seed", set: func(s *Spec, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("want an integer: %w", err)
+		}
+		s.Seed = n
+		return nil
+	}},
+}
+
+// JobFlag is the flag naming a YAML/JSON job file.
+const JobFlag = "job"
+
+// FlagNames returns the names of every flag RegisterFlags defines, --job included.
+func FlagNames() []string {
+	names := []string{JobFlag}
+	for _, f := range specFlags {
+		names = append(names, f.name)
+	}
+	return names
+}
+
+// SpecFlags collects the flags given on a command line; Resolve merges them
+// over the job file.
+type SpecFlags struct {
+	job     string
+	pending []func(*Spec) error
+}
+
+type flagValue struct {
+	f   *specFlag
+	sf  *SpecFlags
+	cur string
+}
+
+func (v *flagValue) String() string { return v.cur }
+
+func (v *flagValue) Set(s string) error {
+	probe := DefaultSpec()
+	if err := v.f.set(&probe, s); err != nil { // fail at parse time, naming the flag
+		return err
+	}
+	v.cur = s
+	f := v.f
+	v.sf.pending = append(v.sf.pending, func(sp *Spec) error { return f.set(sp, s) })
+	return nil
+}
+
+func (v *flagValue) IsBoolFlag() bool { return v.f.isBool }
+
+type jobValue struct{ sf *SpecFlags }
+
+func (v jobValue) String() string {
+	if v.sf == nil {
+		return ""
+	}
+	return v.sf.job
+}
+func (v jobValue) Set(s string) error { v.sf.job = s; return nil }
+
+// RegisterFlags defines the job flags (see FlagNames) on fs. After fs.Parse,
+// call Resolve: defaults, then the --job file, then each flag given explicitly,
+// in command-line order, so a flag always wins over the file.
+func RegisterFlags(fs *flag.FlagSet) *SpecFlags {
+	sf := &SpecFlags{}
+	fs.Var(jobValue{sf}, JobFlag, "YAML or JSON job file; flags given explicitly override it")
+	for i := range specFlags {
+		f := &specFlags[i]
+		fs.Var(&flagValue{f: f, sf: sf}, f.name, f.usage)
+	}
+	return sf
+}
+
+// Resolve builds the spec from defaults, the job file and the flags, and
+// validates it. Errors are ConfigErrors.
+func (sf *SpecFlags) Resolve() (Spec, error) {
+	s := DefaultSpec()
+	if sf.job != "" {
+		var err error
+		if s, err = LoadSpecFile(sf.job); err != nil {
+			return s, err
+		}
+	}
+	for _, apply := range sf.pending {
+		if err := apply(&s); err != nil {
+			return s, configErr(err)
+		}
+	}
+	if err := s.Validate(); err != nil {
+		return s, err
+	}
+	return s, nil
+}

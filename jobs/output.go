@@ -1,0 +1,679 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/zeebo/xxh3"
+)
+
+// OutputColumns returns the fixed output columns, in order (DESIGN.md §7);
+// passthrough columns follow them.
+func OutputColumns() []string { return slices.Clone(outputColumns) }
+
+var outputColumns = []string{
+	"query_id", "answer", "status", "error", "method", "recompute_ratio",
+	"n_context_tokens", "n_recomputed", "n_generated",
+	"load_ms", "aux_ms", "prefill_ms", "ttft_ms", "decode_ms", "total_ms",
+}
+
+// Status of an output row.
+type Status string
+
+const (
+	StatusOK    Status = "ok"
+	StatusError Status = "error"
+)
+
+// Result is one output row. Answer is written as null for error rows and
+// Error as null for ok rows.
+type Result struct {
+	QueryID        string
+	Answer         string
+	Status         Status
+	Error          string
+	Method         string
+	RecomputeRatio float64
+	NContextTokens int32
+	NRecomputed    int32
+	NGenerated     int32
+	LoadMS         float64
+	AuxMS          float64
+	PrefillMS      float64
+	TTFTMS         float64
+	DecodeMS       float64
+	TotalMS        float64
+	// Passthrough is Question.Passthrough, unchanged.
+	Passthrough parquet.Row
+}
+
+// ErrorResult is the status=error row for a question that failed with err.
+func ErrorResult(q *Question, method string, ratio float64, err error) Result {
+	return Result{QueryID: q.QueryID, Status: StatusError, Error: err.Error(),
+		Method: method, RecomputeRatio: ratio, Passthrough: q.Passthrough}
+}
+
+// File names inside an output directory.
+const (
+	SuccessFile    = "_SUCCESS"
+	StatsFile      = "stats.json"
+	manifestFormat = "cacheclip-output/1"
+)
+
+// ManifestName, PartName and ShardStatsName give a shard's file names; the
+// shard tag in every name keeps N concurrent writers on disjoint files.
+func ManifestName(s Shard) string   { return "_manifest-" + s.norm().Tag() + ".json" }
+func ShardStatsName(s Shard) string { return "_stats-" + s.norm().Tag() + ".json" }
+func PartName(s Shard, seq int) string {
+	return fmt.Sprintf("part-%s-%06d.parquet", s.norm().Tag(), seq)
+}
+
+var (
+	manifestRE = regexp.MustCompile(`^_manifest-s(\d{4})of(\d{4})\.json$`)
+	partRE     = regexp.MustCompile(`^part-(s\d{4}of\d{4})-(\d{6,})\.parquet$`)
+)
+
+// Manifest is a shard's record of its committed parts, rewritten atomically
+// after each part is renamed into place: a part is committed once it is listed.
+type Manifest struct {
+	Format   string     `json:"format"`
+	Shard    string     `json:"shard"`
+	Schema   string     `json:"schema"` // the part files' Parquet schema
+	Parts    []PartInfo `json:"parts"`
+	Complete bool       `json:"complete"` // the shard has read all its input
+	Stats    Stats      `json:"stats"`    // cumulative over the parts listed
+}
+
+// PartInfo is one committed part file.
+type PartInfo struct {
+	File      string    `json:"file"`
+	Rows      int64     `json:"rows"`
+	Bytes     int64     `json:"bytes"`
+	Committed time.Time `json:"committed"`
+}
+
+// OutputOptions configure OpenOutput.
+type OutputOptions struct {
+	Dir            string
+	Shard          Shard
+	Passthrough    []parquet.Field // QuestionsReader.PassthroughFields()
+	PartRows       int             // rows per part (default 1000)
+	CommitInterval time.Duration   // commit a part at least this often when rows arrive (0 = by rows only)
+	Logger         *slog.Logger    // default slog.Default()
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+// Output writes one shard of an output dataset. Its methods may be called from
+// several goroutines.
+type Output struct {
+	mu        sync.Mutex
+	opts      OutputOptions
+	shard     Shard
+	schema    *parquet.Schema
+	nPass     int
+	log       *slog.Logger
+	manifest  Manifest
+	committed map[xxh3.Uint128]struct{}
+	nextSeq   int
+
+	pending      []parquet.Row
+	pendingStats Stats
+	lastCommit   time.Time
+	started      time.Time
+	baseWall     float64 // wall seconds of earlier runs
+	baseRuns     int
+	baseBusy     map[string]float64
+	baseCounters map[string]int64
+	runBusy      map[string]float64
+	runCounters  map[string]int64
+	duplicates   int64
+	closed       bool
+}
+
+// OutputSchema is the Parquet schema of the part files for the given
+// passthrough columns.
+func OutputSchema(pass []parquet.Field) *parquet.Schema {
+	str := parquet.String()
+	fields := []parquet.Field{
+		field("query_id", parquet.Required(str)),
+		field("answer", parquet.Optional(str)),
+		field("status", parquet.Required(str)),
+		field("error", parquet.Optional(str)),
+		field("method", parquet.Required(str)),
+		field("recompute_ratio", parquet.Required(parquet.Leaf(parquet.DoubleType))),
+	}
+	for _, n := range outputColumns[6:9] {
+		fields = append(fields, field(n, parquet.Required(parquet.Leaf(parquet.Int32Type))))
+	}
+	for _, n := range outputColumns[9:] {
+		fields = append(fields, field(n, parquet.Required(parquet.Leaf(parquet.DoubleType))))
+	}
+	fields = append(fields, pass...)
+	return parquet.NewSchema("cacheclip_output", &orderedGroup{fields: fields})
+}
+
+// OpenOutput opens (creating it if needed) the output directory for one shard
+// and prepares resume: it reads the shard's manifest and the query_id column
+// of its committed parts, removes the shard's stray temporary files and its
+// part files that no manifest lists (written but never committed: their rows
+// will be recomputed). Errors that the user must fix (a dataset written with a
+// different shard count or input schema, a committed part that is gone) are
+// ConfigErrors.
+func OpenOutput(ctx context.Context, opts OutputOptions) (*Output, error) {
+	if opts.Dir == "" {
+		return nil, configErr(errors.New("output directory is empty"))
+	}
+	if opts.PartRows <= 0 {
+		opts.PartRows = 1000
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	sh := opts.Shard.norm()
+	if err := sh.Validate(); err != nil {
+		return nil, configErr(err)
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("output dir %s: %w", opts.Dir, err)
+	}
+	o := &Output{opts: opts, shard: sh, log: opts.Logger, committed: map[xxh3.Uint128]struct{}{},
+		schema: OutputSchema(opts.Passthrough), nextSeq: 1}
+	for _, f := range opts.Passthrough {
+		o.nPass += leafCount(f)
+	}
+	o.manifest = Manifest{Format: manifestFormat, Shard: sh.String(), Schema: o.schema.String()}
+	if err := o.recover(ctx); err != nil {
+		return nil, err
+	}
+	o.started = opts.Now()
+	o.lastCommit = o.started
+	o.baseWall = o.manifest.Stats.WallSeconds
+	o.baseRuns = o.manifest.Stats.Runs
+	o.baseBusy = o.manifest.Stats.StageBusySeconds
+	o.baseCounters = o.manifest.Stats.Counters
+	o.duplicates = o.manifest.Stats.Duplicates
+	return o, nil
+}
+
+func (o *Output) recover(ctx context.Context) error {
+	dir := o.opts.Dir
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("output dir %s: %w", dir, err)
+	}
+	tag := o.shard.Tag()
+	for _, e := range entries {
+		if m := manifestRE.FindStringSubmatch(e.Name()); m != nil {
+			n, _ := strconv.Atoi(m[2])
+			if n != o.shard.N {
+				return configErr(fmt.Errorf("output dir %s holds a dataset written with %d shards (%s); this job has --shard %s: use a new output directory or the same shard count", dir, n, e.Name(), o.shard))
+			}
+		}
+	}
+	mpath := filepath.Join(dir, ManifestName(o.shard))
+	b, err := os.ReadFile(mpath)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("manifest %s: %w", mpath, err)
+	default:
+		var m Manifest
+		if err := json.Unmarshal(b, &m); err != nil {
+			return fmt.Errorf("manifest %s is unreadable (%v); it is only ever replaced atomically, so the directory was modified by hand", mpath, err)
+		}
+		if m.Format != manifestFormat {
+			return configErr(fmt.Errorf("manifest %s: format %q, want %q", mpath, m.Format, manifestFormat))
+		}
+		if m.Schema != o.manifest.Schema {
+			return configErr(fmt.Errorf("manifest %s: the dataset's schema differs from this job's (were the questions' passthrough columns changed?)\n dataset: %s\n job:     %s", mpath, m.Schema, o.manifest.Schema))
+		}
+		o.manifest = m
+	}
+	listed := map[string]bool{}
+	for _, p := range o.manifest.Parts {
+		listed[p.File] = true
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := o.loadCommittedIDs(filepath.Join(dir, p.File), p.Rows); err != nil {
+			return err
+		}
+		if m := partRE.FindStringSubmatch(p.File); m != nil {
+			seq, _ := strconv.Atoi(m[2])
+			o.nextSeq = max(o.nextSeq, seq+1)
+		}
+	}
+	for _, e := range entries {
+		name := e.Name()
+		var why string
+		switch {
+		case strings.HasPrefix(name, tmpPrefix+tag+"-"):
+			why = "temporary file of an interrupted write"
+		case partRE.MatchString(name) && partRE.FindStringSubmatch(name)[1] == tag && !listed[name]:
+			why = "part not in the manifest (never committed)"
+		case strings.HasPrefix(name, tmpPrefix+"final-") || strings.HasPrefix(name, tmpPrefix+"any-"):
+			// Shared files (stats.json, _SUCCESS, job.effective.yaml) are written
+			// by any shard in milliseconds; a temp file of theirs that is old is
+			// left by a crash.
+			if info, err := e.Info(); err != nil || time.Since(info.ModTime()) < 10*time.Minute {
+				continue
+			}
+			why = "stale temporary file"
+		default:
+			continue
+		}
+		o.log.Info("removing uncommitted file", "file", filepath.Join(dir, name), "reason", why)
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove %s: %w", name, err)
+		}
+	}
+	if len(o.manifest.Parts) > 0 {
+		o.log.Info("resuming output", "dir", dir, "shard", o.shard.String(), "parts", len(o.manifest.Parts), "committed_rows", len(o.committed))
+	}
+	return nil
+}
+
+// loadCommittedIDs reads only the query_id column of a committed part.
+func (o *Output) loadCommittedIDs(path string, wantRows int64) (err error) {
+	f, pf, err := openParquet(path, "committed part")
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return configErr(fmt.Errorf("output %s: the manifest lists %s but it is gone; restore it or start a new output directory", o.opts.Dir, filepath.Base(path)))
+		}
+		return err
+	}
+	defer f.Close()
+	if pf.NumRows() != wantRows {
+		return fmt.Errorf("committed part %s has %d rows, its manifest says %d", path, pf.NumRows(), wantRows)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("committed part %s: corrupt data: %v", path, p)
+		}
+	}()
+	vals := make([]parquet.Value, 1024)
+	for _, rg := range pf.RowGroups() {
+		pages := rg.ColumnChunks()[0].Pages()
+		for {
+			p, perr := pages.ReadPage()
+			if errors.Is(perr, io.EOF) {
+				break
+			}
+			if perr != nil {
+				pages.Close()
+				return fmt.Errorf("committed part %s: %w", path, perr)
+			}
+			vr := p.Values()
+			for {
+				n, verr := vr.ReadValues(vals)
+				for _, v := range vals[:n] {
+					o.committed[xxh3.Hash128(v.ByteArray())] = struct{}{}
+				}
+				if errors.Is(verr, io.EOF) {
+					break
+				}
+				if verr != nil {
+					parquet.Release(p)
+					pages.Close()
+					return fmt.Errorf("committed part %s: %w", path, verr)
+				}
+			}
+			parquet.Release(p)
+		}
+		pages.Close()
+	}
+	return nil
+}
+
+// Committed reports whether queryID is in a committed part (skip it on resume).
+func (o *Output) Committed(queryID string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_, ok := o.committed[xxh3.HashString128(queryID)]
+	return ok
+}
+
+// NumCommitted is the number of committed rows of this shard.
+func (o *Output) NumCommitted() int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return int64(len(o.committed))
+}
+
+// Write adds one row; it commits a part when PartRows rows are pending or
+// CommitInterval has passed since the last commit.
+func (o *Output) Write(ctx context.Context, r Result) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return errors.New("output: write after close")
+	}
+	row, err := o.row(&r)
+	if err != nil {
+		return err
+	}
+	o.pending = append(o.pending, row)
+	o.pendingStats.addRow(&r)
+	if len(o.pending) >= o.opts.PartRows ||
+		(o.opts.CommitInterval > 0 && o.opts.Now().Sub(o.lastCommit) >= o.opts.CommitInterval) {
+		return o.commitLocked(ctx)
+	}
+	return nil
+}
+
+func (o *Output) row(r *Result) (parquet.Row, error) {
+	if r.QueryID == "" {
+		return nil, errors.New("output: result without query_id")
+	}
+	if r.Status != StatusOK && r.Status != StatusError {
+		return nil, fmt.Errorf("output: query_id %q: status %q is not ok or error", r.QueryID, r.Status)
+	}
+	if o.nPass > 0 {
+		cols := map[int]bool{}
+		for _, v := range r.Passthrough {
+			cols[v.Column()] = true
+		}
+		if len(cols) != o.nPass {
+			return nil, fmt.Errorf("output: query_id %q: passthrough values cover %d of %d columns (pass Question.Passthrough through)", r.QueryID, len(cols), o.nPass)
+		}
+	}
+	str := func(s string, col int) parquet.Value { return parquet.ByteArrayValue([]byte(s)).Level(0, 0, col) }
+	opt := func(s string, null bool, col int) parquet.Value {
+		if null {
+			return parquet.NullValue().Level(0, 0, col)
+		}
+		return parquet.ByteArrayValue([]byte(s)).Level(0, 1, col)
+	}
+	dbl := func(x float64, col int) parquet.Value { return parquet.DoubleValue(x).Level(0, 0, col) }
+	i32 := func(x int32, col int) parquet.Value { return parquet.Int32Value(x).Level(0, 0, col) }
+	row := make(parquet.Row, 0, len(outputColumns)+len(r.Passthrough))
+	row = append(row,
+		str(r.QueryID, 0),
+		opt(r.Answer, r.Status != StatusOK, 1),
+		str(string(r.Status), 2),
+		opt(r.Error, r.Status == StatusOK, 3),
+		str(r.Method, 4),
+		dbl(r.RecomputeRatio, 5),
+		i32(r.NContextTokens, 6), i32(r.NRecomputed, 7), i32(r.NGenerated, 8),
+		dbl(r.LoadMS, 9), dbl(r.AuxMS, 10), dbl(r.PrefillMS, 11),
+		dbl(r.TTFTMS, 12), dbl(r.DecodeMS, 13), dbl(r.TotalMS, 14),
+	)
+	return append(row, r.Passthrough...), nil
+}
+
+// Commit writes the pending rows as a part file now (no-op when none).
+func (o *Output) Commit(ctx context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.commitLocked(ctx)
+}
+
+func (o *Output) commitLocked(ctx context.Context) error {
+	if len(o.pending) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	name := PartName(o.shard, o.nextSeq)
+	path := filepath.Join(o.opts.Dir, name)
+	var size int64
+	err := writeAtomic(path, o.shard.Tag(), func(w io.Writer) (err error) {
+		defer func() {
+			if p := recover(); p != nil { // a malformed passthrough row
+				err = fmt.Errorf("encode part: %v", p)
+			}
+		}()
+		pw := parquet.NewWriter(w, o.schema, parquet.Compression(&parquet.Snappy),
+			parquet.CreatedBy("cacheclip", "1", ""))
+		if _, err := pw.WriteRows(o.pending); err != nil {
+			return err
+		}
+		if err := pw.Close(); err != nil {
+			return err
+		}
+		size = pw.Size()
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("commit part %s: %w", path, err)
+	}
+	now := o.opts.Now()
+	next := o.manifest
+	next.Parts = append(slices.Clone(o.manifest.Parts), PartInfo{File: name, Rows: int64(len(o.pending)), Bytes: size, Committed: now.UTC()})
+	next.Stats = o.statsLocked(now, &o.pendingStats)
+	if err := o.writeManifest(&next); err != nil {
+		// The part is on disk but not listed: the next open removes it and the
+		// rows are recomputed, so nothing is lost or duplicated.
+		return err
+	}
+	o.manifest = next
+	for _, row := range o.pending {
+		o.committed[xxh3.Hash128(row[0].ByteArray())] = struct{}{}
+	}
+	o.nextSeq++
+	o.pending = o.pending[:0]
+	o.pendingStats = Stats{}
+	o.lastCommit = now
+	o.log.Debug("committed part", "file", name, "rows", next.Parts[len(next.Parts)-1].Rows)
+	return nil
+}
+
+// statsLocked is the shard's cumulative stats if extra rows were committed now.
+func (o *Output) statsLocked(now time.Time, extra *Stats) Stats {
+	s := o.manifest.Stats
+	s.TTFTHist.Buckets = cloneMap(s.TTFTHist.Buckets)
+	s.TotalHist.Buckets = cloneMap(s.TotalHist.Buckets)
+	if extra != nil {
+		s.addRows(extra)
+	}
+	s.Shards = 1
+	s.Duplicates = o.duplicates
+	s.WallSeconds = o.baseWall + now.Sub(o.started).Seconds()
+	if s.FirstStart.IsZero() {
+		s.FirstStart = o.started.UTC()
+	}
+	s.LastEnd = now.UTC()
+	s.Runs = o.baseRuns + 1
+	s.StageBusySeconds = addMaps(addMaps(nil, o.baseBusy), o.runBusy)
+	s.Counters = addMaps(addMaps(nil, o.baseCounters), o.runCounters)
+	s.QuestionsPerSec, s.TokensPerSec = 0, 0
+	s.finish()
+	return s
+}
+
+func cloneMap[K comparable, V any](m map[K]V) map[K]V {
+	if m == nil {
+		return nil
+	}
+	out := make(map[K]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func (o *Output) writeManifest(m *Manifest) error {
+	b, err := json.MarshalIndent(m, "", " ")
+	if err != nil {
+		return fmt.Errorf("encode manifest: %w", err)
+	}
+	p := filepath.Join(o.opts.Dir, ManifestName(o.shard))
+	return writeAtomic(p, o.shard.Tag(), func(w io.Writer) error { _, err := w.Write(b); return err })
+}
+
+// SetRunCounters records this run's per-stage busy time and other counters
+// (shard cache hits, misses, bytes...) as absolute values for the run so far;
+// they are saved with the next commit, added to earlier runs' values.
+func (o *Output) SetRunCounters(stageBusy map[string]time.Duration, counters map[string]int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.runBusy = map[string]float64{}
+	for k, v := range stageBusy {
+		o.runBusy[k] = v.Seconds()
+	}
+	o.runCounters = cloneMap(counters)
+}
+
+// SetDuplicates records how many later occurrences of a query_id the reader
+// has met (QuestionsReader.Stats().Duplicates). A rerun reads the file again,
+// so the largest count seen is kept rather than a sum.
+func (o *Output) SetDuplicates(n int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.duplicates = max(o.duplicates, n)
+}
+
+// Stats is this shard's cumulative stats including pending rows.
+func (o *Output) Stats() Stats {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.statsLocked(o.opts.Now(), &o.pendingStats)
+}
+
+// Finish commits the pending rows, marks the shard complete, writes the
+// shard's stats file and, when every shard of the dataset is complete, the
+// merged stats.json and _SUCCESS. Call it only after the whole input was read.
+func (o *Output) Finish(ctx context.Context) (Stats, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := o.commitLocked(ctx); err != nil {
+		return Stats{}, err
+	}
+	next := o.manifest
+	next.Complete = true
+	next.Stats = o.statsLocked(o.opts.Now(), nil)
+	if err := o.writeManifest(&next); err != nil {
+		return Stats{}, err
+	}
+	o.manifest = next
+	o.closed = true
+	st := next.Stats
+	if err := writeJSONAtomic(filepath.Join(o.opts.Dir, ShardStatsName(o.shard)), o.shard.Tag(), &st); err != nil {
+		return st, err
+	}
+	if _, err := FinalizeDataset(o.opts.Dir); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// Close abandons the rows not yet committed (on interrupt or failure). They
+// are answered again by the next run. It does not mark the shard complete.
+func (o *Output) Close() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if n := len(o.pending); n > 0 && !o.closed {
+		o.log.Info("abandoning uncommitted rows", "rows", n)
+	}
+	o.pending = nil
+	o.closed = true
+	return nil
+}
+
+func writeJSONAtomic(path, owner string, v any) error {
+	b, err := json.MarshalIndent(v, "", " ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	return writeAtomic(path, owner, func(w io.Writer) error { _, err := w.Write(append(b, '\n')); return err })
+}
+
+// DatasetStats are the merged stats of an output dataset.
+type DatasetStats struct {
+	Stats
+	ShardCount     int      `json:"shard_count"`     // N of --shard i/N
+	ShardsComplete int      `json:"shards_complete"` // shards whose manifest is complete
+	Missing        []string `json:"missing_shards,omitempty"`
+	Complete       bool     `json:"complete"` // every shard complete
+}
+
+// MergeStats merges every shard's manifest of the dataset in dir. Percentiles
+// come from the merged histograms (exact merge; ±0.5% bucket error).
+func MergeStats(dir string) (*DatasetStats, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("output dir: %w", err)
+	}
+	ds := &DatasetStats{}
+	seen := map[int]bool{}
+	var names []string
+	for _, e := range entries {
+		if manifestRE.MatchString(e.Name()) {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return nil, configErr(fmt.Errorf("output dir %s has no manifest: not a cacheclip output dataset, or nothing committed yet", dir))
+	}
+	for _, name := range names {
+		m := manifestRE.FindStringSubmatch(name)
+		i, _ := strconv.Atoi(m[1])
+		n, _ := strconv.Atoi(m[2])
+		if ds.ShardCount != 0 && n != ds.ShardCount {
+			return nil, configErr(fmt.Errorf("output dir %s mixes shard counts %d and %d (%s)", dir, ds.ShardCount, n, name))
+		}
+		ds.ShardCount = n
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return nil, fmt.Errorf("manifest %s: %w", name, err)
+		}
+		var man Manifest
+		if err := json.Unmarshal(b, &man); err != nil {
+			return nil, fmt.Errorf("manifest %s: %w", filepath.Join(dir, name), err)
+		}
+		seen[i] = true
+		if man.Complete {
+			ds.ShardsComplete++
+		}
+		st := man.Stats
+		ds.mergeShard(&st)
+	}
+	for i := 0; i < ds.ShardCount; i++ {
+		if !seen[i] {
+			ds.Missing = append(ds.Missing, Shard{I: i, N: ds.ShardCount}.String())
+		}
+	}
+	ds.Complete = ds.ShardsComplete == ds.ShardCount
+	ds.finish()
+	return ds, nil
+}
+
+// FinalizeDataset merges the shards' stats into stats.json and, when every
+// shard is complete, writes _SUCCESS. Any shard's Finish calls it, and so can
+// a final `cacheclip stats` task; it is idempotent, and concurrent calls each
+// write whole files.
+func FinalizeDataset(dir string) (*DatasetStats, error) {
+	ds, err := MergeStats(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeJSONAtomic(filepath.Join(dir, StatsFile), "final", ds); err != nil {
+		return ds, err
+	}
+	if ds.Complete {
+		if err := writeFileAtomic(filepath.Join(dir, SuccessFile), nil); err != nil {
+			return ds, err
+		}
+	}
+	return ds, nil
+}

@@ -1,0 +1,219 @@
+package jobs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Methods returns the method names a job may ask for (DESIGN.md §3).
+func Methods() []string { return slices.Clone(methods) }
+
+var methods = []string{"full", "reuse", "ape", "cacheblend", "cacheclip"}
+
+// templates are the prompt templates a job may name; "" means "from the model".
+var templates = []string{"", "chatml", "llama3", "plain"}
+
+// Spec is every setting of one job. Field names in YAML/JSON job files are the
+// yaml tags; flag names are in docs/JOBS.md and flags.go.
+type Spec struct {
+	Questions string `yaml:"questions"` // questions Parquet file
+	Corpus    string `yaml:"corpus"`    // corpus Parquet file (chunk_id, text)
+	Store     string `yaml:"store"`     // KV shard store directory
+	Model     string `yaml:"model"`     // primary model directory
+	Aux       string `yaml:"aux"`       // auxiliary model directory (cacheclip)
+
+	Method       string            `yaml:"method"`
+	Ratio        float64           `yaml:"ratio"`         // recompute ratio in [0,1]
+	MethodParams map[string]string `yaml:"method_params"` // method-specific, e.g. window: "8"
+	Template     string            `yaml:"template"`
+
+	Out   string `yaml:"out"`   // output dataset directory
+	Shard Shard  `yaml:"shard"` // "i/N"; 0/1 when not fanned out
+
+	BatchSize     int `yaml:"batch_size"`     // questions per batch
+	PlanWorkers   int `yaml:"plan_workers"`   // tokenize + layout
+	LoadWorkers   int `yaml:"load_workers"`   // shard loading
+	AuxWorkers    int `yaml:"aux_workers"`    // auxiliary scoring
+	Prefetch      int `yaml:"prefetch"`       // batches queued ahead between stages
+	ReorderWindow int `yaml:"reorder_window"` // questions reordered for chunk locality; 0 = off
+
+	MaxErrors      ErrorBudget   `yaml:"max_errors"`      // "25", "0.01", "1%"
+	MaxNewTokens   int           `yaml:"max_new_tokens"`  // default when a row has none
+	PartRows       int           `yaml:"part_rows"`       // rows per output part file
+	CommitInterval time.Duration `yaml:"commit_interval"` // commit a part at least this often
+	WriteThrough   bool          `yaml:"write_through"`   // build and store missing shards
+	Device         string        `yaml:"device"`          // "auto", "cpu", "cuda", "cuda:1"
+	LogFormat      string        `yaml:"log_format"`      // "text" or "json"
+	Seed           int64         `yaml:"seed"`
+}
+
+// DefaultSpec returns the settings a job has before its file and flags apply.
+func DefaultSpec() Spec {
+	return Spec{
+		Method:         "cacheclip",
+		Ratio:          0.2,
+		Shard:          whole,
+		BatchSize:      8,
+		PlanWorkers:    1,
+		LoadWorkers:    2,
+		AuxWorkers:     1,
+		Prefetch:       2,
+		MaxErrors:      ErrorBudget{Fraction: 0.01, IsFraction: true},
+		MaxNewTokens:   64,
+		PartRows:       1000,
+		CommitInterval: time.Minute,
+		WriteThrough:   true,
+		Device:         "auto",
+		LogFormat:      "text",
+	}
+}
+
+// LoadSpecFile reads a YAML or JSON job file over the defaults. Unknown keys
+// are errors (a misspelt key silently ignored would run the wrong job).
+func LoadSpecFile(path string) (Spec, error) {
+	s := DefaultSpec()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return s, configErr(fmt.Errorf("job file: %w", err))
+	}
+	if err := decodeSpec(b, &s); err != nil {
+		return s, configErr(fmt.Errorf("job file %s: %w", path, err))
+	}
+	return s, nil
+}
+
+// decodeSpec decodes YAML (JSON is a subset of YAML) strictly into s.
+func decodeSpec(b []byte, s *Spec) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(s); err != nil {
+		if errors.Is(err, errEOF) {
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+// FieldError names the job setting that is wrong.
+type FieldError struct {
+	Field string // yaml key, e.g. "ratio"
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return "job setting " + e.Field + ": " + e.Msg }
+
+// Validate checks the spec and returns every problem found (errors.Join of
+// *FieldError), wrapped as a ConfigError.
+func (s *Spec) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	if s.Questions == "" {
+		bad("questions", "required (a Parquet file of questions)")
+	}
+	if s.Out == "" {
+		bad("out", "required (the output dataset directory)")
+	}
+	if s.Model == "" {
+		bad("model", "required (the primary model directory)")
+	}
+	if s.Corpus == "" && s.Store == "" {
+		bad("corpus", "a corpus file or a shard store (store) is required")
+	}
+	if !slices.Contains(methods, s.Method) {
+		bad("method", "%q is not one of %s", s.Method, strings.Join(methods, ", "))
+	}
+	if s.Method == "cacheclip" && s.Aux == "" {
+		bad("aux", "method cacheclip needs an auxiliary model directory")
+	}
+	if !(s.Ratio >= 0 && s.Ratio <= 1) { // also rejects NaN
+		bad("ratio", "%v is not in [0, 1]", s.Ratio)
+	}
+	if !slices.Contains(templates, s.Template) {
+		bad("template", "%q is not one of chatml, llama3, plain (or empty for the model's own)", s.Template)
+	}
+	if err := s.Shard.norm().Validate(); err != nil {
+		bad("shard", "%v", err)
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+		min  int
+	}{
+		{"batch_size", s.BatchSize, 1},
+		{"plan_workers", s.PlanWorkers, 1},
+		{"load_workers", s.LoadWorkers, 1},
+		{"aux_workers", s.AuxWorkers, 1},
+		{"prefetch", s.Prefetch, 0},
+		{"reorder_window", s.ReorderWindow, 0},
+		{"max_new_tokens", s.MaxNewTokens, 1},
+		{"part_rows", s.PartRows, 1},
+	} {
+		if f.v < f.min {
+			bad(f.name, "%d is below the minimum %d", f.v, f.min)
+		}
+	}
+	if s.CommitInterval < 0 {
+		bad("commit_interval", "%v is negative", s.CommitInterval)
+	}
+	if s.LogFormat != "text" && s.LogFormat != "json" {
+		bad("log_format", "%q is not text or json", s.LogFormat)
+	}
+	if s.Device == "" {
+		bad("device", "empty (use auto, cpu, cuda or cuda:N)")
+	}
+	keys := make([]string, 0, len(s.MethodParams))
+	for k := range s.MethodParams {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if strings.TrimSpace(k) == "" {
+			bad("method_params", "empty parameter name")
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return configErr(errors.Join(errs...))
+}
+
+// EffectiveFileName is the name of the effective spec inside the output
+// directory: job.effective.yaml, or job.effective-sIIIIofNNNN.yaml for a shard
+// of a fanned-out job (so N workers never write the same file).
+func EffectiveFileName(sh Shard) string {
+	sh = sh.norm()
+	if sh.N == 1 {
+		return "job.effective.yaml"
+	}
+	return "job.effective-" + sh.Tag() + ".yaml"
+}
+
+// WriteEffective writes the spec as YAML into the output directory atomically
+// and returns the file's path.
+func (s *Spec) WriteEffective() (string, error) {
+	if err := os.MkdirAll(s.Out, 0o755); err != nil {
+		return "", fmt.Errorf("output dir %s: %w", s.Out, err)
+	}
+	b, err := yaml.Marshal(s)
+	if err != nil {
+		return "", fmt.Errorf("encode effective job: %w", err)
+	}
+	hdr := "# Effective settings of this cacheclip job (defaults + job file + flags).\n"
+	p := filepath.Join(s.Out, EffectiveFileName(s.Shard))
+	if err := writeFileAtomic(p, append([]byte(hdr), b...)); err != nil {
+		return "", err
+	}
+	return p, nil
+}
