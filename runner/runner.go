@@ -1,0 +1,284 @@
+// Package runner runs one batch job: the stages of DESIGN.md §1 (read, plan, load
+// shards, auxiliary scoring, primary prefill and decode, write) wired over the
+// jobs I/O, the pipeline executor and an Engine that does the model work.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"cacheclip/jobs"
+	"cacheclip/pipeline"
+	"cacheclip/progress"
+)
+
+// Work is one question as it flows through the stages.
+type Work struct {
+	Q      jobs.Question
+	Texts  []string // chunk texts, in prompt order
+	State  any      // the engine's per-question state
+	Err    error    // set: the row is written with status=error
+	Result jobs.Result
+	// Stage timings filled by the runner; the engine fills the prefill/decode ones.
+	planT, loadT, auxT time.Duration
+}
+
+// Fail marks the work as failed (first error wins).
+func (w *Work) Fail(err error) {
+	if w.Err == nil {
+		w.Err = err
+	}
+}
+
+// Engine is the model side of a job. Plan, Load and Score run per question on CPU
+// workers ahead of Answer, which serves a whole batch on the primary model, so
+// the auxiliary scoring of batch i+1 overlaps the primary's work on batch i.
+// Errors returned for one question fail that question only; Answer reports
+// per-question failures through Work.Fail and returns an error only when the
+// whole batch cannot go on.
+type Engine interface {
+	Plan(ctx context.Context, w *Work) error
+	Load(ctx context.Context, w *Work) error
+	Score(ctx context.Context, w *Work) error
+	Answer(ctx context.Context, batch []*Work) error
+	// Counters are exported into stats.json (shard cache hits, misses, bytes).
+	Counters() map[string]int64
+}
+
+// ChunkTexts resolves chunk ids (jobs.Corpus or jobs.CorpusIndex).
+type ChunkTexts interface {
+	Text(chunkID string) (string, bool)
+}
+
+// Options are what the runner needs beyond the spec.
+type Options struct {
+	Spec     jobs.Spec
+	Engine   Engine
+	Corpus   ChunkTexts // nil: chunk ids are resolved by the engine alone
+	Logger   *slog.Logger
+	Progress func(total int64) progress.Reporter
+	// Overlap off runs the stages one batch at a time (for measuring the overlap).
+	NoOverlap bool
+}
+
+// Run executes the job into spec.Out and returns the shard's statistics.
+func Run(ctx context.Context, o Options) (jobs.Stats, error) {
+	spec := o.Spec
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	qr, err := jobs.OpenQuestions(spec.Questions, jobs.QuestionsOptions{BatchSize: max(256, spec.BatchSize), Shard: spec.Shard})
+	if err != nil {
+		return jobs.Stats{}, &jobs.ConfigError{Err: err}
+	}
+	defer qr.Close()
+	out, err := jobs.OpenOutput(ctx, jobs.OutputOptions{Dir: spec.Out, Shard: spec.Shard, Passthrough: qr.PassthroughFields(),
+		PartRows: spec.PartRows, CommitInterval: spec.CommitInterval, Logger: log})
+	if err != nil {
+		return jobs.Stats{}, err
+	}
+	committedBefore := out.NumCommitted()
+	var rep progress.Reporter = nopReporter{}
+	if o.Progress != nil {
+		rep = o.Progress(qr.NumRows())
+	}
+	defer rep.Done()
+	if committedBefore > 0 {
+		log.Info("resuming", "out", spec.Out, "committed_rows", committedBefore)
+		rep.Add(int(committedBefore))
+	}
+
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	p := pipeline.New(runCtx)
+	buf := spec.Prefetch
+	if o.NoOverlap {
+		buf = 0
+	}
+	var seen, failed atomic.Int64
+	batchSize := max(1, spec.BatchSize)
+	batches := pipeline.Source(p, pipeline.Opts{Name: "read", Buffer: buf}, func(ctx context.Context, emit func([]*Work) error) error {
+		var window []jobs.Question
+		flush := func() error {
+			if spec.ReorderWindow > 1 {
+				window = jobs.Reorder(window)
+			}
+			for len(window) > 0 {
+				n := min(batchSize, len(window))
+				b := make([]*Work, n)
+				for i := range b {
+					b[i] = &Work{Q: window[i]}
+				}
+				window = window[n:]
+				if err := emit(b); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		for {
+			qs, err := qr.Next(ctx)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("read questions: %w", err)
+			}
+			for _, q := range qs {
+				if q.Err != nil && q.Err.Duplicate {
+					log.Warn("duplicate query_id: later occurrence not answered", "query_id", q.QueryID, "row", q.Row)
+					continue
+				}
+				if out.Committed(q.QueryID) {
+					continue
+				}
+				window = append(window, q)
+				if len(window) >= max(batchSize, spec.ReorderWindow) {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return flush()
+	})
+	stage := func(in <-chan []*Work, name string, workers int, fn func(ctx context.Context, w *Work) error, timer func(w *Work) *time.Duration) <-chan []*Work {
+		return pipeline.Map(p, in, pipeline.Opts{Name: name, Workers: max(1, workers), Ordered: true, Buffer: buf}, func(ctx context.Context, b []*Work) ([]*Work, error) {
+			for _, w := range b {
+				if w.Err != nil {
+					continue
+				}
+				t0 := time.Now()
+				if err := fn(ctx, w); err != nil {
+					if ctx.Err() != nil {
+						return nil, ctx.Err()
+					}
+					w.Fail(err)
+				}
+				*timer(w) += time.Since(t0)
+			}
+			return b, nil
+		})
+	}
+	planned := stage(batches, "plan", spec.PlanWorkers, func(ctx context.Context, w *Work) error {
+		if w.Q.Err != nil {
+			return w.Q.Err
+		}
+		if o.Corpus != nil {
+			w.Texts = make([]string, len(w.Q.ChunkIDs))
+			var missing []string
+			for i, id := range w.Q.ChunkIDs {
+				t, ok := o.Corpus.Text(id)
+				if !ok {
+					missing = append(missing, id)
+				}
+				w.Texts[i] = t
+			}
+			if len(missing) > 0 {
+				return fmt.Errorf("row %d, column chunk_ids: unknown chunk id %s (not in the corpus)", w.Q.Row, quoteList(missing))
+			}
+		}
+		return o.Engine.Plan(ctx, w)
+	}, func(w *Work) *time.Duration { return &w.planT })
+	loaded := stage(planned, "load", spec.LoadWorkers, o.Engine.Load, func(w *Work) *time.Duration { return &w.loadT })
+	scored := stage(loaded, "aux", spec.AuxWorkers, o.Engine.Score, func(w *Work) *time.Duration { return &w.auxT })
+	answered := pipeline.Map(p, scored, pipeline.Opts{Name: "primary", Workers: 1, Buffer: buf}, func(ctx context.Context, b []*Work) ([]*Work, error) {
+		var live []*Work
+		for _, w := range b {
+			if w.Err == nil {
+				live = append(live, w)
+			}
+		}
+		if len(live) > 0 {
+			if err := o.Engine.Answer(ctx, live); err != nil {
+				return nil, fmt.Errorf("primary: %w", err)
+			}
+		}
+		return b, nil
+	})
+	pipeline.Sink(p, answered, pipeline.Opts{Name: "write"}, func(ctx context.Context, b []*Work) error {
+		for _, w := range b {
+			r := finishResult(w, spec)
+			if err := out.Write(ctx, r); err != nil {
+				return fmt.Errorf("write: %w", err)
+			}
+			n := seen.Add(1)
+			if r.Status != jobs.StatusOK {
+				f := failed.Add(1)
+				log.Warn("row failed", "query_id", r.QueryID, "error", r.Error)
+				if spec.MaxErrors.ExceededEarly(f, qr.NumRows()) {
+					cancel(fmt.Errorf("%w: %d rows failed of %d seen", jobs.ErrBudgetExceeded, f, n))
+					return context.Cause(ctx)
+				}
+			}
+			rep.Add(1)
+		}
+		return nil
+	})
+	runErr := p.Wait()
+	if cause := context.Cause(runCtx); runErr != nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		runErr = cause
+	}
+	out.SetRunCounters(p.BusyByStage(), o.Engine.Counters())
+	out.SetDuplicates(qr.Stats().Duplicates)
+	if runErr != nil {
+		// Keep every answered row: commit what was written, then report.
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer ccancel()
+		if cerr := out.Commit(cctx); cerr != nil {
+			log.Error("commit after failure", "error", cerr)
+		}
+		st := out.Stats()
+		_ = out.Close()
+		return st, runErr
+	}
+	st, err := out.Finish(ctx)
+	if err != nil {
+		return st, err
+	}
+	log.Info("job done", "rows", st.Rows, "ok", st.OK, "errors", st.Errors, "questions_per_s", st.QuestionsPerSec)
+	return st, nil
+}
+
+func finishResult(w *Work, spec jobs.Spec) jobs.Result {
+	if w.Err != nil {
+		r := jobs.ErrorResult(&w.Q, spec.Method, spec.Ratio, w.Err)
+		return r
+	}
+	r := w.Result
+	r.QueryID = w.Q.QueryID
+	r.Status = jobs.StatusOK
+	r.Method = spec.Method
+	r.RecomputeRatio = spec.Ratio
+	r.Passthrough = w.Q.Passthrough
+	r.LoadMS = ms(w.loadT)
+	r.AuxMS = ms(w.auxT)
+	// TTFT: this question's own path to its first token (plan, load, aux, prefill),
+	// not time spent queued behind others.
+	r.TTFTMS = ms(w.planT) + r.LoadMS + r.AuxMS + r.PrefillMS
+	r.TotalMS = r.TTFTMS + r.DecodeMS
+	return r
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func quoteList(ids []string) string {
+	q := make([]string, len(ids))
+	for i, id := range ids {
+		q[i] = fmt.Sprintf("%q", id)
+	}
+	return strings.Join(q, ", ")
+}
+
+type nopReporter struct{}
+
+func (nopReporter) Add(int)        {}
+func (nopReporter) SetTotal(int64) {}
+func (nopReporter) Done()          {}
