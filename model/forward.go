@@ -206,11 +206,11 @@ func (m *Model) Forward(ctx context.Context, pool *kernels.Pool, seqs []*Seq) ([
 				}
 			}
 			n := s.Cache.Len()
-			spec := attnSpec{Heads: cfg.Heads, KVHeads: cfg.KVHeads, HeadDim: D, Scale: float32(1 / math.Sqrt(float64(D))), Probs: probs}
+			spec := kernels.AttnSpec{Heads: cfg.Heads, KVHeads: cfg.KVHeads, HeadDim: D, Scale: float32(1 / math.Sqrt(float64(D))), Probs: probs}
 			if g := s.Groups; g != nil {
 				spec.SlotGroup, spec.GroupTemp, spec.GroupLSEScale = g.SlotGroup[:n], g.Temp, g.LSEScale
 			}
-			attention(pool, att[sp.lo*QD:sp.hi*QD], q[sp.lo*QD:sp.hi*QD], pos[sp.lo:sp.hi],
+			kernels.Attention(pool, att[sp.lo*QD:sp.hi*QD], q[sp.lo*QD:sp.hi*QD], pos[sp.lo:sp.hi],
 				s.Cache.K[l][:n*KD], s.Cache.V[l][:n*KD], s.Cache.Pos[:n], spec)
 		}
 		kernels.MatMul(pool, tmp[:R*H], att[:R*QD], R, L.Wo)
