@@ -108,6 +108,9 @@ type GenState struct {
 	Logits  []float32 // logits that predict the next token
 	Opts    GenOptions
 	Tok     Detokenizer
+	// Groups keeps APE's attention groups for the generated rows (nil: plain).
+	// Its SlotGroup must cover every slot decoding will allocate.
+	Groups *AttnGroups
 
 	IDs     []int32
 	Text    string
@@ -158,7 +161,7 @@ func (m *Model) Generate(ctx context.Context, pool *kernels.Pool, states []*GenS
 				continue
 			}
 			slot := int32(st.Cache.Alloc(1))
-			seqs = append(seqs, &Seq{Cache: st.Cache, Tokens: []int32{tok}, Pos: []int32{st.NextPos}, Slots: []int32{slot}, Logits: []int{0}})
+			seqs = append(seqs, &Seq{Cache: st.Cache, Tokens: []int32{tok}, Pos: []int32{st.NextPos}, Slots: []int32{slot}, Logits: []int{0}, Groups: st.Groups})
 			live = append(live, st)
 			st.NextPos++
 		}

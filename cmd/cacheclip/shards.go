@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+
+	"cacheclip/jobs"
+	"cacheclip/kernels"
+	"cacheclip/kvshards"
+	"cacheclip/kvshards/shardcmd"
+	"cacheclip/loader"
+	"cacheclip/prefill"
+	"cacheclip/progress"
+)
+
+// corpusSource walks a loaded corpus in chunk-id order (kvshards.ChunkSource).
+type corpusSource struct {
+	c   *jobs.Corpus
+	ids []string
+	i   int
+}
+
+func newCorpusSource(c *jobs.Corpus) *corpusSource {
+	s := &corpusSource{c: c}
+	c.IDs(func(id string) bool { s.ids = append(s.ids, id); return true })
+	sort.Strings(s.ids)
+	return s
+}
+
+func (s *corpusSource) Len() int { return len(s.ids) }
+
+func (s *corpusSource) Next(ctx context.Context) (string, string, error) {
+	if s.i >= len(s.ids) {
+		return "", "", io.EOF
+	}
+	id := s.ids[s.i]
+	s.i++
+	t, _ := s.c.Text(id)
+	return id, t, nil
+}
+
+func cmdShards(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: cacheclip shards build|verify|inspect|gc [flags]")
+		return 2
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("shards "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	store := fs.String("store", "", "shard store directory (required)")
+	corpus := fs.String("corpus", "", "corpus Parquet file (chunk_id, text)")
+	modelDir := fs.String("model", "", "model directory whose caches the shards hold")
+	tmpl := fs.String("template", "", "prompt template (default: detected from the model)")
+	workers := fs.Int("workers", 1, "parallel builders or verifiers in this process")
+	dtype := fs.String("dtype", "bf16", "storage dtype of built shards: bf16, f16 or f32")
+	dryRun := fs.Bool("dry-run", false, "gc: list what would be removed")
+	quarantine := fs.Bool("quarantine", true, "verify: move damaged shards to <store>/quarantine")
+	logFormat := fs.String("log-format", "text", "log lines as text or json")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log := progress.NewLogger(stderr, *logFormat, slog.LevelInfo)
+	if *store == "" {
+		fmt.Fprintf(stderr, "cacheclip shards %s: --store is required\n", sub)
+		return 2
+	}
+	opts := kvshards.DefaultOptions()
+	opts.Logger = log
+	dt, err := kernels.ParseDType(*dtype)
+	if err != nil {
+		fmt.Fprintf(stderr, "cacheclip shards: --dtype: %v\n", err)
+		return 2
+	}
+	opts.DType = dt
+	st, err := kvshards.OpenStore(*store, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "cacheclip shards: %v\n", err)
+		return 2
+	}
+	defer st.Close()
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "cacheclip shards %s: %v\n", sub, err)
+		return 1
+	}
+	// needModel loads the model and the corpus for build and gc.
+	needModel := func() (*loader.Bundle, *corpusSource, []int32, error) {
+		if *modelDir == "" || *corpus == "" {
+			return nil, nil, nil, errors.New("--model and --corpus are required")
+		}
+		b, err := loader.Open(*modelDir, *tmpl)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		c, err := jobs.LoadCorpus(ctx, *corpus, jobs.CorpusOptions{})
+		if err != nil {
+			b.Close()
+			return nil, nil, nil, err
+		}
+		prefix, err := b.PrefixIDs()
+		if err != nil {
+			b.Close()
+			return nil, nil, nil, err
+		}
+		return b, newCorpusSource(c), prefix, nil
+	}
+	switch sub {
+	case "build":
+		b, src, prefix, err := needModel()
+		if err != nil {
+			return fail(err)
+		}
+		defer b.Close()
+		rep := progress.New(progress.Options{Description: "building shards", Unit: "chunks", Total: int64(src.Len()), Out: stderr, Logger: log})
+		defer rep.Done()
+		pool := kernels.NewPool(max(1, kernels.NewPool(0).Threads()/max(1, *workers)))
+		res, err := shardcmd.Build(ctx, shardcmd.BuildOptions{Store: st, Computer: &prefill.Computer{Model: b.Model, Pool: pool},
+			Source: src, Tokenize: b.ChunkIDs, Prefix: prefix, Workers: *workers, Progress: rep, Out: stdout, Logger: log})
+		if err != nil {
+			return fail(err)
+		}
+		log.Info("shards built", "chunks", res.Chunks, "built", res.Built, "skipped", res.Skipped, "bytes", res.BytesWritten, "chunks_per_s", res.ChunksPerSec())
+		return 0
+	case "verify":
+		var fp *[32]byte
+		if *modelDir != "" {
+			b, err := loader.Open(*modelDir, *tmpl)
+			if err != nil {
+				return fail(err)
+			}
+			f := b.Model.Fingerprint()
+			fp = &f
+			b.Close()
+		}
+		rep, err := shardcmd.Verify(ctx, st, shardcmd.VerifyOptions{Fingerprint: fp, Quarantine: *quarantine, Workers: *workers})
+		fmt.Fprintf(stdout, "checked %d shards (%s), %d damaged, %d leftover temp/lock files\n", rep.Checked, shardcmd.HumanBytes(rep.Bytes), len(rep.Damaged), rep.Leftovers)
+		for _, d := range rep.Damaged {
+			fmt.Fprintf(stdout, "DAMAGED %s %s: %v\n", d.Key, d.Path, d.Err)
+		}
+		if err != nil {
+			return fail(err)
+		}
+		return 0
+	case "inspect":
+		if fs.NArg() != 1 {
+			fmt.Fprintln(stderr, "usage: cacheclip shards inspect --store DIR KEY|PATH")
+			return 2
+		}
+		if err := shardcmd.Inspect(stdout, st, fs.Arg(0)); err != nil {
+			return fail(err)
+		}
+		return 0
+	case "gc":
+		b, src, prefix, err := needModel()
+		if err != nil {
+			return fail(err)
+		}
+		defer b.Close()
+		live, err := shardcmd.LiveKeys(ctx, b.Model.Fingerprint(), prefix, src, b.ChunkIDs)
+		if err != nil {
+			return fail(err)
+		}
+		rep, err := shardcmd.GC(ctx, st, live, *dryRun)
+		if err != nil {
+			return fail(err)
+		}
+		verb := "removed"
+		if rep.DryRun {
+			verb = "would remove"
+		}
+		fmt.Fprintf(stdout, "kept %d shards, %s %d (%s), %d stale temp/lock files\n", rep.Kept, verb, rep.Removed, shardcmd.HumanBytes(rep.RemovedBytes), rep.Leftovers)
+		for _, p := range rep.Sample {
+			fmt.Fprintf(stdout, "  %s\n", p)
+		}
+		return 0
+	}
+	fmt.Fprintf(stderr, "cacheclip shards: unknown subcommand %q (build, verify, inspect, gc)\n", sub)
+	return 2
+}

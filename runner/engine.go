@@ -1,0 +1,252 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"cacheclip/jobs"
+	"cacheclip/kernels"
+	"cacheclip/kvshards"
+	"cacheclip/loader"
+	"cacheclip/model"
+	"cacheclip/prefill"
+	"cacheclip/prefill/auxscore"
+)
+
+// ModelEngine is the Engine of a real job: the primary model (and the auxiliary
+// for cacheclip) on CPU, chunk caches from a shard store (write-through unless
+// disabled) or, without a store, computed and kept in memory.
+type ModelEngine struct {
+	spec    jobs.Spec
+	log     *slog.Logger
+	primary *loader.Bundle
+	aux     *loader.Bundle
+	eng     *prefill.Engine
+	method  prefill.Method
+	scorer  *auxscore.Scorer
+	store   *kvshards.Store
+	prefix  []int32
+}
+
+type workState struct {
+	lay    prefill.Layout
+	q      prefill.Query
+	maxNew int
+}
+
+// NewModelEngine loads the models and opens the store a job names.
+func NewModelEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger) (*ModelEngine, error) {
+	if spec.Device != "" && spec.Device != "auto" && spec.Device != "cpu" {
+		return nil, fmt.Errorf("device %q: this build runs the job on CPU; the CUDA backend is not wired into jobs yet (use --device cpu or auto)", spec.Device)
+	}
+	p, err := loader.Open(spec.Model, spec.Template)
+	if err != nil {
+		return nil, fmt.Errorf("primary model: %w", err)
+	}
+	e := &ModelEngine{spec: spec, log: log, primary: p}
+	fail := func(err error) (*ModelEngine, error) { e.Close(); return nil, err }
+	if e.prefix, err = p.PrefixIDs(); err != nil {
+		return fail(fmt.Errorf("primary model: prefix: %w", err))
+	}
+	pool := kernels.NewPool(0)
+	e.eng = &prefill.Engine{Model: p.Model, Layout: p, Pool: pool}
+	if spec.Store != "" {
+		opts := kvshards.DefaultOptions()
+		opts.Logger = log
+		st, err := kvshards.OpenStore(spec.Store, opts)
+		if err != nil {
+			return fail(fmt.Errorf("shard store: %w", err))
+		}
+		e.store = st
+		e.eng.Source = &prefill.StoreSource{Store: st, Computer: &prefill.Computer{Model: p.Model, Pool: pool}, ReadOnly: !spec.WriteThrough}
+	}
+	if e.method, err = methodFromSpec(spec); err != nil {
+		return fail(err)
+	}
+	if spec.Method == prefill.CacheClip {
+		if spec.Aux == "" {
+			return fail(fmt.Errorf("method cacheclip needs --aux (an auxiliary model directory)"))
+		}
+		a, err := loader.Open(spec.Aux, spec.MethodParams["aux_template"])
+		if err != nil {
+			return fail(fmt.Errorf("auxiliary model: %w", err))
+		}
+		e.aux = a
+		opts := auxscore.DefaultOptions()
+		if v, ok := spec.MethodParams["reduce"]; ok {
+			opts.Reduce = v
+		}
+		if v, ok := spec.MethodParams["window"]; ok {
+			if opts.Window, err = strconv.Atoi(v); err != nil {
+				return fail(fmt.Errorf("method_params.window: %w", err))
+			}
+		}
+		if v, ok := spec.MethodParams["min_count"]; ok {
+			if opts.MinCount, err = strconv.Atoi(v); err != nil {
+				return fail(fmt.Errorf("method_params.min_count: %w", err))
+			}
+		}
+		e.scorer = &auxscore.Scorer{Model: a.Model, Layout: a, Pool: kernels.NewPool(0), Opts: opts}
+		if spec.MethodParams["aux_mode"] == "cached" && e.store != nil {
+			e.scorer.Source = &prefill.StoreSource{Store: e.store, Computer: &prefill.Computer{Model: a.Model, Pool: e.scorer.Pool}, ReadOnly: !spec.WriteThrough}
+		}
+		e.method.Selector = e.scorer
+	}
+	if err := e.method.Validate(p.Model.Config.Layers); err != nil {
+		return fail(err)
+	}
+	return e, nil
+}
+
+func methodFromSpec(spec jobs.Spec) (prefill.Method, error) {
+	m, err := prefill.NewMethod(spec.Method)
+	if err != nil {
+		return m, err
+	}
+	m.Ratio = spec.Ratio
+	num := func(key string, dst *float64) error {
+		if v, ok := spec.MethodParams[key]; ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return fmt.Errorf("method_params.%s: %w", key, err)
+			}
+			*dst = f
+		}
+		return nil
+	}
+	if err := num("temp", &m.Temp); err != nil {
+		return m, err
+	}
+	if err := num("scale", &m.Scale); err != nil {
+		return m, err
+	}
+	if v, ok := spec.MethodParams["check_layer"]; ok {
+		if m.CheckLayer, err = strconv.Atoi(v); err != nil {
+			return m, fmt.Errorf("method_params.check_layer: %w", err)
+		}
+	}
+	if v, ok := spec.MethodParams["rank_by"]; ok {
+		m.RankBy = v
+	}
+	return m, nil
+}
+
+// Close releases models and the store.
+func (e *ModelEngine) Close() error {
+	if e.store != nil {
+		e.store.Close()
+	}
+	if e.aux != nil {
+		e.aux.Close()
+	}
+	if e.primary != nil {
+		e.primary.Close()
+	}
+	return nil
+}
+
+// Plan tokenises the question's layout and checks it fits the model.
+func (e *ModelEngine) Plan(ctx context.Context, w *Work) error {
+	lay, err := e.primary.Layout(w.Texts, w.Q.Question)
+	if err != nil {
+		return fmt.Errorf("layout: %w", err)
+	}
+	maxNew := w.Q.MaxNewTokens
+	if maxNew <= 0 {
+		maxNew = e.spec.MaxNewTokens
+	}
+	if lim := e.primary.Model.Config.MaxPos; lay.Len()+maxNew > lim {
+		return fmt.Errorf("context too long: prompt of %d tokens (%d in %d chunks) plus max_new_tokens %d exceeds the model's limit of %d",
+			lay.Len(), lay.ContextTokens(), len(lay.Chunks), maxNew, lim)
+	}
+	w.State = &workState{lay: lay, q: prefill.Query{Chunks: w.Texts, Question: w.Q.Question}, maxNew: maxNew}
+	return nil
+}
+
+// Load brings every chunk's cache in ahead of the primary (building missing
+// shards when write-through), so that assembly finds them in the host cache.
+func (e *ModelEngine) Load(ctx context.Context, w *Work) error {
+	if e.store == nil {
+		return nil // computed at assembly and memoised by the engine
+	}
+	st := w.State.(*workState)
+	for i, c := range st.lay.Chunks {
+		if _, err := e.eng.Source.Chunk(ctx, e.prefix, c.IDs); err != nil {
+			return fmt.Errorf("chunk %q: %w", w.Q.ChunkIDs[i], err)
+		}
+	}
+	return nil
+}
+
+// Score makes CacheClip's selection with the auxiliary model.
+func (e *ModelEngine) Score(ctx context.Context, w *Work) error {
+	if e.scorer == nil {
+		return nil
+	}
+	st := w.State.(*workState)
+	t0 := time.Now()
+	sel, err := e.scorer.Select(ctx, st.q, st.lay, prefill.Budget(e.method.Ratio, st.lay.ContextTokens()))
+	if err != nil {
+		return fmt.Errorf("auxiliary scoring: %w", err)
+	}
+	st.q.Selection = sel
+	st.q.AuxTime = time.Since(t0)
+	return nil
+}
+
+// Answer prefills each question with the method, then decodes all of them
+// together (one batched forward call per step).
+func (e *ModelEngine) Answer(ctx context.Context, batch []*Work) error {
+	var gens []*model.GenState
+	var owners []*Work
+	for _, w := range batch {
+		st := w.State.(*workState)
+		t0 := time.Now()
+		res, err := e.eng.PrefillLayout(ctx, st.q, st.lay, e.method, st.maxNew)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			w.Fail(err)
+			continue
+		}
+		r := &w.Result
+		r.NContextTokens = int32(res.Stats.ContextTokens)
+		r.NRecomputed = int32(res.Stats.RecomputedTokens)
+		// Load and aux ran in their own stages; what remains is assembly and recompute.
+		r.PrefillMS = ms(time.Since(t0) - res.Stats.Aux)
+		gens = append(gens, &model.GenState{Cache: res.Cache, NextPos: res.NextPos, Logits: res.Logits, Tok: e.primary.Tok, Groups: res.Groups,
+			Opts: model.GenOptions{MaxNewTokens: st.maxNew, StopIDs: e.primary.Stops}})
+		owners = append(owners, w)
+	}
+	if len(gens) == 0 {
+		return nil
+	}
+	t0 := time.Now()
+	if err := e.primary.Model.Generate(ctx, e.eng.Pool, gens); err != nil {
+		return err
+	}
+	// The batch decodes together: each question is charged the batch's decode time.
+	dec := ms(time.Since(t0))
+	for i, g := range gens {
+		r := &owners[i].Result
+		r.Answer = g.Text
+		r.NGenerated = int32(len(g.IDs))
+		r.DecodeMS = dec
+	}
+	return nil
+}
+
+// Counters are the shard store's cache counters.
+func (e *ModelEngine) Counters() map[string]int64 {
+	if e.store == nil {
+		return nil
+	}
+	s := e.store.Stats()
+	return map[string]int64{"shard_cache_hits": s.CacheHits, "shard_cache_misses": s.CacheMisses,
+		"shard_cache_bytes": s.CacheBytes, "shards_built": s.Built, "shard_bytes_built": s.BuiltBytes,
+		"shard_evictions": s.Evictions, "shards_corrupt": s.Corrupt}
+}
