@@ -104,6 +104,10 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 	}
 	var seen, failed atomic.Int64
 	batchSize := max(1, spec.BatchSize)
+	// Without overlap a batch enters only after the previous one is written, so
+	// stages never work at the same time (the baseline the overlap is measured against).
+	turn := make(chan struct{}, 1)
+	turn <- struct{}{}
 	batches := pipeline.Source(p, pipeline.Opts{Name: "read", Buffer: buf}, func(ctx context.Context, emit func([]*Work) error) error {
 		var window []jobs.Question
 		flush := func() error {
@@ -117,6 +121,13 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 					b[i] = &Work{Q: window[i]}
 				}
 				window = window[n:]
+				if o.NoOverlap {
+					select {
+					case <-turn:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
 				if err := emit(b); err != nil {
 					return err
 				}
@@ -219,6 +230,9 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 				}
 			}
 			rep.Add(1)
+		}
+		if o.NoOverlap {
+			turn <- struct{}{}
 		}
 		return nil
 	})

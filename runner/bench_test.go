@@ -1,0 +1,93 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+
+	"cacheclip/jobs"
+)
+
+// BenchmarkJob runs 200 questions over 8 chunks each on the test-bed pair with
+// CacheClip, with and without the overlap of stages, and reports the pipeline's
+// throughput against the sum of its stages' busy time (what running them one
+// after another would cost).
+func BenchmarkJob(b *testing.B) {
+	primary, aux := "../testdata/testbed/primary", "../testdata/testbed/aux"
+	if _, err := os.Stat(filepath.Join(primary, "config.json")); err != nil {
+		b.Fatalf("test-bed models missing: %v", err)
+	}
+	dir := b.TempDir()
+	type c struct {
+		ChunkID string `parquet:"chunk_id"`
+		Text    string `parquet:"text"`
+	}
+	type q struct {
+		QueryID  string   `parquet:"query_id"`
+		Question string   `parquet:"question"`
+		ChunkIDs []string `parquet:"chunk_ids,list"`
+	}
+	var cs []c
+	for i := 0; i < 64; i++ {
+		cs = append(cs, c{fmt.Sprintf("c%02d", i), fmt.Sprintf("The grass is green. The sky is blue. One of the special magic numbers for key-%d is: %d. The sun is yellow. Here we go. There and back again.", i, 4000+i*71)})
+	}
+	var qs []q
+	for i := 0; i < 200; i++ {
+		ids := make([]string, 8)
+		for j := range ids {
+			ids[j] = fmt.Sprintf("c%02d", (i*5+j*7)%64)
+		}
+		qs = append(qs, q{fmt.Sprintf("q%03d", i), fmt.Sprintf("What is the special magic number for key-%d?", (i*5)%64), ids})
+	}
+	corpus, questions := filepath.Join(dir, "corpus.parquet"), filepath.Join(dir, "questions.parquet")
+	if err := parquet.WriteFile(corpus, cs); err != nil {
+		b.Fatal(err)
+	}
+	if err := parquet.WriteFile(questions, qs); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	texts, err := jobs.LoadCorpus(ctx, corpus, jobs.CorpusOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, overlap := range []bool{true, false} {
+		b.Run(fmt.Sprintf("overlap=%v", overlap), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				spec := jobs.DefaultSpec()
+				spec.Questions, spec.Model, spec.Aux = questions, primary, aux
+				spec.Store = filepath.Join(dir, "store") // shared: built on the first run, loaded after
+				spec.Out = filepath.Join(dir, fmt.Sprintf("out-%v-%d", overlap, i))
+				spec.Method, spec.Ratio, spec.MaxNewTokens, spec.BatchSize = "cacheclip", 0.2, 8, 8
+				eng, err := NewModelEngine(ctx, spec, log)
+				if err != nil {
+					b.Fatal(err)
+				}
+				t0 := time.Now()
+				st, err := Run(ctx, Options{Spec: spec, Engine: eng, Corpus: texts, Logger: log, NoOverlap: !overlap})
+				wall := time.Since(t0)
+				eng.Close()
+				if err != nil || st.OK != 200 {
+					b.Fatalf("run: %v (ok %d)", err, st.OK)
+				}
+				var busy float64
+				for _, s := range st.StageBusySeconds {
+					busy += s
+				}
+				b.ReportMetric(200/wall.Seconds(), "questions/s")
+				b.ReportMetric(busy/wall.Seconds(), "stage-busy/wall")
+				for _, name := range []string{"load", "aux", "primary"} {
+					b.ReportMetric(st.StageBusySeconds[name], name+"-busy-s")
+				}
+			}
+		})
+	}
+}
