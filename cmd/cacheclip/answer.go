@@ -12,66 +12,11 @@ import (
 
 	"cacheclip/kernels"
 	"cacheclip/kvshards"
+	"cacheclip/loader"
 	"cacheclip/model"
-	"cacheclip/model/prompt"
-	"cacheclip/model/tokenizer"
 	"cacheclip/prefill"
 	"cacheclip/prefill/auxscore"
 )
-
-// layoutFunc adapts a template bound to a tokenizer to prefill.Layouter.
-type layoutFunc func(chunks []string, question string) (prefill.Layout, error)
-
-func (f layoutFunc) Layout(chunks []string, question string) (prefill.Layout, error) {
-	return f(chunks, question)
-}
-
-// loaded is a model directory ready for prefill: weights, tokenizer, template.
-type loaded struct {
-	m      *model.Model
-	lay    prefill.Layouter
-	tok    model.Detokenizer
-	stops  []int32
-	closer func() error
-}
-
-func loadForPrefill(dir, templateName string) (*loaded, error) {
-	m, err := model.LoadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	tok, err := tokenizer.Load(dir)
-	if err != nil {
-		m.Close()
-		return nil, err
-	}
-	var tmpl prompt.Template
-	if templateName != "" {
-		tmpl, err = prompt.ByName(templateName)
-	} else {
-		tmpl, err = prompt.Detect(dir)
-	}
-	if err != nil {
-		m.Close()
-		return nil, fmt.Errorf("%s: %w", dir, err)
-	}
-	seg := func(text string, ids []int32, offs [][2]int) prefill.Segment {
-		return prefill.Segment{Text: text, IDs: ids, Offsets: offs}
-	}
-	lay := layoutFunc(func(chunks []string, question string) (prefill.Layout, error) {
-		pl, err := tmpl.Build(tok, chunks, question)
-		if err != nil {
-			return prefill.Layout{}, err
-		}
-		out := prefill.Layout{Prefix: seg(pl.Prefix.Text, pl.Prefix.IDs, pl.Prefix.Offsets), Question: seg(pl.Question.Text, pl.Question.IDs, pl.Question.Offsets)}
-		for _, c := range pl.Chunks {
-			out.Chunks = append(out.Chunks, seg(c.Text, c.IDs, c.Offsets))
-		}
-		return out, nil
-	})
-	stops := append(append([]int32(nil), m.Config.EOS...), tok.Special().StopIDs()...)
-	return &loaded{m: m, lay: lay, tok: tok, stops: stops, closer: m.Close}, nil
-}
 
 // splitChunks takes the files after --chunks (up to the next flag) out of args,
 // since the flag package gives a flag one value.
@@ -166,12 +111,12 @@ func cmdAnswer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	pool := kernels.NewPool(*threads)
-	prim, err := loadForPrefill(*dir, *tmplName)
+	prim, err := loader.Open(*dir, *tmplName)
 	if err != nil {
 		return fail(err)
 	}
-	defer prim.closer()
-	eng := &prefill.Engine{Model: prim.m, Layout: prim.lay, Pool: pool}
+	defer prim.Close()
+	eng := &prefill.Engine{Model: prim.Model, Layout: prim, Pool: pool}
 	var store *kvshards.Store
 	if *storeDir != "" {
 		store, err = kvshards.OpenStore(*storeDir, kvshards.DefaultOptions())
@@ -179,17 +124,17 @@ func cmdAnswer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return fail(err)
 		}
 		defer store.Close()
-		eng.Source = &prefill.StoreSource{Store: store, Computer: &prefill.Computer{Model: prim.m, Pool: pool}}
+		eng.Source = &prefill.StoreSource{Store: store, Computer: &prefill.Computer{Model: prim.Model, Pool: pool}}
 	}
 	if meth.Name == prefill.CacheClip {
-		aux, err := loadForPrefill(*auxDir, *auxTmpl)
+		aux, err := loader.Open(*auxDir, *auxTmpl)
 		if err != nil {
 			return fail(fmt.Errorf("auxiliary model: %w", err))
 		}
-		defer aux.closer()
-		sc := &auxscore.Scorer{Model: aux.m, Layout: aux.lay, Pool: pool, Opts: auxscore.Options{Reduce: *reduce, Window: *window, MinCount: *minCount}}
+		defer aux.Close()
+		sc := &auxscore.Scorer{Model: aux.Model, Layout: aux, Pool: pool, Opts: auxscore.Options{Reduce: *reduce, Window: *window, MinCount: *minCount}}
 		if *auxCheap {
-			comp := &prefill.Computer{Model: aux.m, Pool: pool}
+			comp := &prefill.Computer{Model: aux.Model, Pool: pool}
 			if store != nil {
 				sc.Source = &prefill.StoreSource{Store: store, Computer: comp}
 			} else {
@@ -199,7 +144,7 @@ func cmdAnswer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		meth.Selector = sc
 	}
 	start := time.Now()
-	ans, err := eng.Answer(ctx, q, meth, model.GenOptions{MaxNewTokens: *maxNew, StopIDs: prim.stops}, prim.tok)
+	ans, err := eng.Answer(ctx, q, meth, model.GenOptions{MaxNewTokens: *maxNew, StopIDs: prim.Stops}, prim.Tok)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return 130

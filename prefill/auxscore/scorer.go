@@ -1,0 +1,293 @@
+// Package auxscore is CacheClip's auxiliary scorer (DESIGN.md §4): a small model
+// reads the same chunks and question with its own tokenizer and template, the
+// last layer's attention from the question's tokens to the context marks the
+// context tokens that matter, and a budgeted, grouped selection of them is
+// mapped onto the primary model's tokens for recompute.
+//
+// The package would be "aux", but Go refuses that path element (a reserved
+// device name on Windows), so it lives under prefill.
+package auxscore
+
+import (
+	"context"
+	"fmt"
+
+	"cacheclip/kernels"
+	"cacheclip/model"
+	"cacheclip/prefill"
+)
+
+// Reductions over the question's tokens.
+const (
+	Mean = "mean" // average over question tokens (default)
+	Max  = "max"  // largest over question tokens
+	Last = "last" // the last question token only
+)
+
+// Options tune scoring and selection.
+type Options struct {
+	Reduce   string // mean, max or last
+	Window   int    // sliding window w (default 8)
+	MinCount int    // candidates m that make a window recomputed whole (default 5)
+}
+
+// DefaultOptions are the paper's.
+func DefaultOptions() Options { return Options{Reduce: Mean, Window: 8, MinCount: 5} }
+
+// Scorer runs an auxiliary model. With Source set it assembles the context from
+// per-chunk caches of the auxiliary model (its own fingerprint) and computes only
+// Q fresh, so its cost stops growing with the context; otherwise it prefills
+// P and the chunks in full.
+type Scorer struct {
+	Model  *model.Model
+	Layout prefill.Layouter
+	Pool   *kernels.Pool
+	Source prefill.ChunkSource
+	Opts   Options
+	// FullChunkRows bounds one forward call of the full auxiliary prefill (0: 2048).
+	FullChunkRows int
+
+	prefix prefill.PrefixCache
+}
+
+func (s *Scorer) opts() (Options, error) {
+	o := s.Opts
+	d := DefaultOptions()
+	if o.Reduce == "" {
+		o.Reduce = d.Reduce
+	}
+	if o.Window == 0 {
+		o.Window = d.Window
+	}
+	if o.MinCount == 0 {
+		o.MinCount = d.MinCount
+	}
+	if o.Reduce != Mean && o.Reduce != Max && o.Reduce != Last {
+		return o, fmt.Errorf("auxiliary scorer: reduction %q, want mean, max or last", o.Reduce)
+	}
+	if o.Window < 1 || o.MinCount < 1 {
+		return o, fmt.Errorf("auxiliary scorer: window %d and minimum count %d must be positive", o.Window, o.MinCount)
+	}
+	return o, nil
+}
+
+// Select implements prefill.Selector: the auxiliary model's scores mapped onto
+// the primary's context tokens, then SelectTokens at the budget.
+func (s *Scorer) Select(ctx context.Context, q prefill.Query, primary prefill.Layout, budget int) ([]int, error) {
+	o, err := s.opts()
+	if err != nil {
+		return nil, err
+	}
+	sc, err := s.PrimaryScores(ctx, q, primary)
+	if err != nil {
+		return nil, err
+	}
+	return SelectTokens(sc, budget, o.Window, o.MinCount), nil
+}
+
+// PrimaryScores scores the query's context with the auxiliary model and returns
+// one importance per primary context token (chunks concatenated).
+func (s *Scorer) PrimaryScores(ctx context.Context, q prefill.Query, primary prefill.Layout) ([]float32, error) {
+	if s.Layout == nil || s.Model == nil {
+		return nil, fmt.Errorf("auxiliary scorer: no model or layouter")
+	}
+	auxLay, err := s.Layout.Layout(q.Chunks, q.Question)
+	if err != nil {
+		return nil, fmt.Errorf("auxiliary scorer: layout: %w", err)
+	}
+	if err := mappable(&primary, &auxLay); err != nil {
+		return nil, err
+	}
+	per, err := s.Scores(ctx, auxLay)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float32, 0, primary.ContextTokens())
+	for i, pc := range primary.Chunks {
+		ac := auxLay.Chunks[i]
+		if sameTokens(&pc, &ac) {
+			out = append(out, per[i]...)
+			continue
+		}
+		m, err := MapScores(pc.Offsets, ac.Offsets, per[i], len(pc.Text))
+		if err != nil {
+			return nil, fmt.Errorf("auxiliary scorer: chunk %d: %w", i, err)
+		}
+		out = append(out, m...)
+	}
+	return out, nil
+}
+
+// mappable checks that the auxiliary tokens can be mapped onto the primary's by
+// byte offsets: the same chunk texts, and offsets for every token.
+func mappable(p, a *prefill.Layout) error {
+	if len(p.Chunks) != len(a.Chunks) {
+		return fmt.Errorf("auxiliary scorer: primary layout has %d chunks, auxiliary %d", len(p.Chunks), len(a.Chunks))
+	}
+	for i := range p.Chunks {
+		pc, ac := &p.Chunks[i], &a.Chunks[i]
+		if sameTokens(pc, ac) {
+			continue
+		}
+		if pc.Text != ac.Text {
+			return fmt.Errorf("auxiliary tokenizer cannot be mapped: chunk %d reads %q in the auxiliary template but %q in the primary's", i, clip(ac.Text), clip(pc.Text))
+		}
+		if len(pc.Offsets) != len(pc.IDs) {
+			return fmt.Errorf("auxiliary tokenizer cannot be mapped: chunk %d: primary tokenizer gave %d offsets for %d tokens", i, len(pc.Offsets), len(pc.IDs))
+		}
+		if len(ac.Offsets) != len(ac.IDs) {
+			return fmt.Errorf("auxiliary tokenizer cannot be mapped: chunk %d: auxiliary tokenizer gave %d offsets for %d tokens", i, len(ac.Offsets), len(ac.IDs))
+		}
+	}
+	return nil
+}
+
+func clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
+
+func sameTokens(a, b *prefill.Segment) bool {
+	if a.Text != b.Text || len(a.IDs) != len(b.IDs) || len(a.Offsets) != len(b.Offsets) {
+		return false
+	}
+	for i := range a.IDs {
+		if a.IDs[i] != b.IDs[i] {
+			return false
+		}
+	}
+	for i := range a.Offsets {
+		if a.Offsets[i] != b.Offsets[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Scores returns, per chunk of the auxiliary layout, each token's importance:
+// its last-layer attention probability from the question's tokens, averaged over
+// heads and reduced over question tokens by Opts.Reduce.
+func (s *Scorer) Scores(ctx context.Context, lay prefill.Layout) ([][]float32, error) {
+	o, err := s.opts()
+	if err != nil {
+		return nil, err
+	}
+	probs, cache, err := s.attend(ctx, lay)
+	if err != nil {
+		return nil, err
+	}
+	H := s.Model.Config.Heads
+	nq := len(lay.Question.IDs)
+	ns := cache.Len()
+	slot := make([]float64, ns)
+	rowScore := make([]float64, ns)
+	first := 0
+	if o.Reduce == Last {
+		first = nq - 1
+	}
+	for r := first; r < nq; r++ {
+		for j := range rowScore {
+			rowScore[j] = 0
+		}
+		for h := 0; h < H; h++ {
+			p := probs[(r*H+h)*ns : (r*H+h+1)*ns]
+			for j, x := range p {
+				rowScore[j] += float64(x)
+			}
+		}
+		for j := range slot {
+			v := rowScore[j] / float64(H)
+			if o.Reduce == Max {
+				slot[j] = max(slot[j], v)
+			} else {
+				slot[j] += v
+			}
+		}
+	}
+	if o.Reduce == Mean {
+		for j := range slot {
+			slot[j] /= float64(nq)
+		}
+	}
+	out := make([][]float32, len(lay.Chunks))
+	at := len(lay.Prefix.IDs)
+	for i, c := range lay.Chunks {
+		out[i] = make([]float32, len(c.IDs))
+		for t := range c.IDs {
+			out[i][t] = float32(slot[at+t])
+		}
+		at += len(c.IDs)
+	}
+	return out, nil
+}
+
+// attend fills the auxiliary cache with P and the chunks (from per-chunk caches
+// or a full prefill), then computes only Q's rows, probing the last layer: the
+// probabilities are [Q row][head][slot], never a rows×rows matrix of the context.
+func (s *Scorer) attend(ctx context.Context, lay prefill.Layout) ([]float32, *model.Cache, error) {
+	cfg := &s.Model.Config
+	nq := len(lay.Question.IDs)
+	if nq == 0 {
+		return nil, nil, fmt.Errorf("auxiliary scorer: empty question")
+	}
+	total := lay.Len()
+	if total > cfg.MaxPos {
+		return nil, nil, fmt.Errorf("auxiliary scorer: prompt of %d tokens exceeds the auxiliary model's context of %d", total, cfg.MaxPos)
+	}
+	qStart := total - nq
+	var cache *model.Cache
+	if s.Source != nil {
+		pkv, err := s.prefix.Get(ctx, s.Model, s.Pool, lay.Prefix.IDs)
+		if err != nil {
+			return nil, nil, fmt.Errorf("auxiliary scorer: %w", err)
+		}
+		asm, err := prefill.Assemble(ctx, s.Model, s.Source, pkv, &lay, 0)
+		if err != nil {
+			return nil, nil, fmt.Errorf("auxiliary scorer: %w", err)
+		}
+		cache = asm.Cache
+	} else {
+		cache = s.Model.NewCache(total)
+		cache.Alloc(total)
+		var toks []int32
+		toks = append(toks, lay.Prefix.IDs...)
+		for _, c := range lay.Chunks {
+			toks = append(toks, c.IDs...)
+		}
+		step := s.FullChunkRows
+		if step <= 0 {
+			step = 2048
+		}
+		for lo := 0; lo < len(toks); lo += step {
+			hi := min(lo+step, len(toks))
+			seq := &model.Seq{Cache: cache}
+			for i := lo; i < hi; i++ {
+				seq.Tokens = append(seq.Tokens, toks[i])
+				seq.Pos = append(seq.Pos, int32(i))
+				seq.Slots = append(seq.Slots, int32(i))
+			}
+			if _, err := s.Model.Forward(ctx, s.Pool, []*model.Seq{seq}); err != nil {
+				return nil, nil, fmt.Errorf("auxiliary scorer: prefill rows [%d,%d): %w", lo, hi, err)
+			}
+		}
+	}
+	last := cfg.Layers - 1
+	probs := make([]float32, nq*cfg.Heads*cache.Len())
+	seq := &model.Seq{Cache: cache, Probe: func(layer int) []float32 {
+		if layer == last {
+			return probs
+		}
+		return nil
+	}}
+	for i, t := range lay.Question.IDs {
+		seq.Tokens = append(seq.Tokens, t)
+		seq.Pos = append(seq.Pos, int32(qStart+i))
+		seq.Slots = append(seq.Slots, int32(qStart+i))
+	}
+	if _, err := s.Model.Forward(ctx, s.Pool, []*model.Seq{seq}); err != nil {
+		return nil, nil, fmt.Errorf("auxiliary scorer: question rows: %w", err)
+	}
+	return probs, cache, nil
+}

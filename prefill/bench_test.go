@@ -1,0 +1,182 @@
+//go:build unix
+
+package prefill_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"cacheclip/kernels"
+	"cacheclip/model/testmodel"
+	"cacheclip/prefill"
+	"cacheclip/prefill/auxscore"
+	"cacheclip/prefill/prefilltest"
+)
+
+// benchSetup is built once per benchmark process: the Qwen2.5-0.5B-shaped random
+// primary takes seconds to generate.
+type benchSetup struct {
+	eng        *prefill.Engine
+	aux        *auxscore.Scorer // full auxiliary prefill
+	auxCheap   *auxscore.Scorer // auxiliary per-chunk caches, Q only
+	q          prefill.Query
+	full       prefill.Stats
+	fullCPU    time.Duration
+	fullLogits []float32
+	auxSel     map[float64][]int // cacheclip's selections with the full auxiliary prefill
+	layoutLen  int
+}
+
+var benchOnce = sync.OnceValues(func() (*benchSetup, error) {
+	pool := kernels.NewPool(0)
+	m, err := testmodel.Build(testmodel.Qwen25_05B(kernels.BF16))
+	if err != nil {
+		return nil, err
+	}
+	// The auxiliary model has SmolLM2-135M's shape.
+	am, err := testmodel.Build(testmodel.Spec{Name: "smollm2-135m-shape", Arch: "llama", Hidden: 576, Intermediate: 1536, Layers: 30, Heads: 9, KVHeads: 3,
+		Vocab: 49152, MaxPos: 8192, RopeTheta: 100000, Tied: true, DType: kernels.BF16, Template: "chatml", Seed: 11})
+	if err != nil {
+		return nil, err
+	}
+	// 8 chunks of 256 one-byte tokens ("\n\n" included) and a 32-token question.
+	words := strings.Fields("the grass is green and the sky is blue one of the special magic numbers for the key is 7319 retrieval augmented generation reuses the cache of every chunk")
+	var q prefill.Query
+	for c := 0; c < 8; c++ {
+		var sb strings.Builder
+		for i := c; sb.Len() < 254; i++ {
+			sb.WriteString(words[i%len(words)])
+			sb.WriteByte(' ')
+		}
+		q.Chunks = append(q.Chunks, sb.String()[:254])
+	}
+	q.Question = "What is the num?"[:14]
+	lay := prefilltest.Layouter{Width: 1}
+	s := &benchSetup{
+		eng:      &prefill.Engine{Model: m, Layout: lay, Pool: pool},
+		aux:      &auxscore.Scorer{Model: am, Layout: prefilltest.Layouter{Width: 2}, Pool: pool},
+		auxCheap: &auxscore.Scorer{Model: am, Layout: prefilltest.Layouter{Width: 2}, Pool: pool, Source: prefill.NewMemorySource(&prefill.Computer{Model: am, Pool: pool})},
+		q:        q,
+		auxSel:   map[float64][]int{},
+	}
+	l, err := lay.Layout(q.Chunks, q.Question)
+	if err != nil {
+		return nil, err
+	}
+	for i, c := range l.Chunks {
+		if len(c.IDs) != 256 {
+			return nil, fmt.Errorf("chunk %d has %d tokens", i, len(c.IDs))
+		}
+	}
+	if len(l.Question.IDs) != 32 {
+		return nil, fmt.Errorf("question has %d tokens", len(l.Question.IDs))
+	}
+	s.layoutLen = l.Len()
+	ctx := context.Background()
+	// Warm the chunk caches (the shard store's job, ahead of time) so TTFT is
+	// measured on loaded caches, as a job sees them.
+	rm, _ := prefill.NewMethod(prefill.Reuse)
+	if _, err := s.eng.Prefill(ctx, q, rm, 0); err != nil {
+		return nil, err
+	}
+	al, _ := s.auxCheap.Layout.Layout(q.Chunks, q.Question)
+	if _, err := s.auxCheap.Scores(ctx, al); err != nil {
+		return nil, err
+	}
+	return s, nil
+})
+
+// BenchmarkMethods reports each method's time to first token on the
+// Qwen2.5-0.5B shape, 8×256 context tokens and a 32-token question, with
+// speedup against full and auxiliary time apart (cacheclip uses the full
+// auxiliary prefill, cacheclip-cheap the auxiliary per-chunk caches).
+//
+//	go test -run '^$' -bench Methods -benchtime 1x ./prefill/
+func BenchmarkMethods(b *testing.B) {
+	s, err := benchOnce()
+	if err != nil {
+		b.Fatal(err)
+	}
+	type bench struct {
+		name  string
+		ratio float64
+		aux   *auxscore.Scorer
+		meth  string
+	}
+	list := []bench{{"full", 1, nil, prefill.Full}, {"reuse", 0, nil, prefill.Reuse}, {"ape", 0, nil, prefill.APE}}
+	for _, r := range []float64{0.1, 0.2, 0.4} {
+		list = append(list,
+			bench{fmt.Sprintf("cacheblend/r=%.1f", r), r, nil, prefill.CacheBlend},
+			bench{fmt.Sprintf("cacheclip/r=%.1f", r), r, s.aux, prefill.CacheClip},
+			bench{fmt.Sprintf("cacheclip-cheap/r=%.1f", r), r, s.auxCheap, prefill.CacheClip})
+	}
+	for _, bc := range list {
+		b.Run(bc.name, func(b *testing.B) {
+			m, _ := prefill.NewMethod(bc.meth)
+			m.Ratio = bc.ratio
+			if bc.aux != nil {
+				m.Selector = bc.aux
+			}
+			// The shared machine's load makes wall times noisy: keep the best of b.N
+			// runs, and the process CPU time, which contention inflates far less.
+			var st prefill.Stats
+			var cpu time.Duration
+			var last *prefill.Result
+			for i := 0; i < b.N; i++ {
+				c0 := cpuTime()
+				res, err := s.eng.Prefill(context.Background(), s.q, m, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c := cpuTime() - c0
+				last = res
+				if i == 0 || res.Stats.TTFT < st.TTFT {
+					st = res.Stats
+				}
+				if i == 0 || c < cpu {
+					cpu = c
+				}
+			}
+			if bc.meth == prefill.Full {
+				s.full, s.fullCPU, s.fullLogits = st, cpu, last.Logits
+			}
+			// Quality proxies on random weights: distance of the first-token logits
+			// from full prefill's, and for the cheaper auxiliary mode the overlap of
+			// its selection with the full auxiliary prefill's.
+			if s.fullLogits != nil {
+				b.ReportMetric(relDiff(last.Logits, s.fullLogits), "logit_err")
+			}
+			if bc.aux == s.aux {
+				s.auxSel[bc.ratio] = last.Selected
+			} else if bc.aux == s.auxCheap && s.auxSel[bc.ratio] != nil {
+				b.ReportMetric(auxscore.Jaccard(last.Selected, s.auxSel[bc.ratio]), "jaccard_vs_full_aux")
+			}
+			ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+			b.ReportMetric(ms(st.TTFT), "ttft_ms")
+			b.ReportMetric(ms(st.Aux), "aux_ms")
+			b.ReportMetric(ms(st.Recompute), "recompute_ms")
+			b.ReportMetric(ms(st.Load+st.Assembly), "assembly_ms")
+			b.ReportMetric(ms(cpu), "cpu_ms")
+			b.ReportMetric(float64(st.RecomputedTokens), "recomputed")
+			if s.full.TTFT > 0 {
+				b.ReportMetric(float64(s.full.TTFT)/float64(st.TTFT-st.Aux), "primary_speedup")
+				b.ReportMetric(float64(s.full.TTFT)/float64(st.TTFT), "ttft_speedup")
+				b.ReportMetric(float64(s.full.Recompute)/float64(st.Recompute), "recompute_speedup")
+				b.ReportMetric(float64(s.fullCPU)/float64(cpu), "cpu_speedup")
+			}
+		})
+	}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

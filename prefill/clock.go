@@ -1,0 +1,5 @@
+package prefill
+
+import "time"
+
+func now() time.Time { return time.Now() }

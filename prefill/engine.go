@@ -1,0 +1,309 @@
+package prefill
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"cacheclip/kernels"
+	"cacheclip/model"
+)
+
+// Engine bundles a primary model with its tokenizer and template (Layout), the
+// source of its chunk caches and the thread pool. An Engine may serve several
+// goroutines at once.
+type Engine struct {
+	Model  *model.Model
+	Layout Layouter
+	Pool   *kernels.Pool
+	// Source hands out chunk caches; nil computes them with the model and keeps
+	// them in memory.
+	Source ChunkSource
+	// FullChunkRows bounds the rows of one forward call of the full method (chunked
+	// prefill); 0 means 2048.
+	FullChunkRows int
+
+	prefix  PrefixCache
+	memOnce sync.Once
+	mem     *MemorySource
+}
+
+// Stats is the accounting of one prefill.
+type Stats struct {
+	Method         string
+	Ratio          float64
+	PrefixTokens   int
+	ContextTokens  int
+	QuestionTokens int
+	// RecomputedTokens is the number of context tokens computed fresh through the
+	// last layer (all of them for full; CacheBlend also runs every context token
+	// through the layers before its check layer).
+	RecomputedTokens int
+	Load             time.Duration // chunk caches from the source
+	Assembly         time.Duration // copying and re-rotating them into the cache
+	Aux              time.Duration // auxiliary scoring and selection
+	Recompute        time.Duration // the forward call(s) over the recomputed rows and Q
+	// TTFT is the wall time of the prefill call up to the logits of the first
+	// answer token. It includes Aux when the scorer runs inside the call, not
+	// when the selection came with the Query (made ahead, overlapped).
+	TTFT time.Duration
+}
+
+// Result is a prefilled question, ready for decoding.
+type Result struct {
+	Cache   *model.Cache
+	Logits  []float32 // of the last Q row: they predict the first answer token
+	NextPos int32
+	// Selected are the context tokens recomputed through the last layer (indices
+	// into the concatenated chunk tokens); nil for full and reuse.
+	Selected []int
+	// Groups is set for ape: decoding must keep Q's view of the chunks.
+	Groups *model.AttnGroups
+	Stats  Stats
+}
+
+func (e *Engine) source() ChunkSource {
+	if e.Source != nil {
+		return e.Source
+	}
+	e.memOnce.Do(func() { e.mem = NewMemorySource(&Computer{Model: e.Model, Pool: e.Pool}) })
+	return e.mem
+}
+
+// Prefill lays out the query with the engine's tokenizer and template and runs the
+// method. reserve is the number of slots kept free for the answer; the whole
+// prompt plus reserve must fit the model's context.
+func (e *Engine) Prefill(ctx context.Context, q Query, m Method, reserve int) (*Result, error) {
+	if e.Layout == nil {
+		return nil, fmt.Errorf("prefill: engine has no layouter")
+	}
+	lay, err := e.Layout.Layout(q.Chunks, q.Question)
+	if err != nil {
+		return nil, fmt.Errorf("prefill: layout: %w", err)
+	}
+	return e.PrefillLayout(ctx, q, lay, m, reserve)
+}
+
+// PrefillLayout runs the method on an already tokenised layout (q is passed on
+// to the auxiliary scorer, which lays the texts out with its own tokenizer).
+func (e *Engine) PrefillLayout(ctx context.Context, q Query, lay Layout, m Method, reserve int) (*Result, error) {
+	start := time.Now()
+	cfg := &e.Model.Config
+	if err := m.Validate(cfg.Layers); err != nil {
+		return nil, fmt.Errorf("prefill: %w", err)
+	}
+	if len(lay.Question.IDs) == 0 {
+		return nil, fmt.Errorf("prefill: empty question")
+	}
+	if reserve < 0 {
+		reserve = 0
+	}
+	total := lay.Len()
+	if total+reserve > cfg.MaxPos {
+		return nil, fmt.Errorf("prefill: prompt of %d tokens (%d prefix, %d context, %d question) plus %d reserved for the answer exceeds the model's context of %d",
+			total, len(lay.Prefix.IDs), lay.ContextTokens(), len(lay.Question.IDs), reserve, cfg.MaxPos)
+	}
+	for i, c := range lay.Chunks {
+		if len(c.Offsets) != 0 && len(c.Offsets) != len(c.IDs) {
+			return nil, fmt.Errorf("prefill: chunk %d: %d tokens but %d offsets", i, len(c.IDs), len(c.Offsets))
+		}
+	}
+	n := lay.ContextTokens()
+	res := &Result{Stats: Stats{Method: m.Name, Ratio: m.Ratio, PrefixTokens: len(lay.Prefix.IDs), ContextTokens: n, QuestionTokens: len(lay.Question.IDs)}}
+	if m.Name == Full {
+		res.Stats.Ratio = 1
+		if err := e.full(ctx, &lay, reserve, res); err != nil {
+			return nil, err
+		}
+		res.Stats.TTFT = time.Since(start)
+		return res, nil
+	}
+	if m.Name == Reuse || m.Name == APE {
+		res.Stats.Ratio = 0
+	}
+	// The auxiliary model's selection does not depend on the primary's caches, so
+	// it runs first; the job runner overlaps it with the previous batch.
+	var sel []int
+	budget := Budget(m.Ratio, n)
+	if m.Name == CacheClip {
+		switch {
+		case q.Selection != nil:
+			sel = q.Selection
+			res.Stats.Aux = q.AuxTime
+		case m.Selector != nil:
+			t0 := time.Now()
+			var err error
+			sel, err = m.Selector.Select(ctx, q, lay, budget)
+			if err != nil {
+				return nil, fmt.Errorf("prefill: auxiliary selection: %w", err)
+			}
+			res.Stats.Aux = time.Since(t0)
+		default:
+			return nil, fmt.Errorf("prefill: method cacheclip: no auxiliary scorer and no selection made ahead")
+		}
+		if err := checkSelection(sel, budget, n); err != nil {
+			return nil, fmt.Errorf("prefill: auxiliary selection: %w", err)
+		}
+	}
+	pkv, err := e.prefix.Get(ctx, e.Model, e.Pool, lay.Prefix.IDs)
+	if err != nil {
+		return nil, fmt.Errorf("prefill: %w", err)
+	}
+	asm, err := Assemble(ctx, e.Model, e.source(), pkv, &lay, reserve)
+	if err != nil {
+		return nil, fmt.Errorf("prefill: %w", err)
+	}
+	res.Stats.Load = time.Duration(asm.Load * float64(time.Second))
+	res.Stats.Assembly = time.Duration(asm.Fill * float64(time.Second))
+	res.Cache = asm.Cache
+	qStart := asm.ChunkStart[len(asm.ChunkStart)-1]
+
+	seq := &model.Seq{Cache: asm.Cache}
+	addRow := func(tok int32, pos int) {
+		seq.Tokens = append(seq.Tokens, tok)
+		seq.Pos = append(seq.Pos, int32(pos))
+		seq.Slots = append(seq.Slots, int32(pos))
+	}
+	ctxTok := make([]int32, 0, n)
+	for _, c := range lay.Chunks {
+		ctxTok = append(ctxTok, c.IDs...)
+	}
+	np := len(lay.Prefix.IDs)
+	switch m.Name {
+	case APE:
+		// APE (Infini-AI-Lab/APE, ape_llama.py, prefill_query): the query's attention
+		// over the chunks is a separate softmax with logits scaled by 1/T, whose
+		// log-sum-exp is multiplied by S·T before merging with the attention over P
+		// and Q. AttnGroups weighs group g by exp(LSEScale[g]·lse_g) with lse_g taken
+		// over logits already divided by Temp[g], so Temp = T and LSEScale = S·T.
+		g := &model.AttnGroups{SlotGroup: make([]uint8, asm.Cache.Cap()), Temp: []float32{1, float32(m.Temp)}, LSEScale: []float32{1, float32(m.Scale * m.Temp)}}
+		for i := np; i < qStart; i++ {
+			g.SlotGroup[i] = 1
+		}
+		seq.Groups = g
+		res.Groups = g
+	case CacheBlend:
+		for i, t := range ctxTok {
+			addRow(t, np+i)
+		}
+		res.Selected = nil
+		seq.PruneLayer = m.CheckLayer
+		cache := asm.Cache
+		kd := cfg.KVDim()
+		seq.Prune = func(layer int, rows []int, k, v []float32) []int {
+			fresh, old := v, cache.V[layer]
+			if m.RankBy == "k" {
+				fresh, old = k, cache.K[layer]
+			}
+			// LMCache ranks by the squared L2 distance over every KV head of a
+			// token's fresh and cached vector; the order is the same as the L2 norm's.
+			type cand struct {
+				i   int
+				dev float64
+			}
+			var cands []cand
+			var keep []int
+			for i, r := range rows {
+				if r >= n {
+					keep = append(keep, i)
+					continue
+				}
+				sl := int(seq.Slots[r])
+				var d float64
+				f := fresh[i*kd : (i+1)*kd]
+				o := old[sl*kd : (sl+1)*kd]
+				for j := range f {
+					x := float64(f[j] - o[j])
+					d += x * x
+				}
+				cands = append(cands, cand{i, d})
+			}
+			sort.SliceStable(cands, func(a, b int) bool { return cands[a].dev > cands[b].dev })
+			for _, c := range cands[:min(budget, len(cands))] {
+				keep = append(keep, c.i)
+				res.Selected = append(res.Selected, rows[c.i])
+			}
+			sort.Ints(keep)
+			sort.Ints(res.Selected)
+			return keep
+		}
+	case CacheClip:
+		for _, i := range sel {
+			addRow(ctxTok[i], np+i)
+		}
+		res.Selected = sel
+	}
+	for i, t := range lay.Question.IDs {
+		addRow(t, qStart+i)
+	}
+	seq.Logits = []int{len(seq.Tokens) - 1}
+	t0 := time.Now()
+	out, err := e.Model.Forward(ctx, e.Pool, []*model.Seq{seq})
+	if err != nil {
+		return nil, fmt.Errorf("prefill: %s: %w", m.Name, err)
+	}
+	res.Stats.Recompute = time.Since(t0)
+	res.Logits = out[0].Logits[0]
+	res.NextPos = int32(total)
+	res.Stats.RecomputedTokens = len(res.Selected)
+	res.Stats.TTFT = time.Since(start)
+	return res, nil
+}
+
+// full computes every row (P, chunks, Q) fresh, FullChunkRows at a time.
+func (e *Engine) full(ctx context.Context, lay *Layout, reserve int, res *Result) error {
+	var toks []int32
+	toks = append(toks, lay.Prefix.IDs...)
+	for _, c := range lay.Chunks {
+		toks = append(toks, c.IDs...)
+	}
+	toks = append(toks, lay.Question.IDs...)
+	step := e.FullChunkRows
+	if step <= 0 {
+		step = 2048
+	}
+	cache := e.Model.NewCache(len(toks) + reserve)
+	t0 := time.Now()
+	for lo := 0; lo < len(toks); lo += step {
+		hi := min(lo+step, len(toks))
+		first := cache.Alloc(hi - lo)
+		s := &model.Seq{Cache: cache}
+		for i := lo; i < hi; i++ {
+			s.Tokens = append(s.Tokens, toks[i])
+			s.Pos = append(s.Pos, int32(i))
+			s.Slots = append(s.Slots, int32(first+i-lo))
+		}
+		if hi == len(toks) {
+			s.Logits = []int{hi - lo - 1}
+		}
+		out, err := e.Model.Forward(ctx, e.Pool, []*model.Seq{s})
+		if err != nil {
+			return fmt.Errorf("prefill: full: rows [%d,%d): %w", lo, hi, err)
+		}
+		if hi == len(toks) {
+			res.Logits = out[0].Logits[0]
+		}
+	}
+	res.Stats.Recompute = time.Since(t0)
+	res.Stats.RecomputedTokens = lay.ContextTokens()
+	res.Cache = cache
+	res.NextPos = int32(len(toks))
+	return nil
+}
+
+func checkSelection(sel []int, budget, n int) error {
+	if len(sel) != budget {
+		return fmt.Errorf("selected %d tokens, budget is %d", len(sel), budget)
+	}
+	for i, s := range sel {
+		if s < 0 || s >= n {
+			return fmt.Errorf("selected token %d outside the %d context tokens", s, n)
+		}
+		if i > 0 && s <= sel[i-1] {
+			return fmt.Errorf("selection not strictly ascending at %d", i)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,252 @@
+package prefill
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"sync"
+
+	"cacheclip/kernels"
+	"cacheclip/kvshards"
+	"cacheclip/model"
+)
+
+// Computer computes chunk caches with a model: P's rows then the chunk's rows at
+// positions |P|, |P|+1, …, keeping only the chunk's part (DESIGN.md §2). It is
+// the kvshards.Computer of a model.
+type Computer struct {
+	Model *model.Model
+	Pool  *kernels.Pool
+}
+
+var _ kvshards.Computer = (*Computer)(nil)
+
+// Fingerprint is the model's.
+func (c *Computer) Fingerprint() [32]byte { return c.Model.Fingerprint() }
+
+// ComputeChunk returns the chunk's KV with BasePos = len(prefix).
+func (c *Computer) ComputeChunk(ctx context.Context, prefix, chunk []int32) (*ChunkKV, error) {
+	n := len(prefix) + len(chunk)
+	if n > c.Model.Config.MaxPos {
+		return nil, fmt.Errorf("compute chunk: %d prefix + %d chunk tokens exceed the model's context of %d", len(prefix), len(chunk), c.Model.Config.MaxPos)
+	}
+	cache := c.Model.NewCache(n)
+	first := cache.Alloc(n)
+	s := &model.Seq{Cache: cache}
+	for i, t := range append(append([]int32(nil), prefix...), chunk...) {
+		s.Tokens = append(s.Tokens, t)
+		s.Pos = append(s.Pos, int32(i))
+		s.Slots = append(s.Slots, int32(first+i))
+	}
+	if len(s.Tokens) > 0 {
+		if _, err := c.Model.Forward(ctx, c.Pool, []*model.Seq{s}); err != nil {
+			return nil, fmt.Errorf("compute chunk: %w", err)
+		}
+	}
+	return sliceKV(c.Model, cache, len(prefix), chunk), nil
+}
+
+// sliceKV copies slots [from, from+len(tokens)) of every layer out of a cache.
+func sliceKV(m *model.Model, cache *model.Cache, from int, tokens []int32) *ChunkKV {
+	cfg := &m.Config
+	kd := cfg.KVDim()
+	kv := &ChunkKV{Tokens: append([]int32(nil), tokens...), BasePos: int32(from), Layers: cfg.Layers, KVHeads: cfg.KVHeads, HeadDim: cfg.HeadDim,
+		K: make([][]float32, cfg.Layers), V: make([][]float32, cfg.Layers)}
+	for l := 0; l < cfg.Layers; l++ {
+		kv.K[l] = append([]float32(nil), cache.K[l][from*kd:(from+len(tokens))*kd]...)
+		kv.V[l] = append([]float32(nil), cache.V[l][from*kd:(from+len(tokens))*kd]...)
+	}
+	return kv
+}
+
+// MemorySource is a ChunkSource that computes each chunk once with a Computer and
+// keeps it in memory: the stand-in for a shard store in tests, benchmarks and
+// one-off answers.
+type MemorySource struct {
+	C  *Computer
+	mu sync.Mutex
+	m  map[[32]byte]*ChunkKV
+}
+
+// NewMemorySource returns an empty source over c.
+func NewMemorySource(c *Computer) *MemorySource {
+	return &MemorySource{C: c, m: map[[32]byte]*ChunkKV{}}
+}
+
+// Fingerprint is the computer's model's.
+func (s *MemorySource) Fingerprint() [32]byte { return s.C.Fingerprint() }
+
+// Chunk returns the cached KV or computes it.
+func (s *MemorySource) Chunk(ctx context.Context, prefix, chunk []int32) (*ChunkKV, error) {
+	key := tokenKey(prefix, chunk)
+	s.mu.Lock()
+	kv, ok := s.m[key]
+	s.mu.Unlock()
+	if ok {
+		return kv, nil
+	}
+	kv, err := s.C.ComputeChunk(ctx, prefix, chunk)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.m[key] = kv
+	s.mu.Unlock()
+	return kv, nil
+}
+
+func tokenKey(prefix, chunk []int32) [32]byte {
+	h := sha256.New()
+	var b [4]byte
+	binary.LittleEndian.PutUint32(b[:], uint32(len(prefix)))
+	h.Write(b[:])
+	for _, t := range prefix {
+		binary.LittleEndian.PutUint32(b[:], uint32(t))
+		h.Write(b[:])
+	}
+	for _, t := range chunk {
+		binary.LittleEndian.PutUint32(b[:], uint32(t))
+		h.Write(b[:])
+	}
+	var k [32]byte
+	copy(k[:], h.Sum(nil))
+	return k
+}
+
+// Assembled is a cache holding P and the chunks at their global offsets, ready
+// for Q (and any recomputed rows) to be written after them. Slot i holds
+// position i.
+type Assembled struct {
+	Cache *model.Cache
+	// ChunkStart[i] is o_i, the global offset of chunk i; ChunkStart[k] is where Q begins.
+	ChunkStart []int
+	Load       float64 // seconds spent getting chunk caches from the source
+	Fill       float64 // seconds spent copying and re-rotating them into the cache
+}
+
+// Assemble builds the blended cache: P's cache (exact, computed once per prefix
+// and model by prefixKV) in slots [0,|P|), chunk i's cache re-rotated from
+// |P|+t to o_i+t, with room for Q and reserve more slots. The slots for Q are
+// allocated but left empty.
+func Assemble(ctx context.Context, m *model.Model, src ChunkSource, prefix *ChunkKV, lay *Layout, reserve int) (*Assembled, error) {
+	if src == nil {
+		return nil, fmt.Errorf("assemble: no chunk source")
+	}
+	if fp := src.Fingerprint(); fp != m.Fingerprint() {
+		return nil, fmt.Errorf("assemble: chunk source belongs to model %x, not to this model %x: refusing caches from another model", fp[:6], m.Fingerprint())
+	}
+	cfg := &m.Config
+	np := len(lay.Prefix.IDs)
+	total := lay.Len()
+	cache := m.NewCache(total + reserve)
+	cache.Alloc(total)
+	a := &Assembled{Cache: cache}
+	fill := func(kv *ChunkKV, at int) error {
+		n := len(kv.Tokens)
+		pos := make([]int32, n)
+		from := make([]int32, n)
+		for t := 0; t < n; t++ {
+			pos[t] = int32(at + t)
+			from[t] = kv.BasePos + int32(t)
+		}
+		for l := 0; l < cfg.Layers; l++ {
+			if err := m.Fill(cache, l, at, pos, kv.K[l], kv.V[l], from); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if np > 0 {
+		if err := checkKV(prefix, cfg.Layers, cfg.KVHeads, cfg.HeadDim, 0, lay.Prefix.IDs); err != nil {
+			return nil, fmt.Errorf("assemble: prefix: %w", err)
+		}
+		if err := fill(prefix, 0); err != nil {
+			return nil, fmt.Errorf("assemble: prefix: %w", err)
+		}
+	}
+	at := np
+	for i, ch := range lay.Chunks {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		a.ChunkStart = append(a.ChunkStart, at)
+		t0 := now()
+		kv, err := src.Chunk(ctx, lay.Prefix.IDs, ch.IDs)
+		if err != nil {
+			return nil, fmt.Errorf("assemble: chunk %d: %w", i, err)
+		}
+		if err := checkKV(kv, cfg.Layers, cfg.KVHeads, cfg.HeadDim, np, ch.IDs); err != nil {
+			return nil, fmt.Errorf("assemble: chunk %d: %w", i, err)
+		}
+		t1 := now()
+		if err := fill(kv, at); err != nil {
+			return nil, fmt.Errorf("assemble: chunk %d: %w", i, err)
+		}
+		a.Load += t1.Sub(t0).Seconds()
+		a.Fill += now().Sub(t1).Seconds()
+		at += len(ch.IDs)
+	}
+	a.ChunkStart = append(a.ChunkStart, at)
+	return a, nil
+}
+
+// PrefixCache computes P's cache once per prefix for a model; safe for
+// concurrent use.
+type PrefixCache struct {
+	mu sync.Mutex
+	m  map[[32]byte]*ChunkKV
+}
+
+// Get returns P's KV (BasePos 0), computing it on first use.
+func (p *PrefixCache) Get(ctx context.Context, m *model.Model, pool *kernels.Pool, prefix []int32) (*ChunkKV, error) {
+	key := tokenKey(nil, prefix)
+	fp := m.Fingerprint()
+	for i := range key {
+		key[i] ^= fp[i]
+	}
+	p.mu.Lock()
+	kv, ok := p.m[key]
+	p.mu.Unlock()
+	if ok {
+		return kv, nil
+	}
+	kv, err := (&Computer{Model: m, Pool: pool}).ComputeChunk(ctx, nil, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("prefix: %w", err)
+	}
+	p.mu.Lock()
+	if p.m == nil {
+		p.m = map[[32]byte]*ChunkKV{}
+	}
+	p.m[key] = kv
+	p.mu.Unlock()
+	return kv, nil
+}
+
+// StoreSource serves chunk caches from a shard store, building missing ones with
+// Computer (write-through) unless ReadOnly. The store refuses a shard written by
+// another model or after another prefix; the source's fingerprint is the
+// computer's, so the engine refuses a store source built over another model.
+type StoreSource struct {
+	Store    *kvshards.Store
+	Computer kvshards.Computer
+	ReadOnly bool
+}
+
+// Fingerprint is the computer's model's.
+func (s *StoreSource) Fingerprint() [32]byte { return s.Computer.Fingerprint() }
+
+// Chunk loads (or builds) the chunk's shard and decodes it to f32.
+func (s *StoreSource) Chunk(ctx context.Context, prefix, chunk []int32) (*ChunkKV, error) {
+	if s.ReadOnly {
+		fp := s.Computer.Fingerprint()
+		return s.Store.Load(ctx, kvshards.KeyOf(fp, prefix, chunk), kvshards.Expect{Fingerprint: fp, PrefixHash: kvshards.PrefixHash(prefix)})
+	}
+	h, err := s.Store.GetOrBuild(ctx, s.Computer, prefix, chunk)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	return h.ChunkKV()
+}

@@ -1,0 +1,111 @@
+// Package prefill assembles a question's KV cache from a shared prefix P, the
+// precomputed caches of its retrieved chunks and a fresh question Q, and runs one
+// of the selective-recompute methods of DESIGN.md §3 (full, reuse, ape,
+// cacheblend, cacheclip) as calls of the model's one forward primitive.
+package prefill
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"cacheclip/kvshards"
+)
+
+// Segment is one tokenised part of the prompt. Offsets are byte offsets
+// [start, end) of each token within Text; special tokens may be zero-width.
+// It mirrors model/prompt.Segment so that the two convert field by field.
+type Segment struct {
+	Text    string
+	IDs     []int32
+	Offsets [][2]int
+}
+
+// Layout is the prompt [P][chunk 1]…[chunk k][Q] of docs/PROMPT_LAYOUT.md, each
+// part tokenised on its own so a chunk's tokens do not depend on its neighbours.
+type Layout struct {
+	Prefix   Segment
+	Chunks   []Segment
+	Question Segment
+}
+
+// ContextTokens is the number of chunk tokens (N in the budget ⌈r·N⌉).
+func (l *Layout) ContextTokens() int {
+	n := 0
+	for _, c := range l.Chunks {
+		n += len(c.IDs)
+	}
+	return n
+}
+
+// Len is the number of tokens of the whole prompt.
+func (l *Layout) Len() int { return len(l.Prefix.IDs) + l.ContextTokens() + len(l.Question.IDs) }
+
+// Layouter tokenises chunk texts and a question into a Layout with a model's own
+// tokenizer and template (model/prompt.Template.Build bound to a tokenizer).
+type Layouter interface {
+	Layout(chunks []string, question string) (Layout, error)
+}
+
+// Query is one question over its retrieved chunks.
+type Query struct {
+	Chunks   []string
+	Question string
+	// Selection, when not nil, is CacheClip's selection made ahead of time (a job
+	// scores the next batch with the auxiliary model while the primary works on
+	// this one): exactly the budget's ascending context-token indices. AuxTime is
+	// what making it cost, for the accounting.
+	Selection []int
+	AuxTime   time.Duration
+}
+
+// ChunkKV is a chunk's keys and values for every layer, computed as the
+// continuation of the prefix: token t sat at position BasePos+t and its keys are
+// rotated there. K[l] and V[l] are [len(Tokens)][KVHeads·HeadDim].
+type ChunkKV = kvshards.ChunkKV
+
+// ChunkSource hands out a chunk's KV (from a shard store, or computed on the fly).
+// Fingerprint names the model the caches belong to; a source whose fingerprint is
+// not the model's is refused before any cache is used.
+type ChunkSource interface {
+	Fingerprint() [32]byte
+	Chunk(ctx context.Context, prefix, chunk []int32) (*ChunkKV, error)
+}
+
+// Selector picks the context tokens to recompute (CacheClip's auxiliary scorer).
+// It returns exactly budget distinct indices, ascending, into the concatenation
+// of primary.Chunks' tokens.
+type Selector interface {
+	Select(ctx context.Context, q Query, primary Layout, budget int) ([]int, error)
+}
+
+// check validates a chunk cache against what the engine expects of it.
+func checkKV(kv *ChunkKV, layers, kvHeads, headDim int, prefixLen int, chunk []int32) error {
+	if kv == nil {
+		return fmt.Errorf("no cache")
+	}
+	if kv.Layers != layers || kv.KVHeads != kvHeads || kv.HeadDim != headDim {
+		return fmt.Errorf("cache shaped %d layers × %d KV heads × %d, model has %d × %d × %d", kv.Layers, kv.KVHeads, kv.HeadDim, layers, kvHeads, headDim)
+	}
+	if int(kv.BasePos) != prefixLen {
+		return fmt.Errorf("cache computed after a prefix of %d tokens, this prompt's prefix has %d", kv.BasePos, prefixLen)
+	}
+	if len(kv.Tokens) != len(chunk) {
+		return fmt.Errorf("cache holds %d tokens, chunk has %d", len(kv.Tokens), len(chunk))
+	}
+	for i := range chunk {
+		if kv.Tokens[i] != chunk[i] {
+			return fmt.Errorf("cache token %d is %d, chunk has %d", i, kv.Tokens[i], chunk[i])
+		}
+	}
+	if len(kv.K) != layers || len(kv.V) != layers {
+		return fmt.Errorf("cache has %d key and %d value layers, want %d", len(kv.K), len(kv.V), layers)
+	}
+	w := len(chunk) * kvHeads * headDim
+	for l := 0; l < layers; l++ {
+		if len(kv.K[l]) != w || len(kv.V[l]) != w {
+			return fmt.Errorf("layer %d: %d keys and %d values, want %d", l, len(kv.K[l]), len(kv.V[l]), w)
+		}
+	}
+	return nil
+}
