@@ -1,7 +1,7 @@
 #include "common.cuh"
 
 // Fused attention of rows over cache slots, the semantics of the CPU reference
-// (model/attention_tmp.go, kernels.Attention): slot j is visible to a row at
+// (kernels.Attention): slot j is visible to a row at
 // position p iff 0 <= slotPos[j] <= p; query head h reads KV head
 // h / (heads/kvHeads); with slot groups (APE) each group has its own softmax
 // with logits scaled by 1/temp[g], and the groups' results are merged with

@@ -13,7 +13,7 @@ static float nrm() { static std::normal_distribution<float> d; return d(rng); }
 static int fails = 0;
 #define CHECK(cond, ...) do { if (!(cond)) { printf(__VA_ARGS__); printf("\n"); fails++; } } while (0)
 
-// Reference: model/attention_tmp.go semantics, f64.
+// Reference: kernels.Attention semantics, f64.
 static void ref_attn(std::vector<float>& out, std::vector<float>& probs, const std::vector<float>& q, const std::vector<int>& rowPos,
                      const std::vector<float>& k, const std::vector<float>& v, const std::vector<int>& slotPos,
                      const std::vector<unsigned char>* sg, const std::vector<float>& temp, const std::vector<float>& lsc,
