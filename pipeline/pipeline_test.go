@@ -175,8 +175,7 @@ func TestErrorCancelsEveryStage(t *testing.T) {
 					return 0, boom
 				}
 				if c.failAt == "panic" && v == 100 {
-					var m map[int]int
-					m[1] = 1
+					panic("stage panics on purpose")
 				}
 				return v, nil
 			})

@@ -293,11 +293,10 @@ func (t *Tokenizer) Decode(ids []int32) string {
 // StreamDecoder decodes ids one at a time, holding back the bytes of a
 // character not yet complete, so no output ever splits a UTF-8 sequence.
 type StreamDecoder struct {
-	t       *Tokenizer
-	buf     []byte
-	strip   int
-	prev    int32
-	started bool
+	t     *Tokenizer
+	buf   []byte
+	strip int
+	prev  int32
 }
 
 // NewStreamDecoder starts a decoder for one sequence.
