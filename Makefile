@@ -25,6 +25,7 @@ eval: build
 	./$(BIN) eval --config eval/default.yaml --out docs/eval
 
 lint:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 	gofmt -l . | tee /dev/stderr | (! read)
 	$(GO) vet ./...
 
