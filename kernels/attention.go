@@ -1,0 +1,470 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"unsafe"
+)
+
+// AttnSpec describes rows attending over cache slots. Slot j is visible to row i iff
+// slotPos[j] >= 0 && slotPos[j] <= rowPos[i].
+type AttnSpec struct {
+	Heads, KVHeads, HeadDim int // query head h uses KV head h/(Heads/KVHeads)
+	Scale                   float32
+	// Optional slot groups (APE): SlotGroup[j] in [0,len(GroupTemp)). Within group g
+	// the logits are scale·q·k/GroupTemp[g]; each group's softmax partial (out_g,
+	// lse_g) is merged with weight exp(GroupLSEScale[g]·lse_g) / Σ_g' exp(GroupLSEScale[g']·lse_g').
+	// With all temps and LSE scales 1 this is plain softmax attention. nil SlotGroup =
+	// one group, temp 1, scale 1.
+	SlotGroup     []uint8
+	GroupTemp     []float32
+	GroupLSEScale []float32
+	// Probs, when non-nil (len rows·Heads·slots), receives the final attention
+	// probabilities of each row and head over all slots (0 for invisible slots).
+	Probs []float32
+}
+
+// Validate checks the spec against the buffer sizes Attention will be given, so
+// that callers can turn a bad shape into an error instead of a panic.
+func (s AttnSpec) Validate(out, q []float32, rows int, k, v []float32, slots int) error {
+	if s.Heads <= 0 || s.KVHeads <= 0 || s.HeadDim <= 0 || s.Heads%s.KVHeads != 0 {
+		return fmt.Errorf("attention: bad heads %d / kv heads %d / head dim %d", s.Heads, s.KVHeads, s.HeadDim)
+	}
+	qd, kd := s.Heads*s.HeadDim, s.KVHeads*s.HeadDim
+	if len(q) < rows*qd || len(out) < rows*qd {
+		return fmt.Errorf("attention: q has %d and out %d floats, want %d", len(q), len(out), rows*qd)
+	}
+	if len(k) < slots*kd || len(v) < slots*kd {
+		return fmt.Errorf("attention: k has %d and v %d floats, want %d", len(k), len(v), slots*kd)
+	}
+	if s.SlotGroup != nil {
+		if len(s.SlotGroup) < slots {
+			return fmt.Errorf("attention: %d slot groups for %d slots", len(s.SlotGroup), slots)
+		}
+		if len(s.GroupLSEScale) != len(s.GroupTemp) {
+			return fmt.Errorf("attention: %d group temperatures but %d LSE scales", len(s.GroupTemp), len(s.GroupLSEScale))
+		}
+		for j, g := range s.SlotGroup[:slots] {
+			if int(g) >= len(s.GroupTemp) {
+				return fmt.Errorf("attention: slot %d in group %d of %d", j, g, len(s.GroupTemp))
+			}
+		}
+	}
+	if s.Probs != nil && len(s.Probs) < rows*s.Heads*slots {
+		return fmt.Errorf("attention: probs has %d floats, want %d", len(s.Probs), rows*s.Heads*slots)
+	}
+	return nil
+}
+
+const (
+	// attnQueries is the target number of query vectors (rows × heads of one KV
+	// head) processed together, so that each K/V tile read serves many of them.
+	attnQueries = 96
+	// attnTileRows is the number of micro-kernel row panels (mr slots each) per
+	// slot tile.
+	attnTileRows = 8
+	// negBig stands in for −Inf as the initial running maximum, so that
+	// exp(logit − max) stays 0 (not NaN) for rows that have seen nothing yet.
+	negBig = -1e30
+)
+
+// Attention: q is [rows][Heads·HeadDim], k and v are [slots][KVHeads·HeadDim], out is
+// [rows][Heads·HeadDim]. The logits never exist as a rows×slots matrix. K and V are
+// packed once per call; work units are (block of rows, KV head), handed to the
+// workers dynamically. A unit holds the queries of all its heads (so each K/V tile
+// read serves Heads/KVHeads heads) and walks the slots in tiles: the tile's logits
+// come from the matrix micro-kernel, transposed (slot-major) so that the softmax
+// bookkeeping runs as vector operations across queries, and O += P·V reuses the
+// micro-kernel with P read in place. Without slot groups or Probs this is a
+// one-pass online softmax; with them a first pass collects each group's
+// log-sum-exp and a second produces final probabilities. Rows with no visible slot
+// get zeros. Tiles no row of a unit can see (the causal upper triangle) are skipped.
+// A spec or buffer that fails AttnSpec.Validate is a programming error and panics;
+// callers that take shapes from input should call Validate first.
+func Attention(p *Pool, out, q []float32, rowPos []int32, k, v []float32, slotPos []int32, spec AttnSpec) {
+	rows, slots := len(rowPos), len(slotPos)
+	if rows == 0 {
+		return
+	}
+	if err := spec.Validate(out, q, rows, k, v, slots); err != nil {
+		panic("kernels: " + err.Error())
+	}
+	ks := p.Kernels()
+	H, KV, D := spec.Heads, spec.KVHeads, spec.HeadDim
+	G := H / KV
+	mr, nr := ks.mr, ks.nr
+	TS := attnTileRows * mr
+	tiles := (slots + TS - 1) / TS
+	slotsP := tiles * TS
+	Dp := (D + nr - 1) / nr * nr
+
+	// Shared packed K ([KV][tile][TS/mr][D][mr]), V ([KV][slotsP][Dp]) and per-tile
+	// position bounds (lowest valid, highest, any empty slot). V needs packing
+	// only when HeadDim is not a multiple of nr; otherwise P·V reads it in place.
+	packV := D%nr != 0
+	kpN, vpN := KV*slotsP*D, 0
+	if packV {
+		vpN = KV * slotsP * Dp
+	}
+	shared := p.getBuf(kpN + vpN + 3*tiles)
+	defer p.putBuf(shared)
+	kp, vp := (*shared)[:kpN], (*shared)[kpN:kpN+vpN]
+	var stat []int32
+	if tiles > 0 {
+		stat = unsafe.Slice((*int32)(unsafe.Pointer(&(*shared)[kpN+vpN])), 3*tiles)
+	}
+	for t := 0; t < tiles; t++ {
+		lo, hi, neg := int32(math.MaxInt32), int32(-1), int32(0)
+		for _, sp := range slotPos[t*TS : min((t+1)*TS, slots)] {
+			if sp < 0 {
+				neg = 1
+				continue
+			}
+			lo, hi = min(lo, sp), max(hi, sp)
+		}
+		stat[3*t], stat[3*t+1], stat[3*t+2] = lo, hi, neg
+	}
+	d16 := D &^ 15
+	p.runDynamic(KV*tiles, func(u int) {
+		kh, t := u/tiles, u%tiles
+		base := (kh*tiles + t) * TS
+		if ks.packRows != nil && d16 > 0 && (t+1)*TS <= slots {
+			// Whole tile: 16-column blocks in assembly, the rest below.
+			for j0 := 0; j0 < TS; j0 += mr {
+				s0 := t*TS + j0
+				pan := kp[(base+j0)*D:]
+				ks.packRows(d16, &k[s0*KV*D+kh*D], KV*D, &pan[0])
+				for i := 0; i < mr; i++ {
+					row := k[(s0+i)*KV*D+kh*D:]
+					for d := d16; d < D; d++ {
+						pan[d*mr+i] = row[d]
+					}
+				}
+			}
+			if packV {
+				for j := 0; j < TS; j++ {
+					s := t*TS + j
+					vrow := vp[(kh*slotsP+s)*Dp : (kh*slotsP+s+1)*Dp]
+					copy(vrow, v[s*KV*D+kh*D:s*KV*D+(kh+1)*D])
+					clear(vrow[D:])
+				}
+			}
+			return
+		}
+		for j := 0; j < TS; j++ {
+			s := t*TS + j
+			pan, i := kp[(base+j/mr*mr)*D:], j%mr
+			if s >= slots {
+				for d := 0; d < D; d++ {
+					pan[d*mr+i] = 0
+				}
+				if packV {
+					clear(vp[(kh*slotsP+s)*Dp : (kh*slotsP+s+1)*Dp])
+				}
+				continue
+			}
+			for d, x := range k[s*KV*D+kh*D : s*KV*D+(kh+1)*D] {
+				pan[d*mr+i] = x
+			}
+			if packV {
+				vrow := vp[(kh*slotsP+s)*Dp : (kh*slotsP+s+1)*Dp]
+				copy(vrow, v[s*KV*D+kh*D:s*KV*D+(kh+1)*D])
+				clear(vrow[D:])
+			}
+		}
+	})
+
+	rb := max(1, attnQueries/G)
+	blocks := (rows + rb - 1) / rb
+	at := attnCall{ks: ks, spec: &spec, out: out, q: q, slotPos: slotPos, kp: kp, vp: vp, stat: stat,
+		G: G, TS: TS, tiles: tiles, slotsP: slotsP, Dp: Dp, v: v, packV: packV}
+	p.runDynamic(blocks*KV, func(u int) {
+		b, kh := u/KV, u%KV
+		r0 := b * rb
+		at.unit(p, rowPos[r0:min(r0+rb, rows)], r0, kh)
+	})
+}
+
+// attnCall is what every unit of one Attention call shares.
+type attnCall struct {
+	ks                   *Kernels
+	spec                 *AttnSpec
+	out, q               []float32
+	slotPos              []int32
+	kp, vp, v            []float32
+	packV                bool
+	stat                 []int32 // per tile: lowest valid position, highest, any empty slot
+	G, TS, tiles, slotsP int
+	Dp                   int
+}
+
+func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh int) {
+	ks, spec := a.ks, a.spec
+	H, D, G, TS, Dp := spec.Heads, spec.HeadDim, a.G, a.TS, a.Dp
+	mr, nr := ks.mr, ks.nr
+	slots := len(a.slotPos)
+	R := len(rowPos)
+	M := R * G
+	// Sᵀ is computed in nr-query panels and O += P·V in mr-query panels; Mp covers
+	// both (columns past M are never read back).
+	Mp := max((M+nr-1)/nr*nr, (M+mr-1)/mr*mr)
+	grouped := spec.SlotGroup != nil
+	nG := 1
+	if grouped {
+		nG = len(spec.GroupTemp)
+	}
+	twoPass := grouped || spec.Probs != nil
+
+	// Scratch: Qᵀ [D][Mp], Sᵀ [TS][Mp], O [Mp][Dp], max, sum, tile max, junk [Mp],
+	// per-group max, sum, offset [nG][Mp].
+	sizes := [...]int{D * Mp, TS * Mp, Mp * Dp, Mp, Mp, Mp, Mp, nG * Mp, nG * Mp, nG * Mp}
+	total := 0
+	for _, n := range sizes {
+		total += n
+	}
+	buf := p.getBuf(total)
+	defer p.putBuf(buf)
+	var parts [len(sizes)][]float32
+	rest := *buf
+	for i, n := range sizes {
+		parts[i], rest = rest[:n:n], rest[n:]
+	}
+	qt, st, o, mx, l, tmax, junk, gmx, gl, goff := parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], parts[6], parts[7], parts[8], parts[9]
+
+	minPos, maxPos := int32(math.MaxInt32), int32(-1)
+	for _, rp := range rowPos {
+		minPos, maxPos = min(minPos, rp), max(maxPos, rp)
+	}
+	clear(qt)
+	for m := 0; m < M; m++ {
+		r, h := m/G, kh*G+m%G
+		for d, x := range a.q[(r0+r)*H*D+h*D : (r0+r)*H*D+(h+1)*D] {
+			qt[d*Mp+m] = x * spec.Scale
+		}
+	}
+	clear(o)
+	clear(st) // columns no panel writes must hold numbers, not stale NaNs
+
+	// scores fills Sᵀ rows [0,n) of tile t and reports whether the tile is live.
+	scores := func(t int) (n int, live bool) {
+		lo, hi, neg := a.stat[3*t], a.stat[3*t+1], a.stat[3*t+2] != 0
+		if hi < 0 || lo > maxPos {
+			return 0, false
+		}
+		t0 := t * TS
+		n = min(TS, slots-t0)
+		kt := a.kp[(kh*a.tiles+t)*TS*D:]
+		for j0 := 0; j0 < n; j0 += mr {
+			for m0 := 0; m0 < M; m0 += nr {
+				ks.gemm(D, &kt[j0*D], mr, &qt[m0], Mp, &st[j0*Mp+m0], Mp, 0)
+			}
+		}
+		if neg || hi > minPos {
+			ninf := float32(math.Inf(-1))
+			for j, sp := range a.slotPos[t0 : t0+n] {
+				row := st[j*Mp : j*Mp+M]
+				if sp < 0 {
+					for m := range row {
+						row[m] = ninf
+					}
+					continue
+				}
+				if sp <= minPos {
+					continue
+				}
+				for r, rp := range rowPos {
+					if sp > rp {
+						for m := r * G; m < (r+1)*G; m++ {
+							row[m] = ninf
+						}
+					}
+				}
+			}
+		}
+		if grouped {
+			for j := 0; j < n; j++ {
+				ks.scale(st[j*Mp:(j+1)*Mp], 1/spec.GroupTemp[spec.SlotGroup[t0+j]])
+			}
+		}
+		return n, true
+	}
+	// runs calls fn for each maximal run [j0, j1) of slots of one group in tile t.
+	runs := func(t, n int, fn func(j0, j1, g int)) {
+		if !grouped {
+			fn(0, n, 0)
+			return
+		}
+		t0 := t * TS
+		for j0 := 0; j0 < n; {
+			g := spec.SlotGroup[t0+j0]
+			j1 := j0 + 1
+			for j1 < n && spec.SlotGroup[t0+j1] == g {
+				j1++
+			}
+			fn(j0, j1, int(g))
+			j0 = j1
+		}
+	}
+	// fold merges rows [j0,j1) of Sᵀ into running (max, sum) and rescales the
+	// accumulated output when scaleO; it leaves exp(s − max) in those rows.
+	fold := func(j0, j1 int, mx, l []float32, scaleO bool) {
+		copy(tmax, st[j0*Mp:(j0+1)*Mp])
+		for j := j0 + 1; j < j1; j++ {
+			ks.vmax(tmax, st[j*Mp:(j+1)*Mp])
+		}
+		for m := 0; m < M; m++ {
+			if tmax[m] > mx[m] {
+				if l[m] != 0 {
+					alpha := float32(math.Exp(float64(mx[m] - tmax[m])))
+					l[m] *= alpha
+					if scaleO {
+						ks.scale(o[m*Dp:m*Dp+D], alpha)
+					}
+				}
+				mx[m] = tmax[m]
+			}
+		}
+		for j := j0; j < j1; j++ {
+			ks.expSubV(st[j*Mp:(j+1)*Mp], mx, l)
+		}
+	}
+	pv := func(t, n int) {
+		vt, ldv := a.v[t*TS*spec.KVHeads*D+kh*D:], spec.KVHeads*D
+		if a.packV {
+			vt, ldv = a.vp[(kh*a.slotsP+t*TS)*Dp:], Dp
+		}
+		for m0 := 0; m0 < M; m0 += mr {
+			for c0 := 0; c0 < Dp; c0 += nr {
+				ks.gemm(n, &st[m0], Mp, &vt[c0], ldv, &o[m0*Dp+c0], Dp, 1)
+			}
+		}
+	}
+
+	if !twoPass {
+		for m := range mx {
+			mx[m], l[m] = negBig, 0
+		}
+		for t := 0; t < a.tiles; t++ {
+			n, live := scores(t)
+			if !live {
+				continue
+			}
+			fold(0, n, mx, l, true)
+			pv(t, n)
+		}
+	} else {
+		for i := range gmx {
+			gmx[i], gl[i] = negBig, 0
+		}
+		for t := 0; t < a.tiles; t++ {
+			n, live := scores(t)
+			if !live {
+				if spec.Probs != nil {
+					// Live tiles write every probability of the unit's rows,
+					// so only skipped tiles need zeros.
+					t0 := t * TS
+					n := min(TS, slots-t0)
+					for m := 0; m < M; m++ {
+						r, h := m/G, kh*G+m%G
+						clear(spec.Probs[((r0+r)*H+h)*slots+t0 : ((r0+r)*H+h)*slots+t0+n])
+					}
+				}
+				continue
+			}
+			runs(t, n, func(j0, j1, g int) { fold(j0, j1, gmx[g*Mp:(g+1)*Mp], gl[g*Mp:(g+1)*Mp], false) })
+		}
+		attnOffsets(gmx, gl, goff, M, Mp, nG, spec)
+		for t := 0; t < a.tiles; t++ {
+			n, live := scores(t)
+			if !live {
+				if spec.Probs != nil {
+					// Live tiles write every probability of the unit's rows,
+					// so only skipped tiles need zeros.
+					t0 := t * TS
+					n := min(TS, slots-t0)
+					for m := 0; m < M; m++ {
+						r, h := m/G, kh*G+m%G
+						clear(spec.Probs[((r0+r)*H+h)*slots+t0 : ((r0+r)*H+h)*slots+t0+n])
+					}
+				}
+				continue
+			}
+			runs(t, n, func(j0, j1, g int) {
+				for j := j0; j < j1; j++ {
+					ks.expSubV(st[j*Mp:(j+1)*Mp], goff[g*Mp:(g+1)*Mp], junk)
+				}
+			})
+			if spec.Probs != nil {
+				t0 := t * TS
+				for m := 0; m < M; m++ {
+					r, h := m/G, kh*G+m%G
+					pr := spec.Probs[((r0+r)*H+h)*slots+t0:]
+					for j := 0; j < n; j++ {
+						pr[j] = st[j*Mp+m]
+					}
+				}
+			}
+			pv(t, n)
+		}
+	}
+	for m := 0; m < M; m++ {
+		r, h := m/G, kh*G+m%G
+		dst := a.out[(r0+r)*H*D+h*D : (r0+r)*H*D+(h+1)*D]
+		om := o[m*Dp : m*Dp+D]
+		switch {
+		case twoPass:
+			copy(dst, om)
+		case l[m] == 0:
+			clear(dst)
+		default:
+			inv := 1 / l[m]
+			for d := range dst {
+				dst[d] = om[d] * inv
+			}
+		}
+	}
+}
+
+// attnOffsets turns per-group running (max, sum) into −offset vectors such that
+// exp(s − (−off)) is a logit's final probability: p = exp(s − lse_g)·w_g with
+// w_g = exp(c_g·lse_g − Z), Z = log Σ_g exp(c_g·lse_g). Groups a query never saw
+// get +1e30, which sends their exp to 0.
+func attnOffsets(gmx, gl, goff []float32, M, Mp, nG int, spec *AttnSpec) {
+	c := func(g int) float64 {
+		if spec.SlotGroup == nil {
+			return 1
+		}
+		return float64(spec.GroupLSEScale[g])
+	}
+	for m := 0; m < M; m++ {
+		best := math.Inf(-1)
+		for g := 0; g < nG; g++ {
+			if gl[g*Mp+m] != 0 {
+				lse := float64(gmx[g*Mp+m]) + math.Log(float64(gl[g*Mp+m]))
+				best = max(best, c(g)*lse)
+			}
+		}
+		var z float64
+		for g := 0; g < nG; g++ {
+			if gl[g*Mp+m] != 0 {
+				lse := float64(gmx[g*Mp+m]) + math.Log(float64(gl[g*Mp+m]))
+				z += math.Exp(c(g)*lse - best)
+			}
+		}
+		logZ := best + math.Log(z)
+		for g := 0; g < nG; g++ {
+			i := g*Mp + m
+			if gl[i] == 0 {
+				goff[i] = -negBig
+				continue
+			}
+			lse := float64(gmx[i]) + math.Log(float64(gl[i]))
+			goff[i] = float32(-(c(g)*lse - lse - logZ))
+		}
+	}
+	for i := M; i < Mp; i++ {
+		for g := 0; g < nG; g++ {
+			goff[g*Mp+i] = -negBig
+		}
+	}
+}

@@ -1,0 +1,128 @@
+package kernels
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// benchMatMul times one product shape and reports GFLOP/s and weight bytes/s.
+func benchMatMul(b *testing.B, p *Pool, d DType, n, k, out int) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	w := randMat(rng, d, out, k)
+	x := randVec(rng, n*k)
+	dst := make([]float32, n*out)
+	MatMul(p, dst, x, n, w)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		MatMul(p, dst, x, n, w)
+	}
+	sec := b.Elapsed().Seconds() / float64(b.N)
+	b.ReportMetric(2*float64(n)*float64(k)*float64(out)/sec/1e9, "GFLOP/s")
+	b.ReportMetric(float64(w.Bytes())/sec/1e9, "weightGB/s")
+}
+
+// BenchmarkMatMul: the Qwen2.5-0.5B MLP up/gate shape at 2048 tokens on every
+// kernel set, plus the opt-in VDPBF16PS path.
+func BenchmarkMatMul(b *testing.B) {
+	const n, k, out = 2048, 896, 4864
+	for _, ks := range Available() {
+		p, _ := NewPoolWith(PoolOptions{Kernels: ks.Name()})
+		if ks.Name() == "generic" {
+			// The portable path is benchmarked on a smaller n to keep runs short.
+			for _, d := range []DType{F32, BF16} {
+				b.Run(fmt.Sprintf("generic/%s/256x%dx%d", d, k, out), func(b *testing.B) { benchMatMul(b, p, d, 256, k, out) })
+			}
+			continue
+		}
+		for _, d := range []DType{F32, F16, BF16} {
+			b.Run(fmt.Sprintf("%s/%s/%dx%dx%d", ks.Name(), d, n, k, out), func(b *testing.B) { benchMatMul(b, p, d, n, k, out) })
+		}
+	}
+	if pf, _ := NewPoolWith(PoolOptions{FastBF16: true}); pf.bf16Dot {
+		b.Run(fmt.Sprintf("%s/bf16-fast/%dx%dx%d", pf.Kernels().Name(), n, k, out), func(b *testing.B) { benchMatMul(b, pf, BF16, n, k, out) })
+	}
+}
+
+// BenchmarkMatVec: decode-sized products on a 7B-class MLP matrix; weightGB/s is
+// the figure of merit (the weights are streamed once).
+func BenchmarkMatVec(b *testing.B) {
+	const k, out = 4096, 14336
+	p := NewPool(0)
+	for _, d := range []DType{BF16, F16, F32} {
+		for _, n := range []int{1, 8} {
+			b.Run(fmt.Sprintf("%s/%s/%dx%dx%d", p.Kernels().Name(), d, n, k, out), func(b *testing.B) { benchMatMul(b, p, d, n, k, out) })
+		}
+	}
+}
+
+// BenchmarkAttention: causal prefill of 2048 rows over their own 2048 slots with
+// the Qwen2.5-0.5B head layout. GFLOP/s counts 4·HeadDim flops per visible
+// (row, head, slot) triple (q·k and p·v).
+func BenchmarkAttention(b *testing.B) {
+	const rows, H, KV, D = 2048, 14, 2, 64
+	rng := rand.New(rand.NewPCG(11, 12))
+	q, k, v := randVec(rng, rows*H*D), randVec(rng, rows*KV*D), randVec(rng, rows*KV*D)
+	pos := make([]int32, rows)
+	for i := range pos {
+		pos[i] = int32(i)
+	}
+	out := make([]float32, rows*H*D)
+	spec := AttnSpec{Heads: H, KVHeads: KV, HeadDim: D, Scale: 0.125}
+	visible := float64(rows) * float64(rows+1) / 2
+	for _, ks := range Available() {
+		p, _ := NewPoolWith(PoolOptions{Kernels: ks.Name()})
+		b.Run(ks.Name(), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				Attention(p, out, q, pos, k, v, pos, spec)
+			}
+			sec := b.Elapsed().Seconds() / float64(b.N)
+			b.ReportMetric(4*D*H*visible/sec/1e9, "GFLOP/s")
+		})
+	}
+}
+
+// BenchmarkMatMulDown is the MLP down projection (k = 4864, out = 896), whose
+// depth needs several kc blocks.
+func BenchmarkMatMulDown(b *testing.B) {
+	p := NewPool(0)
+	for _, d := range []DType{F32, BF16} {
+		b.Run(fmt.Sprintf("%s/%s/2048x4864x896", p.Kernels().Name(), d), func(b *testing.B) { benchMatMul(b, p, d, 2048, 4864, 896) })
+	}
+}
+
+// BenchmarkAttentionVariants: 4 decode rows over 2048 cached slots, and the same
+// prefill shape with Probs requested (the two-pass route the auxiliary scorer uses).
+func BenchmarkAttentionVariants(b *testing.B) {
+	const H, KV, D, slots = 14, 2, 64, 2048
+	rng := rand.New(rand.NewPCG(13, 14))
+	k, v := randVec(rng, slots*KV*D), randVec(rng, slots*KV*D)
+	slotPos := make([]int32, slots)
+	for i := range slotPos {
+		slotPos[i] = int32(i)
+	}
+	p := NewPool(0)
+	spec := AttnSpec{Heads: H, KVHeads: KV, HeadDim: D, Scale: 0.125}
+	b.Run(p.Kernels().Name()+"/decode4", func(b *testing.B) {
+		const rows = 4
+		q, out := randVec(rng, rows*H*D), make([]float32, rows*H*D)
+		rowPos := []int32{slots, slots + 1, slots + 2, slots + 3}
+		for b.Loop() {
+			Attention(p, out, q, rowPos, k, v, slotPos, spec)
+		}
+		sec := b.Elapsed().Seconds() / float64(b.N)
+		b.ReportMetric(float64(2*slots*KV*D*4)/sec/1e9, "kvGB/s")
+	})
+	b.Run(p.Kernels().Name()+"/prefill-probs", func(b *testing.B) {
+		q, out := randVec(rng, slots*H*D), make([]float32, slots*H*D)
+		ps := spec
+		ps.Probs = make([]float32, slots*H*slots)
+		for b.Loop() {
+			Attention(p, out, q, slotPos, k, v, slotPos, ps)
+		}
+		sec := b.Elapsed().Seconds() / float64(b.N)
+		b.ReportMetric(4*D*H*float64(slots)*float64(slots+1)/2/sec/1e9, "GFLOP/s")
+	})
+}

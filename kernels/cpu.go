@@ -1,0 +1,117 @@
+package kernels
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+// EnvKernels names the environment variable that selects a kernel set when a Pool is
+// created: "generic" forces the portable Go path, "avx2" or "avx512" ask for a SIMD
+// path (ignored when the CPU lacks it), empty or "auto" picks the best one.
+const EnvKernels = "CACHECLIP_KERNELS"
+
+// Kernels is one complete set of compute routines. A set is chosen once (Detect) and
+// stored in the Pool, so hot loops never consult CPU flags or the environment. Every
+// SIMD set has the same results as the generic set up to floating-point rounding.
+type Kernels struct {
+	name string
+
+	// gemm is the register-blocked micro-kernel: C[mr][nr] (+)= Aᵀ·B over kc steps,
+	// where A rows (mr values each) are lda floats apart (mr when packed), B rows
+	// (nr values) ldb floats apart and C rows ldc floats apart.
+	gemm   func(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc int)
+	mr, nr int
+	// gemmBF16 is the VDPBF16PS micro-kernel over bf16 pairs (nil when absent):
+	// A packed [kc/2][mr][2], B packed [kc/2][nr][2], both bf16.
+	gemmBF16 func(kp int, a, b *uint16, c *float32, ldc int, acc int)
+
+	// gemv4 computes out[r] = Σ_c w[r·ldw+c]·x[c] for r < 4 over the first k
+	// elements, k a multiple of 32 (the caller adds the tail).
+	gemv4F32  func(k int, w *float32, ldw int, x *float32, out *float32)
+	gemv4F16  func(k int, w *uint16, ldw int, x *float32, out *float32)
+	gemv4BF16 func(k int, w *uint16, ldw int, x *float32, out *float32)
+	// gemv44 is the same for four activation rows ldx floats apart:
+	// out[4·r+i] = row r · vector i. Nil when the set has none.
+	gemv44F32  func(k int, w *float32, ldw int, x *float32, ldx int, out *float32)
+	gemv44F16  func(k int, w *uint16, ldw int, x *float32, ldx int, out *float32)
+	gemv44BF16 func(k int, w *uint16, ldw int, x *float32, ldx int, out *float32)
+
+	dot  func(a, b []float32) float32
+	axpy func(a float32, x, y []float32)
+	add  func(dst, x []float32)
+	// scaleMul writes dst[i] = x[i]·s·w[i].
+	scaleMul func(dst, x, w []float32, s float32)
+	siluMul  func(gate, up []float32)
+	// expSub writes x[i] = exp(x[i]-m) and returns the sum.
+	expSub func(x []float32, m float32) float32
+	// expSubV writes x[i] = exp(x[i]-m[i]) and adds it to acc[i].
+	expSubV func(x, m, acc []float32)
+	// vmax writes dst[i] = max(dst[i], x[i]).
+	vmax func(dst, x []float32)
+	// scale multiplies x by s in place.
+	scale   func(x []float32, s float32)
+	bf16F32 func(dst []float32, src []uint16)
+	f16F32  func(dst []float32, src []uint16)
+	f32F16  func(dst []uint16, src []float32)
+	f32BF16 func(dst []uint16, src []float32)
+	// packPanel transposes nr rows (lds floats apart) of kc16 floats, a multiple
+	// of 16, into a [kc16][nr] panel; nil means the Go loop in packB.
+	packPanel func(kc16 int, src *float32, lds int, dst *float32)
+	// packRows is the same transposition for mr rows (the attention K tiles).
+	packRows func(d16 int, src *float32, lds int, dst *float32)
+	// ropeHalf and ropeInter rotate heads vectors of hd floats by one row of the
+	// RoPE table (nil: Go loop). ropeInter needs hd/2 to be a multiple of 8.
+	ropeHalf, ropeInter func(x *float32, heads, hd int, cos, sin *float32)
+}
+
+// Name identifies the set ("generic", "avx2", "avx512").
+func (k *Kernels) Name() string { return k.name }
+
+// HasBF16Dot reports whether the set has the VDPBF16PS matrix product.
+func (k *Kernels) HasBF16Dot() bool { return k.gemmBF16 != nil }
+
+// Detect returns the best kernel set for this CPU, honouring CACHECLIP_KERNELS and
+// the purego build tag. It reads the environment each time it is called; callers
+// keep the result.
+func Detect() *Kernels {
+	k, _ := Select(os.Getenv(EnvKernels))
+	return k
+}
+
+// Select returns the kernel set with the given name ("" or "auto" for the best this
+// CPU runs). A name the CPU or build cannot run falls back to the best available
+// set, with an error saying so.
+func Select(name string) (*Kernels, error) {
+	sets := Available()
+	switch n := strings.ToLower(strings.TrimSpace(name)); n {
+	case "", "auto":
+		return sets[len(sets)-1], nil
+	default:
+		for _, k := range sets {
+			if k.name == n {
+				return k, nil
+			}
+		}
+		return sets[len(sets)-1], fmt.Errorf("kernel set %q is not available on this CPU/build (have %s)", name, names(sets))
+	}
+}
+
+// Available lists the kernel sets this CPU and build can run, generic first and the
+// fastest last. Tests compare every set against the reference.
+func Available() []*Kernels {
+	out := []*Kernels{genericKernels()}
+	return append(out, simdKernels()...)
+}
+
+func names(ks []*Kernels) string {
+	s := make([]string, len(ks))
+	for i, k := range ks {
+		s[i] = k.name
+	}
+	return strings.Join(s, ", ")
+}
+
+// defaultKernels serves the package-level helpers (Dot, RMSNorm, ...) that take no
+// Pool. It is set once at start-up and never changed.
+var defaultKernels = Detect()

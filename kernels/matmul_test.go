@@ -1,0 +1,191 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// testPools returns one two-worker pool per kernel set this machine runs, so one
+// `go test` run covers the generic fallback and every SIMD path.
+func testPools(t testing.TB) []*Pool {
+	t.Helper()
+	var out []*Pool
+	for _, k := range Available() {
+		p, err := NewPoolWith(PoolOptions{Threads: 2, Kernels: k.Name()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Kernels().Name() != k.Name() {
+			t.Fatalf("asked for %s, got %s", k.Name(), p.Kernels().Name())
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// randMat returns a weight matrix whose backing slice starts at an odd offset.
+func randMat(rng *rand.Rand, d DType, rows, cols int) Mat {
+	m := Mat{DType: d, Rows: rows, Cols: cols}
+	switch d {
+	case F32:
+		buf := make([]float32, rows*cols+1)
+		for i := range buf {
+			buf[i] = rng.Float32()*2 - 1
+		}
+		m.F32 = buf[1:]
+	default:
+		buf := make([]uint16, rows*cols+1)
+		for i := range buf {
+			f := rng.Float32()*2 - 1
+			if d == F16 {
+				buf[i] = F32ToF16(f)
+			} else {
+				buf[i] = F32ToBF16(f)
+			}
+		}
+		m.U16 = buf[1:]
+	}
+	return m
+}
+
+func randVec(rng *rand.Rand, n int) []float32 {
+	buf := make([]float32, n+3)
+	for i := range buf {
+		buf[i] = rng.Float32()*2 - 1
+	}
+	return buf[3:]
+}
+
+// refMatMul is the naive float64 product and the magnitude Σ|x·w| of each output,
+// which bounds the rounding error of any f32 summation order.
+func refMatMul(x []float32, n int, w Mat) (out, mag []float64) {
+	out = make([]float64, n*w.Rows)
+	mag = make([]float64, n*w.Rows)
+	row := make([]float32, w.Cols)
+	for o := 0; o < w.Rows; o++ {
+		w.RowF32(o, row)
+		for i := 0; i < n; i++ {
+			var s, m float64
+			for c, v := range row {
+				p := float64(v) * float64(x[i*w.Cols+c])
+				s += p
+				m += math.Abs(p)
+			}
+			out[i*w.Rows+o] = s
+			mag[i*w.Rows+o] = m
+		}
+	}
+	return out, mag
+}
+
+func TestMatMulMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	shapes := [][3]int{ // n, k, out
+		{1, 1, 1}, {1, 31, 5}, {1, 64, 4}, {1, 97, 13}, {3, 130, 33},
+		{8, 256, 40}, {9, 33, 17}, {12, 32, 32}, {13, 300, 65}, {25, 257, 100},
+		{40, 513, 70}, {7, 1000, 9}, {30, 17, 600},
+	}
+	for i := 0; i < 6; i++ {
+		shapes = append(shapes, [3]int{1 + rng.IntN(40), 1 + rng.IntN(600), 1 + rng.IntN(120)})
+	}
+	for _, p := range testPools(t) {
+		for _, d := range []DType{F32, F16, BF16} {
+			for _, sh := range shapes {
+				n, k, o := sh[0], sh[1], sh[2]
+				t.Run(fmt.Sprintf("%s/%s/%dx%dx%d", p.Kernels().Name(), d, n, k, o), func(t *testing.T) {
+					w := randMat(rng, d, o, k)
+					x := randVec(rng, n*k)
+					want, mag := refMatMul(x, n, w)
+					// The dispatcher, and both paths forced, whatever n is.
+					for _, path := range []struct {
+						name string
+						run  func(dst []float32)
+					}{
+						{"MatMul", func(dst []float32) { MatMul(p, dst, x, n, w) }},
+						{"matVec", func(dst []float32) { matVec(p, p.Kernels(), dst, x, n, w) }},
+						{"packed", func(dst []float32) { matMulPacked(p, p.Kernels(), dst, x, n, w) }},
+					} {
+						dst := randVec(rng, n*o) // garbage must be overwritten
+						path.run(dst)
+						for j := range want {
+							if diff := math.Abs(float64(dst[j]) - want[j]); diff > 1e-5*mag[j]+1e-6 {
+								t.Fatalf("%s out %d: got %g want %g (|x·w| %g)", path.name, j, dst[j], want[j], mag[j])
+							}
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+func TestMatMulFastBF16(t *testing.T) {
+	p, err := NewPoolWith(PoolOptions{Threads: 2, FastBF16: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Kernels().HasBF16Dot() != p.bf16Dot {
+		t.Fatalf("FastBF16 pool on %s: VDPBF16PS path enabled = %v", p.Kernels().Name(), p.bf16Dot)
+	}
+	// Without VDPBF16PS a FastBF16 pool must simply run the exact path.
+	run, tol := func(dst, x []float32, n int, w Mat) { MatMul(p, dst, x, n, w) }, 1e-5
+	if p.bf16Dot {
+		// bf16 activations: each product is off by at most 2⁻⁸ relative.
+		run, tol = func(dst, x []float32, n int, w Mat) { matMulBF16Dot(p, p.Kernels(), dst, x, n, w) }, 4e-3
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, sh := range [][3]int{{1, 2, 1}, {9, 33, 17}, {13, 300, 65}, {40, 513, 70}, {25, 1, 40}, {100, 896, 97}, {17, 2000, 33}} {
+		n, k, o := sh[0], sh[1], sh[2]
+		w := randMat(rng, BF16, o, k)
+		x := randVec(rng, n*k)
+		dst := randVec(rng, n*o)
+		run(dst, x, n, w)
+		want, mag := refMatMul(x, n, w)
+		for j := range want {
+			if diff := math.Abs(float64(dst[j]) - want[j]); diff > tol*mag[j]+1e-6 {
+				t.Fatalf("%v out %d: got %g want %g (|x·w| %g)", sh, j, dst[j], want[j], mag[j])
+			}
+		}
+	}
+}
+
+func TestMatMulZeroCols(t *testing.T) {
+	for _, p := range testPools(t) {
+		dst := []float32{1, 2, 3, 4, 5, 6}
+		MatMul(p, dst, nil, 2, Mat{DType: F32, Rows: 3, Cols: 0})
+		for _, v := range dst {
+			if v != 0 {
+				t.Fatalf("%s: want zeros, got %v", p.Kernels().Name(), dst)
+			}
+		}
+	}
+}
+
+func TestSelectUnknownSet(t *testing.T) {
+	k, err := Select("nonesuch")
+	if err == nil || k == nil {
+		t.Fatalf("want fallback set and error, got %v, %v", k, err)
+	}
+	g, err := Select("generic")
+	if err != nil || g.Name() != "generic" {
+		t.Fatalf("generic: %v %v", g, err)
+	}
+}
+
+func TestEnvForcesGeneric(t *testing.T) {
+	t.Setenv(EnvKernels, "generic")
+	if got := NewPool(1).Kernels().Name(); got != "generic" {
+		t.Fatalf("CACHECLIP_KERNELS=generic gave %s", got)
+	}
+}
+
+func TestMatMulRejectsShortWeights(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Fatal("MatMul accepted a 4×64 f32 matrix backed by 200 floats")
+		}
+	}()
+	MatMul(NewPool(1), make([]float32, 4), make([]float32, 64), 1, Mat{DType: F32, Rows: 4, Cols: 64, F32: make([]float32, 200)})
+}

@@ -1,0 +1,143 @@
+//go:build !purego
+
+package kernels
+
+import "golang.org/x/sys/cpu"
+
+// simdKernels lists the SIMD sets this CPU runs, slowest first.
+func simdKernels() []*Kernels {
+	var out []*Kernels
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
+		out = append(out, avx2Kernels())
+	}
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512DQ {
+		k := &Kernels{
+			name:       "avx512",
+			gemm:       sgemm12x32AVX512,
+			mr:         12,
+			nr:         32,
+			gemv4F32:   gemv4F32AVX512,
+			gemv4F16:   gemv4F16AVX512,
+			gemv4BF16:  gemv4BF16AVX512,
+			gemv44F32:  gemv4x4F32AVX512,
+			gemv44F16:  gemv4x4F16AVX512,
+			gemv44BF16: gemv4x4BF16AVX512,
+			dot:        dotAVX512,
+			axpy:       axpyAVX512,
+			add:        addAVX512,
+			scaleMul:   scaleMulAVX512,
+			siluMul:    siluMulAVX512,
+			expSub:     expSubAVX512,
+			expSubV:    expSubVAVX512,
+			vmax:       vmaxAVX512,
+			scale:      scaleAVX512,
+			bf16F32:    bf16F32AVX512,
+			f16F32:     f16F32AVX512,
+			f32F16:     f32F16Wide(f32F16AVX512, 16),
+			f32BF16:    f32BF16AVX512,
+			packPanel:  packPanel32AVX512,
+			packRows:   packRows12AVX512,
+			ropeHalf:   ropeHalfAVX512,
+			ropeInter:  ropeInterAVX512,
+		}
+		if cpu.X86.HasAVX512BF16 {
+			k.gemmBF16 = sgemmBF16AVX512
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
+// f32F16Wide wraps a converter that handles whole blocks of w elements.
+func f32F16Wide(f func(dst []uint16, src []float32), w int) func(dst []uint16, src []float32) {
+	return func(dst []uint16, src []float32) {
+		dst = dst[:len(src)]
+		n := len(src) / w * w
+		if n > 0 {
+			f(dst[:n], src[:n])
+		}
+		for i := n; i < len(src); i++ {
+			dst[i] = F32ToF16(src[i])
+		}
+	}
+}
+
+//go:noescape
+func sgemm12x32AVX512(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc int)
+
+//go:generate go run gen_dpbf16.go
+
+//go:noescape
+func sgemmBF16AVX512(kp int, a, b *uint16, c *float32, ldc int, acc int)
+
+//go:noescape
+func gemv4F32AVX512(k int, w *float32, ldw int, x *float32, out *float32)
+
+//go:noescape
+func gemv4F16AVX512(k int, w *uint16, ldw int, x *float32, out *float32)
+
+//go:noescape
+func gemv4BF16AVX512(k int, w *uint16, ldw int, x *float32, out *float32)
+
+//go:noescape
+func dotAVX512(a, b []float32) float32
+
+//go:noescape
+func axpyAVX512(a float32, x, y []float32)
+
+//go:noescape
+func addAVX512(dst, x []float32)
+
+//go:noescape
+func scaleMulAVX512(dst, x, w []float32, s float32)
+
+//go:noescape
+func scaleAVX512(x []float32, s float32)
+
+//go:noescape
+func siluMulAVX512(gate, up []float32)
+
+//go:noescape
+func expSubAVX512(x []float32, m float32) float32
+
+//go:noescape
+func bf16F32AVX512(dst []float32, src []uint16)
+
+//go:noescape
+func f16F32AVX512(dst []float32, src []uint16)
+
+//go:noescape
+func f32F16AVX512(dst []uint16, src []float32)
+
+//go:noescape
+func vmaxAVX512(dst, x []float32)
+
+//go:noescape
+func expSubVAVX512(x, m, acc []float32)
+
+//go:noescape
+func fmaPeakAVX512(iters int)
+
+//go:noescape
+func gemv4x4F32AVX512(k int, w *float32, ldw int, x *float32, ldx int, out *float32)
+
+//go:noescape
+func gemv4x4F16AVX512(k int, w *uint16, ldw int, x *float32, ldx int, out *float32)
+
+//go:noescape
+func gemv4x4BF16AVX512(k int, w *uint16, ldw int, x *float32, ldx int, out *float32)
+
+//go:noescape
+func f32BF16AVX512(dst []uint16, src []float32)
+
+//go:noescape
+func packPanel32AVX512(kc16 int, src *float32, lds int, dst *float32)
+
+//go:noescape
+func packRows12AVX512(d16 int, src *float32, lds int, dst *float32)
+
+//go:noescape
+func ropeHalfAVX512(x *float32, heads, hd int, cos, sin *float32)
+
+//go:noescape
+func ropeInterAVX512(x *float32, heads, hd int, cos, sin *float32)

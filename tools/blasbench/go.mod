@@ -1,0 +1,3 @@
+module cacheclip/tools/blasbench
+
+go 1.26.8
