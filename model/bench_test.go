@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"cacheclip/kernels"
 	"cacheclip/model"
@@ -88,6 +89,52 @@ func BenchmarkDecode(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+		})
+	}
+}
+
+// BenchmarkPrefillVsMatMul measures, alternating within one run, engine prefill of
+// 2048 tokens and the bare matrix product of the MLP's up projection
+// (2048×896 × 896×4864) on the same weights, and reports the engine's linear-layer
+// rate as a fraction of the matrix product's: the share of time the rest of the
+// layer (norms, RoPE, attention, copies) costs.
+func BenchmarkPrefillVsMatMul(b *testing.B) {
+	for _, dt := range []kernels.DType{kernels.F32, kernels.BF16} {
+		b.Run(dt.String(), func(b *testing.B) {
+			m := qwenShape(b, dt)
+			pool := kernels.NewPool(0)
+			const n = 2048
+			toks := randTokens(1, n, m.Config.Vocab)
+			cache := m.NewCache(n)
+			w := m.W.Layers[0].Wup
+			x := make([]float32, n*w.Cols)
+			for i := range x {
+				x[i] = float32(i%13) * 0.01
+			}
+			y := make([]float32, n*w.Rows)
+			var tEng, tMM float64
+			for i := 0; i < b.N; i++ {
+				t0 := time.Now()
+				kernels.MatMul(pool, y, x, n, w)
+				tMM += time.Since(t0).Seconds()
+				cache.Reset()
+				first := cache.Alloc(n)
+				s := &model.Seq{Cache: cache, Tokens: toks, Pos: make([]int32, n), Slots: make([]int32, n), Logits: []int{n - 1}}
+				for j := range s.Pos {
+					s.Pos[j], s.Slots[j] = int32(j), int32(first+j)
+				}
+				t0 = time.Now()
+				if _, err := m.Forward(context.Background(), pool, []*model.Seq{s}); err != nil {
+					b.Fatal(err)
+				}
+				tEng += time.Since(t0).Seconds()
+			}
+			mm := 2 * float64(n) * float64(w.Rows) * float64(w.Cols) * float64(b.N) / tMM / 1e9
+			eng := linearFLOPs(&m.Config) * n * float64(b.N) / tEng / 1e9
+			b.ReportMetric(mm, "matmulGFLOP/s")
+			b.ReportMetric(eng, "engineLinGFLOP/s")
+			b.ReportMetric(eng/mm, "engine/matmul")
+			b.ReportMetric(n*float64(b.N)/tEng, "tok/s")
 		})
 	}
 }
