@@ -107,52 +107,10 @@ func (m *Model) checkSeq(s *Seq) error {
 	if s.Cache.Layers != cfg.Layers || s.Cache.KVDim != cfg.KVDim() {
 		return fmt.Errorf("cache shaped for %d layers × %d, model has %d × %d", s.Cache.Layers, s.Cache.KVDim, cfg.Layers, cfg.KVDim())
 	}
-	n := len(s.Tokens)
-	if len(s.Pos) != n || len(s.Slots) != n {
-		return fmt.Errorf("%d tokens but %d positions and %d slots", n, len(s.Pos), len(s.Slots))
+	if g := s.Groups; g != nil && len(g.Temp) > maxAttnGroups {
+		return fmt.Errorf("attention groups: %d groups, the CUDA kernels take at most %d", len(g.Temp), maxAttnGroups)
 	}
-	seen := make(map[int32]bool, n)
-	for i := 0; i < n; i++ {
-		if t := s.Tokens[i]; t < 0 || int(t) >= cfg.Vocab {
-			return fmt.Errorf("row %d: token id %d outside the vocabulary of %d", i, t, cfg.Vocab)
-		}
-		if p := s.Pos[i]; p < 0 || int(p) >= cfg.MaxPos {
-			return fmt.Errorf("row %d: position %d outside the model's context of %d", i, p, cfg.MaxPos)
-		}
-		if cfg.SlidingWindow > 0 && int(s.Pos[i]) >= cfg.SlidingWindow {
-			return fmt.Errorf("row %d: position %d reaches the sliding window of %d, which this engine does not implement", i, s.Pos[i], cfg.SlidingWindow)
-		}
-		sl := s.Slots[i]
-		if sl < 0 || int(sl) >= s.Cache.Len() {
-			return fmt.Errorf("row %d: slot %d outside the cache's %d allocated slots", i, sl, s.Cache.Len())
-		}
-		if seen[sl] {
-			return fmt.Errorf("row %d: slot %d written twice in one call", i, sl)
-		}
-		seen[sl] = true
-	}
-	for _, w := range s.Logits {
-		if w < 0 || w >= n {
-			return fmt.Errorf("logits asked for row %d of %d", w, n)
-		}
-	}
-	if g := s.Groups; g != nil {
-		if len(g.SlotGroup) < s.Cache.Len() {
-			return fmt.Errorf("attention groups cover %d slots, cache has %d", len(g.SlotGroup), s.Cache.Len())
-		}
-		if len(g.Temp) != len(g.LSEScale) || len(g.Temp) == 0 {
-			return fmt.Errorf("attention groups: %d temperatures and %d scales", len(g.Temp), len(g.LSEScale))
-		}
-		if len(g.Temp) > maxAttnGroups {
-			return fmt.Errorf("attention groups: %d groups, the CUDA kernels take at most %d", len(g.Temp), maxAttnGroups)
-		}
-		for _, gi := range g.SlotGroup[:s.Cache.Len()] {
-			if int(gi) >= len(g.Temp) {
-				return fmt.Errorf("attention groups: slot group %d of %d", gi, len(g.Temp))
-			}
-		}
-	}
-	return nil
+	return cfg.CheckRows(s.Tokens, s.Pos, s.Slots, s.Logits, s.Cache.Len(), s.Groups)
 }
 
 // seqGroups is a sequence's attention groups on the device.

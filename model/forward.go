@@ -282,43 +282,50 @@ func (m *Model) checkSeq(s *Seq) error {
 	if s.Cache.Layers != cfg.Layers || s.Cache.KVDim != cfg.KVDim() {
 		return fmt.Errorf("cache shaped for %d layers × %d, model has %d × %d", s.Cache.Layers, s.Cache.KVDim, cfg.Layers, cfg.KVDim())
 	}
-	n := len(s.Tokens)
-	if len(s.Pos) != n || len(s.Slots) != n {
-		return fmt.Errorf("%d tokens but %d positions and %d slots", n, len(s.Pos), len(s.Slots))
+	return m.Config.CheckRows(s.Tokens, s.Pos, s.Slots, s.Logits, s.Cache.Len(), s.Groups)
+}
+
+// CheckRows validates the rows of one sequence against the model and a cache of
+// cacheLen allocated slots; every backend calls it so bad input is the same error
+// on each.
+func (cfg *Config) CheckRows(tokens, pos, slots []int32, logits []int, cacheLen int, g *AttnGroups) error {
+	n := len(tokens)
+	if len(pos) != n || len(slots) != n {
+		return fmt.Errorf("%d tokens but %d positions and %d slots", n, len(pos), len(slots))
 	}
 	seen := make(map[int32]bool, n)
 	for i := 0; i < n; i++ {
-		if t := s.Tokens[i]; t < 0 || int(t) >= cfg.Vocab {
+		if t := tokens[i]; t < 0 || int(t) >= cfg.Vocab {
 			return fmt.Errorf("row %d: token id %d outside the vocabulary of %d", i, t, cfg.Vocab)
 		}
-		if p := s.Pos[i]; p < 0 || int(p) >= cfg.MaxPos {
+		if p := pos[i]; p < 0 || int(p) >= cfg.MaxPos {
 			return fmt.Errorf("row %d: position %d outside the model's context of %d", i, p, cfg.MaxPos)
 		}
-		if cfg.SlidingWindow > 0 && int(s.Pos[i]) >= cfg.SlidingWindow {
-			return fmt.Errorf("row %d: position %d reaches the sliding window of %d, which this engine does not implement", i, s.Pos[i], cfg.SlidingWindow)
+		if cfg.SlidingWindow > 0 && int(pos[i]) >= cfg.SlidingWindow {
+			return fmt.Errorf("row %d: position %d reaches the sliding window of %d, which this engine does not implement", i, pos[i], cfg.SlidingWindow)
 		}
-		sl := s.Slots[i]
-		if sl < 0 || int(sl) >= s.Cache.Len() {
-			return fmt.Errorf("row %d: slot %d outside the cache's %d allocated slots", i, sl, s.Cache.Len())
+		sl := slots[i]
+		if sl < 0 || int(sl) >= cacheLen {
+			return fmt.Errorf("row %d: slot %d outside the cache's %d allocated slots", i, sl, cacheLen)
 		}
 		if seen[sl] {
 			return fmt.Errorf("row %d: slot %d written twice in one call", i, sl)
 		}
 		seen[sl] = true
 	}
-	for _, w := range s.Logits {
+	for _, w := range logits {
 		if w < 0 || w >= n {
 			return fmt.Errorf("logits asked for row %d of %d", w, n)
 		}
 	}
-	if g := s.Groups; g != nil {
-		if len(g.SlotGroup) < s.Cache.Len() {
-			return fmt.Errorf("attention groups cover %d slots, cache has %d", len(g.SlotGroup), s.Cache.Len())
+	if g != nil {
+		if len(g.SlotGroup) < cacheLen {
+			return fmt.Errorf("attention groups cover %d slots, cache has %d", len(g.SlotGroup), cacheLen)
 		}
 		if len(g.Temp) != len(g.LSEScale) || len(g.Temp) == 0 {
 			return fmt.Errorf("attention groups: %d temperatures and %d scales", len(g.Temp), len(g.LSEScale))
 		}
-		for _, gi := range g.SlotGroup[:s.Cache.Len()] {
+		for _, gi := range g.SlotGroup[:cacheLen] {
 			if int(gi) >= len(g.Temp) {
 				return fmt.Errorf("attention groups: slot group %d of %d", gi, len(g.Temp))
 			}
