@@ -1,0 +1,349 @@
+// Package report writes the results of `cacheclip eval`: a Markdown table, a
+// CSV file and PNG plots (quality and time to first token against the
+// recompute ratio, one line per method). Every file is written to a temporary
+// name and renamed, so a reader never sees a half-written report.
+package report
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+)
+
+// Row is one (task, method, ratio) run.
+type Row struct {
+	Task   string
+	Method string
+	// Ratio is the recompute ratio; ignored when RatioFree (full, reuse and
+	// ape do not take one, so they are run once and drawn as references).
+	Ratio     float64
+	RatioFree bool
+	Questions int // questions asked
+	Answered  int // answers read back
+	// Score is RULER string_match_all averaged over questions, ×100.
+	Score float64
+	// SameAsFull is the share (×100) of questions whose answer is identical
+	// to full's; NaN when the task has no full run.
+	SameAsFull float64
+	TTFTP50ms  float64
+}
+
+// Baseline is the method every other method is compared against.
+const Baseline = "full"
+
+// Files are the paths Write produced, relative to its directory.
+type Files struct {
+	Markdown, CSV string
+	Plots         []string
+}
+
+// Write writes results.md, results.csv and, per task, quality-<task>.png and
+// ttft-<task>.png into dir. title heads the Markdown file (may be empty).
+func Write(ctx context.Context, dir, title string, rows []Row) (Files, error) {
+	var f Files
+	if len(rows) == 0 {
+		return f, fmt.Errorf("report: no result rows to write")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return f, fmt.Errorf("report: %w", err)
+	}
+	rows = Sorted(rows)
+	f.Markdown, f.CSV = "results.md", "results.csv"
+	if err := writeAtomic(filepath.Join(dir, f.Markdown), func(w io.Writer) error { return Markdown(w, title, rows) }); err != nil {
+		return f, err
+	}
+	if err := writeAtomic(filepath.Join(dir, f.CSV), func(w io.Writer) error { return CSV(w, rows) }); err != nil {
+		return f, err
+	}
+	for _, task := range tasks(rows) {
+		if err := ctx.Err(); err != nil {
+			return f, err
+		}
+		var tr []Row
+		for _, r := range rows {
+			if r.Task == task {
+				tr = append(tr, r)
+			}
+		}
+		for _, p := range []struct {
+			name, ylabel string
+			y            func(Row) float64
+		}{
+			{"quality-" + safeName(task) + ".png", "string_match_all (×100)", func(r Row) float64 { return r.Score }},
+			{"ttft-" + safeName(task) + ".png", "TTFT p50 (ms)", func(r Row) float64 { return r.TTFTP50ms }},
+		} {
+			pl, err := linePlot(task+": "+p.ylabel+" vs recompute ratio", p.ylabel, tr, p.y)
+			if err != nil {
+				return f, fmt.Errorf("report: plot %s: %w", p.name, err)
+			}
+			wt, err := pl.WriterTo(6*vg.Inch, 4*vg.Inch, "png")
+			if err != nil {
+				return f, fmt.Errorf("report: plot %s: %w", p.name, err)
+			}
+			if err := writeAtomic(filepath.Join(dir, p.name), func(w io.Writer) error { _, err := wt.WriteTo(w); return err }); err != nil {
+				return f, err
+			}
+			f.Plots = append(f.Plots, p.name)
+		}
+	}
+	return f, nil
+}
+
+// Sorted returns rows ordered by task (first appearance), then by the
+// conventional method order, then by ratio.
+func Sorted(rows []Row) []Row {
+	out := append([]Row(nil), rows...)
+	taskOrder := map[string]int{}
+	for _, r := range rows {
+		if _, ok := taskOrder[r.Task]; !ok {
+			taskOrder[r.Task] = len(taskOrder)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Task != b.Task {
+			return taskOrder[a.Task] < taskOrder[b.Task]
+		}
+		if ma, mb := methodRank(a.Method), methodRank(b.Method); ma != mb {
+			return ma < mb
+		}
+		if a.Method != b.Method {
+			return a.Method < b.Method
+		}
+		return a.Ratio < b.Ratio
+	})
+	return out
+}
+
+func methodRank(m string) int {
+	for i, x := range []string{"full", "reuse", "ape", "cacheblend", "cacheclip"} {
+		if m == x {
+			return i
+		}
+	}
+	return 99
+}
+
+func tasks(rows []Row) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if !seen[r.Task] {
+			seen[r.Task] = true
+			out = append(out, r.Task)
+		}
+	}
+	return out
+}
+
+// fullScore is the baseline's score for task, or NaN when there is none.
+func fullScore(rows []Row, task string) float64 {
+	for _, r := range rows {
+		if r.Task == task && r.Method == Baseline {
+			return r.Score
+		}
+	}
+	return math.NaN()
+}
+
+// OfFull is score as a percentage of full's score: NaN when full is missing
+// or scored 0 (a ratio to zero says nothing).
+func OfFull(score, full float64) float64 {
+	if math.IsNaN(full) || full == 0 {
+		return math.NaN()
+	}
+	return 100 * score / full
+}
+
+// RatioLabel is how a row's ratio is shown: "-" for ratio-free methods.
+func RatioLabel(r Row) string {
+	if r.RatioFree {
+		return "-"
+	}
+	return strconv.FormatFloat(r.Ratio, 'f', -1, 64)
+}
+
+func num(x float64, prec int) string {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(x, 'f', prec, 64)
+}
+
+// Markdown writes the results table (rows must be Sorted).
+func Markdown(w io.Writer, title string, rows []Row) error {
+	var b bytes.Buffer
+	if title != "" {
+		fmt.Fprintf(&b, "# %s\n\n", title)
+	}
+	b.WriteString("Score: RULER string_match_all ×100. % of full: score / full's score. " +
+		"Same as full: share of answers identical to full's. TTFT: p50 time to first token.\n\n")
+	b.WriteString("| task | method | ratio | answered | score | % of full | same as full % | TTFT p50 ms |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %s | %s | %d/%d | %s | %s | %s | %s |\n", r.Task, r.Method, RatioLabel(r), r.Answered, r.Questions,
+			num(r.Score, 1), num(OfFull(r.Score, fullScore(rows, r.Task)), 1), num(r.SameAsFull, 1), num(r.TTFTP50ms, 1))
+	}
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// CSVHeader is the first row of results.csv.
+var CSVHeader = []string{"task", "method", "ratio", "questions", "answered", "score", "pct_of_full", "same_as_full_pct", "ttft_p50_ms"}
+
+// CSV writes results.csv (rows must be Sorted). Missing values are empty
+// cells; ratio-free methods have an empty ratio.
+func CSV(w io.Writer, rows []Row) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(CSVHeader); err != nil {
+		return err
+	}
+	cell := func(x float64) string {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return ""
+		}
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	}
+	for _, r := range rows {
+		ratio := ""
+		if !r.RatioFree {
+			ratio = cell(r.Ratio)
+		}
+		rec := []string{r.Task, r.Method, ratio, strconv.Itoa(r.Questions), strconv.Itoa(r.Answered),
+			cell(r.Score), cell(OfFull(r.Score, fullScore(rows, r.Task))), cell(r.SameAsFull), cell(r.TTFTP50ms)}
+		if err := cw.Write(rec); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// linePlot draws one line per ratio-taking method and a dashed horizontal
+// line per ratio-free method across the plotted ratio range.
+func linePlot(title, ylabel string, rows []Row, y func(Row) float64) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "recompute ratio"
+	p.Y.Label.Text = ylabel
+	p.Legend.Top = true
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, r := range rows {
+		if !r.RatioFree {
+			lo, hi = min(lo, r.Ratio), max(hi, r.Ratio)
+		}
+	}
+	if math.IsInf(lo, 0) { // no ratio-taking methods: draw the references over [0,1]
+		lo, hi = 0, 1
+	}
+	if lo == hi {
+		lo, hi = max(0, lo-0.05), min(1, hi+0.05)
+	}
+	var methods []string
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if !seen[r.Method] {
+			seen[r.Method] = true
+			methods = append(methods, r.Method)
+		}
+	}
+	ymax := 0.0
+	for i, m := range methods {
+		var pts plotter.XYs
+		free := false
+		for _, r := range rows {
+			if r.Method != m || math.IsNaN(y(r)) {
+				continue
+			}
+			ymax = max(ymax, y(r))
+			if r.RatioFree {
+				free = true
+				pts = plotter.XYs{{X: lo, Y: y(r)}, {X: hi, Y: y(r)}}
+				break
+			}
+			pts = append(pts, plotter.XY{X: r.Ratio, Y: y(r)})
+		}
+		if len(pts) == 0 {
+			continue
+		}
+		col := plotutil.Color(i)
+		if free {
+			l, err := plotter.NewLine(pts)
+			if err != nil {
+				return nil, err
+			}
+			l.Color = col
+			l.Dashes = []vg.Length{vg.Points(6), vg.Points(3)}
+			p.Add(l)
+			p.Legend.Add(m, l)
+			continue
+		}
+		l, s, err := plotter.NewLinePoints(pts)
+		if err != nil {
+			return nil, err
+		}
+		l.Color, s.Color = col, col
+		s.Shape = draw.CircleGlyph{}
+		p.Add(l, s)
+		p.Legend.Add(m, l, s)
+	}
+	p.X.Min, p.X.Max = lo, hi
+	p.Y.Min = 0
+	if ymax <= 0 {
+		ymax = 1
+	}
+	p.Y.Max = ymax * 1.15 // room for the legend
+	p.Add(plotter.NewGrid())
+	return p, nil
+}
+
+func safeName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// writeAtomic writes path through a temporary file in the same directory and
+// renames it into place.
+func writeAtomic(path string, write func(io.Writer) error) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("report: %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := write(tmp); err != nil {
+		return fmt.Errorf("report: writing %s: %w", path, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("report: %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("report: %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("report: %s: %w", path, err)
+	}
+	return nil
+}

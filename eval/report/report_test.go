@@ -1,0 +1,170 @@
+package report
+
+import (
+	"context"
+	"encoding/csv"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// handMade is a result set whose derived columns are worked out by hand in
+// the tests below.
+func handMade() []Row {
+	nan := math.NaN()
+	return []Row{
+		{Task: "vt", Method: "cacheclip", Ratio: 0.4, Questions: 4, Answered: 4, Score: 75, SameAsFull: 75, TTFTP50ms: 12},
+		{Task: "vt", Method: "full", RatioFree: true, Questions: 4, Answered: 4, Score: 80, SameAsFull: 100, TTFTP50ms: 30},
+		{Task: "vt", Method: "cacheclip", Ratio: 0.1, Questions: 4, Answered: 3, Score: 40, SameAsFull: 50, TTFTP50ms: 8.25},
+		{Task: "vt", Method: "reuse", RatioFree: true, Questions: 4, Answered: 4, Score: 20, SameAsFull: 25, TTFTP50ms: 5},
+		{Task: "niah_single", Method: "full", RatioFree: true, Questions: 2, Answered: 2, Score: 0, SameAsFull: 100, TTFTP50ms: 9},
+		{Task: "niah_single", Method: "reuse", RatioFree: true, Questions: 2, Answered: 2, Score: 0, SameAsFull: 50, TTFTP50ms: 3},
+		{Task: "multihop", Method: "cacheblend", Ratio: 0.2, Questions: 1, Answered: 1, Score: 100, SameAsFull: nan, TTFTP50ms: 7},
+	}
+}
+
+func TestWrite(t *testing.T) {
+	dir := t.TempDir()
+	files, err := Write(context.Background(), dir, "Test-bed results", handMade())
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tableRows []string
+	for _, l := range strings.Split(string(md), "\n") {
+		if strings.HasPrefix(l, "| ") && !strings.HasPrefix(l, "| task ") {
+			tableRows = append(tableRows, l)
+		}
+	}
+	wantMD := []string{
+		// Task order is first appearance; within a task full, reuse, ape, cacheblend, cacheclip, then ratio.
+		"| vt | full | - | 4/4 | 80.0 | 100.0 | 100.0 | 30.0 |",
+		"| vt | reuse | - | 4/4 | 20.0 | 25.0 | 25.0 | 5.0 |",
+		"| vt | cacheclip | 0.1 | 3/4 | 40.0 | 50.0 | 50.0 | 8.2 |",
+		"| vt | cacheclip | 0.4 | 4/4 | 75.0 | 93.8 | 75.0 | 12.0 |",
+		// full scored 0: a percentage of it is meaningless.
+		"| niah_single | full | - | 2/2 | 0.0 | n/a | 100.0 | 9.0 |",
+		"| niah_single | reuse | - | 2/2 | 0.0 | n/a | 50.0 | 3.0 |",
+		// no full run for the task at all.
+		"| multihop | cacheblend | 0.2 | 1/1 | 100.0 | n/a | n/a | 7.0 |",
+	}
+	if len(tableRows) != len(wantMD) {
+		t.Fatalf("markdown has %d table rows, want %d:\n%s", len(tableRows), len(wantMD), md)
+	}
+	for i := range wantMD {
+		if tableRows[i] != wantMD[i] {
+			t.Errorf("markdown row %d:\n got %s\nwant %s", i, tableRows[i], wantMD[i])
+		}
+	}
+	if !strings.HasPrefix(string(md), "# Test-bed results\n") {
+		t.Errorf("markdown does not start with the title: %q", md[:min(40, len(md))])
+	}
+
+	cf, err := os.Open(filepath.Join(dir, "results.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cf.Close()
+	recs, err := csv.NewReader(cf).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCSV := [][]string{
+		CSVHeader,
+		{"vt", "full", "", "4", "4", "80", "100", "100", "30"},
+		{"vt", "reuse", "", "4", "4", "20", "25", "25", "5"},
+		{"vt", "cacheclip", "0.1", "4", "3", "40", "50", "50", "8.25"},
+		{"vt", "cacheclip", "0.4", "4", "4", "75", "93.75", "75", "12"},
+		{"niah_single", "full", "", "2", "2", "0", "", "100", "9"},
+		{"niah_single", "reuse", "", "2", "2", "0", "", "50", "3"},
+		{"multihop", "cacheblend", "0.2", "1", "1", "100", "", "", "7"},
+	}
+	if len(recs) != len(wantCSV) {
+		t.Fatalf("csv has %d records, want %d: %v", len(recs), len(wantCSV), recs)
+	}
+	for i := range wantCSV {
+		if strings.Join(recs[i], ",") != strings.Join(wantCSV[i], ",") {
+			t.Errorf("csv record %d: got %q, want %q", i, recs[i], wantCSV[i])
+		}
+	}
+
+	wantPlots := []string{"quality-vt.png", "ttft-vt.png", "quality-niah_single.png", "ttft-niah_single.png", "quality-multihop.png", "ttft-multihop.png"}
+	if strings.Join(files.Plots, ",") != strings.Join(wantPlots, ",") {
+		t.Errorf("plots %v, want %v", files.Plots, wantPlots)
+	}
+	for _, p := range wantPlots {
+		f, err := os.Open(filepath.Join(dir, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Errorf("%s: not a PNG: %v", p, err)
+			continue
+		}
+		if b := img.Bounds(); b.Dx() < 100 || b.Dy() < 100 {
+			t.Errorf("%s: image %v too small", p, b)
+		}
+	}
+	// Atomic writes leave no temporary files behind.
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("temporary file left behind: %s", e.Name())
+		}
+	}
+}
+
+func TestWriteErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dir  func(t *testing.T) string
+		rows []Row
+		want string
+	}{
+		{"no rows", func(t *testing.T) string { return t.TempDir() }, nil, "no result rows"},
+		{"dir is a file", func(t *testing.T) string {
+			p := filepath.Join(t.TempDir(), "f")
+			if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}, handMade(), "report:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Write(context.Background(), tc.dir(t), "", tc.rows)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestOfFull(t *testing.T) {
+	for _, tc := range []struct {
+		score, full, want float64
+	}{
+		{50, 100, 50},
+		{90, 60, 150},
+		{0, 80, 0},
+	} {
+		if got := OfFull(tc.score, tc.full); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("OfFull(%v, %v) = %v, want %v", tc.score, tc.full, got, tc.want)
+		}
+	}
+	for _, full := range []float64{0, math.NaN()} {
+		if got := OfFull(10, full); !math.IsNaN(got) {
+			t.Errorf("OfFull(10, %v) = %v, want NaN", full, got)
+		}
+	}
+}
