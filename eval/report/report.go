@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/parquet-go/parquet-go"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
@@ -47,11 +48,11 @@ const Baseline = "full"
 
 // Files are the paths Write produced, relative to its directory.
 type Files struct {
-	Markdown, CSV string
-	Plots         []string
+	Markdown, CSV, Parquet string
+	Plots                  []string
 }
 
-// Write writes results.md, results.csv and, per task, quality-<task>.png and
+// Write writes results.md, results.csv, results.parquet and, per task, quality-<task>.png and
 // ttft-<task>.png into dir. title heads the Markdown file (may be empty).
 func Write(ctx context.Context, dir, title string, rows []Row) (Files, error) {
 	var f Files
@@ -62,11 +63,14 @@ func Write(ctx context.Context, dir, title string, rows []Row) (Files, error) {
 		return f, fmt.Errorf("report: %w", err)
 	}
 	rows = Sorted(rows)
-	f.Markdown, f.CSV = "results.md", "results.csv"
+	f.Markdown, f.CSV, f.Parquet = "results.md", "results.csv", "results.parquet"
 	if err := writeAtomic(filepath.Join(dir, f.Markdown), func(w io.Writer) error { return Markdown(w, title, rows) }); err != nil {
 		return f, err
 	}
 	if err := writeAtomic(filepath.Join(dir, f.CSV), func(w io.Writer) error { return CSV(w, rows) }); err != nil {
+		return f, err
+	}
+	if err := writeAtomic(filepath.Join(dir, f.Parquet), func(w io.Writer) error { return parquet.Write(w, ParquetRows(rows)) }); err != nil {
 		return f, err
 	}
 	for _, task := range tasks(rows) {
@@ -82,11 +86,12 @@ func Write(ctx context.Context, dir, title string, rows []Row) (Files, error) {
 		for _, p := range []struct {
 			name, ylabel string
 			y            func(Row) float64
+			ceil         float64 // fixed top of the y axis, 0: from the data
 		}{
-			{"quality-" + safeName(task) + ".png", "string_match_all (×100)", func(r Row) float64 { return r.Score }},
-			{"ttft-" + safeName(task) + ".png", "TTFT p50 (ms)", func(r Row) float64 { return r.TTFTP50ms }},
+			{"quality-" + safeName(task) + ".png", "string_match_all (×100)", func(r Row) float64 { return r.Score }, 100},
+			{"ttft-" + safeName(task) + ".png", "TTFT p50 (ms)", func(r Row) float64 { return r.TTFTP50ms }, 0},
 		} {
-			pl, err := linePlot(task+": "+p.ylabel+" vs recompute ratio", p.ylabel, tr, p.y)
+			pl, err := linePlot(task+": "+p.ylabel+" vs recompute ratio", p.ylabel, tr, p.y, p.ceil)
 			if err != nil {
 				return f, fmt.Errorf("report: plot %s: %w", p.name, err)
 			}
@@ -233,10 +238,45 @@ func CSV(w io.Writer, rows []Row) error {
 	return cw.Error()
 }
 
+// ParquetRow is one row of results.parquet: the CSV's columns, with nulls
+// where the CSV has empty cells.
+type ParquetRow struct {
+	Task          string   `parquet:"task"`
+	Method        string   `parquet:"method"`
+	Ratio         *float64 `parquet:"ratio,optional"`
+	Questions     int32    `parquet:"questions"`
+	Answered      int32    `parquet:"answered"`
+	Score         float64  `parquet:"score"`
+	PctOfFull     *float64 `parquet:"pct_of_full,optional"`
+	SameAsFullPct *float64 `parquet:"same_as_full_pct,optional"`
+	TTFTP50ms     float64  `parquet:"ttft_p50_ms"`
+}
+
+// ParquetRows converts rows (Sorted) to results.parquet's rows.
+func ParquetRows(rows []Row) []ParquetRow {
+	opt := func(x float64) *float64 {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil
+		}
+		return &x
+	}
+	out := make([]ParquetRow, 0, len(rows))
+	for _, r := range rows {
+		pr := ParquetRow{Task: r.Task, Method: r.Method, Questions: int32(r.Questions), Answered: int32(r.Answered), Score: r.Score,
+			PctOfFull: opt(OfFull(r.Score, fullScore(rows, r.Task))), SameAsFullPct: opt(r.SameAsFull), TTFTP50ms: r.TTFTP50ms}
+		if !r.RatioFree {
+			pr.Ratio = opt(r.Ratio)
+		}
+		out = append(out, pr)
+	}
+	return out
+}
+
 // linePlot draws one line per ratio-taking method and a dashed horizontal
 // line per ratio-free method across the plotted ratio range.
-func linePlot(title, ylabel string, rows []Row, y func(Row) float64) (*plot.Plot, error) {
+func linePlot(title, ylabel string, rows []Row, y func(Row) float64, ceil float64) (*plot.Plot, error) {
 	p := plot.New()
+	p.Add(plotter.NewGrid())
 	p.Title.Text = title
 	p.X.Label.Text = "recompute ratio"
 	p.Y.Label.Text = ylabel
@@ -262,7 +302,7 @@ func linePlot(title, ylabel string, rows []Row, y func(Row) float64) (*plot.Plot
 		}
 	}
 	ymax := 0.0
-	for i, m := range methods {
+	for _, m := range methods {
 		var pts plotter.XYs
 		free := false
 		for _, r := range rows {
@@ -280,13 +320,14 @@ func linePlot(title, ylabel string, rows []Row, y func(Row) float64) (*plot.Plot
 		if len(pts) == 0 {
 			continue
 		}
-		col := plotutil.Color(i)
+		col := plotutil.Color(methodRank(m)) // one colour per method across every plot
 		if free {
 			l, err := plotter.NewLine(pts)
 			if err != nil {
 				return nil, err
 			}
 			l.Color = col
+			l.Width = vg.Points(1.5)
 			l.Dashes = []vg.Length{vg.Points(6), vg.Points(3)}
 			p.Add(l)
 			p.Legend.Add(m, l)
@@ -297,17 +338,21 @@ func linePlot(title, ylabel string, rows []Row, y func(Row) float64) (*plot.Plot
 			return nil, err
 		}
 		l.Color, s.Color = col, col
+		l.Width = vg.Points(1.5)
 		s.Shape = draw.CircleGlyph{}
 		p.Add(l, s)
 		p.Legend.Add(m, l, s)
 	}
 	p.X.Min, p.X.Max = lo, hi
 	p.Y.Min = 0
+	if ceil > 0 {
+		ymax = max(ymax, ceil)
+	}
 	if ymax <= 0 {
 		ymax = 1
 	}
-	p.Y.Max = ymax * 1.15 // room for the legend
-	p.Add(plotter.NewGrid())
+	// The legend sits at the top: leave it a band above the highest line.
+	p.Y.Max = ymax * 1.45
 	return p, nil
 }
 

@@ -7,8 +7,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/parquet-go/parquet-go"
 )
 
 // handMade is a result set whose derived columns are worked out by hand in
@@ -26,7 +29,7 @@ func handMade() []Row {
 	}
 }
 
-func TestWrite(t *testing.T) {
+func TestEvalReportWrite(t *testing.T) {
 	dir := t.TempDir()
 	files, err := Write(context.Background(), dir, "Test-bed results", handMade())
 	if err != nil {
@@ -94,6 +97,27 @@ func TestWrite(t *testing.T) {
 		}
 	}
 
+	prs, err := parquet.ReadFile[ParquetRow](filepath.Join(dir, "results.parquet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(prs) != len(wantCSV)-1 {
+		t.Fatalf("parquet has %d rows, want %d", len(prs), len(wantCSV)-1)
+	}
+	show := func(p *float64) string {
+		if p == nil {
+			return ""
+		}
+		return strconv.FormatFloat(*p, 'f', -1, 64)
+	}
+	for i, pr := range prs {
+		got := []string{pr.Task, pr.Method, show(pr.Ratio), strconv.Itoa(int(pr.Questions)), strconv.Itoa(int(pr.Answered)),
+			show(&pr.Score), show(pr.PctOfFull), show(pr.SameAsFullPct), show(&pr.TTFTP50ms)}
+		if strings.Join(got, ",") != strings.Join(wantCSV[i+1], ",") {
+			t.Errorf("parquet row %d: got %q, want %q", i, got, wantCSV[i+1])
+		}
+	}
+
 	wantPlots := []string{"quality-vt.png", "ttft-vt.png", "quality-niah_single.png", "ttft-niah_single.png", "quality-multihop.png", "ttft-multihop.png"}
 	if strings.Join(files.Plots, ",") != strings.Join(wantPlots, ",") {
 		t.Errorf("plots %v, want %v", files.Plots, wantPlots)
@@ -125,7 +149,7 @@ func TestWrite(t *testing.T) {
 	}
 }
 
-func TestWriteErrors(t *testing.T) {
+func TestEvalReportWriteErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		dir  func(t *testing.T) string
@@ -150,7 +174,7 @@ func TestWriteErrors(t *testing.T) {
 	}
 }
 
-func TestOfFull(t *testing.T) {
+func TestEvalReportOfFull(t *testing.T) {
 	for _, tc := range []struct {
 		score, full, want float64
 	}{

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"cacheclip/eval/report"
+	"cacheclip/model/testmodel"
+)
+
+func writeTestModels(t *testing.T, dir string) (primary, aux string) {
+	t.Helper()
+	specs := map[string]testmodel.Spec{}
+	for _, s := range testmodel.Variants() {
+		specs[s.Name] = s
+	}
+	primary, aux = filepath.Join(dir, "primary"), filepath.Join(dir, "aux")
+	if err := testmodel.Write(primary, specs["qwen2"]); err != nil {
+		t.Fatal(err)
+	}
+	if err := testmodel.Write(aux, specs["smollm2"]); err != nil {
+		t.Fatal(err)
+	}
+	return primary, aux
+}
+
+// TestEvalEndToEnd runs the real job path on random test models: the answers
+// are noise, but every run must complete, full must agree with itself, and
+// the report must list exactly the planned runs.
+func TestEvalEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	primary, aux := writeTestModels(t, dir)
+	out := filepath.Join(dir, "out")
+	var stdout, stderr bytes.Buffer
+	code := cmdEval(context.Background(), []string{"--tasks", "niah_single", "--methods", "cacheclip,full,reuse", "--ratios", "0.2",
+		"--model", primary, "--aux", aux, "--n", "2", "--context-tokens", "192", "--chunk-tokens", "64", "--max-new-tokens", "3",
+		"--seed", "7", "--out", out, "--progress", "none"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	for _, p := range []string{"data/niah_single/questions.parquet", "data/niah_single/corpus.parquet", "runs/niah_single/full",
+		"runs/niah_single/reuse", "runs/niah_single/cacheclip-0.2", "runs/niah_single/full.log", "results.md", "results.csv", "results.parquet", "eval-config.yaml"} {
+		if _, err := os.Stat(filepath.Join(out, p)); err != nil {
+			t.Errorf("missing output: %v", err)
+		}
+	}
+	for _, p := range []string{"quality-niah_single.png", "ttft-niah_single.png"} {
+		f, err := os.Open(filepath.Join(out, p))
+		if err != nil {
+			t.Errorf("missing plot: %v", err)
+			continue
+		}
+		if _, err := png.Decode(f); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+		f.Close()
+	}
+	cf, err := os.Open(filepath.Join(out, "results.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cf.Close()
+	recs, err := csv.NewReader(cf).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 4 || strings.Join(recs[0], ",") != strings.Join(report.CSVHeader, ",") {
+		t.Fatalf("csv records %q, want the header and 3 runs", recs)
+	}
+	wantRuns := [][3]string{{"niah_single", "full", ""}, {"niah_single", "reuse", ""}, {"niah_single", "cacheclip", "0.2"}}
+	for i, w := range wantRuns {
+		r := recs[i+1]
+		if r[0] != w[0] || r[1] != w[1] || r[2] != w[2] {
+			t.Errorf("csv row %d = %q, want task/method/ratio %q", i+1, r, w)
+		}
+		if r[3] != "2" || r[4] != "2" {
+			t.Errorf("csv row %d: questions/answered %s/%s, want 2/2", i+1, r[3], r[4])
+		}
+	}
+	if recs[1][7] != "100" {
+		t.Errorf("full's same-as-full = %q, want 100", recs[1][7])
+	}
+	md, err := os.ReadFile(filepath.Join(out, "results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range strings.Split(string(md), "\n") {
+		if strings.HasPrefix(l, "| niah_single | ") {
+			n++
+		}
+	}
+	if n != 3 {
+		t.Errorf("results.md has %d niah_single rows, want 3:\n%s", n, md)
+	}
+	// The recorded settings reproduce the plan when fed back as --config.
+	cfg := defaultEvalConfig()
+	if err := loadEvalConfig(filepath.Join(out, "eval-config.yaml"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Model != primary || cfg.N != 2 || cfg.Seed != 7 || cfg.MaxNewTokens != 3 || strings.Join(cfg.Methods, ",") != "cacheclip,full,reuse" {
+		t.Errorf("eval-config.yaml does not record the run's settings: %+v", cfg)
+	}
+	if !strings.Contains(stdout.String(), "| niah_single | cacheclip | 0.2 | 2/2 |") {
+		t.Errorf("stdout lacks the cacheclip row:\n%s", stdout.String())
+	}
+}
+
+func TestEvalBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	typo := filepath.Join(dir, "typo.yaml")
+	if err := os.WriteFile(typo, []byte("taks: [vt]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown task", []string{"--tasks", "nope"}, `tasks: "nope" is not one of`},
+		{"unknown method", []string{"--methods", "full,magic"}, `methods: "magic"`},
+		{"ratio out of range", []string{"--ratios", "1.5"}, "ratios: 1.5 is not in [0,1]"},
+		{"ratio not a number", []string{"--ratios", "x"}, `--ratios: "x"`},
+		{"no questions", []string{"--n", "0"}, "n: 0"},
+		{"misspelt config key", []string{"--config", typo}, "field taks not found"},
+		{"missing config", []string{"--config", filepath.Join(dir, "none.yaml")}, "config:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := cmdEval(context.Background(), append(tc.args, "--out", filepath.Join(dir, "out")), &stdout, &stderr)
+			if code != 2 || !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("exit %d, stderr %q; want exit 2 and %q", code, stderr.String(), tc.want)
+			}
+		})
+	}
+}
+
+// TestEvalConfigOverride checks that the YAML file sets the plan and that a
+// flag given on the command line wins over it.
+func TestEvalConfigOverride(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(p, []byte("tasks: [vt]\nmethods: [full, cacheblend]\nratios: [0.3]\nn: 5\nseed: 9\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := defaultEvalConfig()
+	if err := loadEvalConfig(p, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cfg.Tasks, ",") != "vt" || cfg.N != 5 || cfg.Seed != 9 || cfg.Model != "testdata/testbed/primary" {
+		t.Errorf("config not applied over defaults: %+v", cfg)
+	}
+	var got []string
+	for _, r := range evalPlan(cfg) {
+		got = append(got, r.name())
+	}
+	if strings.Join(got, ",") != "full,cacheblend-0.3" {
+		t.Errorf("plan %v, want full,cacheblend-0.3", got)
+	}
+	// Full runs first whatever the order given, since fidelity needs its answers.
+	cfg.Methods = []string{"cacheclip", "ape", "full"}
+	cfg.Ratios = []float64{0.1, 0.4}
+	got = nil
+	for _, r := range evalPlan(cfg) {
+		got = append(got, r.name())
+	}
+	if strings.Join(got, ",") != "full,cacheclip-0.1,cacheclip-0.4,ape" {
+		t.Errorf("plan %v, want full,cacheclip-0.1,cacheclip-0.4,ape", got)
+	}
+	if err := (&evalConfig{Tasks: []string{"vt"}, Methods: []string{"cacheclip"}, Ratios: []float64{0.2}, Model: "m", Out: "o", N: 1,
+		ContextTokens: 10, ChunkTokens: 5}).validate(); err == nil || !strings.Contains(err.Error(), "aux") {
+		t.Errorf("cacheclip without aux: err %v, want an aux error", err)
+	}
+}
+
+func TestEvalFlagOverridesConfig(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(p, []byte("tasks: [nope]\nn: 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	// The file's bad keys are replaced by flags, so validation passes and the
+	// run fails later, on the missing model (exit 1, not 2).
+	code := cmdEval(context.Background(), []string{"--config", p, "--tasks", "vt", "--n", "1",
+		"--model", filepath.Join(dir, "no-model"), "--out", filepath.Join(dir, "out")}, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "no-model") {
+		t.Fatalf("exit %d, stderr %q; want exit 1 naming the model directory", code, stderr.String())
+	}
+}
