@@ -20,15 +20,16 @@ import (
 // for cacheclip) on CPU, chunk caches from a shard store (write-through unless
 // disabled) or, without a store, computed and kept in memory.
 type ModelEngine struct {
-	spec    jobs.Spec
-	log     *slog.Logger
-	primary *loader.Bundle
-	aux     *loader.Bundle
-	eng     *prefill.Engine
-	method  prefill.Method
-	scorer  *auxscore.Scorer
-	store   *kvshards.Store
-	prefix  []int32
+	spec     jobs.Spec
+	log      *slog.Logger
+	primary  *loader.Bundle
+	aux      *loader.Bundle
+	eng      *prefill.Engine
+	method   prefill.Method
+	scorer   *auxscore.Scorer
+	store    *kvshards.Store
+	computer *prefill.Computer
+	prefix   []int32
 }
 
 type workState struct {
@@ -61,7 +62,8 @@ func NewModelEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger) (*Mod
 			return fail(fmt.Errorf("shard store: %w", err))
 		}
 		e.store = st
-		e.eng.Source = &prefill.StoreSource{Store: st, Computer: &prefill.Computer{Model: p.Model, Pool: pool}, ReadOnly: !spec.WriteThrough}
+		e.computer = &prefill.Computer{Model: p.Model, Pool: pool}
+		e.eng.Source = &prefill.StoreSource{Store: st, Computer: e.computer, ReadOnly: !spec.WriteThrough}
 	}
 	if e.method, err = methodFromSpec(spec); err != nil {
 		return fail(err)
@@ -173,10 +175,22 @@ func (e *ModelEngine) Load(ctx context.Context, w *Work) error {
 		return nil // computed at assembly and memoised by the engine
 	}
 	st := w.State.(*workState)
+	fp := e.primary.Model.Fingerprint()
+	want := kvshards.Expect{Fingerprint: fp, PrefixHash: kvshards.PrefixHash(e.prefix)}
 	for i, c := range st.lay.Chunks {
-		if _, err := e.eng.Source.Chunk(ctx, e.prefix, c.IDs); err != nil {
+		// Map (and verify) the shard into the store's host cache without decoding
+		// it: assembly decodes straight into the question's cache slots.
+		var sh *kvshards.Shard
+		var err error
+		if e.spec.WriteThrough {
+			sh, err = e.store.GetOrBuild(ctx, e.computer, e.prefix, c.IDs)
+		} else {
+			sh, err = e.store.Open(ctx, kvshards.KeyOf(fp, e.prefix, c.IDs), want)
+		}
+		if err != nil {
 			return fmt.Errorf("chunk %q: %w", w.Q.ChunkIDs[i], err)
 		}
+		sh.Close()
 	}
 	return nil
 }
