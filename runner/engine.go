@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"cacheclip/gpu"
 	"cacheclip/jobs"
 	"cacheclip/kernels"
 	"cacheclip/kvshards"
@@ -40,8 +41,8 @@ type workState struct {
 
 // NewModelEngine loads the models and opens the store a job names.
 func NewModelEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger) (*ModelEngine, error) {
-	if spec.Device != "" && spec.Device != "auto" && spec.Device != "cpu" {
-		return nil, fmt.Errorf("device %q: this build runs the job on CPU; the CUDA backend is not wired into jobs yet (use --device cpu or auto)", spec.Device)
+	if err := checkDevice(ctx, spec.Device, log); err != nil {
+		return nil, err
 	}
 	p, err := loader.Open(spec.Model, spec.Template)
 	if err != nil {
@@ -101,6 +102,32 @@ func NewModelEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger) (*Mod
 		return fail(err)
 	}
 	return e, nil
+}
+
+// checkDevice resolves --device. Jobs run on the CPU backend: the CUDA backend
+// (package gpu) loads and compiles its kernels but is not yet driven by the
+// methods, so "auto" falls back to the CPU and an explicit "cuda" request says
+// precisely what is missing instead of silently using the CPU.
+func checkDevice(ctx context.Context, device string, log *slog.Logger) error {
+	ds, err := gpu.ParseDevice(device)
+	if err != nil {
+		return err
+	}
+	switch ds.Kind {
+	case gpu.KindCPU:
+		return nil
+	case gpu.KindAuto:
+		log.Info("device auto: jobs run on the CPU backend (the CUDA backend is not yet wired into jobs)")
+		return nil
+	}
+	d, err := gpu.Select(ctx, ds, log)
+	if err != nil {
+		return err
+	}
+	if d != nil {
+		d.Close()
+	}
+	return fmt.Errorf("device %s: found %s, but this build runs jobs on the CPU backend only; the CUDA backend is not yet wired into the methods (use --device cpu or auto)", ds, d.Name)
 }
 
 func methodFromSpec(spec jobs.Spec) (prefill.Method, error) {
