@@ -488,6 +488,46 @@ class Llama(nn.Module):
         return self.lm_head(self.model.norm(x))
 
 
+def read_safetensors(path):
+    """Reads a safetensors file written by write_safetensors back into float32 tensors."""
+    with open(path, "rb") as f:
+        data = f.read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    body = data[8 + n:]
+    kinds = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+    out = {}
+    for name, h in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = h["data_offsets"]
+        t = torch.frombuffer(bytearray(body[a:b]), dtype=kinds[h["dtype"]]).reshape(h["shape"])
+        out[name] = t.to(torch.float32)
+    return out
+
+
+def load_export(root):
+    """A checkpoint-shaped dict from the exported primary/aux directories (no optimizer state)."""
+    with open(os.path.join(root, "primary", "tokenizer.json")) as f:
+        tj = json.load(f)
+    vocab_map = dict(tj["model"]["vocab"])
+    for a in tj.get("added_tokens", []):
+        vocab_map[a["content"]] = a["id"]
+    vocab = [t for t, _ in sorted(vocab_map.items(), key=lambda kv: kv[1])]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in tj["model"]["merges"]]
+    ck = {"vocab": vocab, "merges": merges}
+    for key, sub in (("pcfg", "primary"), ("acfg", "aux")):
+        with open(os.path.join(root, sub, "config.json")) as f:
+            ck[key] = json.load(f)
+    prim_w = read_safetensors(os.path.join(root, "primary", "model.safetensors"))
+    aux_w = read_safetensors(os.path.join(root, "aux", "model.safetensors"))
+    with open(os.path.join(root, "primary", "training_state.json")) as f:
+        st = json.load(f)
+    ck.update({"prim": prim_w, "aux": aux_w, "step": st["step"], "level": st["level"],
+               "elapsed": st["hours"] * 3600, "history": [], "tokens_seen": st.get("tokens_seen", 0)})
+    return ck
+
+
 def config(vocab, layers, hidden, heads, kv, inter):
     return {
         "architectures": ["LlamaForCausalLM"],
@@ -707,10 +747,14 @@ def main():
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
     ap.add_argument("--advance", type=float, default=0.9)
     ap.add_argument("--patience", type=int, default=20)
+    ap.add_argument("--copy-advance", type=float, default=0.75)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dtype", default="F32", choices=["F32", "F16", "BF16"])
     ap.add_argument("--max-hours", type=float, default=1000.0)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init-from", default="",
+                    help="with --resume and no checkpoint in --workdir: continue from the exported test-bed "
+                         "(e.g. testdata/testbed) — weights, tokenizer, step and level; optimizer state restarts")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -726,6 +770,11 @@ def main():
         tok = Tokenizer(ck["vocab"], [tuple(m) for m in ck["merges"]])
         pc, ac = ck["pcfg"], ck["acfg"]
         log(f"resumed from {ckpt_path} at step {ck['step']} level {ck['level']}")
+    elif args.resume and args.init_from:
+        ck = load_export(args.init_from)
+        tok = Tokenizer(ck["vocab"], [tuple(m) for m in ck["merges"]])
+        pc, ac = ck["pcfg"], ck["acfg"]
+        log(f"continuing from the export in {args.init_from} at step {ck['step']} level {ck['level']} (fresh optimizer)")
     else:
         ck = None
         torch.manual_seed(args.seed)
@@ -760,12 +809,14 @@ def main():
     if ck is not None:
         prim.load_state_dict(ck["prim"])
         aux.load_state_dict(ck["aux"])
-        po.load_state_dict(ck["po"])
-        ao.load_state_dict(ck["ao"])
+        if "po" in ck:
+            po.load_state_dict(ck["po"])
+            ao.load_state_dict(ck["ao"])
         step, level, elapsed, history = ck["step"], ck["level"], ck["elapsed"], ck["history"]
         tokens_seen = ck.get("tokens_seen", 0)
-        rng.setstate(ck["rng"])
-        torch.set_rng_state(ck["torch_rng"])
+        if "rng" in ck:
+            rng.setstate(ck["rng"])
+            torch.set_rng_state(ck["torch_rng"])
     log(f"primary {sum(p.numel() for p in prim.parameters())} params, aux {sum(p.numel() for p in aux.parameters())}")
 
     best = {"primary": {}, "aux": {}}
@@ -879,7 +930,9 @@ def main():
             log("eval " + json.dumps(r))
             evals_here = sum(1 for h in history if h["level"] == level)
             if level == 0:
-                passed = p["copy"] >= args.advance
+                # Copy answers run to ~100 tokens: at 99% per token the copying mechanism is
+                # there, and the needle tasks (short answers) are where the bar matters.
+                passed = p["copy"] >= args.copy_advance
             else:
                 mean = sum(p[t] for t in TASKS) / len(TASKS)
                 # A hard family (multiquery, vt) must not hold every other task at short
