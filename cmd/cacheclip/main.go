@@ -20,6 +20,7 @@ func commands() []command {
 	return []command{
 		{"demo", "generate a small task, build shards, run full/reuse/cacheclip, print a summary", cmdDemo},
 		{"eval", "run tasks × methods × ratios through the job path and write a report", cmdEval},
+		{"agreement", "per primary layer, how the auxiliary's attention agrees with the primary's", cmdAgreement},
 		{"run", "run a batch job: questions Parquet in, answers dataset out", cmdRun},
 		{"stats", "merge the statistics of an output dataset's shards", cmdStats},
 		{"shards", "build, verify, inspect or gc a KV shard store", cmdShards},

@@ -1,0 +1,29 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestAgreementCommand(t *testing.T) {
+	f := newJobFixture(t, 1)
+	out := filepath.Join(f.dir, "agree.csv")
+	// The primary compared with itself: perfect agreement at its last layer.
+	code, log := run(t, "agreement", "--model", f.primary, "--aux", f.primary, "--n", "3", "--context-tokens", "200", "--chunk-tokens", "50", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, log)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 1+3 { // header + the qwen2 test model's 3 layers
+		t.Fatalf("csv:\n%s", b)
+	}
+	if !strings.HasPrefix(lines[3], "2,1.000000,1.000000") {
+		t.Errorf("last layer of a model against itself: %q, want Jaccard 1 and Spearman 1", lines[3])
+	}
+}

@@ -1,0 +1,65 @@
+package agree
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	"cacheclip/kernels"
+	"cacheclip/model/testmodel"
+	"cacheclip/prefill"
+	"cacheclip/prefill/auxscore"
+	"cacheclip/prefill/prefilltest"
+)
+
+func TestStatistics(t *testing.T) {
+	cases := []struct {
+		a, b     []float32
+		k        int
+		jac, rho float64
+	}{
+		{[]float32{1, 2, 3, 4}, []float32{10, 20, 30, 40}, 2, 1, 1},
+		{[]float32{1, 2, 3, 4}, []float32{4, 3, 2, 1}, 2, 0, -1},
+		{[]float32{1, 1, 2, 3}, []float32{0, 0, 5, 9}, 1, 1, 1},
+		{[]float32{3, 1, 2, 0}, []float32{3, 2, 1, 0}, 2, 1.0 / 3, 0.8},
+	}
+	for i, c := range cases {
+		if got := Jaccard(TopK(c.a, c.k), TopK(c.b, c.k)); math.Abs(got-c.jac) > 1e-12 {
+			t.Errorf("case %d: Jaccard %v, want %v", i, got, c.jac)
+		}
+		if got := Spearman(c.a, c.b); math.Abs(got-c.rho) > 1e-12 {
+			t.Errorf("case %d: Spearman %v, want %v", i, got, c.rho)
+		}
+	}
+}
+
+// A model compared with itself as its own auxiliary agrees perfectly at its last
+// layer (the auxiliary's scores are the last layer's attention) and not, in
+// general, at the others.
+func TestSelfAgreementAtLastLayer(t *testing.T) {
+	var spec testmodel.Spec
+	for _, s := range testmodel.Variants() {
+		if s.Name == "qwen2" {
+			spec = s
+		}
+	}
+	m, err := testmodel.Build(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := kernels.NewPool(2)
+	lay := prefilltest.Layouter{Width: 1}
+	aux := &auxscore.Scorer{Model: m, Layout: lay, Pool: pool}
+	q := prefill.Query{Chunks: []string{"The grass is green and the sky is blue.", "The magic number is 7319."}, Question: "Which number?"}
+	layers, err := Question(context.Background(), m, pool, lay, aux, q, 0.2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := layers[len(layers)-1]
+	if last.Jaccard != 1 || math.Abs(last.Spearman-1) > 1e-9 {
+		t.Fatalf("self-agreement at the last layer: Jaccard %v Spearman %v", last.Jaccard, last.Spearman)
+	}
+	if layers[0].Spearman > 0.999 {
+		t.Errorf("layer 0 agrees perfectly too (Spearman %v): the per-layer probe is not per layer", layers[0].Spearman)
+	}
+}
