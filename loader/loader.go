@@ -84,3 +84,14 @@ func (b *Bundle) ChunkIDs(text string) ([]int32, error) {
 func seg(s prompt.Segment) prefill.Segment {
 	return prefill.Segment{Text: s.Text, IDs: s.IDs, Offsets: s.Offsets}
 }
+
+// CountTokens is the number of tokens text encodes to with the bundle's
+// tokenizer (the unit task generators size contexts in); it only needs the
+// tokenizer, so it works after Close.
+func (b *Bundle) CountTokens(text string) int {
+	e, err := b.Tok.Encode(text, tokenizer.EncodeOptions{})
+	if err != nil {
+		return len(text) // encoding fails only on inputs no generator makes
+	}
+	return len(e.IDs)
+}

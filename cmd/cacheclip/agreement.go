@@ -13,7 +13,6 @@ import (
 	"cacheclip/eval/agree"
 	"cacheclip/kernels"
 	"cacheclip/loader"
-	"cacheclip/model/tokenizer"
 	"cacheclip/prefill"
 	"cacheclip/prefill/auxscore"
 )
@@ -48,14 +47,7 @@ func cmdAgreement(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fail(err)
 	}
 	defer a.Close()
-	count := func(s string) int {
-		e, err := p.Tok.Encode(s, tokenizer.EncodeOptions{})
-		if err != nil {
-			return len(s)
-		}
-		return len(e.IDs)
-	}
-	exs, err := eval.Generate(ctx, eval.Config{Task: *task, N: *n, Seed: *seed, ContextTokens: *ctxTokens, ChunkTokens: *chunkTokens, Count: count})
+	exs, err := eval.Generate(ctx, eval.Config{Task: *task, N: *n, Seed: *seed, ContextTokens: *ctxTokens, ChunkTokens: *chunkTokens, Count: p.CountTokens})
 	if err != nil {
 		return fail(err)
 	}

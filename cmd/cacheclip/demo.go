@@ -16,7 +16,6 @@ import (
 	"cacheclip/jobs"
 	"cacheclip/loader"
 	"cacheclip/model/testmodel"
-	"cacheclip/model/tokenizer"
 )
 
 // cmdDemo is `make demo`: a small retrieval task, shards built, the job run with
@@ -56,14 +55,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	count := func(s string) int {
-		e, err := b.Tok.Encode(s, tokenizer.EncodeOptions{})
-		if err != nil {
-			return len(s)
-		}
-		return len(e.IDs)
-	}
-	exs, err := eval.Generate(ctx, eval.Config{Task: eval.TaskNIAHSingle, N: *n, Seed: 2026, ContextTokens: 512, ChunkTokens: 64, MaxNewTokens: 8, Count: count})
+	exs, err := eval.Generate(ctx, eval.Config{Task: eval.TaskNIAHSingle, N: *n, Seed: 2026, ContextTokens: 512, ChunkTokens: 64, MaxNewTokens: 8, Count: b.CountTokens})
 	b.Close()
 	if err != nil {
 		return fail(err)

@@ -22,7 +22,6 @@ import (
 	"cacheclip/eval/report"
 	"cacheclip/jobs"
 	"cacheclip/loader"
-	"cacheclip/model/tokenizer"
 	"cacheclip/progress"
 )
 
@@ -313,16 +312,9 @@ func tokenCounter(modelDir string) (eval.TokenCounter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", modelDir, err)
 	}
-	tok := b.Tok
 	// The tokenizer outlives the bundle's weights: only it is kept.
 	b.Close()
-	return func(s string) int {
-		e, err := tok.Encode(s, tokenizer.EncodeOptions{})
-		if err != nil {
-			return eval.ApproxTokens(s)
-		}
-		return len(e.IDs)
-	}, nil
+	return b.CountTokens, nil
 }
 
 func evalTask(ctx context.Context, cfg evalConfig, task string, plan []evalRun, count eval.TokenCounter, bar progress.Reporter) ([]report.Row, error) {
