@@ -25,6 +25,15 @@ type Seq struct {
 	Ready *Pending
 }
 
+// toModelSeqs are the views of seqs that model.Rows reads (no cache).
+func toModelSeqs(seqs []*Seq) []*model.Seq {
+	out := make([]*model.Seq, len(seqs))
+	for i, s := range seqs {
+		out[i] = &model.Seq{Tokens: s.Tokens, Pos: s.Pos, Slots: s.Slots, Logits: s.Logits, PruneLayer: s.PruneLayer, Prune: s.Prune}
+	}
+	return out
+}
+
 // maxAttnGroups is the most slot groups the fused attention kernels take.
 const maxAttnGroups = 4
 
@@ -150,23 +159,16 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]model.Output, error
 	}
 	H, D, QD, KD, I := cfg.Hidden, cfg.HeadDim, cfg.QDim(), cfg.KVDim(), cfg.Intermediate
 	half := D / 2
-	type span struct{ lo, hi int }
-	spans := make([]span, len(seqs))
-	orig := make([]int, 0, R)
+	mseqs := toModelSeqs(seqs)
+	rows := model.NewRows(mseqs)
+	pos, slot, spans := rows.Pos, rows.Slot, rows.Spans
 	tok := make([]int32, 0, R)
-	pos := make([]int32, 0, R)
-	slot := make([]int32, 0, R)
-	for si, s := range seqs {
-		spans[si].lo = len(pos)
-		for i := range s.Tokens {
-			orig = append(orig, i)
-			tok = append(tok, s.Tokens[i])
-			pos = append(pos, s.Pos[i])
-			slot = append(slot, s.Slots[i])
-			s.Cache.Pos[s.Slots[i]] = s.Pos[i]
+	for _, s := range seqs {
+		tok = append(tok, s.Tokens...)
+		for i, sl := range s.Slots {
+			s.Cache.Pos[sl] = s.Pos[i]
 		}
 		s.Cache.posDirty = true
-		spans[si].hi = len(pos)
 	}
 	groups := make([]*seqGroups, len(seqs))
 	defer func() {
@@ -264,62 +266,29 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]model.Output, error
 		}
 		// Pruning (CacheBlend's selection at its check layer) needs the fresh
 		// keys and values on the host.
-		keep := make([]int, 0, R)
-		pruned := false
-		for si, s := range seqs {
-			sp := spans[si]
-			if s.Prune == nil || s.PruneLayer != l {
-				for r := sp.lo; r < sp.hi; r++ {
-					keep = append(keep, r)
-				}
-				continue
+		keep, pruned, err := rows.Prune(mseqs, l, func(lo, hi int) ([]float32, []float32, error) {
+			hk := make([]float32, (hi-lo)*KD)
+			hv := make([]float32, (hi-lo)*KD)
+			if err := download(d, hk, off(ws.k, lo*KD, 4)); err != nil {
+				return nil, nil, err
 			}
-			n := sp.hi - sp.lo
-			hk := make([]float32, n*KD)
-			hv := make([]float32, n*KD)
-			if err := download(d, hk, off(ws.k, sp.lo*KD, 4)); err != nil {
-				return nil, err
+			if err := download(d, hv, off(ws.v, lo*KD, 4)); err != nil {
+				return nil, nil, err
 			}
-			if err := download(d, hv, off(ws.v, sp.lo*KD, 4)); err != nil {
-				return nil, err
-			}
-			sel := s.Prune(l, append([]int(nil), orig[sp.lo:sp.hi]...), hk, hv)
-			prev := -1
-			for _, i := range sel {
-				if i <= prev || i >= n {
-					return nil, fmt.Errorf("forward: sequence %d: prune at layer %d returned an invalid row list", si, l)
-				}
-				prev = i
-				keep = append(keep, sp.lo+i)
-			}
-			pruned = true
+			return hk, hv, nil
+		})
+		if err != nil {
+			return nil, err
 		}
 		if pruned {
 			if err := m.compact(ws, keep, []rowBuf{{ws.x, H}, {ws.q, QD}, {ws.k, KD}, {ws.v, KD}, {ws.cosT, half}, {ws.sinT, half}}); err != nil {
 				return nil, err
 			}
-			newOrig := make([]int, len(keep))
-			newPos := make([]int32, len(keep))
-			newSlot := make([]int32, len(keep))
-			j := 0
-			for si := range seqs {
-				lo := j
-				for j < len(keep) && keep[j] < spans[si].hi {
-					r := keep[j]
-					newOrig[j], newPos[j], newSlot[j] = orig[r], pos[r], slot[r]
-					j++
-				}
-				spans[si] = span{lo, j}
+			if err := rows.Keep(mseqs, l, keep); err != nil {
+				return nil, err
 			}
-			orig, pos, slot = newOrig, newPos, newSlot
-			R = len(keep)
-			for si, s := range seqs {
-				for _, want := range s.Logits {
-					if !containsRow(orig[spans[si].lo:spans[si].hi], want) {
-						return nil, fmt.Errorf("forward: sequence %d: prune at layer %d dropped row %d whose logits were asked for", si, l, want)
-					}
-				}
-			}
+			pos, slot, spans = rows.Pos, rows.Slot, rows.Spans
+			R = rows.Len()
 			if err := uploadAsync(d, ws.pos.Ptr, pos); err != nil {
 				return nil, err
 			}
@@ -329,7 +298,7 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]model.Output, error
 		}
 		for si, s := range seqs {
 			sp := spans[si]
-			n := sp.hi - sp.lo
+			n := sp.Hi - sp.Lo
 			if n == 0 {
 				continue
 			}
@@ -340,18 +309,18 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]model.Output, error
 			}
 			c := s.Cache
 			for _, kv := range []struct{ dst, src Buffer }{{c.K[l], ws.k}, {c.V[l], ws.v}} {
-				if err := d.flat("scatter_rows_f32", int64(n*KD), kv.dst, off(kv.src, sp.lo*KD, 4), off(ws.slot, sp.lo, 4), n, KD); err != nil {
+				if err := d.flat("scatter_rows_f32", int64(n*KD), kv.dst, off(kv.src, sp.Lo*KD, 4), off(ws.slot, sp.Lo, 4), n, KD); err != nil {
 					return nil, err
 				}
 			}
 		}
 		for si, s := range seqs {
 			sp := spans[si]
-			n := sp.hi - sp.lo
+			n := sp.Hi - sp.Lo
 			if n == 0 {
 				continue
 			}
-			if err := m.attention(ws, s, groups[si], l, sp.lo, n, scale); err != nil {
+			if err := m.attention(ws, s, groups[si], l, sp.Lo, n, scale); err != nil {
 				return nil, fmt.Errorf("forward layer %d sequence %d: %w", l, si, err)
 			}
 		}
@@ -372,16 +341,8 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]model.Output, error
 		}
 	}
 	var want []int32
-	for si, s := range seqs {
-		sp := spans[si]
-		for _, w := range s.Logits {
-			for r := sp.lo; r < sp.hi; r++ {
-				if orig[r] == w {
-					want = append(want, int32(r))
-					break
-				}
-			}
-		}
+	for _, r := range rows.Wanted(mseqs) {
+		want = append(want, int32(r))
 	}
 	if len(want) == 0 {
 		return outs, d.drv.check("cuStreamSynchronize", d.drv.cuStreamSynchronize(d.compute))
@@ -412,15 +373,6 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]model.Output, error
 		}
 	}
 	return outs, nil
-}
-
-func containsRow(rows []int, want int) bool {
-	for _, r := range rows {
-		if r == want {
-			return true
-		}
-	}
-	return false
 }
 
 type rowBuf struct {

@@ -63,26 +63,22 @@ func (m *Model) Forward(ctx context.Context, pool *kernels.Pool, seqs []*Seq) ([
 		R += len(s.Tokens)
 	}
 	H, D, QD, KD := cfg.Hidden, cfg.HeadDim, cfg.QDim(), cfg.KVDim()
-	// Active rows: global arrays plus, per sequence, the range it occupies.
-	type span struct{ lo, hi int }
-	spans := make([]span, len(seqs))
-	orig := make([]int, 0, R) // index into its seq's Tokens
-	pos := make([]int32, 0, R)
-	slot := make([]int32, 0, R)
+	rows := NewRows(seqs)
+	for _, s := range seqs {
+		// Attention masks by the positions of the slots.
+		for i, sl := range s.Slots {
+			s.Cache.Pos[sl] = s.Pos[i]
+		}
+	}
+	pos, slot, spans := rows.Pos, rows.Slot, rows.Spans
 	x := make([]float32, R*H)
 	{
 		r := 0
-		for si, s := range seqs {
-			spans[si].lo = r
-			for i, t := range s.Tokens {
+		for _, s := range seqs {
+			for _, t := range s.Tokens {
 				m.W.Embed.RowF32(int(t), x[r*H:(r+1)*H])
-				orig = append(orig, i)
-				pos = append(pos, s.Pos[i])
-				slot = append(slot, s.Slots[i])
-				s.Cache.Pos[s.Slots[i]] = s.Pos[i]
 				r++
 			}
-			spans[si].hi = r
 		}
 	}
 	xn := make([]float32, R*H)
@@ -126,27 +122,11 @@ func (m *Model) Forward(ctx context.Context, pool *kernels.Pool, seqs []*Seq) ([
 			}
 		})
 		// Selective recompute that decides at a layer (CacheBlend) drops rows here.
-		keep := make([]int, 0, R)
-		pruned := false
-		for si, s := range seqs {
-			sp := spans[si]
-			if s.Prune == nil || s.PruneLayer != l {
-				for r := sp.lo; r < sp.hi; r++ {
-					keep = append(keep, r)
-				}
-				continue
-			}
-			rows := orig[sp.lo:sp.hi]
-			sel := s.Prune(l, append([]int(nil), rows...), k[sp.lo*KD:sp.hi*KD], v[sp.lo*KD:sp.hi*KD])
-			prev := -1
-			for _, i := range sel {
-				if i <= prev || i >= sp.hi-sp.lo {
-					return nil, fmt.Errorf("forward: sequence %d: prune at layer %d returned an invalid row list", si, l)
-				}
-				prev = i
-				keep = append(keep, sp.lo+i)
-			}
-			pruned = true
+		keep, pruned, err := rows.Prune(seqs, l, func(lo, hi int) ([]float32, []float32, error) {
+			return k[lo*KD : hi*KD], v[lo*KD : hi*KD], nil
+		})
+		if err != nil {
+			return nil, err
 		}
 		if pruned {
 			gatherRows := func(buf []float32, w int) {
@@ -162,32 +142,15 @@ func (m *Model) Forward(ctx context.Context, pool *kernels.Pool, seqs []*Seq) ([
 			gatherRows(v, KD)
 			gatherRows(cos, half)
 			gatherRows(sin, half)
-			newOrig := make([]int, len(keep))
-			newPos := make([]int32, len(keep))
-			newSlot := make([]int32, len(keep))
-			j := 0
-			for si := range seqs {
-				lo := j
-				for j < len(keep) && keep[j] < spans[si].hi {
-					r := keep[j]
-					newOrig[j], newPos[j], newSlot[j] = orig[r], pos[r], slot[r]
-					j++
-				}
-				spans[si] = span{lo, j}
+			if err := rows.Keep(seqs, l, keep); err != nil {
+				return nil, err
 			}
-			orig, pos, slot = newOrig, newPos, newSlot
-			R = len(keep)
-			for si, s := range seqs {
-				for _, want := range s.Logits {
-					if !containsRow(orig[spans[si].lo:spans[si].hi], want) {
-						return nil, fmt.Errorf("forward: sequence %d: prune at layer %d dropped row %d whose logits were asked for", si, l, want)
-					}
-				}
-			}
+			pos, slot, spans = rows.Pos, rows.Slot, rows.Spans
+			R = rows.Len()
 		}
 		for si, s := range seqs {
 			c := s.Cache
-			for r := spans[si].lo; r < spans[si].hi; r++ {
+			for r := spans[si].Lo; r < spans[si].Hi; r++ {
 				sl := int(slot[r])
 				copy(c.K[l][sl*KD:(sl+1)*KD], k[r*KD:(r+1)*KD])
 				copy(c.V[l][sl*KD:(sl+1)*KD], v[r*KD:(r+1)*KD])
@@ -195,14 +158,14 @@ func (m *Model) Forward(ctx context.Context, pool *kernels.Pool, seqs []*Seq) ([
 		}
 		for si, s := range seqs {
 			sp := spans[si]
-			if sp.hi == sp.lo {
+			if sp.Hi == sp.Lo {
 				continue
 			}
 			var probs []float32
 			if s.Probe != nil {
 				probs = s.Probe(l)
-				if probs != nil && len(probs) != (sp.hi-sp.lo)*cfg.Heads*s.Cache.Len() {
-					return nil, fmt.Errorf("forward: sequence %d: probe buffer for layer %d has %d floats, want %d", si, l, len(probs), (sp.hi-sp.lo)*cfg.Heads*s.Cache.Len())
+				if probs != nil && len(probs) != (sp.Hi-sp.Lo)*cfg.Heads*s.Cache.Len() {
+					return nil, fmt.Errorf("forward: sequence %d: probe buffer for layer %d has %d floats, want %d", si, l, len(probs), (sp.Hi-sp.Lo)*cfg.Heads*s.Cache.Len())
 				}
 			}
 			n := s.Cache.Len()
@@ -210,7 +173,7 @@ func (m *Model) Forward(ctx context.Context, pool *kernels.Pool, seqs []*Seq) ([
 			if g := s.Groups; g != nil {
 				spec.SlotGroup, spec.GroupTemp, spec.GroupLSEScale = g.SlotGroup[:n], g.Temp, g.LSEScale
 			}
-			kernels.Attention(pool, att[sp.lo*QD:sp.hi*QD], q[sp.lo*QD:sp.hi*QD], pos[sp.lo:sp.hi],
+			kernels.Attention(pool, att[sp.Lo*QD:sp.Hi*QD], q[sp.Lo*QD:sp.Hi*QD], pos[sp.Lo:sp.Hi],
 				s.Cache.K[l][:n*KD], s.Cache.V[l][:n*KD], s.Cache.Pos[:n], spec)
 		}
 		kernels.MatMul(pool, tmp[:R*H], att[:R*QD], R, L.Wo)
@@ -233,18 +196,7 @@ func (m *Model) Forward(ctx context.Context, pool *kernels.Pool, seqs []*Seq) ([
 	}
 	outs := make([]Output, len(seqs))
 	// Gather the rows whose logits are wanted, run the final norm and the head once.
-	var want []int
-	for si, s := range seqs {
-		sp := spans[si]
-		for _, w := range s.Logits {
-			for r := sp.lo; r < sp.hi; r++ {
-				if orig[r] == w {
-					want = append(want, r)
-					break
-				}
-			}
-		}
-	}
+	want := rows.Wanted(seqs)
 	if len(want) == 0 {
 		return outs, nil
 	}
@@ -263,15 +215,6 @@ func (m *Model) Forward(ctx context.Context, pool *kernels.Pool, seqs []*Seq) ([
 		}
 	}
 	return outs, nil
-}
-
-func containsRow(rows []int, want int) bool {
-	for _, r := range rows {
-		if r == want {
-			return true
-		}
-	}
-	return false
 }
 
 func (m *Model) checkSeq(s *Seq) error {
