@@ -24,11 +24,24 @@ func TestDuckDBReadsOutput(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(tool, "node_modules", "@duckdb", "node-api", "package.json")); err != nil {
 		t.Fatalf("-tags duckdb but @duckdb/node-api is not installed: run npm ci --prefix tools/parquetcheck (%v)", err)
 	}
+	for _, c := range []struct {
+		name string
+		diag bool
+		more []string // columns after the passthrough ones
+	}{
+		{"plain", false, nil},
+		{"diagnostics", true, []string{"answer_token_ids INTEGER[]", "first_token_logprobs FLOAT[]"}},
+	} {
+		t.Run(c.name, func(t *testing.T) { checkDuckDB(t, node, tool, c.diag, c.more) })
+	}
+}
+
+func checkDuckDB(t *testing.T, node, tool string, diag bool, more []string) {
 	dir := t.TempDir()
 	qp := makeQuestions(t, dir, 250)
 	out := filepath.Join(dir, "out")
 	for i := 0; i < 2; i++ {
-		runJob(t, qp, out, Shard{i, 2}, 40, -1)
+		runJobDiag(t, qp, out, Shard{i, 2}, 40, -1, diag)
 	}
 	// An uncommitted stray must not be read: the tool reads the manifests.
 	os.WriteFile(filepath.Join(out, tmpPrefix+"s0000of0002-x-part.parquet"), []byte("junk"), 0o644)
@@ -59,6 +72,7 @@ func TestDuckDBReadsOutput(t *testing.T) {
 		"recompute_ratio DOUBLE", "n_context_tokens INTEGER", "n_recomputed INTEGER", "n_generated INTEGER",
 		"load_ms DOUBLE", "aux_ms DOUBLE", "prefill_ms DOUBLE", "ttft_ms DOUBLE", "decode_ms DOUBLE", "total_ms DOUBLE",
 		"answers VARCHAR[]", "lang VARCHAR", "score DOUBLE", "tags VARCHAR[]", "weight BIGINT"}
+	want = append(want, more...)
 	var cols []string
 	for _, c := range got.Columns {
 		cols = append(cols, c.Name+" "+c.Type)

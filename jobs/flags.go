@@ -102,6 +102,14 @@ var specFlags = []specFlag{
 		s.WriteThrough = b
 		return nil
 	}},
+	{name: "diagnostics", usage: "also write answer_token_ids and first_token_logprobs (large: the whole vocabulary per row; for evaluation)", isBool: true, set: func(s *Spec, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false: %w", err)
+		}
+		s.Diagnostics = b
+		return nil
+	}},
 	{name: "device", usage: "auto, cpu, cuda or cuda:N", set: str(func(s *Spec) *string { return &s.Device })},
 	{name: "log-format", usage: "text or json", set: str(func(s *Spec) *string { return &s.LogFormat })},
 	{name: "seed", usage: "random seed", set: func(s *Spec, v string) error {

@@ -22,8 +22,17 @@ import (
 )
 
 // OutputColumns returns the fixed output columns, in order (DESIGN.md §7);
-// passthrough columns follow them.
+// passthrough columns follow them, then DiagnosticColumns when the job asks
+// for diagnostics.
 func OutputColumns() []string { return slices.Clone(outputColumns) }
+
+// DiagnosticColumns returns the columns OutputOptions.Diagnostics appends
+// after the passthrough columns. They come last so that turning them on does
+// not move the passthrough columns, whose indices the questions reader assigns
+// from len(OutputColumns()).
+func DiagnosticColumns() []string { return slices.Clone(diagnosticColumns) }
+
+var diagnosticColumns = []string{"answer_token_ids", "first_token_logprobs"}
 
 var outputColumns = []string{
 	"query_id", "answer", "status", "error", "method", "recompute_ratio",
@@ -59,6 +68,12 @@ type Result struct {
 	TotalMS        float64
 	// Passthrough is Question.Passthrough, unchanged.
 	Passthrough parquet.Row
+	// AnswerIDs are the generated token ids behind Answer (the stop token
+	// excluded, as from the text) and FirstLogProbs the natural-log softmax over
+	// the whole vocabulary of the logits that predicted the first of them. They
+	// are written only with OutputOptions.Diagnostics; nil is an empty list.
+	AnswerIDs     []int32
+	FirstLogProbs []float32
 }
 
 // ErrorResult is the status=error row for a question that failed with err.
@@ -113,6 +128,7 @@ type OutputOptions struct {
 	Passthrough    []parquet.Field // QuestionsReader.PassthroughFields()
 	PartRows       int             // rows per part (default 1000)
 	CommitInterval time.Duration   // commit a part at least this often when rows arrive (0 = by rows only)
+	Diagnostics    bool            // append the DiagnosticColumns (Result.AnswerIDs, Result.FirstLogProbs)
 	Logger         *slog.Logger    // default slog.Default()
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
@@ -146,8 +162,9 @@ type Output struct {
 }
 
 // OutputSchema is the Parquet schema of the part files for the given
-// passthrough columns.
-func OutputSchema(pass []parquet.Field) *parquet.Schema {
+// passthrough columns, with the DiagnosticColumns after them when diagnostics
+// is set.
+func OutputSchema(pass []parquet.Field, diagnostics bool) *parquet.Schema {
 	str := parquet.String()
 	fields := []parquet.Field{
 		field("query_id", parquet.Required(str)),
@@ -164,6 +181,13 @@ func OutputSchema(pass []parquet.Field) *parquet.Schema {
 		fields = append(fields, field(n, parquet.Required(parquet.Leaf(parquet.DoubleType))))
 	}
 	fields = append(fields, pass...)
+	if diagnostics {
+		// Plain repeated leaves (no LIST group): one leaf column each, which
+		// DuckDB, pyarrow and Spark all read as lists.
+		fields = append(fields,
+			field(diagnosticColumns[0], parquet.Repeated(parquet.Leaf(parquet.Int32Type))),
+			field(diagnosticColumns[1], parquet.Repeated(parquet.Leaf(parquet.FloatType))))
+	}
 	return parquet.NewSchema("cacheclip_output", &orderedGroup{fields: fields})
 }
 
@@ -194,8 +218,15 @@ func OpenOutput(ctx context.Context, opts OutputOptions) (*Output, error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("output dir %s: %w", opts.Dir, err)
 	}
+	if opts.Diagnostics {
+		for _, f := range opts.Passthrough {
+			if slices.Contains(diagnosticColumns, f.Name()) {
+				return nil, configErr(fmt.Errorf("input column %s is also a diagnostics output column; rename it in the input or run without diagnostics", f.Name()))
+			}
+		}
+	}
 	o := &Output{opts: opts, shard: sh, log: opts.Logger, committed: map[xxh3.Uint128]struct{}{},
-		schema: OutputSchema(opts.Passthrough), nextSeq: 1}
+		schema: OutputSchema(opts.Passthrough, opts.Diagnostics), nextSeq: 1}
 	for _, f := range opts.Passthrough {
 		o.nPass += leafCount(f)
 	}
@@ -243,7 +274,7 @@ func (o *Output) recover(ctx context.Context) error {
 			return configErr(fmt.Errorf("manifest %s: format %q, want %q", mpath, m.Format, manifestFormat))
 		}
 		if m.Schema != o.manifest.Schema {
-			return configErr(fmt.Errorf("manifest %s: the dataset's schema differs from this job's (were the questions' passthrough columns changed?)\n dataset: %s\n job:     %s", mpath, m.Schema, o.manifest.Schema))
+			return configErr(o.schemaMismatch(mpath, m.Schema))
 		}
 		o.manifest = m
 	}
@@ -289,6 +320,22 @@ func (o *Output) recover(ctx context.Context) error {
 		o.log.Info("resuming output", "dir", dir, "shard", o.shard.String(), "parts", len(o.manifest.Parts), "committed_rows", len(o.committed))
 	}
 	return nil
+}
+
+// schemaMismatch explains why a dataset's schema differs from this job's,
+// naming the diagnostics setting when flipping it alone would explain it.
+func (o *Output) schemaMismatch(mpath, dataset string) error {
+	d := o.opts.Diagnostics
+	if OutputSchema(o.opts.Passthrough, !d).String() == dataset {
+		was, now := "without", "with"
+		if !d {
+			was, now = now, was
+		}
+		return fmt.Errorf("manifest %s: the dataset was written %s diagnostics (columns %s) and this job runs %s them; resume with diagnostics: %v or use a new output directory",
+			mpath, was, strings.Join(diagnosticColumns, ", "), now, !d)
+	}
+	return fmt.Errorf("manifest %s: the dataset's schema differs from this job's (were the questions' passthrough columns or the diagnostics setting changed? this job has diagnostics: %v); resume with the same input columns and diagnostics setting, or use a new output directory\n dataset: %s\n job:     %s",
+		mpath, d, dataset, o.manifest.Schema)
 }
 
 // loadCommittedIDs reads only the query_id column of a committed part.
@@ -404,7 +451,11 @@ func (o *Output) row(r *Result) (parquet.Row, error) {
 	}
 	dbl := func(x float64, col int) parquet.Value { return parquet.DoubleValue(x).Level(0, 0, col) }
 	i32 := func(x int32, col int) parquet.Value { return parquet.Int32Value(x).Level(0, 0, col) }
-	row := make(parquet.Row, 0, len(outputColumns)+len(r.Passthrough))
+	n := len(outputColumns) + len(r.Passthrough)
+	if o.opts.Diagnostics {
+		n += max(1, len(r.AnswerIDs)) + max(1, len(r.FirstLogProbs))
+	}
+	row := make(parquet.Row, 0, n)
 	row = append(row,
 		str(r.QueryID, 0),
 		opt(r.Answer, r.Status != StatusOK, 1),
@@ -416,7 +467,32 @@ func (o *Output) row(r *Result) (parquet.Row, error) {
 		dbl(r.LoadMS, 9), dbl(r.AuxMS, 10), dbl(r.PrefillMS, 11),
 		dbl(r.TTFTMS, 12), dbl(r.DecodeMS, 13), dbl(r.TotalMS, 14),
 	)
-	return append(row, r.Passthrough...), nil
+	row = append(row, r.Passthrough...)
+	if o.opts.Diagnostics {
+		// parquet-go wants a row's values ordered by column: fixed, passthrough,
+		// then these two, whose leaf indices follow the passthrough leaves.
+		col := len(outputColumns) + o.nPass
+		row = appendList(row, r.AnswerIDs, col, func(x int32) parquet.Value { return parquet.Int32Value(x) })
+		row = appendList(row, r.FirstLogProbs, col+1, func(x float32) parquet.Value { return parquet.FloatValue(x) })
+	}
+	return row, nil
+}
+
+// appendList appends a repeated leaf column's values for one row: element i
+// at repetition level 0 (a new row) for the first and 1 after; an empty list
+// is a single null at definition level 0.
+func appendList[T any](row parquet.Row, xs []T, col int, val func(T) parquet.Value) parquet.Row {
+	if len(xs) == 0 {
+		return append(row, parquet.NullValue().Level(0, 0, col))
+	}
+	for i, x := range xs {
+		rep := 1
+		if i == 0 {
+			rep = 0
+		}
+		row = append(row, val(x).Level(rep, 1, col))
+	}
+	return row
 }
 
 // Commit writes the pending rows as a part file now (no-op when none).

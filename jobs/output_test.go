@@ -52,13 +52,20 @@ func fakeResult(q *Question) Result {
 // killed) after stopAfter writes when stopAfter >= 0. It returns rows written.
 func runJob(t *testing.T, qpath, out string, sh Shard, partRows, stopAfter int) int {
 	t.Helper()
+	return runJobDiag(t, qpath, out, sh, partRows, stopAfter, false)
+}
+
+// runJobDiag is runJob with the diagnostics columns on or off; with them on,
+// rows come from diagResult.
+func runJobDiag(t *testing.T, qpath, out string, sh Shard, partRows, stopAfter int, diag bool) int {
+	t.Helper()
 	ctx := context.Background()
 	r, err := OpenQuestions(qpath, QuestionsOptions{BatchSize: 16, Shard: sh})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	o, err := OpenOutput(ctx, OutputOptions{Dir: out, Shard: sh, Passthrough: r.PassthroughFields(), PartRows: partRows, Logger: quiet})
+	o, err := OpenOutput(ctx, OutputOptions{Dir: out, Shard: sh, Passthrough: r.PassthroughFields(), PartRows: partRows, Diagnostics: diag, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +81,11 @@ func runJob(t *testing.T, qpath, out string, sh Shard, partRows, stopAfter int) 
 				o.Close() // abandon pending rows, like a kill
 				return written
 			}
-			if err := o.Write(ctx, fakeResult(q)); err != nil {
+			res := fakeResult(q)
+			if diag {
+				res = diagResult(q)
+			}
+			if err := o.Write(ctx, res); err != nil {
 				t.Fatal(err)
 			}
 			written++

@@ -51,6 +51,7 @@ type Spec struct {
 	PartRows       int           `yaml:"part_rows"`       // rows per output part file
 	CommitInterval time.Duration `yaml:"commit_interval"` // commit a part at least this often
 	WriteThrough   bool          `yaml:"write_through"`   // build and store missing shards
+	Diagnostics    bool          `yaml:"diagnostics"`     // also write answer_token_ids, first_token_logprobs (evaluation; large)
 	Device         string        `yaml:"device"`          // "auto", "cpu", "cuda", "cuda:1"
 	LogFormat      string        `yaml:"log_format"`      // "text" or "json"
 	Seed           int64         `yaml:"seed"`

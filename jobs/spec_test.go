@@ -197,6 +197,7 @@ batch_size: 16
 max_errors: 25
 commit_interval: 30s
 write_through: false
+diagnostics: true
 `), 0o644)
 	jsn := filepath.Join(dir, "job.json")
 	os.WriteFile(jsn, []byte(`{"questions":"q.parquet","corpus":"c.parquet","model":"m","method":"full","out":"o","max_errors":"2%","shard":"0/2"}`), 0o644)
@@ -213,7 +214,7 @@ write_through: false
 	}{
 		{"yaml only", []string{"--job", yml}, func(t *testing.T, s Spec) {
 			if s.Method != "cacheblend" || s.Ratio != 0.15 || s.Shard != (Shard{2, 4}) || s.BatchSize != 16 ||
-				s.MaxErrors != (ErrorBudget{Count: 25}) || s.CommitInterval != 30*time.Second || s.WriteThrough ||
+				s.MaxErrors != (ErrorBudget{Count: 25}) || s.CommitInterval != 30*time.Second || s.WriteThrough || !s.Diagnostics ||
 				s.MethodParams["check_layer"] != "2" || s.MethodParams["temperature"] != "0.9" || s.LoadWorkers != 2 {
 				t.Errorf("got %+v", s)
 			}
@@ -223,13 +224,24 @@ write_through: false
 				t.Errorf("got %+v", s)
 			}
 		}, ""},
+		{"flag turns diagnostics off over the file", []string{"--job", yml, "--diagnostics=false"}, func(t *testing.T, s Spec) {
+			if s.Diagnostics {
+				t.Errorf("diagnostics still on: %+v", s)
+			}
+		}, ""},
+		{"diagnostics flag without a value", []string{"--questions", "q", "--corpus", "c", "--model", "m", "--aux", "a", "--out", "o", "--diagnostics"}, func(t *testing.T, s Spec) {
+			if !s.Diagnostics {
+				t.Errorf("--diagnostics did not turn it on: %+v", s)
+			}
+		}, ""},
+		{"bad diagnostics flag", []string{"--diagnostics=maybe"}, nil, "diagnostics"},
 		{"json file", []string{"--job", jsn}, func(t *testing.T, s Spec) {
-			if s.Method != "full" || s.MaxErrors.Fraction != 0.02 || s.Shard != (Shard{0, 2}) {
+			if s.Method != "full" || s.MaxErrors.Fraction != 0.02 || s.Shard != (Shard{0, 2}) || s.Diagnostics {
 				t.Errorf("got %+v", s)
 			}
 		}, ""},
 		{"flags only", []string{"--questions", "q", "--corpus", "c", "--model", "m", "--aux", "a", "--out", "o"}, func(t *testing.T, s Spec) {
-			if s.Method != "cacheclip" || s.Ratio != 0.2 {
+			if s.Method != "cacheclip" || s.Ratio != 0.2 || s.Diagnostics {
 				t.Errorf("defaults lost: %+v", s)
 			}
 		}, ""},
@@ -270,6 +282,7 @@ func TestWriteEffectiveRoundTrips(t *testing.T) {
 	s.MethodParams = map[string]string{"window": "8"}
 	s.MaxErrors = ErrorBudget{Fraction: 0.05, IsFraction: true}
 	s.Shard = Shard{1, 3}
+	s.Diagnostics = true
 	p, err := s.WriteEffective()
 	if err != nil {
 		t.Fatal(err)
@@ -285,6 +298,9 @@ func TestWriteEffectiveRoundTrips(t *testing.T) {
 	b2, _ := yaml.Marshal(back)
 	if string(b1) != string(b2) {
 		t.Errorf("round trip differs:\n%s\n---\n%s", b1, b2)
+	}
+	if !back.Diagnostics || !strings.Contains(string(b1), "diagnostics: true") {
+		t.Errorf("diagnostics not in the effective settings:\n%s", b1)
 	}
 	ents, _ := os.ReadDir(s.Out)
 	for _, e := range ents {
@@ -303,7 +319,7 @@ func TestFlagNamesCoverBrief(t *testing.T) {
 	for _, n := range FlagNames() {
 		names[n] = true
 	}
-	for _, n := range []string{"questions", "corpus", "store", "model", "aux", "method", "ratio", "out", "shard", "job"} {
+	for _, n := range []string{"questions", "corpus", "store", "model", "aux", "method", "ratio", "out", "shard", "diagnostics", "job"} {
 		if !names[n] {
 			t.Errorf("flag --%s missing", n)
 		}

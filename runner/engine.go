@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -259,6 +261,11 @@ func (e *ModelEngine) Answer(ctx context.Context, batch []*Work) error {
 		r.NRecomputed = int32(res.Stats.RecomputedTokens)
 		// Load and aux ran in their own stages; what remains is assembly and recompute.
 		r.PrefillMS = ms(time.Since(t0) - res.Stats.Aux)
+		if e.spec.Diagnostics {
+			// Before Generate: it replaces Logits with each step's and the
+			// forward pass may reuse the buffer behind them.
+			r.FirstLogProbs = logSoftmax(res.Logits)
+		}
 		gens = append(gens, &model.GenState{Cache: res.Cache, NextPos: res.NextPos, Logits: res.Logits, Tok: e.primary.Tok, Groups: res.Groups,
 			Opts: model.GenOptions{MaxNewTokens: st.maxNew, StopIDs: e.primary.Stops}})
 		owners = append(owners, w)
@@ -276,9 +283,36 @@ func (e *ModelEngine) Answer(ctx context.Context, batch []*Work) error {
 		r := &owners[i].Result
 		r.Answer = g.Text
 		r.NGenerated = int32(len(g.IDs))
+		if e.spec.Diagnostics {
+			// g.IDs already lacks the stop token, as g.Text does.
+			r.AnswerIDs = slices.Clone(g.IDs)
+		}
 		r.DecodeMS = dec
 	}
 	return nil
+}
+
+// logSoftmax is log(softmax(logits)) in natural log, computed in float64 with
+// the maximum subtracted so that large logits neither overflow nor lose the
+// small probabilities; the result is a new slice.
+func logSoftmax(logits []float32) []float32 {
+	if len(logits) == 0 {
+		return nil
+	}
+	m := math.Inf(-1)
+	for _, x := range logits {
+		m = max(m, float64(x))
+	}
+	var sum float64
+	for _, x := range logits {
+		sum += math.Exp(float64(x) - m)
+	}
+	lse := m + math.Log(sum)
+	out := make([]float32, len(logits))
+	for i, x := range logits {
+		out[i] = float32(float64(x) - lse)
+	}
+	return out
 }
 
 // Counters are the shard store's cache counters.

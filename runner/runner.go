@@ -80,7 +80,7 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 	}
 	defer qr.Close()
 	out, err := jobs.OpenOutput(ctx, jobs.OutputOptions{Dir: spec.Out, Shard: spec.Shard, Passthrough: qr.PassthroughFields(),
-		PartRows: spec.PartRows, CommitInterval: spec.CommitInterval, Logger: log})
+		PartRows: spec.PartRows, CommitInterval: spec.CommitInterval, Diagnostics: spec.Diagnostics, Logger: log})
 	if err != nil {
 		return jobs.Stats{}, err
 	}

@@ -53,24 +53,16 @@ func cmdAgreement(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	pool := kernels.NewPool(0)
 	scorer := &auxscore.Scorer{Model: a.Model, Layout: a, Pool: pool}
-	var sum []agree.Layer
-	for _, ex := range exs {
-		q := prefill.Query{Question: ex.Question}
+	qs := make([]prefill.Query, len(exs))
+	for i, ex := range exs {
+		qs[i] = prefill.Query{Question: ex.Question}
 		for _, c := range ex.Chunks {
-			q.Chunks = append(q.Chunks, c.Text)
+			qs[i].Chunks = append(qs[i].Chunks, c.Text)
 		}
-		layers, err := agree.Question(ctx, p.Model, pool, p, scorer, q, *ratio)
-		if err != nil {
-			return fail(fmt.Errorf("question %s: %w", ex.QueryID, err))
-		}
-		if sum == nil {
-			sum = make([]agree.Layer, len(layers))
-		}
-		for l, x := range layers {
-			sum[l].Layer = l
-			sum[l].Jaccard += x.Jaccard / float64(len(exs))
-			sum[l].Spearman += x.Spearman / float64(len(exs))
-		}
+	}
+	sum, err := agree.Average(ctx, p.Model, pool, p, scorer, qs, *ratio)
+	if err != nil {
+		return fail(err)
 	}
 	fmt.Fprintf(stdout, "auxiliary %s (last layer) against primary %s, %d %s questions, %d-token contexts, top %.0f%%\n\n",
 		filepath.Base(*auxDir), filepath.Base(*primary), len(exs), *task, *ctxTokens, 100**ratio)

@@ -16,12 +16,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parquet-go/parquet-go"
 	"gopkg.in/yaml.v3"
 
 	"cacheclip/eval"
+	"cacheclip/eval/agree"
 	"cacheclip/eval/report"
 	"cacheclip/jobs"
+	"cacheclip/kernels"
 	"cacheclip/loader"
+	"cacheclip/prefill"
+	"cacheclip/prefill/auxscore"
 	"cacheclip/progress"
 )
 
@@ -38,6 +43,10 @@ type evalConfig struct {
 	MaxNewTokens  int       `yaml:"max_new_tokens"`
 	Seed          uint64    `yaml:"seed"`
 	Out           string    `yaml:"out"`
+	// AgreementN questions per task go into the attention-agreement analysis
+	// (0: none); AgreementRatio sets its top-k.
+	AgreementN     int     `yaml:"agreement_n"`
+	AgreementRatio float64 `yaml:"agreement_ratio"`
 }
 
 // ratioFree methods do not take a recompute ratio, so they run once per task.
@@ -47,16 +56,18 @@ var evalMethods = []string{"full", "reuse", "ape", "cacheblend", "cacheclip"}
 
 func defaultEvalConfig() evalConfig {
 	return evalConfig{
-		Tasks:         []string{eval.TaskNIAHSingle, eval.TaskVT},
-		Methods:       slices.Clone(evalMethods),
-		Ratios:        []float64{0.1, 0.2, 0.4},
-		Model:         "testdata/testbed/primary",
-		Aux:           "testdata/testbed/aux",
-		N:             16,
-		ContextTokens: 1024,
-		ChunkTokens:   128,
-		Seed:          2026,
-		Out:           "out/eval",
+		Tasks:          []string{eval.TaskNIAHSingle, eval.TaskVT},
+		Methods:        slices.Clone(evalMethods),
+		Ratios:         []float64{0.1, 0.2, 0.4},
+		Model:          "testdata/testbed/primary",
+		Aux:            "testdata/testbed/aux",
+		N:              16,
+		ContextTokens:  1024,
+		ChunkTokens:    128,
+		Seed:           2026,
+		Out:            "out/eval",
+		AgreementN:     16,
+		AgreementRatio: 0.2,
 	}
 }
 
@@ -105,6 +116,10 @@ func (c *evalConfig) validate() error {
 		return fmt.Errorf("n: %d, want at least 1", c.N)
 	case c.ContextTokens < 1 || c.ChunkTokens < 1:
 		return fmt.Errorf("context_tokens %d / chunk_tokens %d: both must be positive", c.ContextTokens, c.ChunkTokens)
+	case c.AgreementN < 0 || c.AgreementN > 0 && !(c.AgreementRatio > 0 && c.AgreementRatio <= 1):
+		return fmt.Errorf("agreement_n %d / agreement_ratio %v: want n >= 0 and a ratio in (0,1]", c.AgreementN, c.AgreementRatio)
+	case c.AgreementN > 0 && c.Aux == "":
+		return errors.New("aux: required by the attention-agreement analysis (set agreement_n: 0 to skip it)")
 	case c.MaxNewTokens < 0:
 		return fmt.Errorf("max_new_tokens: %d is negative", c.MaxNewTokens)
 	case c.Model == "" || c.Out == "":
@@ -171,7 +186,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	d := defaultEvalConfig()
-	configPath := fs.String("config", "", "YAML file with the keys below (tasks, methods, ratios, model, aux, n, context_tokens, chunk_tokens, max_new_tokens, seed, out); flags override it")
+	configPath := fs.String("config", "", "YAML file with the keys below (tasks, methods, ratios, model, aux, n, context_tokens, chunk_tokens, max_new_tokens, seed, out, agreement_n, agreement_ratio); flags override it")
 	tasksFlag := fs.String("tasks", strings.Join(d.Tasks, ","), "comma-separated tasks: "+strings.Join(eval.Tasks, ", "))
 	methodsFlag := fs.String("methods", strings.Join(d.Methods, ","), "comma-separated methods: "+strings.Join(evalMethods, ", "))
 	ratiosFlag := fs.String("ratios", "0.1,0.2,0.4", "comma-separated recompute ratios for cacheblend and cacheclip")
@@ -183,6 +198,8 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	maxNewFlag := fs.Int("max-new-tokens", 0, "answer token limit (0: the task's default)")
 	seedFlag := fs.Uint64("seed", d.Seed, "generator seed")
 	outFlag := fs.String("out", d.Out, "output directory (data, shards, runs, report)")
+	agreeNFlag := fs.Int("agreement-n", d.AgreementN, "questions per task in the attention-agreement analysis (0: skip it)")
+	agreeRatioFlag := fs.Float64("agreement-ratio", d.AgreementRatio, "top-k share of context tokens for the agreement's Jaccard")
 	progressMode := fs.String("progress", "auto", "progress display: auto, bar, log or none")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -230,6 +247,10 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			cfg.Seed = *seedFlag
 		case "out":
 			cfg.Out = *outFlag
+		case "agreement-n":
+			cfg.AgreementN = *agreeNFlag
+		case "agreement-ratio":
+			cfg.AgreementRatio = *agreeRatioFlag
 		}
 	})
 	if perr != nil {
@@ -245,17 +266,20 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := writeEvalConfig(cfg); err != nil {
 		return fail(1, err)
 	}
-	rows, err := runEval(ctx, cfg, mode, stderr)
+	res, err := runEval(ctx, cfg, mode, stderr)
 	if err != nil {
 		return fail(1, err)
 	}
-	title := fmt.Sprintf("cacheclip eval: %s (aux %s), %d questions per task, %d-token contexts in %d-token chunks, seed %d",
+	res.Title = fmt.Sprintf("cacheclip eval: %s (aux %s), %d questions per task, %d-token contexts in %d-token chunks, seed %d",
 		cfg.Model, cfg.Aux, cfg.N, cfg.ContextTokens, cfg.ChunkTokens, cfg.Seed)
-	files, err := report.Write(ctx, cfg.Out, title, rows)
+	files, err := report.Write(ctx, cfg.Out, res)
 	if err != nil {
 		return fail(1, err)
 	}
-	if err := report.Markdown(stdout, "", report.Sorted(rows)); err != nil {
+	if err := report.Markdown(stdout, "", report.Sorted(res.Rows)); err != nil {
+		return fail(1, err)
+	}
+	if err := report.AgreementMarkdown(stdout, res.Agreement, res.TopK); err != nil {
 		return fail(1, err)
 	}
 	fmt.Fprintf(stdout, "\nreport: %s, %s, %s and %d plots in %s\n", files.Markdown, files.CSV, files.Parquet, len(files.Plots), cfg.Out)
@@ -284,25 +308,77 @@ func writeEvalConfig(cfg evalConfig) error {
 	return nil
 }
 
-// runEval runs the whole plan and returns one report row per (task, run).
-func runEval(ctx context.Context, cfg evalConfig, mode progress.Mode, stderr io.Writer) ([]report.Row, error) {
+// runEval runs the whole plan: one report row per (task, run), then the
+// attention-agreement analysis of the pair on each task's first questions.
+func runEval(ctx context.Context, cfg evalConfig, mode progress.Mode, stderr io.Writer) (report.Results, error) {
+	var res report.Results
 	count, err := tokenCounter(cfg.Model)
+	if err != nil {
+		return res, err
+	}
+	plan := evalPlan(cfg)
+	total := len(plan) * len(cfg.Tasks)
+	if cfg.AgreementN > 0 {
+		total += len(cfg.Tasks)
+	}
+	bar := progress.New(progress.Options{Mode: mode, Description: "eval runs", Unit: "runs",
+		Total: int64(total), Out: stderr, Logger: progress.NewLogger(stderr, "text", slog.LevelInfo)})
+	defer bar.Done()
+	examples := map[string][]eval.Example{}
+	for _, task := range cfg.Tasks {
+		tr, exs, err := evalTask(ctx, cfg, task, plan, count, bar)
+		if err != nil {
+			return res, fmt.Errorf("task %s: %w", task, err)
+		}
+		res.Rows = append(res.Rows, tr...)
+		examples[task] = exs
+	}
+	if cfg.AgreementN > 0 {
+		res.TopK = fmt.Sprintf("top %g%%", 100*cfg.AgreementRatio)
+		for _, task := range cfg.Tasks {
+			ag, err := evalAgreement(ctx, cfg, task, examples[task])
+			if err != nil {
+				return res, fmt.Errorf("task %s: attention agreement: %w", task, err)
+			}
+			res.Agreement = append(res.Agreement, ag...)
+			bar.Add(1)
+		}
+	}
+	return res, nil
+}
+
+// evalAgreement compares the auxiliary's last-layer attention with each
+// primary layer's on the task's first AgreementN questions.
+func evalAgreement(ctx context.Context, cfg evalConfig, task string, exs []eval.Example) ([]report.Agreement, error) {
+	p, err := loader.Open(cfg.Model, "")
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", cfg.Model, err)
+	}
+	defer p.Close()
+	a, err := loader.Open(cfg.Aux, "")
+	if err != nil {
+		return nil, fmt.Errorf("aux %s: %w", cfg.Aux, err)
+	}
+	defer a.Close()
+	pool := kernels.NewPool(0)
+	scorer := &auxscore.Scorer{Model: a.Model, Layout: a, Pool: pool}
+	qs := make([]prefill.Query, 0, cfg.AgreementN)
+	for _, ex := range exs[:min(len(exs), cfg.AgreementN)] {
+		q := prefill.Query{Question: ex.Question}
+		for _, c := range ex.Chunks {
+			q.Chunks = append(q.Chunks, c.Text)
+		}
+		qs = append(qs, q)
+	}
+	means, err := agree.Average(ctx, p.Model, pool, p, scorer, qs, cfg.AgreementRatio)
 	if err != nil {
 		return nil, err
 	}
-	plan := evalPlan(cfg)
-	bar := progress.New(progress.Options{Mode: mode, Description: "eval runs", Unit: "runs",
-		Total: int64(len(plan) * len(cfg.Tasks)), Out: stderr, Logger: progress.NewLogger(stderr, "text", slog.LevelInfo)})
-	defer bar.Done()
-	var rows []report.Row
-	for _, task := range cfg.Tasks {
-		tr, err := evalTask(ctx, cfg, task, plan, count, bar)
-		if err != nil {
-			return nil, fmt.Errorf("task %s: %w", task, err)
-		}
-		rows = append(rows, tr...)
+	out := make([]report.Agreement, len(means))
+	for i, m := range means {
+		out[i] = report.Agreement{Task: task, Layer: m.Layer, Jaccard: m.Jaccard, Spearman: m.Spearman, Questions: m.Questions}
 	}
-	return rows, nil
+	return out, nil
 }
 
 // tokenCounter counts with the primary's tokenizer, so that context and chunk
@@ -317,93 +393,163 @@ func tokenCounter(modelDir string) (eval.TokenCounter, error) {
 	return b.CountTokens, nil
 }
 
-func evalTask(ctx context.Context, cfg evalConfig, task string, plan []evalRun, count eval.TokenCounter, bar progress.Reporter) ([]report.Row, error) {
+func evalTask(ctx context.Context, cfg evalConfig, task string, plan []evalRun, count eval.TokenCounter, bar progress.Reporter) ([]report.Row, []eval.Example, error) {
 	exs, err := eval.Generate(ctx, eval.Config{Task: task, N: cfg.N, Seed: cfg.Seed, ContextTokens: cfg.ContextTokens,
 		ChunkTokens: cfg.ChunkTokens, MaxNewTokens: cfg.MaxNewTokens, Count: count})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	data := filepath.Join(cfg.Out, "data", task)
 	// Recreated: shards and answers of an earlier eval with other settings
 	// must not be mistaken for this one's.
 	for _, dir := range []string{data, filepath.Join(cfg.Out, "runs", task)} {
 		if err := os.RemoveAll(dir); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if err := os.MkdirAll(data, 0o755); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	q, c := filepath.Join(data, "questions.parquet"), filepath.Join(data, "corpus.parquet")
 	if err := eval.WriteDataset(ctx, q, c, exs); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	store := filepath.Join(data, "shards")
 	var shardLog bytes.Buffer
 	if code := cmdShards(ctx, []string{"build", "--store", store, "--corpus", c, "--model", cfg.Model}, &shardLog, &shardLog); code != 0 {
-		return nil, fmt.Errorf("building shards exited %d: %s", code, lastLines(shardLog.String(), 5))
+		return nil, nil, fmt.Errorf("building shards exited %d: %s", code, lastLines(shardLog.String(), 5))
 	}
 	refs := map[string][]string{}
 	for _, e := range exs {
 		refs[e.QueryID] = e.Answers
 	}
 	var rows []report.Row
-	var full map[string]string
+	var full map[string]diagnostics
 	for _, r := range plan {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out := filepath.Join(cfg.Out, "runs", task, r.name())
 		logPath := out + ".log"
 		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		logf, err := os.Create(logPath)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		start := time.Now()
 		code := cmdRun(ctx, []string{"--questions", q, "--corpus", c, "--store", store, "--model", cfg.Model, "--aux", cfg.Aux,
 			"--method", r.method, "--ratio", strconv.FormatFloat(r.ratio, 'f', -1, 64), "--out", out,
-			"--progress", "none", "--log-format", "json"}, logf, logf)
+			"--progress", "none", "--log-format", "json", "--diagnostics"}, logf, logf)
 		fmt.Fprintf(logf, "{\"eval_wall_s\":%.3f}\n", time.Since(start).Seconds())
 		logf.Close()
 		if code != 0 && code != int(jobs.ExitPartial) {
-			return nil, fmt.Errorf("run %s exited %d (log: %s)", r.name(), code, logPath)
+			return nil, nil, fmt.Errorf("run %s exited %d (log: %s)", r.name(), code, logPath)
 		}
 		ds, err := jobs.MergeStats(out)
 		if err != nil {
-			return nil, fmt.Errorf("run %s: %w", r.name(), err)
+			return nil, nil, fmt.Errorf("run %s: %w", r.name(), err)
 		}
-		ans, err := readAnswers(out)
+		ans, err := readDiagnostics(out)
 		if err != nil {
-			return nil, fmt.Errorf("run %s: %w", r.name(), err)
+			return nil, nil, fmt.Errorf("run %s: %w", r.name(), err)
 		}
 		if r.method == "full" {
 			full = ans
 		}
 		row := report.Row{Task: task, Method: r.method, Ratio: r.ratio, RatioFree: ratioFree[r.method],
-			Questions: len(exs), Answered: len(ans), SameAsFull: math.NaN(), TTFTP50ms: ds.Stats.TTFT.P50}
-		var score, same float64
+			Questions: len(exs), Answered: len(ans), SameAsFull: math.NaN(), KLFirst: math.NaN(), TokenAgree: math.NaN(),
+			TTFTP50ms: ds.Stats.TTFT.P50}
+		var score, same, agreeSum, klSum float64
+		klN := 0
 		for _, e := range exs {
-			// An unanswered question scores 0 rather than being left out,
-			// so a method cannot gain by failing rows.
+			// An unanswered question scores 0 (and agrees with nothing) rather
+			// than being left out, so a method cannot gain by failing rows.
 			a, ok := ans[e.QueryID]
 			if ok {
-				score += eval.MatchAll(a, refs[e.QueryID])
+				score += eval.MatchAll(a.Answer, refs[e.QueryID])
 			}
-			if f, fok := full[e.QueryID]; ok && fok && a == f {
+			f, fok := full[e.QueryID]
+			if !ok || !fok {
+				continue
+			}
+			if a.Answer == f.Answer {
 				same++
+			}
+			agreeSum += tokenAgreement(a.IDs, f.IDs)
+			if len(a.LogProbs) > 0 && len(f.LogProbs) > 0 {
+				kl, err := eval.KLFromLogits(f.LogProbs, a.LogProbs)
+				if err != nil {
+					return nil, nil, fmt.Errorf("run %s: question %s: %w", r.name(), e.QueryID, err)
+				}
+				klSum += kl
+				klN++
 			}
 		}
 		row.Score = 100 * score / float64(len(exs))
 		if full != nil {
 			row.SameAsFull = 100 * same / float64(len(exs))
+			row.TokenAgree = 100 * agreeSum / float64(len(exs))
+			if klN > 0 {
+				row.KLFirst = klSum / float64(klN)
+			}
 		}
 		rows = append(rows, row)
 		bar.Add(1)
 	}
-	return rows, nil
+	return rows, exs, nil
+}
+
+// diagnostics is one answered question of a run written with --diagnostics.
+type diagnostics struct {
+	Answer   string
+	IDs      []int32
+	LogProbs []float32
+}
+
+// readDiagnostics reads a run's answers with their diagnostic columns (the
+// greedy token ids and the first answer token's log-probabilities).
+func readDiagnostics(dir string) (map[string]diagnostics, error) {
+	type row struct {
+		QueryID  string    `parquet:"query_id"`
+		Answer   *string   `parquet:"answer,optional"`
+		IDs      []int32   `parquet:"answer_token_ids"`
+		LogProbs []float32 `parquet:"first_token_logprobs"`
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "part-*.parquet"))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]diagnostics{}
+	for _, f := range files {
+		rows, err := parquet.ReadFile[row](f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		for _, x := range rows {
+			if x.Answer != nil {
+				out[x.QueryID] = diagnostics{Answer: *x.Answer, IDs: x.IDs, LogProbs: x.LogProbs}
+			}
+		}
+	}
+	return out, nil
+}
+
+// tokenAgreement is the share of positions at which two greedy answers hold
+// the same token, over the longer answer: 1 for two empty answers.
+func tokenAgreement(a, ref []int32) float64 {
+	n := max(len(a), len(ref))
+	if n == 0 {
+		return 1
+	}
+	same := 0
+	for i := range min(len(a), len(ref)) {
+		if a[i] == ref[i] {
+			same++
+		}
+	}
+	return float64(same) / float64(n)
 }
 
 func lastLines(s string, n int) string {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,7 +41,7 @@ func TestEvalEndToEnd(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := cmdEval(context.Background(), []string{"--tasks", "niah_single", "--methods", "cacheclip,full,reuse", "--ratios", "0.2",
 		"--model", primary, "--aux", aux, "--n", "2", "--context-tokens", "192", "--chunk-tokens", "64", "--max-new-tokens", "3",
-		"--seed", "7", "--out", out, "--progress", "none"}, &stdout, &stderr)
+		"--seed", "7", "--out", out, "--progress", "none", "--agreement-n", "2"}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
@@ -50,7 +51,7 @@ func TestEvalEndToEnd(t *testing.T) {
 			t.Errorf("missing output: %v", err)
 		}
 	}
-	for _, p := range []string{"quality-niah_single.png", "ttft-niah_single.png"} {
+	for _, p := range []string{"quality-niah_single.png", "fidelity-niah_single.png", "ttft-niah_single.png", "agreement.png"} {
 		f, err := os.Open(filepath.Join(out, p))
 		if err != nil {
 			t.Errorf("missing plot: %v", err)
@@ -83,8 +84,25 @@ func TestEvalEndToEnd(t *testing.T) {
 			t.Errorf("csv row %d: questions/answered %s/%s, want 2/2", i+1, r[3], r[4])
 		}
 	}
-	if recs[1][7] != "100" {
-		t.Errorf("full's same-as-full = %q, want 100", recs[1][7])
+	// full against itself: identical answers, every token agrees, KL 0.
+	if recs[1][7] != "100" || recs[1][8] != "0" || recs[1][9] != "100" {
+		t.Errorf("full's same-as-full/KL/token agreement = %q/%q/%q, want 100/0/100", recs[1][7], recs[1][8], recs[1][9])
+	}
+	// Every other run has a KL and a token agreement (the random models
+	// answer differently under reuse, so they are not checked for a value).
+	for _, r := range recs[2:] {
+		if r[8] == "" || r[9] == "" {
+			t.Errorf("csv row %q: no KL or token agreement", r)
+		}
+	}
+	ag, err := os.ReadFile(filepath.Join(out, "agreement.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// header + one row per primary layer (the qwen2 test model has 3)
+	if lines := strings.Split(strings.TrimSpace(string(ag)), "\n"); len(lines) != 4 || !strings.HasPrefix(lines[1], "niah_single,0,") ||
+		!strings.HasSuffix(lines[3], ",2") {
+		t.Errorf("agreement.csv:\n%s", ag)
 	}
 	md, err := os.ReadFile(filepath.Join(out, "results.md"))
 	if err != nil {
@@ -92,7 +110,7 @@ func TestEvalEndToEnd(t *testing.T) {
 	}
 	n := 0
 	for _, l := range strings.Split(string(md), "\n") {
-		if strings.HasPrefix(l, "| niah_single | ") {
+		if strings.HasPrefix(l, "| niah_single | ") && strings.Count(l, "|") == 11 { // the results table, not the agreement's
 			n++
 		}
 	}
@@ -128,6 +146,7 @@ func TestEvalBadConfig(t *testing.T) {
 		{"ratio out of range", []string{"--ratios", "1.5"}, "ratios: 1.5 is not in [0,1]"},
 		{"ratio not a number", []string{"--ratios", "x"}, `--ratios: "x"`},
 		{"no questions", []string{"--n", "0"}, "n: 0"},
+		{"agreement ratio", []string{"--agreement-ratio", "0"}, "agreement_ratio"},
 		{"misspelt config key", []string{"--config", typo}, "field taks not found"},
 		{"missing config", []string{"--config", filepath.Join(dir, "none.yaml")}, "config:"},
 	} {
@@ -192,5 +211,22 @@ func TestEvalFlagOverridesConfig(t *testing.T) {
 		"--model", filepath.Join(dir, "no-model"), "--out", filepath.Join(dir, "out")}, &stdout, &stderr)
 	if code != 1 || !strings.Contains(stderr.String(), "no-model") {
 		t.Fatalf("exit %d, stderr %q; want exit 1 naming the model directory", code, stderr.String())
+	}
+}
+
+func TestTokenAgreement(t *testing.T) {
+	for _, tc := range []struct {
+		a, ref []int32
+		want   float64
+	}{
+		{nil, nil, 1},
+		{[]int32{1, 2, 3}, []int32{1, 2, 3}, 1},
+		{[]int32{1, 2}, []int32{1, 2, 3, 4}, 0.5},
+		{[]int32{1, 9, 3}, []int32{1, 2, 3}, 2.0 / 3},
+		{[]int32{5}, nil, 0},
+	} {
+		if got := tokenAgreement(tc.a, tc.ref); math.Abs(got-tc.want) > 1e-12 {
+			t.Errorf("tokenAgreement(%v, %v) = %v, want %v", tc.a, tc.ref, got, tc.want)
+		}
 	}
 }

@@ -105,6 +105,50 @@ func Question(ctx context.Context, m *model.Model, pool *kernels.Pool, layouter 
 	return out, nil
 }
 
+// Average is Question averaged over questions, layer by layer. A Spearman
+// that is NaN for one question (a constant score vector) is left out of that
+// layer's mean rather than poisoning it; Counted says how many questions each
+// layer's Spearman averages.
+func Average(ctx context.Context, m *model.Model, pool *kernels.Pool, layouter prefill.Layouter, aux *auxscore.Scorer, qs []prefill.Query, ratio float64) ([]Mean, error) {
+	var sum []Mean
+	for i, q := range qs {
+		layers, err := Question(ctx, m, pool, layouter, aux, q, ratio)
+		if err != nil {
+			return nil, fmt.Errorf("question %d: %w", i, err)
+		}
+		if sum == nil {
+			sum = make([]Mean, len(layers))
+		}
+		for l, x := range layers {
+			sum[l].Layer = l
+			sum[l].Jaccard += x.Jaccard
+			sum[l].Questions++
+			if !math.IsNaN(x.Spearman) {
+				sum[l].Spearman += x.Spearman
+				sum[l].Counted++
+			}
+		}
+	}
+	for l := range sum {
+		sum[l].Jaccard /= float64(sum[l].Questions)
+		if sum[l].Counted > 0 {
+			sum[l].Spearman /= float64(sum[l].Counted)
+		} else {
+			sum[l].Spearman = math.NaN()
+		}
+	}
+	return sum, nil
+}
+
+// Mean is one primary layer's agreement averaged over questions.
+type Mean struct {
+	Layer     int
+	Jaccard   float64
+	Spearman  float64 // NaN when no question had a defined rank correlation
+	Questions int     // questions averaged into Jaccard
+	Counted   int     // questions whose Spearman was defined
+}
+
 // TopK returns the indices of the k largest scores (ties: lower index first).
 func TopK(s []float32, k int) []int {
 	idx := make([]int, len(s))

@@ -63,3 +63,34 @@ func TestSelfAgreementAtLastLayer(t *testing.T) {
 		t.Errorf("layer 0 agrees perfectly too (Spearman %v): the per-layer probe is not per layer", layers[0].Spearman)
 	}
 }
+
+// Average over the same question twice equals that question's figures.
+func TestAverage(t *testing.T) {
+	var spec testmodel.Spec
+	for _, s := range testmodel.Variants() {
+		if s.Name == "qwen2" {
+			spec = s
+		}
+	}
+	m, err := testmodel.Build(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := kernels.NewPool(2)
+	lay := prefilltest.Layouter{Width: 1}
+	aux := &auxscore.Scorer{Model: m, Layout: lay, Pool: pool}
+	q := prefill.Query{Chunks: []string{"The grass is green.", "The magic number is 7319."}, Question: "Which number?"}
+	one, err := Question(context.Background(), m, pool, lay, aux, q, 0.3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	avg, err := Average(context.Background(), m, pool, lay, aux, []prefill.Query{q, q}, 0.3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := range one {
+		if math.Abs(avg[l].Jaccard-one[l].Jaccard) > 1e-12 || math.Abs(avg[l].Spearman-one[l].Spearman) > 1e-12 || avg[l].Questions != 2 {
+			t.Errorf("layer %d: average %+v, single question %+v", l, avg[l], one[l])
+		}
+	}
+}

@@ -1,6 +1,7 @@
 // Package report writes the results of `cacheclip eval`: a Markdown table, a
-// CSV file and PNG plots (quality and time to first token against the
-// recompute ratio, one line per method). Every file is written to a temporary
+// CSV file, a Parquet file and PNG plots (quality, fidelity to full and time to
+// first token against the recompute ratio, one line per method; attention
+// agreement between the auxiliary and each primary layer). Every file is written to a temporary
 // name and renamed, so a reader never sees a half-written report.
 package report
 
@@ -40,7 +41,33 @@ type Row struct {
 	// SameAsFull is the share (×100) of questions whose answer is identical
 	// to full's; NaN when the task has no full run.
 	SameAsFull float64
+	// KLFirst is the mean over questions of KL(full ‖ method) in nats between
+	// the distributions of the first answer token; NaN when unknown.
+	KLFirst float64
+	// TokenAgree is the share (×100) of full's greedy answer tokens that the
+	// method produced at the same position (over the longer of the two
+	// answers); NaN when unknown.
+	TokenAgree float64
 	TTFTP50ms  float64
+}
+
+// Agreement is one primary layer's attention agreement with the auxiliary
+// model's last layer (package eval/agree), averaged over a task's questions.
+type Agreement struct {
+	Task      string
+	Layer     int
+	Jaccard   float64 // of the top-k context tokens
+	Spearman  float64 // rank correlation over all context tokens; NaN when undefined
+	Questions int
+}
+
+// Results is everything one evaluation reports.
+type Results struct {
+	Title     string // heads the Markdown file; may be empty
+	Rows      []Row
+	Agreement []Agreement // optional
+	// TopK describes the agreement's top-k, e.g. "top 20%".
+	TopK string
 }
 
 // Baseline is the method every other method is compared against.
@@ -49,13 +76,16 @@ const Baseline = "full"
 // Files are the paths Write produced, relative to its directory.
 type Files struct {
 	Markdown, CSV, Parquet string
+	AgreementCSV           string // empty without agreement rows
 	Plots                  []string
 }
 
-// Write writes results.md, results.csv, results.parquet and, per task, quality-<task>.png and
-// ttft-<task>.png into dir. title heads the Markdown file (may be empty).
-func Write(ctx context.Context, dir, title string, rows []Row) (Files, error) {
+// Write writes results.md, results.csv, results.parquet and, per task,
+// quality-<task>.png, fidelity-<task>.png and ttft-<task>.png into dir; with
+// agreement rows also agreement.csv and agreement.png.
+func Write(ctx context.Context, dir string, res Results) (Files, error) {
 	var f Files
+	rows := res.Rows
 	if len(rows) == 0 {
 		return f, fmt.Errorf("report: no result rows to write")
 	}
@@ -64,7 +94,12 @@ func Write(ctx context.Context, dir, title string, rows []Row) (Files, error) {
 	}
 	rows = Sorted(rows)
 	f.Markdown, f.CSV, f.Parquet = "results.md", "results.csv", "results.parquet"
-	if err := writeAtomic(filepath.Join(dir, f.Markdown), func(w io.Writer) error { return Markdown(w, title, rows) }); err != nil {
+	if err := writeAtomic(filepath.Join(dir, f.Markdown), func(w io.Writer) error {
+		if err := Markdown(w, res.Title, rows); err != nil {
+			return err
+		}
+		return AgreementMarkdown(w, res.Agreement, res.TopK)
+	}); err != nil {
 		return f, err
 	}
 	if err := writeAtomic(filepath.Join(dir, f.CSV), func(w io.Writer) error { return CSV(w, rows) }); err != nil {
@@ -89,6 +124,7 @@ func Write(ctx context.Context, dir, title string, rows []Row) (Files, error) {
 			ceil         float64 // fixed top of the y axis, 0: from the data
 		}{
 			{"quality-" + safeName(task) + ".png", "string_match_all (×100)", func(r Row) float64 { return r.Score }, 100},
+			{"fidelity-" + safeName(task) + ".png", "KL(full || method), first answer token (nats)", func(r Row) float64 { return r.KLFirst }, 0},
 			{"ttft-" + safeName(task) + ".png", "TTFT p50 (ms)", func(r Row) float64 { return r.TTFTP50ms }, 0},
 		} {
 			pl, err := linePlot(task+": "+p.ylabel+" vs recompute ratio", p.ylabel, tr, p.y, p.ceil)
@@ -105,7 +141,118 @@ func Write(ctx context.Context, dir, title string, rows []Row) (Files, error) {
 			f.Plots = append(f.Plots, p.name)
 		}
 	}
+	if len(res.Agreement) > 0 {
+		if err := writeAtomic(filepath.Join(dir, "agreement.csv"), func(w io.Writer) error { return AgreementCSV(w, res.Agreement) }); err != nil {
+			return f, err
+		}
+		f.AgreementCSV = "agreement.csv"
+		pl, err := agreementPlot(res.Agreement, res.TopK)
+		if err != nil {
+			return f, fmt.Errorf("report: plot agreement.png: %w", err)
+		}
+		wt, err := pl.WriterTo(6*vg.Inch, 4*vg.Inch, "png")
+		if err != nil {
+			return f, fmt.Errorf("report: plot agreement.png: %w", err)
+		}
+		if err := writeAtomic(filepath.Join(dir, "agreement.png"), func(w io.Writer) error { _, err := wt.WriteTo(w); return err }); err != nil {
+			return f, err
+		}
+		f.Plots = append(f.Plots, "agreement.png")
+	}
 	return f, nil
+}
+
+// AgreementMarkdown writes the attention-agreement table (nothing without rows).
+func AgreementMarkdown(w io.Writer, rows []Agreement, topK string) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "\n## Attention agreement: auxiliary (last layer) against each primary layer\n\n"+
+		"Question-to-context attention, averaged over heads and question tokens. Jaccard: overlap of the %s "+
+		"context tokens; Spearman: rank correlation over all context tokens.\n\n", topK)
+	b.WriteString("| task | primary layer | Jaccard | Spearman | questions |\n|---|---|---|---|---|\n")
+	for _, a := range rows {
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %d |\n", a.Task, a.Layer, num(a.Jaccard, 3), num(a.Spearman, 3), a.Questions)
+	}
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// AgreementCSV writes agreement.csv.
+func AgreementCSV(w io.Writer, rows []Agreement) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write([]string{"task", "primary_layer", "jaccard_topk", "spearman", "questions"}); err != nil {
+		return err
+	}
+	for _, a := range rows {
+		if err := cw.Write([]string{a.Task, strconv.Itoa(a.Layer), cell(a.Jaccard), cell(a.Spearman), strconv.Itoa(a.Questions)}); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// agreementPlot draws Jaccard (solid) and Spearman (dashed) against the
+// primary layer, one colour per task.
+func agreementPlot(rows []Agreement, topK string) (*plot.Plot, error) {
+	p := plot.New()
+	p.Add(plotter.NewGrid())
+	p.Title.Text = "auxiliary vs primary attention, per primary layer"
+	p.X.Label.Text = "primary layer"
+	p.Y.Label.Text = "agreement"
+	p.Legend.Top = true
+	ts := []string{}
+	seen := map[string]bool{}
+	for _, a := range rows {
+		if !seen[a.Task] {
+			seen[a.Task] = true
+			ts = append(ts, a.Task)
+		}
+	}
+	ymin, xmax := 0.0, 0
+	for i, task := range ts {
+		var jac, rho plotter.XYs
+		for _, a := range rows {
+			if a.Task != task {
+				continue
+			}
+			xmax = max(xmax, a.Layer)
+			if !math.IsNaN(a.Jaccard) {
+				jac = append(jac, plotter.XY{X: float64(a.Layer), Y: a.Jaccard})
+			}
+			if !math.IsNaN(a.Spearman) {
+				rho = append(rho, plotter.XY{X: float64(a.Layer), Y: a.Spearman})
+				ymin = min(ymin, a.Spearman)
+			}
+		}
+		col := plotutil.Color(i)
+		for _, s := range []struct {
+			pts    plotter.XYs
+			label  string
+			dashed bool
+		}{{jac, task + ": Jaccard " + topK, false}, {rho, task + ": Spearman", true}} {
+			if len(s.pts) == 0 {
+				continue
+			}
+			l, g, err := plotter.NewLinePoints(s.pts)
+			if err != nil {
+				return nil, err
+			}
+			l.Color, g.Color = col, col
+			l.Width = vg.Points(1.5)
+			if s.dashed {
+				l.Dashes = []vg.Length{vg.Points(6), vg.Points(3)}
+			}
+			g.Shape = draw.CircleGlyph{}
+			p.Add(l, g)
+			p.Legend.Add(s.label, l, g)
+		}
+	}
+	p.X.Min, p.X.Max = -0.2, float64(xmax)+0.2
+	p.Y.Min, p.Y.Max = ymin, 1.6 // the legend sits in the band above 1
+	return p, nil
 }
 
 // Sorted returns rows ordered by task (first appearance), then by the
@@ -196,19 +343,31 @@ func Markdown(w io.Writer, title string, rows []Row) error {
 		fmt.Fprintf(&b, "# %s\n\n", title)
 	}
 	b.WriteString("Score: RULER string_match_all ×100. % of full: score / full's score. " +
-		"Same as full: share of answers identical to full's. TTFT: p50 time to first token.\n\n")
-	b.WriteString("| task | method | ratio | answered | score | % of full | same as full % | TTFT p50 ms |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+		"Same as full: share of answers identical to full's. KL: mean KL(full ‖ method) of the first answer " +
+		"token's distribution, in nats. Token agree: share of full's greedy answer tokens reproduced at the same " +
+		"position. TTFT: p50 time to first token.\n\n")
+	b.WriteString("| task | method | ratio | answered | score | % of full | same as full % | KL first token | token agree % | TTFT p50 ms |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %s | %s | %d/%d | %s | %s | %s | %s |\n", r.Task, r.Method, RatioLabel(r), r.Answered, r.Questions,
-			num(r.Score, 1), num(OfFull(r.Score, fullScore(rows, r.Task)), 1), num(r.SameAsFull, 1), num(r.TTFTP50ms, 1))
+		fmt.Fprintf(&b, "| %s | %s | %s | %d/%d | %s | %s | %s | %s | %s | %s |\n", r.Task, r.Method, RatioLabel(r), r.Answered, r.Questions,
+			num(r.Score, 1), num(OfFull(r.Score, fullScore(rows, r.Task)), 1), num(r.SameAsFull, 1), num(r.KLFirst, 4),
+			num(r.TokenAgree, 1), num(r.TTFTP50ms, 1))
 	}
 	_, err := w.Write(b.Bytes())
 	return err
 }
 
 // CSVHeader is the first row of results.csv.
-var CSVHeader = []string{"task", "method", "ratio", "questions", "answered", "score", "pct_of_full", "same_as_full_pct", "ttft_p50_ms"}
+var CSVHeader = []string{"task", "method", "ratio", "questions", "answered", "score", "pct_of_full", "same_as_full_pct",
+	"kl_first_token", "token_agree_pct", "ttft_p50_ms"}
+
+// cell is a CSV cell: empty for a missing value.
+func cell(x float64) string {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return ""
+	}
+	return strconv.FormatFloat(x, 'f', -1, 64)
+}
 
 // CSV writes results.csv (rows must be Sorted). Missing values are empty
 // cells; ratio-free methods have an empty ratio.
@@ -217,19 +376,14 @@ func CSV(w io.Writer, rows []Row) error {
 	if err := cw.Write(CSVHeader); err != nil {
 		return err
 	}
-	cell := func(x float64) string {
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return ""
-		}
-		return strconv.FormatFloat(x, 'f', -1, 64)
-	}
 	for _, r := range rows {
 		ratio := ""
 		if !r.RatioFree {
 			ratio = cell(r.Ratio)
 		}
 		rec := []string{r.Task, r.Method, ratio, strconv.Itoa(r.Questions), strconv.Itoa(r.Answered),
-			cell(r.Score), cell(OfFull(r.Score, fullScore(rows, r.Task))), cell(r.SameAsFull), cell(r.TTFTP50ms)}
+			cell(r.Score), cell(OfFull(r.Score, fullScore(rows, r.Task))), cell(r.SameAsFull), cell(r.KLFirst), cell(r.TokenAgree),
+			cell(r.TTFTP50ms)}
 		if err := cw.Write(rec); err != nil {
 			return err
 		}
@@ -249,6 +403,8 @@ type ParquetRow struct {
 	Score         float64  `parquet:"score"`
 	PctOfFull     *float64 `parquet:"pct_of_full,optional"`
 	SameAsFullPct *float64 `parquet:"same_as_full_pct,optional"`
+	KLFirstToken  *float64 `parquet:"kl_first_token,optional"`
+	TokenAgreePct *float64 `parquet:"token_agree_pct,optional"`
 	TTFTP50ms     float64  `parquet:"ttft_p50_ms"`
 }
 
@@ -263,7 +419,8 @@ func ParquetRows(rows []Row) []ParquetRow {
 	out := make([]ParquetRow, 0, len(rows))
 	for _, r := range rows {
 		pr := ParquetRow{Task: r.Task, Method: r.Method, Questions: int32(r.Questions), Answered: int32(r.Answered), Score: r.Score,
-			PctOfFull: opt(OfFull(r.Score, fullScore(rows, r.Task))), SameAsFullPct: opt(r.SameAsFull), TTFTP50ms: r.TTFTP50ms}
+			PctOfFull: opt(OfFull(r.Score, fullScore(rows, r.Task))), SameAsFullPct: opt(r.SameAsFull),
+			KLFirstToken: opt(r.KLFirst), TokenAgreePct: opt(r.TokenAgree), TTFTP50ms: r.TTFTP50ms}
 		if !r.RatioFree {
 			pr.Ratio = opt(r.Ratio)
 		}

@@ -19,19 +19,23 @@ import (
 func handMade() []Row {
 	nan := math.NaN()
 	return []Row{
-		{Task: "vt", Method: "cacheclip", Ratio: 0.4, Questions: 4, Answered: 4, Score: 75, SameAsFull: 75, TTFTP50ms: 12},
-		{Task: "vt", Method: "full", RatioFree: true, Questions: 4, Answered: 4, Score: 80, SameAsFull: 100, TTFTP50ms: 30},
-		{Task: "vt", Method: "cacheclip", Ratio: 0.1, Questions: 4, Answered: 3, Score: 40, SameAsFull: 50, TTFTP50ms: 8.25},
-		{Task: "vt", Method: "reuse", RatioFree: true, Questions: 4, Answered: 4, Score: 20, SameAsFull: 25, TTFTP50ms: 5},
-		{Task: "niah_single", Method: "full", RatioFree: true, Questions: 2, Answered: 2, Score: 0, SameAsFull: 100, TTFTP50ms: 9},
-		{Task: "niah_single", Method: "reuse", RatioFree: true, Questions: 2, Answered: 2, Score: 0, SameAsFull: 50, TTFTP50ms: 3},
-		{Task: "multihop", Method: "cacheblend", Ratio: 0.2, Questions: 1, Answered: 1, Score: 100, SameAsFull: nan, TTFTP50ms: 7},
+		{Task: "vt", Method: "cacheclip", Ratio: 0.4, Questions: 4, Answered: 4, Score: 75, SameAsFull: 75, KLFirst: 0.125, TokenAgree: 90, TTFTP50ms: 12},
+		{Task: "vt", Method: "full", RatioFree: true, Questions: 4, Answered: 4, Score: 80, SameAsFull: 100, KLFirst: 0, TokenAgree: 100, TTFTP50ms: 30},
+		{Task: "vt", Method: "cacheclip", Ratio: 0.1, Questions: 4, Answered: 3, Score: 40, SameAsFull: 50, KLFirst: 0.5, TokenAgree: 60, TTFTP50ms: 8.25},
+		{Task: "vt", Method: "reuse", RatioFree: true, Questions: 4, Answered: 4, Score: 20, SameAsFull: 25, KLFirst: 1.25, TokenAgree: 30, TTFTP50ms: 5},
+		{Task: "niah_single", Method: "full", RatioFree: true, Questions: 2, Answered: 2, Score: 0, SameAsFull: 100, KLFirst: 0, TokenAgree: 100, TTFTP50ms: 9},
+		{Task: "niah_single", Method: "reuse", RatioFree: true, Questions: 2, Answered: 2, Score: 0, SameAsFull: 50, KLFirst: 0.03125, TokenAgree: 75, TTFTP50ms: 3},
+		{Task: "multihop", Method: "cacheblend", Ratio: 0.2, Questions: 1, Answered: 1, Score: 100, SameAsFull: nan, KLFirst: nan, TokenAgree: nan, TTFTP50ms: 7},
 	}
 }
 
 func TestEvalReportWrite(t *testing.T) {
 	dir := t.TempDir()
-	files, err := Write(context.Background(), dir, "Test-bed results", handMade())
+	agreement := []Agreement{
+		{Task: "vt", Layer: 0, Jaccard: 0.25, Spearman: 0.5, Questions: 4},
+		{Task: "vt", Layer: 1, Jaccard: 0.75, Spearman: math.NaN(), Questions: 4},
+	}
+	files, err := Write(context.Background(), dir, Results{Title: "Test-bed results", Rows: handMade(), Agreement: agreement, TopK: "top 20%"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,21 +45,21 @@ func TestEvalReportWrite(t *testing.T) {
 	}
 	var tableRows []string
 	for _, l := range strings.Split(string(md), "\n") {
-		if strings.HasPrefix(l, "| ") && !strings.HasPrefix(l, "| task ") {
+		if strings.HasPrefix(l, "| ") && !strings.HasPrefix(l, "| task ") && strings.Count(l, "|") == 11 {
 			tableRows = append(tableRows, l)
 		}
 	}
 	wantMD := []string{
 		// Task order is first appearance; within a task full, reuse, ape, cacheblend, cacheclip, then ratio.
-		"| vt | full | - | 4/4 | 80.0 | 100.0 | 100.0 | 30.0 |",
-		"| vt | reuse | - | 4/4 | 20.0 | 25.0 | 25.0 | 5.0 |",
-		"| vt | cacheclip | 0.1 | 3/4 | 40.0 | 50.0 | 50.0 | 8.2 |",
-		"| vt | cacheclip | 0.4 | 4/4 | 75.0 | 93.8 | 75.0 | 12.0 |",
+		"| vt | full | - | 4/4 | 80.0 | 100.0 | 100.0 | 0.0000 | 100.0 | 30.0 |",
+		"| vt | reuse | - | 4/4 | 20.0 | 25.0 | 25.0 | 1.2500 | 30.0 | 5.0 |",
+		"| vt | cacheclip | 0.1 | 3/4 | 40.0 | 50.0 | 50.0 | 0.5000 | 60.0 | 8.2 |",
+		"| vt | cacheclip | 0.4 | 4/4 | 75.0 | 93.8 | 75.0 | 0.1250 | 90.0 | 12.0 |",
 		// full scored 0: a percentage of it is meaningless.
-		"| niah_single | full | - | 2/2 | 0.0 | n/a | 100.0 | 9.0 |",
-		"| niah_single | reuse | - | 2/2 | 0.0 | n/a | 50.0 | 3.0 |",
+		"| niah_single | full | - | 2/2 | 0.0 | n/a | 100.0 | 0.0000 | 100.0 | 9.0 |",
+		"| niah_single | reuse | - | 2/2 | 0.0 | n/a | 50.0 | 0.0312 | 75.0 | 3.0 |",
 		// no full run for the task at all.
-		"| multihop | cacheblend | 0.2 | 1/1 | 100.0 | n/a | n/a | 7.0 |",
+		"| multihop | cacheblend | 0.2 | 1/1 | 100.0 | n/a | n/a | n/a | n/a | 7.0 |",
 	}
 	if len(tableRows) != len(wantMD) {
 		t.Fatalf("markdown has %d table rows, want %d:\n%s", len(tableRows), len(wantMD), md)
@@ -64,6 +68,18 @@ func TestEvalReportWrite(t *testing.T) {
 		if tableRows[i] != wantMD[i] {
 			t.Errorf("markdown row %d:\n got %s\nwant %s", i, tableRows[i], wantMD[i])
 		}
+	}
+	for _, want := range []string{"| vt | 0 | 0.250 | 0.500 | 4 |", "| vt | 1 | 0.750 | n/a | 4 |", "Jaccard: overlap of the top 20% context tokens"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("markdown lacks the agreement line %q:\n%s", want, md)
+		}
+	}
+	ag, err := os.ReadFile(filepath.Join(dir, files.AgreementCSV))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "task,primary_layer,jaccard_topk,spearman,questions\nvt,0,0.25,0.5,4\nvt,1,0.75,,4\n"; string(ag) != want {
+		t.Errorf("agreement.csv:\n%s\nwant\n%s", ag, want)
 	}
 	if !strings.HasPrefix(string(md), "# Test-bed results\n") {
 		t.Errorf("markdown does not start with the title: %q", md[:min(40, len(md))])
@@ -80,13 +96,13 @@ func TestEvalReportWrite(t *testing.T) {
 	}
 	wantCSV := [][]string{
 		CSVHeader,
-		{"vt", "full", "", "4", "4", "80", "100", "100", "30"},
-		{"vt", "reuse", "", "4", "4", "20", "25", "25", "5"},
-		{"vt", "cacheclip", "0.1", "4", "3", "40", "50", "50", "8.25"},
-		{"vt", "cacheclip", "0.4", "4", "4", "75", "93.75", "75", "12"},
-		{"niah_single", "full", "", "2", "2", "0", "", "100", "9"},
-		{"niah_single", "reuse", "", "2", "2", "0", "", "50", "3"},
-		{"multihop", "cacheblend", "0.2", "1", "1", "100", "", "", "7"},
+		{"vt", "full", "", "4", "4", "80", "100", "100", "0", "100", "30"},
+		{"vt", "reuse", "", "4", "4", "20", "25", "25", "1.25", "30", "5"},
+		{"vt", "cacheclip", "0.1", "4", "3", "40", "50", "50", "0.5", "60", "8.25"},
+		{"vt", "cacheclip", "0.4", "4", "4", "75", "93.75", "75", "0.125", "90", "12"},
+		{"niah_single", "full", "", "2", "2", "0", "", "100", "0", "100", "9"},
+		{"niah_single", "reuse", "", "2", "2", "0", "", "50", "0.03125", "75", "3"},
+		{"multihop", "cacheblend", "0.2", "1", "1", "100", "", "", "", "", "7"},
 	}
 	if len(recs) != len(wantCSV) {
 		t.Fatalf("csv has %d records, want %d: %v", len(recs), len(wantCSV), recs)
@@ -112,13 +128,14 @@ func TestEvalReportWrite(t *testing.T) {
 	}
 	for i, pr := range prs {
 		got := []string{pr.Task, pr.Method, show(pr.Ratio), strconv.Itoa(int(pr.Questions)), strconv.Itoa(int(pr.Answered)),
-			show(&pr.Score), show(pr.PctOfFull), show(pr.SameAsFullPct), show(&pr.TTFTP50ms)}
+			show(&pr.Score), show(pr.PctOfFull), show(pr.SameAsFullPct), show(pr.KLFirstToken), show(pr.TokenAgreePct), show(&pr.TTFTP50ms)}
 		if strings.Join(got, ",") != strings.Join(wantCSV[i+1], ",") {
 			t.Errorf("parquet row %d: got %q, want %q", i, got, wantCSV[i+1])
 		}
 	}
 
-	wantPlots := []string{"quality-vt.png", "ttft-vt.png", "quality-niah_single.png", "ttft-niah_single.png", "quality-multihop.png", "ttft-multihop.png"}
+	wantPlots := []string{"quality-vt.png", "fidelity-vt.png", "ttft-vt.png", "quality-niah_single.png", "fidelity-niah_single.png",
+		"ttft-niah_single.png", "quality-multihop.png", "fidelity-multihop.png", "ttft-multihop.png", "agreement.png"}
 	if strings.Join(files.Plots, ",") != strings.Join(wantPlots, ",") {
 		t.Errorf("plots %v, want %v", files.Plots, wantPlots)
 	}
@@ -166,7 +183,7 @@ func TestEvalReportWriteErrors(t *testing.T) {
 		}, handMade(), "report:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Write(context.Background(), tc.dir(t), "", tc.rows)
+			_, err := Write(context.Background(), tc.dir(t), Results{Rows: tc.rows})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want one containing %q", err, tc.want)
 			}
