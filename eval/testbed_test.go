@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"cacheclip/kernels"
+	"cacheclip/loader"
 	"cacheclip/model"
 	"cacheclip/model/tokenizer"
 )
@@ -272,6 +273,52 @@ func TestGenerateWithTestbedTokenizer(t *testing.T) {
 			if len(ex.Chunks) != 8 || ex.ContextTokens < 1024*9/10 || ex.ContextTokens > 1024*11/10 {
 				t.Errorf("%s: %d chunks, %d tokens; want 8 chunks, 1024 ± 10%%", ex.QueryID, len(ex.Chunks), ex.ContextTokens)
 			}
+		}
+	}
+}
+
+// The runner lays a training sample's text out to exactly the ids the model was trained on
+// (train.py writes them next to the sample): BOS, each chunk with its separator, the question.
+// A departure here (a missing BOS, another separator) silently costs every score.
+func TestTestbedLayoutMatchesTraining(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(testbedDir, "train_samples.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var samples []struct {
+		Task      string   `json:"task"`
+		Chunks    []string `json:"chunks"`
+		Question  string   `json:"question"`
+		PromptIDs []int32  `json:"prompt_ids"`
+	}
+	if err := json.Unmarshal(b, &samples); err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := loader.Open(filepath.Join(testbedDir, "primary"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bundle.Close()
+	for i, s := range samples {
+		if len(s.PromptIDs) == 0 {
+			t.Fatalf("sample %d has no prompt_ids: train_samples.json predates them", i)
+		}
+		lay, err := bundle.Layout(s.Chunks, s.Question)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := append([]int32(nil), lay.Prefix.IDs...)
+		for _, c := range lay.Chunks {
+			got = append(got, c.IDs...)
+		}
+		got = append(got, lay.Question.IDs...)
+		if !reflect.DeepEqual(got, s.PromptIDs) {
+			n := 0
+			for n < min(len(got), len(s.PromptIDs)) && got[n] == s.PromptIDs[n] {
+				n++
+			}
+			t.Errorf("sample %d (%s): %d prompt ids, training %d; first difference at %d (got %v, training %v)",
+				i, s.Task, len(got), len(s.PromptIDs), n, got[n:min(len(got), n+5)], s.PromptIDs[n:min(len(s.PromptIDs), n+5)])
 		}
 	}
 }

@@ -52,8 +52,9 @@ type Template struct {
 	// ChunkSuffix ends every chunk's own segment.
 	ChunkSuffix string
 
-	head []part // P, with {system} substituted
-	tail []part // after the question
+	head  []part // P, with {system} substituted
+	qhead []part // before the question
+	tail  []part // after the question
 	// bos prepends the tokenizer's BOS to P when the tokenizer says its model
 	// wants one (plain and Llama 2); formats that write BOS themselves don't.
 	bos bool
@@ -108,6 +109,10 @@ func ByName(name string) (Template, error) {
 	case "plain":
 		t.System = ""
 		t.bos = true
+		// Chat formats pass the question as the user's message; a base model
+		// needs the cue (docs/PROMPT_LAYOUT.md, which the test bed was trained on).
+		t.qhead = []part{txt("Question: ")}
+		t.tail = []part{txt("\nAnswer:")}
 	default:
 		return Template{}, fmt.Errorf("prompt: unknown template %q (known: %s)", name, strings.Join(Names, ", "))
 	}
@@ -192,7 +197,8 @@ func (t Template) EncodeChunk(tok *tokenizer.Tokenizer, text string) (Segment, e
 // EncodeQuestion is Q: the question followed by the template's tail.
 func (t Template) EncodeQuestion(tok *tokenizer.Tokenizer, question string) (Segment, error) {
 	var s Segment
-	err := t.render(tok, &s, append([]part{txt(question)}, t.tail...))
+	parts := append(append(append([]part(nil), t.qhead...), txt(question)), t.tail...)
+	err := t.render(tok, &s, parts)
 	return s, err
 }
 

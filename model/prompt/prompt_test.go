@@ -182,7 +182,7 @@ func TestTemplatesOnOtherTokenizers(t *testing.T) {
 		{"llama3", "llama3", []int32{128000, 128006}, []int32{128006, 78191, 128007, 271}},
 		// <s>▁[INST]…; …▁[/INST]
 		{"llama2", "mistral", []int32{1, 733, 16289, 28793}, []int32{733, 28748, 16289, 28793}},
-		// plain: BOS only for a model that uses one; Q is the bare question
+		// plain: BOS only for a model that adds one; Q is "Question: {q}\nAnswer:"
 		{"plain", "mistral", []int32{1}, nil},
 		{"plain", "qwen3", nil, nil},
 	}

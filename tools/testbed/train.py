@@ -159,7 +159,15 @@ class Tokenizer:
             "added_tokens": added,
             "normalizer": None,
             "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
-            "post_processor": None,
+            # Every training sequence starts with <s>: the tokenizer says so, as Llama's do, so
+            # that a loader (cacheclip's plain template, transformers) puts it before the prompt.
+            "post_processor": {
+                "type": "TemplateProcessing",
+                "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                         {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {"<s>": {"id": "<s>", "ids": [BOS_ID], "tokens": ["<s>"]}},
+            },
             "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
             "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
                       "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
@@ -168,7 +176,7 @@ class Tokenizer:
         }
         with open(os.path.join(d, "tokenizer.json"), "w") as f:
             json.dump(tj, f, ensure_ascii=False, indent=1)
-        cfg = {"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": False, "add_eos_token": False,
+        cfg = {"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": True, "add_eos_token": False,
                "model_max_length": 4096, "clean_up_tokenization_spaces": False,
                "tokenizer_class": "PreTrainedTokenizerFast"}
         with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
@@ -367,6 +375,21 @@ class Gen:
         q = f"What is the special magic number for the friend of {people[0]}?"
         return chunks, q, ans
 
+    def layout(self, chunks, q, a):
+        """Token ids of one example laid out as the runner does (docs/PROMPT_LAYOUT.md, plain),
+        the index of the first answer token, and each token's segment."""
+        ids = [BOS_ID]
+        segs = [0]  # 0: the prefix P, i: chunk i, -1: question and answer
+        for i, c in enumerate(chunks):
+            t = self.tok.encode(c + "\n\n")
+            ids += t
+            segs += [i + 1] * len(t)
+        ids += self.tok.encode(f"Question: {q}\nAnswer:")
+        ans_start = len(ids)
+        ids += self.tok.encode(" " + a) + [EOS_ID]
+        segs += [-1] * (len(ids) - len(segs))
+        return ids, ans_start, segs
+
     def example(self, rng, task, n_chunks, chunk_tokens, with_segs=False):
         if task == "copy":
             chunks, q, a = self.copy(rng, n_chunks, chunk_tokens)
@@ -378,16 +401,7 @@ class Gen:
             chunks, q, a = self.multihop(rng, n_chunks, chunk_tokens)
         else:
             raise ValueError(task)
-        ids = [BOS_ID]
-        segs = [0]  # 0: the prefix P, i: chunk i, -1: question and answer
-        for i, c in enumerate(chunks):
-            t = self.tok.encode(c + "\n\n")
-            ids += t
-            segs += [i + 1] * len(t)
-        ids += self.tok.encode(f"Question: {q}\nAnswer:")
-        ans_start = len(ids)
-        ids += self.tok.encode(" " + a) + [EOS_ID]
-        segs += [-1] * (len(ids) - len(segs))
+        ids, ans_start, segs = self.layout(chunks, q, a)
         if with_segs:
             return ids, ans_start, segs
         return ids, ans_start
@@ -760,7 +774,10 @@ def write_samples(gen, path):
                 chunks, q, a = gen.vt(rng, 3, 64)
             else:
                 chunks, q, a = gen.multihop(rng, 3, 64)
-            out.append({"task": task, "chunks": chunks, "question": q, "answer": a})
+            ids, a0, _ = gen.layout(chunks, q, a)
+            # The ids the model was trained on: the Go side must lay the same text out to these.
+            out.append({"task": task, "chunks": chunks, "question": q, "answer": a,
+                        "prompt_ids": ids[:a0], "answer_ids": ids[a0:]})
     with open(path + ".tmp", "w") as f:
         json.dump(out, f, indent=1)
     os.replace(path + ".tmp", path)
