@@ -817,6 +817,12 @@ def main():
                     help="share of training batches whose examples get position gaps (v2 schedule)")
     ap.add_argument("--gap-span", type=int, default=1400,
                     help="positions a gapped example spans at most (the target context is ~1,100 tokens)")
+    ap.add_argument("--task-weights", default="",
+                    help="training mixture as task=weight,... over " + ",".join(TASKS) + " (default: TASK_WEIGHTS)")
+    ap.add_argument("--anneal-start", type=int, default=0,
+                    help="step from which the learning rate decays linearly (0: constant after warm-up)")
+    ap.add_argument("--anneal-steps", type=int, default=2400, help="steps the decay takes")
+    ap.add_argument("--anneal-min", type=float, default=0.1, help="final learning rate as a share of --lr")
     ap.add_argument("--vt-advance", type=float, default=0.6,
                     help="variable-tracking exact match that must also pass to advance (with --advance on single)")
     ap.add_argument("--resume", action="store_true")
@@ -826,6 +832,12 @@ def main():
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
+    weights = dict(TASK_WEIGHTS)
+    for kv in filter(None, args.task_weights.split(",")):
+        k, v = kv.split("=")
+        if k not in weights:
+            raise SystemExit(f"--task-weights: unknown task {k!r}")
+        weights[k] = float(v)
     os.makedirs(args.workdir, exist_ok=True)
     words = load_words()
     ckpt_path = os.path.join(args.workdir, "ckpt.pt")
@@ -959,10 +971,10 @@ def main():
         else:
             lv = rng.randrange(0, level)
         nc, ct = LEVELS[lv]
-        names, weights = list(TASK_WEIGHTS), list(TASK_WEIGHTS.values())
+        names = list(weights)
 
         def pick():
-            return "copy" if lv == 0 else rng.choices(names, weights)[0]
+            return "copy" if lv == 0 else rng.choices(names, [weights[n] for n in names])[0]
 
         first = gen.example(rng, pick(), nc, ct, True)
         per = max(1, args.tokens_per_step // len(first[0]))
@@ -976,6 +988,10 @@ def main():
         x, y, w, _, pids = make_batch(exs, args.lm_weight, pos or [list(range(len(ex[0]))) for ex in exs])
         tokens_seen += int(x.numel())
         lr = args.lr * min(1.0, (step + 1) / 200)
+        if args.anneal_start and step >= args.anneal_start:
+            # Exact match needs every token right: a decaying rate sharpens what a constant one
+            # keeps jittering around.
+            lr *= 1 - (1 - args.anneal_min) * min(1.0, (step - args.anneal_start) / args.anneal_steps)
         for o in (po, ao):
             for g in o.param_groups:
                 g["lr"] = lr
