@@ -823,6 +823,8 @@ def main():
                     help="step from which the learning rate decays linearly (0: constant after warm-up)")
     ap.add_argument("--anneal-steps", type=int, default=2400, help="steps the decay takes")
     ap.add_argument("--anneal-min", type=float, default=0.1, help="final learning rate as a share of --lr")
+    ap.add_argument("--max-level", type=int, default=len(LEVELS) - 1,
+                    help="highest curriculum level (5 = the 8 x 128 target: train there, not beyond)")
     ap.add_argument("--vt-advance", type=float, default=0.6,
                     help="variable-tracking exact match that must also pass to advance (with --advance on single)")
     ap.add_argument("--resume", action="store_true")
@@ -1030,7 +1032,7 @@ def main():
                 # contexts for ever: after --patience evaluations the needle alone decides.
                 passed = p["single"] >= args.advance and (
                     p["vt"] >= args.vt_advance or mean >= args.advance - 0.1 or evals_here >= args.patience)
-            if passed and level + 1 < len(LEVELS):
+            if passed and level + 1 < len(LEVELS) and level + 1 <= args.max_level:
                 level += 1
                 log(f"advance to level {level} {LEVELS[level]}")
             write_status()
