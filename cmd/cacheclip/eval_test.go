@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -228,5 +229,47 @@ func TestTokenAgreement(t *testing.T) {
 		if got := tokenAgreement(tc.a, tc.ref); math.Abs(got-tc.want) > 1e-12 {
 			t.Errorf("tokenAgreement(%v, %v) = %v, want %v", tc.a, tc.ref, got, tc.want)
 		}
+	}
+}
+
+// TestTestbedTellsMethodsApart holds the shipped test-bed pair, through the real job path and
+// on questions generated with a seed `make eval` does not use, to the parts of issue 6's bar it
+// meets: under full, at least 95 on single-needle retrieval at 1,024 tokens in 8 chunks; and
+// reuse (no cross-chunk attention) at least 10 points below full on variable tracking, so that
+// the test bed tells the methods apart. The issue's other bar, full at least 95 on variable
+// tracking, is not met yet (docs/EVALUATION.md); its score is logged.
+func TestTestbedTellsMethodsApart(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	var stdout, stderr bytes.Buffer
+	code := cmdEval(context.Background(), []string{"--tasks", "niah_single,vt", "--methods", "full,reuse",
+		"--model", "../../testdata/testbed/primary", "--aux", "../../testdata/testbed/aux", "--n", "40",
+		"--context-tokens", "1024", "--chunk-tokens", "128", "--seed", "4242", "--agreement-n", "0",
+		"--out", out, "--progress", "none"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout.String(), stderr.String())
+	}
+	f, err := os.Open(filepath.Join(out, "results.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	score := map[string]float64{}
+	for _, r := range recs[1:] {
+		s, err := strconv.ParseFloat(r[5], 64)
+		if err != nil {
+			t.Fatalf("score %q: %v", r[5], err)
+		}
+		score[r[0]+"/"+r[1]] = s
+	}
+	t.Logf("scores: %v", score)
+	if score["niah_single/full"] < 95 {
+		t.Errorf("niah_single: full scores %.1f, want at least 95", score["niah_single/full"])
+	}
+	if score["vt/reuse"] > score["vt/full"]-10 {
+		t.Errorf("vt: reuse %.1f against full %.1f; want reuse at least 10 points worse", score["vt/reuse"], score["vt/full"])
 	}
 }
