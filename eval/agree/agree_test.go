@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"cacheclip/kernels"
+	"cacheclip/model"
 	"cacheclip/model/testmodel"
 	"cacheclip/prefill"
 	"cacheclip/prefill/auxscore"
@@ -33,10 +34,9 @@ func TestStatistics(t *testing.T) {
 	}
 }
 
-// A model compared with itself as its own auxiliary agrees perfectly at its last
-// layer (the auxiliary's scores are the last layer's attention) and not, in
-// general, at the others.
-func TestSelfAgreementAtLastLayer(t *testing.T) {
+// selfPair is the qwen2 test model with itself as its auxiliary.
+func selfPair(t *testing.T) (*model.Model, *kernels.Pool, prefilltest.Layouter, *auxscore.Scorer) {
+	t.Helper()
 	var spec testmodel.Spec
 	for _, s := range testmodel.Variants() {
 		if s.Name == "qwen2" {
@@ -49,7 +49,14 @@ func TestSelfAgreementAtLastLayer(t *testing.T) {
 	}
 	pool := kernels.NewPool(2)
 	lay := prefilltest.Layouter{Width: 1}
-	aux := &auxscore.Scorer{Model: m, Layout: lay, Pool: pool}
+	return m, pool, lay, &auxscore.Scorer{Model: m, Layout: lay, Pool: pool}
+}
+
+// A model compared with itself as its own auxiliary agrees perfectly at its last
+// layer (the auxiliary's scores are the last layer's attention) and not, in
+// general, at the others.
+func TestSelfAgreementAtLastLayer(t *testing.T) {
+	m, pool, lay, aux := selfPair(t)
 	q := prefill.Query{Chunks: []string{"The grass is green and the sky is blue.", "The magic number is 7319."}, Question: "Which number?"}
 	layers, err := Question(context.Background(), m, pool, lay, aux, q, 0.2)
 	if err != nil {
@@ -66,19 +73,7 @@ func TestSelfAgreementAtLastLayer(t *testing.T) {
 
 // Average over the same question twice equals that question's figures.
 func TestAverage(t *testing.T) {
-	var spec testmodel.Spec
-	for _, s := range testmodel.Variants() {
-		if s.Name == "qwen2" {
-			spec = s
-		}
-	}
-	m, err := testmodel.Build(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := kernels.NewPool(2)
-	lay := prefilltest.Layouter{Width: 1}
-	aux := &auxscore.Scorer{Model: m, Layout: lay, Pool: pool}
+	m, pool, lay, aux := selfPair(t)
 	q := prefill.Query{Chunks: []string{"The grass is green.", "The magic number is 7319."}, Question: "Which number?"}
 	one, err := Question(context.Background(), m, pool, lay, aux, q, 0.3)
 	if err != nil {
