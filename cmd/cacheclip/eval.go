@@ -333,33 +333,34 @@ func runEval(ctx context.Context, cfg evalConfig, mode progress.Mode, stderr io.
 		res.Rows = append(res.Rows, tr...)
 		examples[task] = exs
 	}
-	if cfg.AgreementN > 0 {
-		res.TopK = fmt.Sprintf("top %g%%", 100*cfg.AgreementRatio)
-		for _, task := range cfg.Tasks {
-			ag, err := evalAgreement(ctx, cfg, task, examples[task])
-			if err != nil {
-				return res, fmt.Errorf("task %s: attention agreement: %w", task, err)
-			}
-			res.Agreement = append(res.Agreement, ag...)
-			bar.Add(1)
+	if cfg.AgreementN == 0 {
+		return res, nil
+	}
+	res.TopK = fmt.Sprintf("top %g%%", 100*cfg.AgreementRatio)
+	p, err := loader.Open(cfg.Model, "")
+	if err != nil {
+		return res, fmt.Errorf("model %s: %w", cfg.Model, err)
+	}
+	defer p.Close()
+	a, err := loader.Open(cfg.Aux, "")
+	if err != nil {
+		return res, fmt.Errorf("aux %s: %w", cfg.Aux, err)
+	}
+	defer a.Close()
+	for _, task := range cfg.Tasks {
+		ag, err := evalAgreement(ctx, cfg, p, a, task, examples[task])
+		if err != nil {
+			return res, fmt.Errorf("task %s: attention agreement: %w", task, err)
 		}
+		res.Agreement = append(res.Agreement, ag...)
+		bar.Add(1)
 	}
 	return res, nil
 }
 
 // evalAgreement compares the auxiliary's last-layer attention with each
 // primary layer's on the task's first AgreementN questions.
-func evalAgreement(ctx context.Context, cfg evalConfig, task string, exs []eval.Example) ([]report.Agreement, error) {
-	p, err := loader.Open(cfg.Model, "")
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", cfg.Model, err)
-	}
-	defer p.Close()
-	a, err := loader.Open(cfg.Aux, "")
-	if err != nil {
-		return nil, fmt.Errorf("aux %s: %w", cfg.Aux, err)
-	}
-	defer a.Close()
+func evalAgreement(ctx context.Context, cfg evalConfig, p, a *loader.Bundle, task string, exs []eval.Example) ([]report.Agreement, error) {
 	pool := kernels.NewPool(0)
 	scorer := &auxscore.Scorer{Model: a.Model, Layout: a, Pool: pool}
 	qs := make([]prefill.Query, 0, cfg.AgreementN)
