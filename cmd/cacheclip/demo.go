@@ -128,21 +128,32 @@ func readAnswers(dir string) (map[string]string, error) {
 		QueryID string  `parquet:"query_id"`
 		Answer  *string `parquet:"answer,optional"`
 	}
-	files, err := filepath.Glob(filepath.Join(dir, "part-*.parquet"))
+	rows, err := readParts[r](dir)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]string{}
+	for _, x := range rows {
+		if x.Answer != nil {
+			out[x.QueryID] = *x.Answer
+		}
+	}
+	return out, nil
+}
+
+// readParts reads the rows of every part file of an output directory.
+func readParts[T any](dir string) ([]T, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "part-*.parquet"))
+	if err != nil {
+		return nil, err
+	}
+	var out []T
 	for _, f := range files {
-		rows, err := parquet.ReadFile[r](f)
+		rows, err := parquet.ReadFile[T](f)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", f, err)
 		}
-		for _, x := range rows {
-			if x.Answer != nil {
-				out[x.QueryID] = *x.Answer
-			}
-		}
+		out = append(out, rows...)
 	}
 	return out, nil
 }

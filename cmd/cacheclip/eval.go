@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/parquet-go/parquet-go"
 	"gopkg.in/yaml.v3"
 
 	"cacheclip/eval"
@@ -518,20 +517,14 @@ func readDiagnostics(dir string) (map[string]diagnostics, error) {
 		IDs      []int32   `parquet:"answer_token_ids"`
 		LogProbs []float32 `parquet:"first_token_logprobs"`
 	}
-	files, err := filepath.Glob(filepath.Join(dir, "part-*.parquet"))
+	rows, err := readParts[row](dir)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]diagnostics{}
-	for _, f := range files {
-		rows, err := parquet.ReadFile[row](f)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
-		}
-		for _, x := range rows {
-			if x.Answer != nil {
-				out[x.QueryID] = diagnostics{Answer: *x.Answer, IDs: x.IDs, LogProbs: x.LogProbs}
-			}
+	for _, x := range rows {
+		if x.Answer != nil {
+			out[x.QueryID] = diagnostics{Answer: *x.Answer, IDs: x.IDs, LogProbs: x.LogProbs}
 		}
 	}
 	return out, nil
