@@ -574,6 +574,31 @@ def load_export(root):
     return ck
 
 
+def grow(state, c, layers, seed):
+    """A deeper primary computing the same function: the old layers keep their order, fresh
+    ones go evenly between them with zero output projections (o_proj, down_proj), so each new
+    layer adds nothing to the residual stream until training gives it a job."""
+    old = c["num_hidden_layers"]
+    c = dict(c, num_hidden_layers=layers)
+    torch.manual_seed(seed + layers)
+    fresh = Llama(c).state_dict()
+    # Old layer i goes to slot place[i]; the slots in between are new.
+    place = [round(i * (layers - 1) / max(1, old - 1)) for i in range(old)]
+    out = {k: v for k, v in state.items() if not k.startswith("model.layers.")}
+    for k, v in fresh.items():
+        if not k.startswith("model.layers."):
+            continue
+        j = int(k.split(".")[2])
+        rest = k.split(".", 3)[3]
+        if j in place:
+            out[k] = state[f"model.layers.{place.index(j)}.{rest}"]
+        elif rest.endswith("o_proj.weight") or rest.endswith("down_proj.weight"):
+            out[k] = torch.zeros_like(v)
+        else:
+            out[k] = v
+    return out, c
+
+
 def config(vocab, layers, hidden, heads, kv, inter):
     return {
         "architectures": ["LlamaForCausalLM"],
@@ -845,6 +870,14 @@ def main():
                     help="highest curriculum level (5 = the 8 x 128 target: train there, not beyond)")
     ap.add_argument("--vt-advance", type=float, default=0.6,
                     help="variable-tracking exact match that must also pass to advance (with --advance on single)")
+    ap.add_argument("--init-ckpt", default="",
+                    help="with --resume and no checkpoint in --workdir: continue from another run's ckpt.pt "
+                         "(weights, tokenizer, step, level; optimizer state restarts)")
+    ap.add_argument("--grow-layers", type=int, default=0,
+                    help="deepen the primary to this many layers: new layers go between the old ones with "
+                         "zero output projections, so the grown model starts as the same function")
+    ap.add_argument("--freeze-aux", action="store_true", help="train the primary only")
+    ap.add_argument("--level", type=int, default=-1, help="start at this curriculum level")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--init-from", default="",
                     help="with --resume and no checkpoint in --workdir: continue from the exported test-bed "
@@ -870,6 +903,13 @@ def main():
         tok = Tokenizer(ck["vocab"], [tuple(m) for m in ck["merges"]])
         pc, ac = ck["pcfg"], ck["acfg"]
         log(f"resumed from {ckpt_path} at step {ck['step']} level {ck['level']}")
+    elif args.resume and args.init_ckpt:
+        ck = torch.load(args.init_ckpt)
+        for k in ("po", "ao", "rng", "torch_rng"):
+            ck.pop(k, None)
+        tok = Tokenizer(ck["vocab"], [tuple(m) for m in ck["merges"]])
+        pc, ac = ck["pcfg"], ck["acfg"]
+        log(f"continuing from {args.init_ckpt} at step {ck['step']} level {ck['level']} (fresh optimizer)")
     elif args.resume and args.init_from:
         ck = load_export(args.init_from)
         tok = Tokenizer(ck["vocab"], [tuple(m) for m in ck["merges"]])
@@ -901,6 +941,10 @@ def main():
         log(f"vocab {V} merges {len(merges)}")
 
     gen = Gen(tok, words)
+    fresh_opt = ck is None or "po" not in ck
+    if ck is not None and args.grow_layers > pc["num_hidden_layers"]:
+        ck["prim"], pc = grow(ck["prim"], pc, args.grow_layers, args.seed)
+        log(f"primary grown to {pc['num_hidden_layers']} layers")
     prim, aux = Llama(pc), Llama(ac)
     po = torch.optim.AdamW(prim.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     ao = torch.optim.AdamW(aux.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
@@ -917,6 +961,9 @@ def main():
         if "rng" in ck:
             rng.setstate(ck["rng"])
             torch.set_rng_state(ck["torch_rng"])
+    if args.level >= 0:
+        level = args.level
+    start_step = step
     log(f"primary {sum(p.numel() for p in prim.parameters())} params, aux {sum(p.numel() for p in aux.parameters())}")
 
     best = {"primary": {}, "aux": {}}
@@ -1007,7 +1054,8 @@ def main():
             pos = [gapped_positions(rng, ex[2], rng.randint(len(ex[0]), max(len(ex[0]), args.gap_span))) for ex in exs]
         x, y, w, _, pids = make_batch(exs, args.lm_weight, pos or [list(range(len(ex[0]))) for ex in exs])
         tokens_seen += int(x.numel())
-        lr = args.lr * min(1.0, (step + 1) / 200)
+        # A fresh optimizer warms up again: Adam's first steps move every weight by ~lr.
+        lr = args.lr * min(1.0, (step - (start_step if fresh_opt else 0) + 1) / 200)
         if args.anneal_start and step >= args.anneal_start:
             # Exact match needs every token right: a decaying rate sharpens what a constant one
             # keeps jittering around.
@@ -1015,7 +1063,7 @@ def main():
         for o in (po, ao):
             for g in o.param_groups:
                 g["lr"] = lr
-        for m, o in ((prim, po), (aux, ao)):
+        for m, o in ((prim, po),) if args.freeze_aux else ((prim, po), (aux, ao)):
             loss = loss_of(m(x, None, pids), y, w)
             o.zero_grad(set_to_none=True)
             loss.backward()
