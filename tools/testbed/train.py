@@ -205,6 +205,7 @@ class Gen:
     def __init__(self, tok, words):
         self.tok = tok
         self.words = words
+        self.vt_chains = (1, 2)
         self.lencache = {}
 
     def ntok(self, s):
@@ -320,7 +321,7 @@ class Gen:
 
     def vt(self, rng, n_chunks, chunk_tokens):
         nvars = rng.randint(2, 5)
-        nchains = rng.randint(1, 2)
+        nchains = rng.randint(*self.vt_chains)
         used = set()
         inserts = []
         target = None
@@ -877,6 +878,9 @@ def main():
                     help="deepen the primary to this many layers: new layers go between the old ones with "
                          "zero output projections, so the grown model starts as the same function")
     ap.add_argument("--freeze-aux", action="store_true", help="train the primary only")
+    ap.add_argument("--vt-chains", default="1,2",
+                    help="min,max chains per variable-tracking example; with 2 or more, the first variable "
+                         "must be found by its value, not by being the only one assigned a number")
     ap.add_argument("--level", type=int, default=-1, help="start at this curriculum level")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--init-from", default="",
@@ -941,6 +945,7 @@ def main():
         log(f"vocab {V} merges {len(merges)}")
 
     gen = Gen(tok, words)
+    gen.vt_chains = tuple(int(v) for v in args.vt_chains.split(","))
     fresh_opt = ck is None or "po" not in ck
     if ck is not None and args.grow_layers > pc["num_hidden_layers"]:
         ck["prim"], pc = grow(ck["prim"], pc, args.grow_layers, args.seed)
