@@ -949,6 +949,10 @@ def main():
     fresh_opt = ck is None or "po" not in ck
     if ck is not None and args.grow_layers > pc["num_hidden_layers"]:
         ck["prim"], pc = grow(ck["prim"], pc, args.grow_layers, args.seed)
+        # Adam's moments belong to the old parameter list.
+        ck.pop("po", None)
+        ck.pop("ao", None)
+        fresh_opt = True
         log(f"primary grown to {pc['num_hidden_layers']} layers")
     prim, aux = Llama(pc), Llama(ac)
     po = torch.optim.AdamW(prim.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
