@@ -63,15 +63,7 @@ func TestEvalEndToEnd(t *testing.T) {
 		}
 		f.Close()
 	}
-	cf, err := os.Open(filepath.Join(out, "results.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cf.Close()
-	recs, err := csv.NewReader(cf).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs := readCSV(t, filepath.Join(out, "results.csv"))
 	if len(recs) != 4 || strings.Join(recs[0], ",") != strings.Join(report.CSVHeader, ",") {
 		t.Fatalf("csv records %q, want the header and 3 runs", recs)
 	}
@@ -249,17 +241,8 @@ func TestTestbedTellsMethodsApart(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout.String(), stderr.String())
 	}
-	f, err := os.Open(filepath.Join(out, "results.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	recs, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
 	score := map[string]float64{}
-	for _, r := range recs[1:] {
+	for _, r := range readCSV(t, filepath.Join(out, "results.csv"))[1:] {
 		s, err := strconv.ParseFloat(r[5], 64)
 		if err != nil {
 			t.Fatalf("score %q: %v", r[5], err)
@@ -276,4 +259,18 @@ func TestTestbedTellsMethodsApart(t *testing.T) {
 	if score["vt/reuse"] > score["vt/full"]-10 {
 		t.Errorf("vt: reuse %.1f against full %.1f; want reuse at least 10 points worse", score["vt/reuse"], score["vt/full"])
 	}
+}
+
+func readCSV(t *testing.T, path string) [][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return recs
 }
