@@ -202,10 +202,10 @@ class Gen:
     variable names: 3 upper-case letters. Training draws from Python's random with the
     training seed; the Go generators use their own PRNG and seeds, so examples differ."""
 
-    def __init__(self, tok, words):
+    def __init__(self, tok, words, vt_chains=(1, 2)):
         self.tok = tok
         self.words = words
-        self.vt_chains = (1, 2)
+        self.vt_chains = vt_chains
         self.lencache = {}
 
     def ntok(self, s):
@@ -873,7 +873,7 @@ def main():
                     help="variable-tracking exact match that must also pass to advance (with --advance on single)")
     ap.add_argument("--init-ckpt", default="",
                     help="with --resume and no checkpoint in --workdir: continue from another run's ckpt.pt "
-                         "(weights, tokenizer, step, level; optimizer state restarts)")
+                         "(weights, tokenizer, step, level; the optimizer and the data stream restart)")
     ap.add_argument("--grow-layers", type=int, default=0,
                     help="deepen the primary to this many layers: new layers go between the old ones with "
                          "zero output projections, so the grown model starts as the same function")
@@ -904,20 +904,14 @@ def main():
 
     if args.resume and os.path.exists(ckpt_path):
         ck = torch.load(ckpt_path)
-        tok = Tokenizer(ck["vocab"], [tuple(m) for m in ck["merges"]])
-        pc, ac = ck["pcfg"], ck["acfg"]
         log(f"resumed from {ckpt_path} at step {ck['step']} level {ck['level']}")
     elif args.resume and args.init_ckpt:
         ck = torch.load(args.init_ckpt)
         for k in ("po", "ao", "rng", "torch_rng"):
             ck.pop(k, None)
-        tok = Tokenizer(ck["vocab"], [tuple(m) for m in ck["merges"]])
-        pc, ac = ck["pcfg"], ck["acfg"]
         log(f"continuing from {args.init_ckpt} at step {ck['step']} level {ck['level']} (fresh optimizer)")
     elif args.resume and args.init_from:
         ck = load_export(args.init_from)
-        tok = Tokenizer(ck["vocab"], [tuple(m) for m in ck["merges"]])
-        pc, ac = ck["pcfg"], ck["acfg"]
         log(f"continuing from the export in {args.init_from} at step {ck['step']} level {ck['level']} (fresh optimizer)")
     else:
         ck = None
@@ -944,8 +938,10 @@ def main():
         ac = config(V, args.aux_layers, args.aux_hidden, args.aux_heads, args.aux_kv_heads, args.aux_inter)
         log(f"vocab {V} merges {len(merges)}")
 
-    gen = Gen(tok, words)
-    gen.vt_chains = tuple(int(v) for v in args.vt_chains.split(","))
+    if ck is not None:
+        tok = Tokenizer(ck["vocab"], [tuple(m) for m in ck["merges"]])
+        pc, ac = ck["pcfg"], ck["acfg"]
+    gen = Gen(tok, words, tuple(int(v) for v in args.vt_chains.split(",")))
     fresh_opt = ck is None or "po" not in ck
     if ck is not None and args.grow_layers > pc["num_hidden_layers"]:
         ck["prim"], pc = grow(ck["prim"], pc, args.grow_layers, args.seed)
@@ -970,8 +966,14 @@ def main():
         if "rng" in ck:
             rng.setstate(ck["rng"])
             torch.set_rng_state(ck["torch_rng"])
+    # Patience counts the evaluations since the current level was entered: a level forced
+    # with --level starts afresh, whatever earlier runs recorded at it.
+    level_entered = len(history)
     if args.level >= 0:
         level = args.level
+    else:
+        while level_entered > 0 and history[level_entered - 1]["level"] == level:
+            level_entered -= 1
     start_step = step
     log(f"primary {sum(p.numel() for p in prim.parameters())} params, aux {sum(p.numel() for p in aux.parameters())}")
 
@@ -1096,7 +1098,7 @@ def main():
             history.append(r)
             p = r["primary"]
             log("eval " + json.dumps(r))
-            evals_here = sum(1 for h in history if h["level"] == level)
+            evals_here = len(history) - level_entered
             if level == 0:
                 # Copy answers run to ~100 tokens: at 99% per token the copying mechanism is
                 # there, and the needle tasks (short answers) are where the bar matters.
@@ -1109,6 +1111,7 @@ def main():
                     p["vt"] >= args.vt_advance or mean >= args.advance - 0.1 or evals_here >= args.patience)
             if passed and level + 1 < len(LEVELS) and level + 1 <= args.max_level:
                 level += 1
+                level_entered = len(history)
                 log(f"advance to level {level} {LEVELS[level]}")
             write_status()
             elapsed += time.time() - te
