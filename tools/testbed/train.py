@@ -324,7 +324,7 @@ class Gen:
         nchains = rng.randint(*self.vt_chains)
         used = set()
         inserts = []
-        target = None
+        chains = []  # the first one is asked; multi-question training asks them all
         vals = set()
         for ci in range(nchains):
             while True:
@@ -341,13 +341,12 @@ class Gen:
                 if n_chunks > 1 and cs[0] == cs[-1]:
                     cs[0], cs[-1] = 0, n_chunks - 1
             inserts += list(zip(cs, stmts))
-            if ci == 0:
-                target = (val, names)
+            chains.append((val, names))
         inserts.sort(key=lambda x: x[0])  # stable: chain order kept within a chunk
         chunks = self.chunks(rng, n_chunks, chunk_tokens, inserts)
-        val, names = target
-        q = f"Find all variables that are assigned the value {val} in the text above."
-        return chunks, q, ", ".join(names)
+        qas = [(f"Find all variables that are assigned the value {val} in the text above.", ", ".join(names))
+               for val, names in chains]
+        return chunks, qas[0][0], qas[0][1], qas
 
     def multihop(self, rng, n_chunks, chunk_tokens):
         npairs = rng.randint(1, 3)
@@ -397,7 +396,7 @@ class Gen:
         elif task in ("single", "multikey", "multivalue", "multiquery"):
             chunks, q, a = self.niah(rng, n_chunks, chunk_tokens, task)
         elif task == "vt":
-            chunks, q, a = self.vt(rng, n_chunks, chunk_tokens)
+            chunks, q, a, _ = self.vt(rng, n_chunks, chunk_tokens)
         elif task == "multihop":
             chunks, q, a = self.multihop(rng, n_chunks, chunk_tokens)
         else:
@@ -406,6 +405,27 @@ class Gen:
         if with_segs:
             return ids, ans_start, segs
         return ids, ans_start
+
+
+    def example_multi(self, rng, task, n_chunks, chunk_tokens):
+        """One context with every question it can answer: a variable-tracking context is asked
+        about each of its chains (the distractors included), other tasks about their one question.
+        Returns (ctx ids, ctx segments, [(question+answer ids, index of the first answer token)]):
+        the answer tokens are the whole training signal, and a 1,024-token context costs the
+        same whether one or three 40-token question blocks follow it."""
+        if task == "vt":
+            chunks, _, _, qas = self.vt(rng, n_chunks, chunk_tokens)
+        else:
+            ids, a0, segs = self.example(rng, task, n_chunks, chunk_tokens, True)
+            c = segs.index(-1)
+            return ids[:c], segs[:c], [(ids[c:], a0 - c)]
+        ids, _, segs = self.layout(chunks, *qas[0])
+        c = segs.index(-1)
+        blocks = []
+        for q, a in qas:
+            qi = self.tok.encode(f"Question: {q}\nAnswer:")
+            blocks.append((qi + self.tok.encode(" " + a) + [EOS_ID], len(qi)))
+        return ids[:c], segs[:c], blocks
 
 
 TASKS = ["single", "multikey", "multivalue", "multiquery", "vt", "multihop"]
@@ -475,7 +495,7 @@ class Layer(nn.Module):
         self.mlp.up_proj = nn.Linear(H, I, bias=False)
         self.mlp.down_proj = nn.Linear(I, H, bias=False)
 
-    def forward(self, x, cos, sin, mask):
+    def forward(self, x, cos, sin, mask, split=None):
         B, T, _ = x.shape
         a = self.self_attn
         h = self.input_layernorm(x)
@@ -489,7 +509,12 @@ class Layer(nn.Module):
         v = v.repeat_interleave(rep, dim=1)
         # Scaling q, not the T x T scores, saves a pass over the largest tensor.
         q = q * (1.0 / math.sqrt(self.hd))
-        if mask is None:
+        if split is not None:
+            # Multi-question rows: causal attention over the context, the question blocks by mask.
+            C = split
+            o = torch.cat((causal_attention(q[:, :, :C], k[:, :, :C], v[:, :, :C]),
+                           torch.softmax(q[:, :, C:] @ k.transpose(-1, -2) + mask, dim=-1) @ v), dim=2)
+        elif mask is None:
             o = causal_attention(q, k, v)
         else:
             o = torch.softmax(q @ k.transpose(-1, -2) + mask, dim=-1) @ v
@@ -515,8 +540,9 @@ class Llama(nn.Module):
                     std = 0.02 / math.sqrt(2 * c["num_hidden_layers"])
                 nn.init.normal_(p, 0.0, std)
 
-    def forward(self, ids, mask=None, pos=None):
-        """pos: optional [B, T] position ids (gapped training examples); default 0..T-1."""
+    def forward(self, ids, mask=None, pos=None, split=None):
+        """pos: optional [B, T] position ids (gapped training examples); default 0..T-1.
+        split: the padded context length of make_batch_multi rows (mask then covers the rest)."""
         B, T = ids.shape
         hd = self.c["hidden_size"] // self.c["num_attention_heads"]
         inv = 1.0 / (self.c["rope_theta"] ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
@@ -531,7 +557,7 @@ class Llama(nn.Module):
         # mask None: plain causal attention (the layers compute it by blocks).
         x = self.model.embed_tokens(ids)
         for l in self.model.layers:
-            x = l(x, cos, sin, mask)
+            x = l(x, cos, sin, mask, split)
         return self.lm_head(self.model.norm(x))
 
 
@@ -745,6 +771,79 @@ def make_batch(examples, lm_weight, positions=None):
     return x, y, w, am
 
 
+def make_batch_multi(examples, lm_weight, ctx_positions):
+    """Rows laid out as [context, padding to the longest context, question block 1, 2, ...,
+    padding]: each question block sees its row's context and itself only, at the positions it
+    would have alone after the context, so every block trains exactly the single-question
+    layout the runner uses. ctx_positions: per row, the context's positions followed by the
+    first position of the question. Returns x, y, w, pos, C (padded context length) and the
+    additive mask [B, 1, T - C, T] of the question rows."""
+    C = max(len(ex[0]) for ex in examples)
+    Q = max(sum(len(b) for b, _ in ex[2]) for ex in examples)
+    B, T = len(examples), C + Q
+    x = torch.zeros(B, T, dtype=torch.long)
+    y = torch.zeros(B, T, dtype=torch.long)
+    w = torch.zeros(B, T)
+    p = torch.zeros(B, T, dtype=torch.long)
+    ok = torch.zeros(B, Q, T, dtype=torch.bool)
+    for i, (ctx, _, blocks) in enumerate(examples):
+        L = len(ctx)
+        ps = ctx_positions[i]
+        x[i, :L] = torch.tensor(ctx)
+        y[i, : L - 1] = torch.tensor(ctx[1:])
+        w[i, : L - 1] = lm_weight
+        p[i, :L] = torch.tensor(ps[:L])
+        p[i, L:C] = torch.arange(ps[L - 1] + 1, ps[L - 1] + 1 + C - L)
+        o = C
+        for b, a0 in blocks:
+            n = len(b)
+            x[i, o : o + n] = torch.tensor(b)
+            y[i, o : o + n - 1] = torch.tensor(b[1:])
+            w[i, o + a0 - 1 : o + n - 1] = 1.0
+            p[i, o : o + n] = torch.arange(ps[L], ps[L] + n)
+            ok[i, o - C : o - C + n, :L] = True
+            ok[i, o - C : o - C + n, o : o + n] = torch.ones(n, n, dtype=torch.bool).tril()
+            o += n
+        if o < T:
+            p[i, o:] = torch.arange(ps[L], ps[L] + T - o)
+        ok[i, o - C :, 0] = True  # padding rows: any one key keeps their softmax finite
+    m = torch.zeros(B, Q, T)
+    m.masked_fill_(~ok, float("-inf"))
+    return x, y, w, p, C, m[:, None]
+
+
+@torch.no_grad()
+def check_multi_q(model, gen, seed):
+    """Packed rows must train exactly what the runner sees: every question block's logits equal
+    those of its own single-question example (same positions, gapped or not). Run once at start."""
+    rng = random.Random(seed)
+    exs = [gen.example_multi(rng, t, 4, 64) for t in ("vt", "vt", "single", "vt")]
+    pos = []
+    for i, ex in enumerate(exs):
+        sg = ex[1] + [-1] * len(ex[2][0][0])
+        pos.append(gapped_positions(rng, sg, len(sg) + 300) if i % 2 else list(range(len(sg))))
+    x, y, w, p, C, mask = make_batch_multi(exs, 0.0, [ps[: len(ex[0]) + 1] for ps, ex in zip(pos, exs)])
+    was = model.training
+    model.eval()
+    lg = model(x, mask, p, C)
+    worst, blocks = 0.0, 0
+    for i, (ctx, segs, bl) in enumerate(exs):
+        o, L = C, len(ctx)
+        for b, a0 in bl:
+            ps = pos[i][:L] + list(range(pos[i][L], pos[i][L] + len(b)))
+            xs, ys, _, _, ps1 = make_batch([(ctx + b, L + a0, segs + [-1] * len(b))], 0.0, [ps])
+            one = model(xs, None, ps1)[0, L + a0 - 1 : L + len(b) - 1]
+            if not torch.equal(ys[0, L + a0 - 1 : L + len(b) - 1], y[i, o + a0 - 1 : o + len(b) - 1]):
+                raise AssertionError(f"multi-question row {i}: answer targets differ from the single layout")
+            worst = max(worst, float((one - lg[i, o + a0 - 1 : o + len(b) - 1]).abs().max()))
+            blocks += 1
+            o += len(b)
+    model.train(was)
+    if worst > 1e-3:
+        raise AssertionError(f"multi-question rows differ from the single layout by {worst} in the logits")
+    return blocks, worst
+
+
 def loss_of(logits, y, w):
     l = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none").view_as(w)
     return (l * w).sum() / w.sum()
@@ -878,6 +977,8 @@ def main():
                     help="deepen the primary to this many layers: new layers go between the old ones with "
                          "zero output projections, so the grown model starts as the same function")
     ap.add_argument("--freeze-aux", action="store_true", help="train the primary only")
+    ap.add_argument("--multi-q", action="store_true",
+                    help="ask a variable-tracking context about every chain in one row (make_batch_multi)")
     ap.add_argument("--vt-chains", default="1,2",
                     help="min,max chains per variable-tracking example; with 2 or more, the first variable "
                          "must be found by its value, not by being the only one assigned a number")
@@ -927,7 +1028,7 @@ def main():
             nc, ct = LEVELS_V1[1 + i % 3]  # the recipe the committed vocabulary came from
             chunks, q, a = getattr(g0, "copy")(rng0, nc, ct) if task == "copy" else (
                 g0.niah(rng0, nc, ct, task) if task in TASKS[:4] else
-                (g0.vt(rng0, nc, ct) if task == "vt" else g0.multihop(rng0, nc, ct)))
+                (g0.vt(rng0, nc, ct)[:3] if task == "vt" else g0.multihop(rng0, nc, ct)))
             texts += [c + "\n\n" for c in chunks] + [f"Question: {q}\nAnswer:", " " + a]
         texts += [" " + w for w in words] * 5 + [w for w in words] * 5
         log(f"training BPE on {len(texts)} texts")
@@ -976,6 +1077,9 @@ def main():
             level_entered -= 1
     start_step = step
     log(f"primary {sum(p.numel() for p in prim.parameters())} params, aux {sum(p.numel() for p in aux.parameters())}")
+    if args.multi_q:
+        nb, worst = check_multi_q(prim, gen, args.seed)
+        log(f"multi-question rows checked: {nb} question blocks, max |logit difference| {worst:.2e} against single examples")
 
     best = {"primary": {}, "aux": {}}
     if ck is not None:
@@ -1054,16 +1158,25 @@ def main():
         def pick():
             return "copy" if lv == 0 else rng.choices(names, [weights[n] for n in names])[0]
 
-        first = gen.example(rng, pick(), nc, ct, True)
-        per = max(1, args.tokens_per_step // len(first[0]))
+        multi = args.multi_q and lv >= 1
+        make = (lambda: gen.example_multi(rng, pick(), nc, ct)) if multi else (lambda: gen.example(rng, pick(), nc, ct, True))
+        first = make()
+        size = (lambda ex: len(ex[0]) + sum(len(b) for b, _ in ex[2])) if multi else (lambda ex: len(ex[0]))
+        per = max(1, args.tokens_per_step // size(first))
         exs = [first]
         for _ in range(per - 1):
-            exs.append(gen.example(rng, pick(), nc, ct, True))
+            exs.append(make())
         gapped = lv >= 1 and rng.random() < args.gap_prob
-        pos = None
+        # Single-question layout of each example: the segments gapped_positions works on.
+        segs = [ex[1] + [-1] * len(ex[2][0][0]) for ex in exs] if multi else [ex[2] for ex in exs]
+        pos = [list(range(len(sg))) for sg in segs]
         if gapped:
-            pos = [gapped_positions(rng, ex[2], rng.randint(len(ex[0]), max(len(ex[0]), args.gap_span))) for ex in exs]
-        x, y, w, _, pids = make_batch(exs, args.lm_weight, pos or [list(range(len(ex[0]))) for ex in exs])
+            pos = [gapped_positions(rng, sg, rng.randint(len(sg), max(len(sg), args.gap_span))) for sg in segs]
+        split, mask = None, None
+        if multi:
+            x, y, w, pids, split, mask = make_batch_multi(exs, args.lm_weight, [ps[: len(ex[0]) + 1] for ps, ex in zip(pos, exs)])
+        else:
+            x, y, w, _, pids = make_batch(exs, args.lm_weight, pos)
         tokens_seen += int(x.numel())
         # A fresh optimizer warms up again: Adam's first steps move every weight by ~lr.
         lr = args.lr * min(1.0, (step - (start_step if fresh_opt else 0) + 1) / 200)
@@ -1075,7 +1188,7 @@ def main():
             for g in o.param_groups:
                 g["lr"] = lr
         for m, o in ((prim, po),) if args.freeze_aux else ((prim, po), (aux, ao)):
-            loss = loss_of(m(x, None, pids), y, w)
+            loss = loss_of(m(x, mask, pids, split), y, w)
             o.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
