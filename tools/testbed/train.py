@@ -320,11 +320,17 @@ class Gen:
                 return v
 
     def vt(self, rng, n_chunks, chunk_tokens):
+        chunks, qas = self.vt_all(rng, n_chunks, chunk_tokens)
+        return chunks, qas[0][0], qas[0][1]
+
+    def vt_all(self, rng, n_chunks, chunk_tokens):
+        """A variable-tracking context and a (question, answer) for each of its chains; the
+        first is the one asked (vt), multi-question training asks them all."""
         nvars = rng.randint(2, 5)
         nchains = rng.randint(*self.vt_chains)
         used = set()
         inserts = []
-        chains = []  # the first one is asked; multi-question training asks them all
+        chains = []
         vals = set()
         for ci in range(nchains):
             while True:
@@ -346,7 +352,7 @@ class Gen:
         chunks = self.chunks(rng, n_chunks, chunk_tokens, inserts)
         qas = [(f"Find all variables that are assigned the value {val} in the text above.", ", ".join(names))
                for val, names in chains]
-        return chunks, qas[0][0], qas[0][1], qas
+        return chunks, qas
 
     def multihop(self, rng, n_chunks, chunk_tokens):
         npairs = rng.randint(1, 3)
@@ -396,7 +402,7 @@ class Gen:
         elif task in ("single", "multikey", "multivalue", "multiquery"):
             chunks, q, a = self.niah(rng, n_chunks, chunk_tokens, task)
         elif task == "vt":
-            chunks, q, a, _ = self.vt(rng, n_chunks, chunk_tokens)
+            chunks, q, a = self.vt(rng, n_chunks, chunk_tokens)
         elif task == "multihop":
             chunks, q, a = self.multihop(rng, n_chunks, chunk_tokens)
         else:
@@ -414,7 +420,7 @@ class Gen:
         the answer tokens are the whole training signal, and a 1,024-token context costs the
         same whether one or three 40-token question blocks follow it."""
         if task == "vt":
-            chunks, _, _, qas = self.vt(rng, n_chunks, chunk_tokens)
+            chunks, qas = self.vt_all(rng, n_chunks, chunk_tokens)
         else:
             ids, a0, segs = self.example(rng, task, n_chunks, chunk_tokens, True)
             c = segs.index(-1)
@@ -1028,7 +1034,7 @@ def main():
             nc, ct = LEVELS_V1[1 + i % 3]  # the recipe the committed vocabulary came from
             chunks, q, a = getattr(g0, "copy")(rng0, nc, ct) if task == "copy" else (
                 g0.niah(rng0, nc, ct, task) if task in TASKS[:4] else
-                (g0.vt(rng0, nc, ct)[:3] if task == "vt" else g0.multihop(rng0, nc, ct)))
+                (g0.vt(rng0, nc, ct) if task == "vt" else g0.multihop(rng0, nc, ct)))
             texts += [c + "\n\n" for c in chunks] + [f"Question: {q}\nAnswer:", " " + a]
         texts += [" " + w for w in words] * 5 + [w for w in words] * 5
         log(f"training BPE on {len(texts)} texts")
