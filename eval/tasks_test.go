@@ -266,6 +266,48 @@ func TestVTChainCrossesChunks(t *testing.T) {
 	}
 }
 
+// TestVTAskedChainNotFirst: which chain is asked must not show in the layout. Where links of
+// the asked and the distractor chain share a chunk, either may come first; overall the asked
+// chain's numeric assignment comes first in about half the examples.
+func TestVTAskedChainNotFirst(t *testing.T) {
+	exs, err := Generate(context.Background(), Config{Task: TaskVT, N: 600, Seed: 11, ContextTokens: 1024, ChunkTokens: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, shared, sharedFirst := 0, 0, 0
+	for _, ex := range exs {
+		var asked, other Needle
+		for _, nd := range ex.Needles {
+			if !strings.Contains(nd.Text, "= VAR") {
+				if nd.Role == RoleChain {
+					asked = nd
+				} else {
+					other = nd
+				}
+			}
+		}
+		before := asked.Chunk < other.Chunk || (asked.Chunk == other.Chunk && asked.Offset < other.Offset)
+		if before {
+			first++
+		}
+		if asked.Chunk == other.Chunk {
+			shared++
+			if before {
+				sharedFirst++
+			}
+		}
+	}
+	if f := float64(first) / float64(len(exs)); f < 0.42 || f > 0.58 {
+		t.Errorf("asked chain's value assignment first in %.2f of %d examples, want about half", f, len(exs))
+	}
+	if shared < 60 {
+		t.Fatalf("only %d examples with both assignments in one chunk", shared)
+	}
+	if f := float64(sharedFirst) / float64(shared); f < 0.35 || f > 0.65 {
+		t.Errorf("sharing a chunk, the asked chain's assignment came first in %d of %d", sharedFirst, shared)
+	}
+}
+
 func names(ns []Needle) []string {
 	var out []string
 	for _, n := range ns {

@@ -202,10 +202,11 @@ class Gen:
     variable names: 3 upper-case letters. Training draws from Python's random with the
     training seed; the Go generators use their own PRNG and seeds, so examples differ."""
 
-    def __init__(self, tok, words, vt_chains=(1, 2)):
+    def __init__(self, tok, words, vt_chains=(1, 2), vt_legacy_order=False):
         self.tok = tok
         self.words = words
         self.vt_chains = vt_chains
+        self.vt_legacy_order = vt_legacy_order
         self.lencache = {}
 
     def ntok(self, s):
@@ -329,7 +330,7 @@ class Gen:
         nvars = rng.randint(2, 5)
         nchains = rng.randint(*self.vt_chains)
         used = set()
-        inserts = []
+        per_chain = []
         chains = []
         vals = set()
         for ci in range(nchains):
@@ -346,9 +347,26 @@ class Gen:
                 cs = sorted(rng.randrange(n_chunks) for _ in range(nvars))
                 if n_chunks > 1 and cs[0] == cs[-1]:
                     cs[0], cs[-1] = 0, n_chunks - 1
-            inserts += list(zip(cs, stmts))
+            per_chain.append(list(zip(cs, stmts)))
             chains.append((val, names))
-        inserts.sort(key=lambda x: x[0])  # stable: chain order kept within a chunk
+        if self.vt_legacy_order:
+            inserts = [x for ch in per_chain for x in ch]
+        else:
+            # Chains sharing a chunk come in random order (as in eval/tasks.go): appended chain by
+            # chain, the asked chain's links would always come first, and naming the first
+            # variable assigned a number would pass for matching the asked value.
+            inserts, nxt, left = [], [0] * len(per_chain), sum(len(ch) for ch in per_chain)
+            for left in range(left, 0, -1):
+                r = rng.randrange(left)
+                for ci, ch in enumerate(per_chain):
+                    rest = len(ch) - nxt[ci]
+                    if r >= rest:
+                        r -= rest
+                        continue
+                    inserts.append(ch[nxt[ci]])
+                    nxt[ci] += 1
+                    break
+        inserts.sort(key=lambda x: x[0])  # stable: each chain's own order kept within a chunk
         chunks = self.chunks(rng, n_chunks, chunk_tokens, inserts)
         qas = [(f"Find all variables that are assigned the value {val} in the text above.", ", ".join(names))
                for val, names in chains]
@@ -983,6 +1001,8 @@ def main():
                     help="deepen the primary to this many layers: new layers go between the old ones with "
                          "zero output projections, so the grown model starts as the same function")
     ap.add_argument("--freeze-aux", action="store_true", help="train the primary only")
+    ap.add_argument("--vt-legacy-order", action="store_true",
+                    help="phases 1-10: a vt context lists the asked chain's links first within a chunk (a leak)")
     ap.add_argument("--multi-q", action="store_true",
                     help="ask a variable-tracking context about every chain in one row (make_batch_multi)")
     ap.add_argument("--vt-chains", default="1,2",
@@ -1048,7 +1068,7 @@ def main():
     if ck is not None:
         tok = Tokenizer(ck["vocab"], [tuple(m) for m in ck["merges"]])
         pc, ac = ck["pcfg"], ck["acfg"]
-    gen = Gen(tok, words, tuple(int(v) for v in args.vt_chains.split(",")))
+    gen = Gen(tok, words, tuple(int(v) for v in args.vt_chains.split(",")), args.vt_legacy_order)
     fresh_opt = ck is None or "po" not in ck
     if ck is not None and args.grow_layers > pc["num_hidden_layers"]:
         ck["prim"], pc = grow(ck["prim"], pc, args.grow_layers, args.seed)
