@@ -3,7 +3,8 @@
 //
 // Generators (Generate) build needle-in-a-haystack tasks (single, multi-key, multi-value,
 // multi-query; noise or distractor-needle haystacks; numbers, words or short UUIDs as values),
-// variable tracking whose assignment chains cross chunk boundaries, and two-hop questions
+// variable tracking whose assignment chains cross chunk boundaries (vt: RULER's one chain;
+// vt_distractor: with distractor chains, so that the asked value must be matched), two-hop questions
 // whose facts sit in two different chunks. Each example is split into chunks of a target size
 // in tokens of whatever tokenizer the caller passes, and WriteDataset writes the questions and
 // corpus Parquet files that `cacheclip run` reads.

@@ -19,11 +19,18 @@ const (
 	TaskNIAHMultiValue = "niah_multivalue"
 	TaskNIAHMultiQuery = "niah_multiquery"
 	TaskVT             = "vt"
-	TaskMultiHop       = "multihop"
+	// TaskVTDistractor is variable tracking with distractor chains (one by default), each
+	// assigned its own number: the first variable must be found by matching the asked value,
+	// which RULER's vt (one chain, the only number in the context) never needs.
+	TaskVTDistractor = "vt_distractor"
+	TaskMultiHop     = "multihop"
 )
 
 // Tasks lists every task Generate knows, in report order.
-var Tasks = []string{TaskNIAHSingle, TaskNIAHMultiKey, TaskNIAHMultiValue, TaskNIAHMultiQuery, TaskVT, TaskMultiHop}
+var Tasks = []string{TaskNIAHSingle, TaskNIAHMultiKey, TaskNIAHMultiValue, TaskNIAHMultiQuery, TaskVT, TaskVTDistractor, TaskMultiHop}
+
+// IsVT reports whether task is one of the variable-tracking tasks.
+func IsVT(task string) bool { return task == TaskVT || task == TaskVTDistractor }
 
 // Value types and haystacks.
 const (
@@ -93,7 +100,8 @@ type Config struct {
 	// NumValues: values per key of niah_multivalue (default 2).
 	NumValues int
 	// NumDistractors: distractor needles of niah_multikey and niah_multiquery (default 3),
-	// distractor fact pairs of multihop (default 1), distractor chains of vt (default 1).
+	// distractor fact pairs of multihop (default 1), distractor chains of vt_distractor
+	// (default 1). vt has none, as RULER's default (one chain).
 	NumDistractors int
 	// ChainLength: variables per vt chain (default 4).
 	ChainLength  int
@@ -154,9 +162,12 @@ func (c *Config) withDefaults() (Config, error) {
 		switch d.Task {
 		case TaskNIAHMultiKey, TaskNIAHMultiQuery:
 			d.NumDistractors = 3
-		case TaskVT, TaskMultiHop:
+		case TaskVTDistractor, TaskMultiHop:
 			d.NumDistractors = 1
 		}
+	}
+	if d.Task == TaskVT {
+		d.NumDistractors = 0
 	}
 	if d.ChainLength == 0 {
 		d.ChainLength = 4
@@ -420,7 +431,7 @@ func (g *gen) example(i int) (Example, error) {
 		Index: i, TargetTokens: c.ContextTokens, MaxNewTokens: c.MaxNewTokens}
 	var err error
 	switch c.Task {
-	case TaskVT:
+	case TaskVT, TaskVTDistractor:
 		ex.ValueType = ValueNumbers
 		err = g.vt(&ex)
 	case TaskMultiHop:

@@ -26,7 +26,7 @@ func genCases() []genCase {
 	var cs []genCase
 	for _, task := range Tasks {
 		for _, vt := range []string{ValueNumbers, ValueWords, ValueUUIDs} {
-			if (task == TaskVT || task == TaskMultiHop) && vt != ValueNumbers {
+			if (IsVT(task) || task == TaskMultiHop) && vt != ValueNumbers {
 				continue
 			}
 			for _, hs := range []string{HaystackNoise, HaystackNeedle} {
@@ -85,7 +85,7 @@ func TestNeedlesWhereStated(t *testing.T) {
 						t.Fatalf("%s: needle %q occurs %d times in the context", ex.QueryID, nd.Text, n)
 					}
 					// A vt link after the first names the previous variable, not the value.
-					hasValue := strings.Contains(nd.Text, nd.Value) || ex.Task == TaskVT && strings.Contains(nd.Text, " = VAR ")
+					hasValue := strings.Contains(nd.Text, nd.Value) || IsVT(ex.Task) && strings.Contains(nd.Text, " = VAR ")
 					if !hasValue || !strings.Contains(nd.Text, nd.Key) {
 						t.Fatalf("%s: needle %q lacks its key %q or value %q", ex.QueryID, nd.Text, nd.Key, nd.Value)
 					}
@@ -178,7 +178,7 @@ func TestAnswerOnlyFromContext(t *testing.T) {
 					}
 				}
 				switch ex.Task {
-				case TaskVT, TaskMultiHop:
+				case TaskVT, TaskVTDistractor, TaskMultiHop:
 				default:
 					// Every answer is the value of an answer needle whose key is asked; no
 					// distractor's key is asked.
@@ -210,17 +210,20 @@ func TestAnswerOnlyFromContext(t *testing.T) {
 
 func TestVTChainCrossesChunks(t *testing.T) {
 	for _, tc := range []struct {
+		task              string
 		ctx, chunk, chain int
 		distinct          bool // enough chunks for one link per chunk
+		distractors       int  // distractor chains
 	}{
-		{1024, 128, 4, true},
-		{1024, 128, 8, true},
-		{512, 128, 6, false},
-		{256, 128, 3, false},
-		{4096, 512, 5, true},
+		{TaskVT, 1024, 128, 4, true, 0},
+		{TaskVT, 1024, 128, 8, true, 0},
+		{TaskVT, 512, 128, 6, false, 0},
+		{TaskVTDistractor, 1024, 128, 4, true, 1},
+		{TaskVTDistractor, 256, 128, 3, false, 1},
+		{TaskVTDistractor, 4096, 512, 5, true, 1},
 	} {
-		t.Run(fmt.Sprintf("%d-%d-chain%d", tc.ctx, tc.chunk, tc.chain), func(t *testing.T) {
-			exs, err := Generate(context.Background(), Config{Task: TaskVT, N: 20, Seed: 3, ContextTokens: tc.ctx, ChunkTokens: tc.chunk, ChainLength: tc.chain})
+		t.Run(fmt.Sprintf("%s-%d-%d-chain%d", tc.task, tc.ctx, tc.chunk, tc.chain), func(t *testing.T) {
+			exs, err := Generate(context.Background(), Config{Task: tc.task, N: 20, Seed: 3, ContextTokens: tc.ctx, ChunkTokens: tc.chunk, ChainLength: tc.chain})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -255,11 +258,16 @@ func TestVTChainCrossesChunks(t *testing.T) {
 				if tc.distinct && len(chunks) != len(chain) {
 					t.Fatalf("%s: %d links in %d chunks, want one per chunk", ex.QueryID, len(chain), len(chunks))
 				}
-				// The distractor chain has another value, so its variables are not answers.
+				// A distractor chain has another value, so its variables are not answers.
+				values := map[string]bool{}
 				for _, nd := range ex.Needles {
 					if nd.Role == RoleDistractor && nd.Value == val {
 						t.Fatalf("%s: distractor chain shares value %s", ex.QueryID, val)
 					}
+					values[nd.Value] = true
+				}
+				if len(values) != 1+tc.distractors || len(ex.Needles) != tc.chain*(1+tc.distractors) {
+					t.Fatalf("%s: %d needles with %d values, want %d chains of %d", ex.QueryID, len(ex.Needles), len(values), 1+tc.distractors, tc.chain)
 				}
 			}
 		})
@@ -270,7 +278,7 @@ func TestVTChainCrossesChunks(t *testing.T) {
 // the asked and the distractor chain share a chunk, either may come first; overall the asked
 // chain's numeric assignment comes first in about half the examples.
 func TestVTAskedChainNotFirst(t *testing.T) {
-	exs, err := Generate(context.Background(), Config{Task: TaskVT, N: 600, Seed: 11, ContextTokens: 1024, ChunkTokens: 128})
+	exs, err := Generate(context.Background(), Config{Task: TaskVTDistractor, N: 600, Seed: 11, ContextTokens: 1024, ChunkTokens: 128})
 	if err != nil {
 		t.Fatal(err)
 	}
