@@ -823,6 +823,7 @@ def make_batch_multi(examples, lm_weight, ctx_positions):
             n = len(b)
             x[i, o : o + n] = torch.tensor(b)
             y[i, o : o + n - 1] = torch.tensor(b[1:])
+            w[i, o : o + a0 - 1] = lm_weight  # the question's own tokens, as make_batch weighs them
             w[i, o + a0 - 1 : o + n - 1] = 1.0
             p[i, o : o + n] = torch.arange(ps[L], ps[L] + n)
             ok[i, o - C : o - C + n, :L] = True
