@@ -40,8 +40,11 @@ type evalConfig struct {
 	ContextTokens int       `yaml:"context_tokens"`
 	ChunkTokens   int       `yaml:"chunk_tokens"`
 	MaxNewTokens  int       `yaml:"max_new_tokens"`
-	Seed          uint64    `yaml:"seed"`
-	Out           string    `yaml:"out"`
+	// ChainLength: variables per chain of vt and vt_distractor (0: the generator's 4;
+	// RULER's num_hops 4 is 5 variables).
+	ChainLength int    `yaml:"chain_length"`
+	Seed        uint64 `yaml:"seed"`
+	Out         string `yaml:"out"`
 	// AgreementN questions per task go into the attention-agreement analysis
 	// (0: none); AgreementRatio sets its top-k.
 	AgreementN     int     `yaml:"agreement_n"`
@@ -121,6 +124,8 @@ func (c *evalConfig) validate() error {
 		return errors.New("aux: required by the attention-agreement analysis (set agreement_n: 0 to skip it)")
 	case c.MaxNewTokens < 0:
 		return fmt.Errorf("max_new_tokens: %d is negative", c.MaxNewTokens)
+	case c.ChainLength < 0 || c.ChainLength == 1:
+		return fmt.Errorf("chain_length: %d, want 0 (the default) or at least 2", c.ChainLength)
 	case c.Model == "" || c.Out == "":
 		return errors.New("model and out are required")
 	case c.Aux == "" && slices.Contains(c.Methods, "cacheclip"):
@@ -185,7 +190,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	d := defaultEvalConfig()
-	configPath := fs.String("config", "", "YAML file with the keys below (tasks, methods, ratios, model, aux, n, context_tokens, chunk_tokens, max_new_tokens, seed, out, agreement_n, agreement_ratio); flags override it")
+	configPath := fs.String("config", "", "YAML file with the keys below (tasks, methods, ratios, model, aux, n, context_tokens, chunk_tokens, max_new_tokens, chain_length, seed, out, agreement_n, agreement_ratio); flags override it")
 	tasksFlag := fs.String("tasks", strings.Join(d.Tasks, ","), "comma-separated tasks: "+strings.Join(eval.Tasks, ", "))
 	methodsFlag := fs.String("methods", strings.Join(d.Methods, ","), "comma-separated methods: "+strings.Join(evalMethods, ", "))
 	ratiosFlag := fs.String("ratios", "0.1,0.2,0.4", "comma-separated recompute ratios for cacheblend and cacheclip")
@@ -195,6 +200,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ctxFlag := fs.Int("context-tokens", d.ContextTokens, "target context length per question, in the primary's tokens")
 	chunkFlag := fs.Int("chunk-tokens", d.ChunkTokens, "target tokens per chunk")
 	maxNewFlag := fs.Int("max-new-tokens", 0, "answer token limit (0: the task's default)")
+	chainFlag := fs.Int("chain-length", 0, "variables per variable-tracking chain (0: 4; RULER's default is 5)")
 	seedFlag := fs.Uint64("seed", d.Seed, "generator seed")
 	outFlag := fs.String("out", d.Out, "output directory (data, shards, runs, report)")
 	agreeNFlag := fs.Int("agreement-n", d.AgreementN, "questions per task in the attention-agreement analysis (0: skip it)")
@@ -242,6 +248,8 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			cfg.ChunkTokens = *chunkFlag
 		case "max-new-tokens":
 			cfg.MaxNewTokens = *maxNewFlag
+		case "chain-length":
+			cfg.ChainLength = *chainFlag
 		case "seed":
 			cfg.Seed = *seedFlag
 		case "out":
@@ -395,7 +403,7 @@ func tokenCounter(modelDir string) (eval.TokenCounter, error) {
 
 func evalTask(ctx context.Context, cfg evalConfig, task string, plan []evalRun, count eval.TokenCounter, bar progress.Reporter) ([]report.Row, []eval.Example, error) {
 	exs, err := eval.Generate(ctx, eval.Config{Task: task, N: cfg.N, Seed: cfg.Seed, ContextTokens: cfg.ContextTokens,
-		ChunkTokens: cfg.ChunkTokens, MaxNewTokens: cfg.MaxNewTokens, Count: count})
+		ChunkTokens: cfg.ChunkTokens, MaxNewTokens: cfg.MaxNewTokens, ChainLength: cfg.ChainLength, Count: count})
 	if err != nil {
 		return nil, nil, err
 	}

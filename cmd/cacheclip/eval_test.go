@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"cacheclip/eval/report"
+	"cacheclip/jobs"
 	"cacheclip/model/testmodel"
 )
 
@@ -158,14 +159,14 @@ func TestEvalBadConfig(t *testing.T) {
 func TestEvalConfigOverride(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "c.yaml")
-	if err := os.WriteFile(p, []byte("tasks: [vt]\nmethods: [full, cacheblend]\nratios: [0.3]\nn: 5\nseed: 9\n"), 0o644); err != nil {
+	if err := os.WriteFile(p, []byte("tasks: [vt]\nmethods: [full, cacheblend]\nratios: [0.3]\nn: 5\nseed: 9\nchain_length: 5\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg := defaultEvalConfig()
 	if err := loadEvalConfig(p, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(cfg.Tasks, ",") != "vt" || cfg.N != 5 || cfg.Seed != 9 || cfg.Model != "testdata/testbed/primary" {
+	if strings.Join(cfg.Tasks, ",") != "vt" || cfg.N != 5 || cfg.Seed != 9 || cfg.ChainLength != 5 || cfg.Model != "testdata/testbed/primary" {
 		t.Errorf("config not applied over defaults: %+v", cfg)
 	}
 	var got []string
@@ -188,6 +189,37 @@ func TestEvalConfigOverride(t *testing.T) {
 	if err := (&evalConfig{Tasks: []string{"vt"}, Methods: []string{"cacheclip"}, Ratios: []float64{0.2}, Model: "m", Out: "o", N: 1,
 		ContextTokens: 10, ChunkTokens: 5}).validate(); err == nil || !strings.Contains(err.Error(), "aux") {
 		t.Errorf("cacheclip without aux: err %v, want an aux error", err)
+	}
+}
+
+// TestEvalChainLength: --chain-length reaches the generator (RULER's vt has five variables).
+func TestEvalChainLength(t *testing.T) {
+	dir := t.TempDir()
+	primary, _ := writeTestModels(t, dir)
+	out := filepath.Join(dir, "out")
+	var stdout, stderr bytes.Buffer
+	code := cmdEval(context.Background(), []string{"--tasks", "vt", "--methods", "full", "--model", primary, "--aux", "",
+		"--n", "2", "--context-tokens", "640", "--chunk-tokens", "128", "--max-new-tokens", "2", "--chain-length", "5",
+		"--out", out, "--progress", "none", "--agreement-n", "0"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	r, err := jobs.OpenQuestions(filepath.Join(out, "data", "vt", "questions.parquet"), jobs.QuestionsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	qs, err := r.Next(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(qs) != 2 {
+		t.Fatalf("%d questions, want 2", len(qs))
+	}
+	for _, q := range qs {
+		if len(q.Answers) != 5 {
+			t.Errorf("%s: answers %v, want a chain of 5", q.QueryID, q.Answers)
+		}
 	}
 }
 
