@@ -158,6 +158,9 @@ func (c *Config) withDefaults() (Config, error) {
 	if d.NumValues == 0 {
 		d.NumValues = 2
 	}
+	if d.Task == TaskVT && d.NumDistractors != 0 {
+		return d, fmt.Errorf("eval: task vt has no distractor chains (num_distractors %d): use vt_distractor", d.NumDistractors)
+	}
 	if d.NumDistractors == 0 {
 		switch d.Task {
 		case TaskNIAHMultiKey, TaskNIAHMultiQuery:
@@ -165,9 +168,6 @@ func (c *Config) withDefaults() (Config, error) {
 		case TaskVTDistractor, TaskMultiHop:
 			d.NumDistractors = 1
 		}
-	}
-	if d.Task == TaskVT {
-		d.NumDistractors = 0
 	}
 	if d.ChainLength == 0 {
 		d.ChainLength = 4

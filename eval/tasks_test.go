@@ -401,6 +401,7 @@ func TestConfigErrors(t *testing.T) {
 		{"multihop one chunk", Config{Task: TaskMultiHop, N: 1, ContextTokens: 100, ChunkTokens: 100}, "at least 2 chunks"},
 		{"needles do not fit", Config{Task: TaskNIAHMultiKey, N: 1, ContextTokens: 40, ChunkTokens: 20, NumDistractors: 6}, "too small"},
 		{"vt link does not fit", Config{Task: TaskVT, N: 1, ContextTokens: 40, ChunkTokens: 4}, "too small"},
+		{"vt with distractors", Config{Task: TaskVT, N: 1, ContextTokens: 100, ChunkTokens: 50, NumDistractors: 1}, "use vt_distractor"},
 		{"chain of one", Config{Task: TaskVT, N: 1, ContextTokens: 100, ChunkTokens: 50, ChainLength: 1}, "bad counts"},
 		{"negative max_new_tokens", Config{Task: TaskVT, N: 1, ContextTokens: 100, ChunkTokens: 50, MaxNewTokens: -1}, "bad counts"},
 		{"too many keys", Config{Task: TaskNIAHMultiKey, N: 1, ContextTokens: 100000, ChunkTokens: 10000, NumDistractors: 400}, "word list"},
