@@ -62,7 +62,7 @@ func BenchmarkOutputWrite(b *testing.B) {
 		}
 		for i := 0; i < n; i++ {
 			err := o.Write(context.Background(), Result{QueryID: fmt.Sprintf("query-%09d", i), Answer: "an answer of a few words",
-				Status: StatusOK, Method: "cacheclip", RecomputeRatio: 0.2, TTFTMS: float64(i % 300), TotalMS: float64(i % 900)})
+				Status: StatusOK, Method: "cacheclip", TTFTMS: float64(i % 300), TotalMS: float64(i % 900)})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -57,7 +57,11 @@ func checkDuckDB(t *testing.T, node, tool string, diag bool, more []string) {
 		Files    int   `json:"files"`
 		Rows     int64 `json:"rows"`
 		Distinct int64 `json:"distinct_query_ids"`
-		Columns  []struct {
+		// requested_ratio is null on fakeResult's rows without a ratio, and
+		// recompute_ratio is n_recomputed / n_context_tokens on every row.
+		RequestedNulls int64 `json:"requested_ratio_nulls"`
+		RatioMismatch  int64 `json:"recompute_ratio_mismatches"`
+		Columns        []struct {
 			Name string `json:"name"`
 			Type string `json:"type"`
 		} `json:"columns"`
@@ -68,8 +72,17 @@ func checkDuckDB(t *testing.T, node, tool string, diag bool, more []string) {
 	if got.Rows != 250 || got.Distinct != 250 {
 		t.Errorf("DuckDB sees %d rows, %d distinct query_ids; want 250", got.Rows, got.Distinct)
 	}
+	wantNulls := int64(0)
+	for i := range int64(250) {
+		if fakeRequested(i) == nil {
+			wantNulls++
+		}
+	}
+	if got.RequestedNulls != wantNulls || got.RatioMismatch != 0 {
+		t.Errorf("DuckDB sees %d null requested_ratio (want %d) and %d rows whose recompute_ratio is not n_recomputed/n_context_tokens", got.RequestedNulls, wantNulls, got.RatioMismatch)
+	}
 	want := []string{"query_id VARCHAR", "answer VARCHAR", "status VARCHAR", "error VARCHAR", "method VARCHAR",
-		"recompute_ratio DOUBLE", "n_context_tokens INTEGER", "n_recomputed INTEGER", "n_generated INTEGER",
+		"recompute_ratio DOUBLE", "requested_ratio DOUBLE", "n_context_tokens INTEGER", "n_recomputed INTEGER", "n_generated INTEGER",
 		"load_ms DOUBLE", "aux_ms DOUBLE", "prefill_ms DOUBLE", "ttft_ms DOUBLE", "decode_ms DOUBLE", "total_ms DOUBLE",
 		"answers VARCHAR[]", "lang VARCHAR", "score DOUBLE", "tags VARCHAR[]", "weight BIGINT"}
 	want = append(want, more...)

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"cacheclip/methods"
 )
 
 // specFlag is one command-line flag of `cacheclip run`. This table is the one
@@ -40,8 +42,8 @@ var specFlags = []specFlag{
 	{name: "store", usage: "KV shard store directory", set: str(func(s *Spec) *string { return &s.Store })},
 	{name: "model", usage: "primary model directory", set: str(func(s *Spec) *string { return &s.Model })},
 	{name: "aux", usage: "auxiliary model directory (method cacheclip)", set: str(func(s *Spec) *string { return &s.Aux })},
-	{name: "method", usage: "full, reuse, ape, cacheblend or cacheclip", set: str(func(s *Spec) *string { return &s.Method })},
-	{name: "ratio", usage: "recompute ratio in [0,1]", set: func(s *Spec, v string) error {
+	{name: "method", usage: methods.Default().Usage(), set: str(func(s *Spec) *string { return &s.Method })},
+	{name: "ratio", usage: "recompute ratio in [0,1] (methods that take one)", set: func(s *Spec, v string) error {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil {
 			return fmt.Errorf("want a number: %w", err)
@@ -49,7 +51,7 @@ var specFlags = []specFlag{
 		s.Ratio = f
 		return nil
 	}},
-	{name: "method-param", usage: "method parameter key=value (repeatable)", set: func(s *Spec, v string) error {
+	{name: "method-param", usage: methods.Default().ParamUsage(), set: func(s *Spec, v string) error {
 		k, val, ok := strings.Cut(v, "=")
 		if !ok || strings.TrimSpace(k) == "" {
 			return fmt.Errorf("want key=value, got %q", v)

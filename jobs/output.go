@@ -35,7 +35,7 @@ func DiagnosticColumns() []string { return slices.Clone(diagnosticColumns) }
 var diagnosticColumns = []string{"answer_token_ids", "first_token_logprobs"}
 
 var outputColumns = []string{
-	"query_id", "answer", "status", "error", "method", "recompute_ratio",
+	"query_id", "answer", "status", "error", "method", "recompute_ratio", "requested_ratio",
 	"n_context_tokens", "n_recomputed", "n_generated",
 	"load_ms", "aux_ms", "prefill_ms", "ttft_ms", "decode_ms", "total_ms",
 }
@@ -51,12 +51,16 @@ const (
 // Result is one output row. Answer is written as null for error rows and
 // Error as null for ok rows.
 type Result struct {
-	QueryID        string
-	Answer         string
-	Status         Status
-	Error          string
-	Method         string
-	RecomputeRatio float64
+	QueryID string
+	Answer  string
+	Status  Status
+	Error   string
+	Method  string
+	// RequestedRatio is the job's ratio for a method that takes one, nil
+	// (written as null) for the others. What was recomputed, recompute_ratio,
+	// is derived from NRecomputed and NContextTokens when the row is written,
+	// so it cannot disagree with them.
+	RequestedRatio *float64
 	NContextTokens int32
 	NRecomputed    int32
 	NGenerated     int32
@@ -77,9 +81,19 @@ type Result struct {
 }
 
 // ErrorResult is the status=error row for a question that failed with err.
-func ErrorResult(q *Question, method string, ratio float64, err error) Result {
+func ErrorResult(q *Question, method string, requested *float64, err error) Result {
 	return Result{QueryID: q.QueryID, Status: StatusError, Error: err.Error(),
-		Method: method, RecomputeRatio: ratio, Passthrough: q.Passthrough}
+		Method: method, RequestedRatio: requested, Passthrough: q.Passthrough}
+}
+
+// RecomputeRatio is the share of the context recomputed:
+// NRecomputed / NContextTokens, 0 without context (and for error rows, which
+// recomputed nothing).
+func (r *Result) RecomputeRatio() float64 {
+	if r.NContextTokens <= 0 {
+		return 0
+	}
+	return float64(r.NRecomputed) / float64(r.NContextTokens)
 }
 
 // File names inside an output directory.
@@ -173,11 +187,12 @@ func OutputSchema(pass []parquet.Field, diagnostics bool) *parquet.Schema {
 		field("error", parquet.Optional(str)),
 		field("method", parquet.Required(str)),
 		field("recompute_ratio", parquet.Required(parquet.Leaf(parquet.DoubleType))),
+		field("requested_ratio", parquet.Optional(parquet.Leaf(parquet.DoubleType))),
 	}
-	for _, n := range outputColumns[6:9] {
+	for _, n := range outputColumns[7:10] {
 		fields = append(fields, field(n, parquet.Required(parquet.Leaf(parquet.Int32Type))))
 	}
-	for _, n := range outputColumns[9:] {
+	for _, n := range outputColumns[10:] {
 		fields = append(fields, field(n, parquet.Required(parquet.Leaf(parquet.DoubleType))))
 	}
 	fields = append(fields, pass...)
@@ -451,6 +466,12 @@ func (o *Output) row(r *Result) (parquet.Row, error) {
 	}
 	dbl := func(x float64, col int) parquet.Value { return parquet.DoubleValue(x).Level(0, 0, col) }
 	i32 := func(x int32, col int) parquet.Value { return parquet.Int32Value(x).Level(0, 0, col) }
+	optDbl := func(x *float64, col int) parquet.Value {
+		if x == nil {
+			return parquet.NullValue().Level(0, 0, col)
+		}
+		return parquet.DoubleValue(*x).Level(0, 1, col)
+	}
 	n := len(outputColumns) + len(r.Passthrough)
 	if o.opts.Diagnostics {
 		n += max(1, len(r.AnswerIDs)) + max(1, len(r.FirstLogProbs))
@@ -462,10 +483,10 @@ func (o *Output) row(r *Result) (parquet.Row, error) {
 		str(string(r.Status), 2),
 		opt(r.Error, r.Status == StatusOK, 3),
 		str(r.Method, 4),
-		dbl(r.RecomputeRatio, 5),
-		i32(r.NContextTokens, 6), i32(r.NRecomputed, 7), i32(r.NGenerated, 8),
-		dbl(r.LoadMS, 9), dbl(r.AuxMS, 10), dbl(r.PrefillMS, 11),
-		dbl(r.TTFTMS, 12), dbl(r.DecodeMS, 13), dbl(r.TotalMS, 14),
+		dbl(r.RecomputeRatio(), 5), optDbl(r.RequestedRatio, 6),
+		i32(r.NContextTokens, 7), i32(r.NRecomputed, 8), i32(r.NGenerated, 9),
+		dbl(r.LoadMS, 10), dbl(r.AuxMS, 11), dbl(r.PrefillMS, 12),
+		dbl(r.TTFTMS, 13), dbl(r.DecodeMS, 14), dbl(r.TotalMS, 15),
 	)
 	row = append(row, r.Passthrough...)
 	if o.opts.Diagnostics {

@@ -34,16 +34,29 @@ func makeQuestions(t *testing.T, dir string, n int) string {
 	return writeParquet(t, dir, "questions.parquet", rows, 64)
 }
 
+// fakeRequested is the requested ratio of fakeResult's row: none on every
+// third row (a method without a ratio), else 0.2.
+func fakeRequested(row int64) *float64 {
+	if row%3 == 0 {
+		return nil
+	}
+	r := 0.2
+	return &r
+}
+
+// fakeRecomputed is the number of fakeResult's recomputed tokens out of 100.
+func fakeRecomputed(row int64) int32 { return int32(row%7) * 3 }
+
 // fakeResult answers q deterministically; every 10th question fails.
 func fakeResult(q *Question) Result {
 	if q.Err != nil {
-		return ErrorResult(q, "cacheclip", 0.2, q.Err)
+		return ErrorResult(q, "cacheclip", fakeRequested(q.Row), q.Err)
 	}
 	if q.Row%10 == 9 {
-		return ErrorResult(q, "cacheclip", 0.2, errors.New("unknown chunk id c2"))
+		return ErrorResult(q, "cacheclip", fakeRequested(q.Row), errors.New("unknown chunk id c2"))
 	}
 	return Result{QueryID: q.QueryID, Answer: "A:" + q.Question, Status: StatusOK, Method: "cacheclip",
-		RecomputeRatio: 0.2, NContextTokens: 100, NRecomputed: 20, NGenerated: int32(q.Row%5 + 1),
+		RequestedRatio: fakeRequested(q.Row), NContextTokens: 100, NRecomputed: fakeRecomputed(q.Row), NGenerated: int32(q.Row%5 + 1),
 		LoadMS: 1, AuxMS: 2, PrefillMS: 3, TTFTMS: float64(q.Row%100 + 1), DecodeMS: 4, TotalMS: float64(q.Row%100+1) * 2,
 		Passthrough: q.Passthrough}
 }
@@ -109,6 +122,7 @@ type outRow struct {
 	Error          *string  `parquet:"error,optional"`
 	Method         string   `parquet:"method"`
 	RecomputeRatio float64  `parquet:"recompute_ratio"`
+	RequestedRatio *float64 `parquet:"requested_ratio,optional"`
 	NContextTokens int32    `parquet:"n_context_tokens"`
 	NRecomputed    int32    `parquet:"n_recomputed"`
 	NGenerated     int32    `parquet:"n_generated"`
@@ -181,7 +195,7 @@ func TestOutputSchemaAndValues(t *testing.T) {
 	}
 	f.Close()
 	want := []string{"query_id:STRING", "answer:STRING", "status:STRING", "error:STRING", "method:STRING",
-		"recompute_ratio:DOUBLE", "n_context_tokens:INT(32,true)", "n_recomputed:INT(32,true)", "n_generated:INT(32,true)",
+		"recompute_ratio:DOUBLE", "requested_ratio:DOUBLE", "n_context_tokens:INT(32,true)", "n_recomputed:INT(32,true)", "n_generated:INT(32,true)",
 		"load_ms:DOUBLE", "aux_ms:DOUBLE", "prefill_ms:DOUBLE", "ttft_ms:DOUBLE", "decode_ms:DOUBLE", "total_ms:DOUBLE",
 		"answers:group LIST", "lang:STRING", "score:DOUBLE", "tags:group LIST", "weight:INT(64,true)"}
 	if strings.Join(cols, ",") != strings.Join(want, ",") {
@@ -200,6 +214,17 @@ func TestOutputSchemaAndValues(t *testing.T) {
 		}
 		if r.Lang != "en" || r.Score != float64(i)/4 || len(r.Tags) != 2 || r.Tags[1] != fmt.Sprint(i) || r.Answers[0] != fmt.Sprintf("ans%d", i) {
 			t.Errorf("row %d passthrough %+v", i, r)
+		}
+		// recompute_ratio is what was recomputed; requested_ratio what was asked.
+		wantRatio := float64(fakeRecomputed(int64(i))) / 100
+		if i%10 == 9 {
+			wantRatio = 0
+		}
+		if r.RecomputeRatio != wantRatio {
+			t.Errorf("row %d recompute_ratio %v, want %v", i, r.RecomputeRatio, wantRatio)
+		}
+		if req := fakeRequested(int64(i)); (req == nil) != (r.RequestedRatio == nil) || req != nil && *req != *r.RequestedRatio {
+			t.Errorf("row %d requested_ratio %v, want %v", i, r.RequestedRatio, req)
 		}
 		if i%10 == 9 {
 			if r.Status != "error" || r.Answer != nil || r.Error == nil || !strings.Contains(*r.Error, "unknown chunk") {

@@ -7,17 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"cacheclip/methods"
 )
-
-// Methods returns the method names a job may ask for (DESIGN.md §3).
-func Methods() []string { return slices.Clone(methods) }
-
-var methods = []string{"full", "reuse", "ape", "cacheblend", "cacheclip"}
 
 // templates are the prompt templates a job may name; "" means "from the model".
 var templates = []string{"", "chatml", "llama3", "plain"}
@@ -132,14 +127,19 @@ func (s *Spec) Validate() error {
 	if s.Corpus == "" && s.Store == "" {
 		bad("corpus", "a corpus file or a shard store (store) is required")
 	}
-	if !slices.Contains(methods, s.Method) {
-		bad("method", "%q is not one of %s", s.Method, strings.Join(methods, ", "))
-	}
-	if s.Method == "cacheclip" && s.Aux == "" {
-		bad("aux", "method cacheclip needs an auxiliary model directory")
-	}
-	if !(s.Ratio >= 0 && s.Ratio <= 1) { // also rejects NaN
-		bad("ratio", "%v is not in [0, 1]", s.Ratio)
+	// The method, its ratio and its parameters are checked by the registry, so an
+	// unknown key or a bad value stops the job here, before any model loads.
+	if m, err := methods.Default().Resolve(s.Method, s.Ratio, s.MethodParams); err != nil {
+		var me *methods.Error
+		for _, e := range flatten(err) {
+			if errors.As(e, &me) {
+				bad(me.Field, "%s", me.Msg)
+			} else {
+				bad("method", "%v", e)
+			}
+		}
+	} else if m.Entry.NeedsAux && s.Aux == "" {
+		bad("aux", "method %s needs an auxiliary model directory", s.Method)
 	}
 	if !slices.Contains(templates, s.Template) {
 		bad("template", "%q is not one of chatml, llama3, plain (or empty for the model's own)", s.Template)
@@ -174,20 +174,18 @@ func (s *Spec) Validate() error {
 	if s.Device == "" {
 		bad("device", "empty (use auto, cpu, cuda or cuda:N)")
 	}
-	keys := make([]string, 0, len(s.MethodParams))
-	for k := range s.MethodParams {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if strings.TrimSpace(k) == "" {
-			bad("method_params", "empty parameter name")
-		}
-	}
 	if len(errs) == 0 {
 		return nil
 	}
 	return configErr(errors.Join(errs...))
+}
+
+// flatten lists the errors joined in err.
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // EffectiveFileName is the name of the effective spec inside the output

@@ -157,6 +157,12 @@ func TestValidateNamesField(t *testing.T) {
 		{"template", func(s *Spec) { s.Template = "alpaca" }, "template"},
 		{"shard", func(s *Spec) { s.Shard = Shard{9, 8} }, "shard"},
 		{"max new tokens", func(s *Spec) { s.MaxNewTokens = 0 }, "max_new_tokens"},
+		{"unknown method param", func(s *Spec) { s.MethodParams = map[string]string{"windw": "8"} }, "method_params.windw"},
+		{"param of another method", func(s *Spec) { s.MethodParams = map[string]string{"check_layer": "2"} }, "method_params.check_layer"},
+		{"bad reduce", func(s *Spec) { s.MethodParams = map[string]string{"reduce": "avg"} }, "method_params.reduce"},
+		{"window 0", func(s *Spec) { s.MethodParams = map[string]string{"window": "0"} }, "method_params.window"},
+		{"window not an integer", func(s *Spec) { s.MethodParams = map[string]string{"window": "8.5"} }, "method_params.window"},
+		{"ape temp 0", func(s *Spec) { s.Method, s.MethodParams = "ape", map[string]string{"temp": "0"} }, "method_params.temp"},
 	}
 	for _, c := range cases {
 		s := validSpec()
@@ -180,6 +186,31 @@ func TestValidateNamesField(t *testing.T) {
 	}
 }
 
+// A method parameter's error names the key, what is wrong and what is allowed,
+// and every bad key is reported at once.
+func TestValidateMethodParamMessages(t *testing.T) {
+	s := validSpec()
+	s.MethodParams = map[string]string{"reduce": "avg", "windw": "8", "min_count": "-1"}
+	err := s.Validate()
+	var fe *FieldError
+	if !errors.As(err, &fe) {
+		t.Fatalf("err = %v, want a FieldError", err)
+	}
+	for _, want := range []string{
+		`method_params.reduce: "avg" is not one of mean, max, last`,
+		"method_params.windw: unknown parameter of method cacheclip (its parameters: reduce, window, min_count, aux_template, aux_mode)",
+		"method_params.min_count: -1 is not int in [1, inf)",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	s.MethodParams = map[string]string{"reduce": "max", "window": "16", "min_count": "3", "aux_mode": "cached", "aux_template": "chatml"}
+	if err := s.Validate(); err != nil {
+		t.Errorf("valid parameters rejected: %v", err)
+	}
+}
+
 func TestSpecFileAndFlags(t *testing.T) {
 	dir := t.TempDir()
 	yml := filepath.Join(dir, "job.yaml")
@@ -190,7 +221,7 @@ model: /models/qwen
 aux: /models/smol
 method: cacheblend
 ratio: 0.15
-method_params: {check_layer: 2, temperature: 0.9}
+method_params: {check_layer: 2, rank_by: k}
 out: /tmp/out
 shard: 2/4
 batch_size: 16
@@ -215,7 +246,7 @@ diagnostics: true
 		{"yaml only", []string{"--job", yml}, func(t *testing.T, s Spec) {
 			if s.Method != "cacheblend" || s.Ratio != 0.15 || s.Shard != (Shard{2, 4}) || s.BatchSize != 16 ||
 				s.MaxErrors != (ErrorBudget{Count: 25}) || s.CommitInterval != 30*time.Second || s.WriteThrough || !s.Diagnostics ||
-				s.MethodParams["check_layer"] != "2" || s.MethodParams["temperature"] != "0.9" || s.LoadWorkers != 2 {
+				s.MethodParams["check_layer"] != "2" || s.MethodParams["rank_by"] != "k" || s.LoadWorkers != 2 {
 				t.Errorf("got %+v", s)
 			}
 		}, ""},

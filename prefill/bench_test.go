@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"cacheclip/kernels"
+	"cacheclip/methods"
 	"cacheclip/model/testmodel"
 	"cacheclip/prefill"
 	"cacheclip/prefill/auxscore"
@@ -80,7 +81,7 @@ var benchOnce = sync.OnceValues(func() (*benchSetup, error) {
 	ctx := context.Background()
 	// Warm the chunk caches (the shard store's job, ahead of time) so TTFT is
 	// measured on loaded caches, as a job sees them.
-	rm, _ := prefill.NewMethod(prefill.Reuse)
+	rm, _ := prefill.NewMethod(methods.Reuse)
 	if _, err := s.eng.Prefill(ctx, q, rm, 0); err != nil {
 		return nil, err
 	}
@@ -108,12 +109,12 @@ func BenchmarkMethods(b *testing.B) {
 		aux   *auxscore.Scorer
 		meth  string
 	}
-	list := []bench{{"full", 1, nil, prefill.Full}, {"reuse", 0, nil, prefill.Reuse}, {"ape", 0, nil, prefill.APE}}
+	list := []bench{{"full", 1, nil, methods.Full}, {"reuse", 0, nil, methods.Reuse}, {"ape", 0, nil, methods.APE}}
 	for _, r := range []float64{0.1, 0.2, 0.4} {
 		list = append(list,
-			bench{fmt.Sprintf("cacheblend/r=%.1f", r), r, nil, prefill.CacheBlend},
-			bench{fmt.Sprintf("cacheclip/r=%.1f", r), r, s.aux, prefill.CacheClip},
-			bench{fmt.Sprintf("cacheclip-cheap/r=%.1f", r), r, s.auxCheap, prefill.CacheClip})
+			bench{fmt.Sprintf("cacheblend/r=%.1f", r), r, nil, methods.CacheBlend},
+			bench{fmt.Sprintf("cacheclip/r=%.1f", r), r, s.aux, methods.CacheClip},
+			bench{fmt.Sprintf("cacheclip-cheap/r=%.1f", r), r, s.auxCheap, methods.CacheClip})
 	}
 	for _, bc := range list {
 		b.Run(bc.name, func(b *testing.B) {
@@ -142,7 +143,7 @@ func BenchmarkMethods(b *testing.B) {
 					cpu = c
 				}
 			}
-			if bc.meth == prefill.Full {
+			if bc.meth == methods.Full {
 				s.full, s.fullCPU, s.fullLogits = st, cpu, last.Logits
 			}
 			// Quality proxies on random weights: distance of the first-token logits

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"cacheclip/kernels"
+	"cacheclip/methods"
 	"cacheclip/model"
 )
 
@@ -32,7 +33,9 @@ type Engine struct {
 
 // Stats is the accounting of one prefill.
 type Stats struct {
-	Method         string
+	Method string
+	// Ratio is the requested ratio (0 for a method that takes none); what was
+	// recomputed is RecomputedTokens out of ContextTokens.
 	Ratio          float64
 	PrefixTokens   int
 	ContextTokens  int
@@ -111,40 +114,23 @@ func (e *Engine) PrefillLayout(ctx context.Context, q Query, lay Layout, m Metho
 		}
 	}
 	n := lay.ContextTokens()
-	res := &Result{Stats: Stats{Method: m.Name, Ratio: m.Ratio, PrefixTokens: len(lay.Prefix.IDs), ContextTokens: n, QuestionTokens: len(lay.Question.IDs)}}
-	if m.Name == Full {
-		res.Stats.Ratio = 1
+	kind := m.Entry.Kind
+	res := &Result{Stats: Stats{Method: m.Name(), Ratio: m.Ratio, PrefixTokens: len(lay.Prefix.IDs), ContextTokens: n, QuestionTokens: len(lay.Question.IDs)}}
+	if kind == methods.Fresh {
 		if err := e.full(ctx, &lay, reserve, res); err != nil {
 			return nil, err
 		}
 		res.Stats.TTFT = time.Since(start)
 		return res, nil
 	}
-	if m.Name == Reuse || m.Name == APE {
-		res.Stats.Ratio = 0
-	}
-	// The auxiliary model's selection does not depend on the primary's caches, so
-	// it runs first; the job runner overlaps it with the previous batch.
+	// A selection does not depend on the primary's caches, so it is made first;
+	// the job runner overlaps the auxiliary model's with the previous batch.
 	var sel []int
-	budget := Budget(m.Ratio, n)
-	if m.Name == CacheClip {
-		switch {
-		case q.Selection != nil:
-			sel = q.Selection
-			res.Stats.Aux = q.AuxTime
-		case m.Selector != nil:
-			t0 := time.Now()
-			var err error
-			sel, err = m.Selector.Select(ctx, q, lay, budget)
-			if err != nil {
-				return nil, fmt.Errorf("prefill: auxiliary selection: %w", err)
-			}
-			res.Stats.Aux = time.Since(t0)
-		default:
-			return nil, fmt.Errorf("prefill: method cacheclip: no auxiliary scorer and no selection made ahead")
-		}
-		if err := checkSelection(sel, budget, n); err != nil {
-			return nil, fmt.Errorf("prefill: auxiliary selection: %w", err)
+	budget := m.Budget(n)
+	if kind == methods.Selected {
+		var err error
+		if sel, err = e.selection(ctx, q, lay, m, budget, res); err != nil {
+			return nil, err
 		}
 	}
 	pkv, err := e.prefix.Get(ctx, e.Model, e.Pool, lay.Prefix.IDs)
@@ -171,30 +157,31 @@ func (e *Engine) PrefillLayout(ctx context.Context, q Query, lay Layout, m Metho
 		ctxTok = append(ctxTok, c.IDs...)
 	}
 	np := len(lay.Prefix.IDs)
-	switch m.Name {
-	case APE:
+	switch {
+	case m.Entry.AttnGroups:
 		// APE (Infini-AI-Lab/APE, ape_llama.py, prefill_query): the query's attention
 		// over the chunks is a separate softmax with logits scaled by 1/T, whose
 		// log-sum-exp is multiplied by S·T before merging with the attention over P
 		// and Q. AttnGroups weighs group g by exp(LSEScale[g]·lse_g) with lse_g taken
 		// over logits already divided by Temp[g], so Temp = T and LSEScale = S·T.
-		g := &model.AttnGroups{SlotGroup: make([]uint8, asm.Cache.Cap()), Temp: []float32{1, float32(m.Temp)}, LSEScale: []float32{1, float32(m.Scale * m.Temp)}}
+		temp, scale := m.Values.Float("temp"), m.Values.Float("scale")
+		g := &model.AttnGroups{SlotGroup: make([]uint8, asm.Cache.Cap()), Temp: []float32{1, float32(temp)}, LSEScale: []float32{1, float32(scale * temp)}}
 		for i := np; i < qStart; i++ {
 			g.SlotGroup[i] = 1
 		}
 		seq.Groups = g
 		res.Groups = g
-	case CacheBlend:
+	case kind == methods.Prune:
 		for i, t := range ctxTok {
 			addRow(t, np+i)
 		}
 		res.Selected = nil
-		seq.PruneLayer = m.CheckLayer
+		seq.PruneLayer = m.Values.Int("check_layer")
 		cache := asm.Cache
 		kd := cfg.KVDim()
 		seq.Prune = func(layer int, rows []int, k, v []float32) []int {
 			fresh, old := v, cache.V[layer]
-			if m.RankBy == "k" {
+			if m.Values.String("rank_by") == "k" {
 				fresh, old = k, cache.K[layer]
 			}
 			// LMCache ranks by the squared L2 distance over every KV head of a
@@ -229,7 +216,7 @@ func (e *Engine) PrefillLayout(ctx context.Context, q Query, lay Layout, m Metho
 			sort.Ints(res.Selected)
 			return keep
 		}
-	case CacheClip:
+	case kind == methods.Selected:
 		for _, i := range sel {
 			addRow(ctxTok[i], np+i)
 		}
@@ -242,7 +229,7 @@ func (e *Engine) PrefillLayout(ctx context.Context, q Query, lay Layout, m Metho
 	t0 := time.Now()
 	out, err := e.Model.Forward(ctx, e.Pool, []*model.Seq{seq})
 	if err != nil {
-		return nil, fmt.Errorf("prefill: %s: %w", m.Name, err)
+		return nil, fmt.Errorf("prefill: %s: %w", m.Name(), err)
 	}
 	res.Stats.Recompute = time.Since(t0)
 	res.Logits = out[0].Logits[0]
@@ -291,6 +278,41 @@ func (e *Engine) full(ctx context.Context, lay *Layout, reserve int, res *Result
 	res.Cache = cache
 	res.NextPos = int32(len(toks))
 	return nil
+}
+
+// selection is the tokens a Selected method recomputes: made ahead (the
+// Query's), by the auxiliary scorer, or by the method's own Select.
+func (e *Engine) selection(ctx context.Context, q Query, lay Layout, m Method, budget int, res *Result) ([]int, error) {
+	var sel []int
+	var err error
+	t0 := time.Now()
+	switch {
+	case q.Selection != nil:
+		sel = q.Selection
+		res.Stats.Aux = q.AuxTime
+	case m.Entry.NeedsAux && m.Selector != nil:
+		sel, err = m.Selector.Select(ctx, q, lay, budget)
+		res.Stats.Aux = time.Since(t0)
+	case m.Entry.NeedsAux:
+		return nil, fmt.Errorf("prefill: method %s: no auxiliary scorer and no selection made ahead", m.Name())
+	default:
+		c := methods.Chunks{Lens: make([]int, len(lay.Chunks))}
+		for i, ch := range lay.Chunks {
+			c.Lens[i] = len(ch.IDs)
+		}
+		sel, err = m.Entry.Select(ctx, c, budget, m.Values)
+		res.Stats.Aux = time.Since(t0)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("prefill: %s selection: %w", m.Name(), err)
+	}
+	if !m.Entry.TakesRatio {
+		budget = len(sel) // the method chooses its own count
+	}
+	if err := checkSelection(sel, budget, lay.ContextTokens()); err != nil {
+		return nil, fmt.Errorf("prefill: %s selection: %w", m.Name(), err)
+	}
+	return sel, nil
 }
 
 func checkSelection(sel []int, budget, n int) error {

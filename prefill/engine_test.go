@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"cacheclip/kernels"
+	"cacheclip/methods"
 	"cacheclip/model"
 	"cacheclip/model/testmodel"
 	"cacheclip/prefill"
@@ -78,7 +79,7 @@ func (f *fixture) run(t testing.TB, q prefill.Query, m prefill.Method) *prefill.
 	t.Helper()
 	r, err := f.eng.Prefill(context.Background(), q, m, 8)
 	if err != nil {
-		t.Fatalf("%s r=%v: %v", m.Name, m.Ratio, err)
+		t.Fatalf("%s r=%v: %v", m.Name(), m.Ratio, err)
 	}
 	return r
 }
@@ -87,7 +88,7 @@ func (f *fixture) answer(t testing.TB, q prefill.Query, m prefill.Method) []int3
 	t.Helper()
 	a, err := f.eng.Answer(context.Background(), q, m, model.GenOptions{MaxNewTokens: 6}, f.lay)
 	if err != nil {
-		t.Fatalf("%s r=%v: %v", m.Name, m.Ratio, err)
+		t.Fatalf("%s r=%v: %v", m.Name(), m.Ratio, err)
 	}
 	return a.IDs
 }
@@ -119,17 +120,17 @@ func TestRatioOneEqualsFull(t *testing.T) {
 	for _, v := range []string{"llama2", "qwen2", "llama3"} {
 		t.Run(v, func(t *testing.T) {
 			f := newFixture(t, v)
-			full := f.run(t, testQuery, f.method(t, prefill.Full, 1))
-			fullAns := f.answer(t, testQuery, f.method(t, prefill.Full, 1))
+			full := f.run(t, testQuery, f.method(t, methods.Full, 1))
+			fullAns := f.answer(t, testQuery, f.method(t, methods.Full, 1))
 			t.Logf("full greedy answer %v", fullAns)
 			cases := []struct {
 				name   string
 				method func() prefill.Method
 			}{
-				{"cacheclip", func() prefill.Method { return f.method(t, prefill.CacheClip, 1) }},
-				{"cacheblend-v", func() prefill.Method { return f.method(t, prefill.CacheBlend, 1) }},
-				{"cacheblend-k", func() prefill.Method { m := f.method(t, prefill.CacheBlend, 1); m.RankBy = "k"; return m }},
-				{"cacheblend-layer0", func() prefill.Method { m := f.method(t, prefill.CacheBlend, 1); m.CheckLayer = 0; return m }},
+				{"cacheclip", func() prefill.Method { return f.method(t, methods.CacheClip, 1) }},
+				{"cacheblend-v", func() prefill.Method { return f.method(t, methods.CacheBlend, 1) }},
+				{"cacheblend-k", func() prefill.Method { m := f.method(t, methods.CacheBlend, 1); m.Values["rank_by"] = "k"; return m }},
+				{"cacheblend-layer0", func() prefill.Method { m := f.method(t, methods.CacheBlend, 1); m.Values["check_layer"] = 0; return m }},
 			}
 			for _, c := range cases {
 				r := f.run(t, testQuery, c.method())
@@ -144,7 +145,7 @@ func TestRatioOneEqualsFull(t *testing.T) {
 				}
 			}
 			// The assembly must matter: reuse over three chunks is not full.
-			if d := relDiff(f.run(t, testQuery, f.method(t, prefill.Reuse, 0)).Logits, full.Logits); d < 1e-3 {
+			if d := relDiff(f.run(t, testQuery, f.method(t, methods.Reuse, 0)).Logits, full.Logits); d < 1e-3 {
 				t.Errorf("reuse is within %.3g of full: the test cannot tell methods apart", d)
 			}
 		})
@@ -157,8 +158,8 @@ func TestRatioOneEqualsFull(t *testing.T) {
 func TestOneChunkReuseEqualsFull(t *testing.T) {
 	f := newFixture(t, "qwen2")
 	q := prefill.Query{Chunks: testQuery.Chunks[1:2], Question: testQuery.Question}
-	full := f.run(t, q, f.method(t, prefill.Full, 1))
-	for _, name := range []string{prefill.Reuse, prefill.CacheClip, prefill.CacheBlend} {
+	full := f.run(t, q, f.method(t, methods.Full, 1))
+	for _, name := range []string{methods.Reuse, methods.CacheClip, methods.CacheBlend} {
 		r := f.run(t, q, f.method(t, name, 0.3))
 		if d := relDiff(r.Logits, full.Logits); d > 1e-4 {
 			t.Errorf("%s over one chunk differs from full by %.3g", name, d)
@@ -170,8 +171,8 @@ func TestOneChunkReuseEqualsFull(t *testing.T) {
 func TestEmptyContext(t *testing.T) {
 	f := newFixture(t, "llama2")
 	q := prefill.Query{Question: testQuery.Question}
-	full := f.run(t, q, f.method(t, prefill.Full, 1))
-	for _, name := range prefill.Methods {
+	full := f.run(t, q, f.method(t, methods.Full, 1))
+	for _, name := range methods.Default().Names() {
 		r := f.run(t, q, f.method(t, name, 0.5))
 		if d := relDiff(r.Logits, full.Logits); d > 1e-4 {
 			t.Errorf("%s without context differs from full by %.3g", name, d)
@@ -189,8 +190,8 @@ func TestEmptyContext(t *testing.T) {
 func TestRatioZero(t *testing.T) {
 	f := newFixture(t, "qwen2")
 	ctx := context.Background()
-	reuse := f.run(t, testQuery, f.method(t, prefill.Reuse, 0))
-	clip := f.run(t, testQuery, f.method(t, prefill.CacheClip, 0))
+	reuse := f.run(t, testQuery, f.method(t, methods.Reuse, 0))
+	clip := f.run(t, testQuery, f.method(t, methods.CacheClip, 0))
 	if d := relDiff(clip.Logits, reuse.Logits); d > 1e-6 {
 		t.Errorf("cacheclip r=0 differs from reuse by %.3g", d)
 	}
@@ -254,8 +255,8 @@ func TestRatioZero(t *testing.T) {
 		}
 		want := out[0].Logits[0]
 		for _, rank := range []string{"v", "k"} {
-			mt := f.method(t, prefill.CacheBlend, 0)
-			mt.CheckLayer, mt.RankBy = cl, rank
+			mt := f.method(t, methods.CacheBlend, 0)
+			mt.Values["check_layer"], mt.Values["rank_by"] = cl, rank
 			got := f.run(t, testQuery, mt)
 			if d := relDiff(got.Logits, want); d > 1e-4 {
 				t.Errorf("cacheblend r=0 check layer %d rank %s: differs from the hand-built cache by %.3g", cl, rank, d)
@@ -276,20 +277,20 @@ func TestRatioZero(t *testing.T) {
 // APE with T = S = 1 is plain attention, i.e. reuse; the defaults change it.
 func TestAPE(t *testing.T) {
 	f := newFixture(t, "llama3")
-	reuse := f.run(t, testQuery, f.method(t, prefill.Reuse, 0))
-	one := f.method(t, prefill.APE, 0)
-	one.Temp, one.Scale = 1, 1
+	reuse := f.run(t, testQuery, f.method(t, methods.Reuse, 0))
+	one := f.method(t, methods.APE, 0)
+	one.Values["temp"], one.Values["scale"] = 1.0, 1.0
 	if d := relDiff(f.run(t, testQuery, one).Logits, reuse.Logits); d > 1e-4 {
 		t.Errorf("ape T=S=1 differs from reuse by %.3g", d)
 	}
 	for _, ts := range [][2]float64{{0.9, 0.9}, {1, 0.5}, {0.5, 1}} {
-		m := f.method(t, prefill.APE, 0)
-		m.Temp, m.Scale = ts[0], ts[1]
+		m := f.method(t, methods.APE, 0)
+		m.Values["temp"], m.Values["scale"] = ts[0], ts[1]
 		if d := relDiff(f.run(t, testQuery, m).Logits, reuse.Logits); d < 1e-4 {
 			t.Errorf("ape T=%v S=%v equals reuse (%.3g): temperature or scale not applied", ts[0], ts[1], d)
 		}
 	}
-	if ans := f.answer(t, testQuery, f.method(t, prefill.APE, 0)); len(ans) == 0 {
+	if ans := f.answer(t, testQuery, f.method(t, methods.APE, 0)); len(ans) == 0 {
 		t.Errorf("ape generated nothing")
 	}
 }
@@ -297,7 +298,7 @@ func TestAPE(t *testing.T) {
 // Every method gives the same output for the same input, and exact budgets.
 func TestDeterministicAndBudgets(t *testing.T) {
 	f := newFixture(t, "llama2")
-	for _, name := range prefill.Methods {
+	for _, name := range methods.Default().Names() {
 		for _, r := range []float64{0.1, 0.35} {
 			a := f.run(t, testQuery, f.method(t, name, r))
 			b := f.run(t, testQuery, f.method(t, name, r))
@@ -309,9 +310,9 @@ func TestDeterministicAndBudgets(t *testing.T) {
 			if len(a.Selected) != len(b.Selected) {
 				t.Fatalf("%s r=%v: selections of %d and %d", name, r, len(a.Selected), len(b.Selected))
 			}
-			if name == prefill.CacheBlend || name == prefill.CacheClip {
+			if name == methods.CacheBlend || name == methods.CacheClip {
 				n := a.Stats.ContextTokens
-				want := prefill.Budget(r, n)
+				want := methods.Budget(r, n)
 				if len(a.Selected) != want || a.Stats.RecomputedTokens != want {
 					t.Errorf("%s r=%v: recomputed %d (%d selected) of %d, want %d", name, r, a.Stats.RecomputedTokens, len(a.Selected), n, want)
 				}
@@ -330,9 +331,9 @@ func TestDeterministicAndBudgets(t *testing.T) {
 
 func TestFullChunkedEqualsOneCall(t *testing.T) {
 	f := newFixture(t, "mistral")
-	one := f.run(t, testQuery, f.method(t, prefill.Full, 1))
+	one := f.run(t, testQuery, f.method(t, methods.Full, 1))
 	f.eng.FullChunkRows = 7
-	if d := relDiff(f.run(t, testQuery, f.method(t, prefill.Full, 1)).Logits, one.Logits); d > 1e-5 {
+	if d := relDiff(f.run(t, testQuery, f.method(t, methods.Full, 1)).Logits, one.Logits); d > 1e-5 {
 		t.Errorf("chunked full prefill differs by %.3g", d)
 	}
 }
@@ -343,7 +344,7 @@ func TestBudget(t *testing.T) {
 		n    int
 		want int
 	}{{0, 10, 0}, {1, 10, 10}, {0.2, 5, 1}, {0.2, 6, 2}, {0.1, 2048, 205}, {0.2, 2048, 410}, {0.4, 2048, 820}, {0.5, 0, 0}} {
-		if got := prefill.Budget(c.r, c.n); got != c.want {
+		if got := methods.Budget(c.r, c.n); got != c.want {
 			t.Errorf("Budget(%v, %d) = %d, want %d", c.r, c.n, got, c.want)
 		}
 	}
@@ -363,22 +364,26 @@ func TestBadInput(t *testing.T) {
 		m    func() prefill.Method
 		want string
 	}{
-		{"ratio below 0", f.eng, testQuery, func() prefill.Method { return f.method(t, prefill.CacheClip, -0.1) }, "outside [0, 1]"},
-		{"ratio above 1", f.eng, testQuery, func() prefill.Method { return f.method(t, prefill.CacheBlend, 1.5) }, "outside [0, 1]"},
-		{"ratio NaN", f.eng, testQuery, func() prefill.Method { return f.method(t, prefill.CacheClip, math.NaN()) }, "outside [0, 1]"},
-		{"unknown method", f.eng, testQuery, func() prefill.Method { m := f.method(t, prefill.Full, 1); m.Name = "magic"; return m }, "unknown"},
-		{"check layer", f.eng, testQuery, func() prefill.Method { m := f.method(t, prefill.CacheBlend, 0.2); m.CheckLayer = 3; return m }, "check layer"},
-		{"rank by", f.eng, testQuery, func() prefill.Method { m := f.method(t, prefill.CacheBlend, 0.2); m.RankBy = "q"; return m }, "rank by"},
-		{"ape temperature", f.eng, testQuery, func() prefill.Method { m := f.method(t, prefill.APE, 0); m.Temp = 0; return m }, "temperature"},
-		{"no selector", f.eng, testQuery, func() prefill.Method { m := f.method(t, prefill.CacheClip, 0.2); m.Selector = nil; return m }, "no auxiliary scorer"},
+		{"ratio below 0", f.eng, testQuery, func() prefill.Method { return f.method(t, methods.CacheClip, -0.1) }, "not in [0, 1]"},
+		{"ratio above 1", f.eng, testQuery, func() prefill.Method { return f.method(t, methods.CacheBlend, 1.5) }, "not in [0, 1]"},
+		{"ratio NaN", f.eng, testQuery, func() prefill.Method { return f.method(t, methods.CacheClip, math.NaN()) }, "not in [0, 1]"},
+		{"unknown method", f.eng, testQuery, func() prefill.Method { m := f.method(t, methods.Full, 1); m.Entry = nil; return m }, "method: none given"},
+		{"check layer", f.eng, testQuery, func() prefill.Method {
+			m := f.method(t, methods.CacheBlend, 0.2)
+			m.Values["check_layer"] = 3
+			return m
+		}, "check_layer: 3 is not below the model's"},
+		{"rank by", f.eng, testQuery, func() prefill.Method { m := f.method(t, methods.CacheBlend, 0.2); m.Values["rank_by"] = "q"; return m }, "rank_by: \"q\" is not one of v, k"},
+		{"ape temperature", f.eng, testQuery, func() prefill.Method { m := f.method(t, methods.APE, 0); m.Values["temp"] = 0.0; return m }, "temp: 0 is not float in (0, inf)"},
+		{"no selector", f.eng, testQuery, func() prefill.Method { m := f.method(t, methods.CacheClip, 0.2); m.Selector = nil; return m }, "no auxiliary scorer"},
 		{"shard of another model", &prefill.Engine{Model: f.eng.Model, Layout: f.lay, Pool: pool,
 			Source: prefill.NewMemorySource(&prefill.Computer{Model: other, Pool: pool})}, testQuery,
-			func() prefill.Method { return f.method(t, prefill.Reuse, 0) }, "another model"},
-		{"context over the limit", shortEng, testQuery, func() prefill.Method { return f.method(t, prefill.Full, 1) }, "exceeds the model's context"},
-		{"context over the limit, reuse", shortEng, testQuery, func() prefill.Method { return f.method(t, prefill.CacheClip, 0.2) }, "exceeds the model's context"},
-		{"empty question", f.eng, prefill.Query{Chunks: testQuery.Chunks}, func() prefill.Method { return f.method(t, prefill.Reuse, 0) }, "empty question"},
+			func() prefill.Method { return f.method(t, methods.Reuse, 0) }, "another model"},
+		{"context over the limit", shortEng, testQuery, func() prefill.Method { return f.method(t, methods.Full, 1) }, "exceeds the model's context"},
+		{"context over the limit, reuse", shortEng, testQuery, func() prefill.Method { return f.method(t, methods.CacheClip, 0.2) }, "exceeds the model's context"},
+		{"empty question", f.eng, prefill.Query{Chunks: testQuery.Chunks}, func() prefill.Method { return f.method(t, methods.Reuse, 0) }, "empty question"},
 		{"unmappable auxiliary tokenizer", f.eng, testQuery, func() prefill.Method {
-			m := f.method(t, prefill.CacheClip, 0.2)
+			m := f.method(t, methods.CacheClip, 0.2)
 			m.Selector = &auxscore.Scorer{Model: f.aux.Model, Layout: prefilltest.Layouter{Width: 3, NoOffsets: true}, Pool: pool}
 			return m
 		}, "cannot be mapped"},
@@ -398,18 +403,18 @@ func TestBadInput(t *testing.T) {
 func TestSelectionAhead(t *testing.T) {
 	f := newFixture(t, "llama2")
 	ctx := context.Background()
-	inline := f.run(t, testQuery, f.method(t, prefill.CacheClip, 0.25))
+	inline := f.run(t, testQuery, f.method(t, methods.CacheClip, 0.25))
 	lay, err := f.lay.Layout(testQuery.Chunks, testQuery.Question)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sel, err := f.aux.Select(ctx, testQuery, lay, prefill.Budget(0.25, lay.ContextTokens()))
+	sel, err := f.aux.Select(ctx, testQuery, lay, methods.Budget(0.25, lay.ContextTokens()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	q := testQuery
 	q.Selection, q.AuxTime = sel, 1234
-	m := f.method(t, prefill.CacheClip, 0.25)
+	m := f.method(t, methods.CacheClip, 0.25)
 	m.Selector = nil
 	ahead, err := f.eng.PrefillLayout(ctx, q, lay, m, 0)
 	if err != nil {

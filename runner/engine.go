@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"math"
 	"slices"
-	"strconv"
 	"time"
 
 	"cacheclip/gpu"
@@ -14,6 +13,7 @@ import (
 	"cacheclip/kernels"
 	"cacheclip/kvshards"
 	"cacheclip/loader"
+	"cacheclip/methods"
 	"cacheclip/model"
 	"cacheclip/prefill"
 	"cacheclip/prefill/auxscore"
@@ -68,34 +68,23 @@ func NewModelEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger) (*Mod
 		e.computer = &prefill.Computer{Model: p.Model, Pool: pool}
 		e.eng.Source = &prefill.StoreSource{Store: st, Computer: e.computer, ReadOnly: !spec.WriteThrough}
 	}
-	if e.method, err = methodFromSpec(spec); err != nil {
+	cfg, err := methods.Default().Resolve(spec.Method, spec.Ratio, spec.MethodParams)
+	if err != nil {
 		return fail(err)
 	}
-	if spec.Method == prefill.CacheClip {
+	e.method = prefill.Method{Config: cfg}
+	if cfg.Entry.NeedsAux {
 		if spec.Aux == "" {
-			return fail(fmt.Errorf("method cacheclip needs --aux (an auxiliary model directory)"))
+			return fail(fmt.Errorf("method %s needs --aux (an auxiliary model directory)", cfg.Name()))
 		}
-		a, err := loader.Open(spec.Aux, spec.MethodParams["aux_template"])
+		a, err := loader.Open(spec.Aux, cfg.Values.String("aux_template"))
 		if err != nil {
 			return fail(fmt.Errorf("auxiliary model: %w", err))
 		}
 		e.aux = a
-		opts := auxscore.DefaultOptions()
-		if v, ok := spec.MethodParams["reduce"]; ok {
-			opts.Reduce = v
-		}
-		if v, ok := spec.MethodParams["window"]; ok {
-			if opts.Window, err = strconv.Atoi(v); err != nil {
-				return fail(fmt.Errorf("method_params.window: %w", err))
-			}
-		}
-		if v, ok := spec.MethodParams["min_count"]; ok {
-			if opts.MinCount, err = strconv.Atoi(v); err != nil {
-				return fail(fmt.Errorf("method_params.min_count: %w", err))
-			}
-		}
+		opts := auxscore.Options{Reduce: cfg.Values.String("reduce"), Window: cfg.Values.Int("window"), MinCount: cfg.Values.Int("min_count")}
 		e.scorer = &auxscore.Scorer{Model: a.Model, Layout: a, Pool: kernels.NewPool(0), Opts: opts}
-		if spec.MethodParams["aux_mode"] == "cached" && e.store != nil {
+		if cfg.Values.String("aux_mode") == "cached" && e.store != nil {
 			e.scorer.Source = &prefill.StoreSource{Store: e.store, Computer: &prefill.Computer{Model: a.Model, Pool: e.scorer.Pool}, ReadOnly: !spec.WriteThrough}
 		}
 		e.method.Selector = e.scorer
@@ -130,39 +119,6 @@ func checkDevice(ctx context.Context, device string, log *slog.Logger) error {
 		d.Close()
 	}
 	return fmt.Errorf("device %s: found %s, but this build runs jobs on the CPU backend only; the CUDA backend is not yet wired into the methods (use --device cpu or auto)", ds, d.Name)
-}
-
-func methodFromSpec(spec jobs.Spec) (prefill.Method, error) {
-	m, err := prefill.NewMethod(spec.Method)
-	if err != nil {
-		return m, err
-	}
-	m.Ratio = spec.Ratio
-	num := func(key string, dst *float64) error {
-		if v, ok := spec.MethodParams[key]; ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				return fmt.Errorf("method_params.%s: %w", key, err)
-			}
-			*dst = f
-		}
-		return nil
-	}
-	if err := num("temp", &m.Temp); err != nil {
-		return m, err
-	}
-	if err := num("scale", &m.Scale); err != nil {
-		return m, err
-	}
-	if v, ok := spec.MethodParams["check_layer"]; ok {
-		if m.CheckLayer, err = strconv.Atoi(v); err != nil {
-			return m, fmt.Errorf("method_params.check_layer: %w", err)
-		}
-	}
-	if v, ok := spec.MethodParams["rank_by"]; ok {
-		m.RankBy = v
-	}
-	return m, nil
 }
 
 // Close releases models and the store.
@@ -231,7 +187,7 @@ func (e *ModelEngine) Score(ctx context.Context, w *Work) error {
 	}
 	st := w.State.(*workState)
 	t0 := time.Now()
-	sel, err := e.scorer.Select(ctx, st.q, st.lay, prefill.Budget(e.method.Ratio, st.lay.ContextTokens()))
+	sel, err := e.scorer.Select(ctx, st.q, st.lay, e.method.Budget(st.lay.ContextTokens()))
 	if err != nil {
 		return fmt.Errorf("auxiliary scoring: %w", err)
 	}

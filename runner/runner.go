@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"cacheclip/jobs"
+	"cacheclip/methods"
 	"cacheclip/pipeline"
 	"cacheclip/progress"
 )
@@ -263,14 +264,13 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 
 func finishResult(w *Work, spec jobs.Spec) jobs.Result {
 	if w.Err != nil {
-		r := jobs.ErrorResult(&w.Q, spec.Method, spec.Ratio, w.Err)
-		return r
+		return jobs.ErrorResult(&w.Q, spec.Method, requestedRatio(spec), w.Err)
 	}
 	r := w.Result
 	r.QueryID = w.Q.QueryID
 	r.Status = jobs.StatusOK
 	r.Method = spec.Method
-	r.RecomputeRatio = spec.Ratio
+	r.RequestedRatio = requestedRatio(spec)
 	r.Passthrough = w.Q.Passthrough
 	r.LoadMS = ms(w.loadT)
 	r.AuxMS = ms(w.auxT)
@@ -279,6 +279,17 @@ func finishResult(w *Work, spec jobs.Spec) jobs.Result {
 	r.TTFTMS = ms(w.planT) + r.LoadMS + r.AuxMS + r.PrefillMS
 	r.TotalMS = r.TTFTMS + r.DecodeMS
 	return r
+}
+
+// requestedRatio is the job's ratio for a method that takes one (the
+// requested_ratio column), nil for the others.
+func requestedRatio(spec jobs.Spec) *float64 {
+	e, err := methods.Default().Lookup(spec.Method)
+	if err != nil || !e.TakesRatio {
+		return nil
+	}
+	r := spec.Ratio
+	return &r
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

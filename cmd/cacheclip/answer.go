@@ -13,6 +13,7 @@ import (
 	"cacheclip/kernels"
 	"cacheclip/kvshards"
 	"cacheclip/loader"
+	"cacheclip/methods"
 	"cacheclip/model"
 	"cacheclip/prefill"
 	"cacheclip/prefill/auxscore"
@@ -49,21 +50,21 @@ func cmdAnswer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	dir := fs.String("model", "", "primary model directory (required)")
 	auxDir := fs.String("aux", "", "auxiliary model directory (required for cacheclip)")
-	methodName := fs.String("method", prefill.CacheClip, "full, reuse, ape, cacheblend or cacheclip")
-	ratio := fs.Float64("ratio", 0.2, "share of context tokens recomputed (cacheblend, cacheclip)")
+	methodName := fs.String("method", methods.CacheClip, methods.Default().Usage())
+	ratio := fs.Float64("ratio", 0.2, "share of context tokens recomputed (methods that take a ratio)")
 	storeDir := fs.String("store", "", "KV shard store directory (default: chunk caches computed in memory)")
 	question := fs.String("question", "", "the question (required)")
 	maxNew := fs.Int("max-new-tokens", 64, "answer tokens at most")
 	tmplName := fs.String("template", "", "primary template overriding detection: chatml, llama3, plain")
-	auxTmpl := fs.String("aux-template", "", "auxiliary template overriding detection")
-	checkLayer := fs.Int("check-layer", 1, "cacheblend: layer where tokens are ranked")
-	rankBy := fs.String("rank-by", "v", "cacheblend: rank by deviation of v or k")
-	apeT := fs.Float64("ape-temp", 0.9, "ape: attention temperature T")
-	apeS := fs.Float64("ape-scale", 0.9, "ape: scaling factor S")
-	reduce := fs.String("aux-reduce", auxscore.Mean, "cacheclip: reduce over question tokens: mean, max, last")
-	window := fs.Int("aux-window", 8, "cacheclip: grouping window w")
-	minCount := fs.Int("aux-min", 5, "cacheclip: candidates m that make a window recomputed whole")
-	auxCheap := fs.Bool("aux-cached", false, "cacheclip: the auxiliary model reuses its own per-chunk caches and computes only the question")
+	params := map[string]string{}
+	fs.Func("method-param", methods.Default().ParamUsage(), func(v string) error {
+		k, val, ok := strings.Cut(v, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return fmt.Errorf("want key=value, got %q", v)
+		}
+		params[strings.TrimSpace(k)] = val
+		return nil
+	})
 	threads := fs.Int("threads", 0, "CPU threads (0: all)")
 	if err := fs.Parse(rest); err != nil {
 		return 2
@@ -82,16 +83,13 @@ func cmdAnswer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if strings.TrimSpace(*question) == "" {
 		return usageErr("--question is required")
 	}
-	meth, err := prefill.NewMethod(*methodName)
+	cfg, err := methods.Default().Resolve(*methodName, *ratio, params)
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	meth.Ratio, meth.CheckLayer, meth.RankBy, meth.Temp, meth.Scale = *ratio, *checkLayer, *rankBy, *apeT, *apeS
-	if *ratio < 0 || *ratio > 1 || *ratio != *ratio {
-		return usageErr("--ratio %v outside [0, 1]", *ratio)
-	}
-	if meth.Name == prefill.CacheClip && *auxDir == "" {
-		return usageErr("--method cacheclip needs --aux")
+	meth := prefill.Method{Config: cfg}
+	if cfg.Entry.NeedsAux && *auxDir == "" {
+		return usageErr("--method %s needs --aux", cfg.Name())
 	}
 	if *maxNew < 0 {
 		return usageErr("--max-new-tokens %d is negative", *maxNew)
@@ -126,14 +124,14 @@ func cmdAnswer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		defer store.Close()
 		eng.Source = &prefill.StoreSource{Store: store, Computer: &prefill.Computer{Model: prim.Model, Pool: pool}}
 	}
-	if meth.Name == prefill.CacheClip {
-		aux, err := loader.Open(*auxDir, *auxTmpl)
+	if cfg.Entry.NeedsAux {
+		aux, err := loader.Open(*auxDir, cfg.Values.String("aux_template"))
 		if err != nil {
 			return fail(fmt.Errorf("auxiliary model: %w", err))
 		}
 		defer aux.Close()
-		sc := &auxscore.Scorer{Model: aux.Model, Layout: aux, Pool: pool, Opts: auxscore.Options{Reduce: *reduce, Window: *window, MinCount: *minCount}}
-		if *auxCheap {
+		sc := &auxscore.Scorer{Model: aux.Model, Layout: aux, Pool: pool, Opts: auxscore.Options{Reduce: cfg.Values.String("reduce"), Window: cfg.Values.Int("window"), MinCount: cfg.Values.Int("min_count")}}
+		if cfg.Values.String("aux_mode") == "cached" {
 			comp := &prefill.Computer{Model: aux.Model, Pool: pool}
 			if store != nil {
 				sc.Source = &prefill.StoreSource{Store: store, Computer: comp}
@@ -154,7 +152,7 @@ func cmdAnswer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	st := ans.Stats
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
 	fmt.Fprintln(stdout, strings.TrimSpace(ans.Text))
-	fmt.Fprintf(stdout, "\nmethod %s, ratio %.3g\n", st.Method, st.Ratio)
+	fmt.Fprintf(stdout, "\nmethod %s, requested ratio %.3g, recomputed %.3g of the context\n", st.Method, st.Ratio, float64(st.RecomputedTokens)/float64(max(1, st.ContextTokens)))
 	fmt.Fprintf(stdout, "tokens: prefix %d, context %d, question %d; recomputed %d context tokens; generated %d (%s)\n",
 		st.PrefixTokens, st.ContextTokens, st.QuestionTokens, st.RecomputedTokens, len(ans.IDs), ans.Reason)
 	fmt.Fprintf(stdout, "answer ids: %v\n", ans.IDs)

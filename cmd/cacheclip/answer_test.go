@@ -69,7 +69,7 @@ func TestAnswerCommand(t *testing.T) {
 	}
 	for _, extra := range [][]string{
 		{"--method", "cacheclip", "--ratio", "1"},
-		{"--method", "cacheclip", "--ratio", "1", "--aux-cached"},
+		{"--method", "cacheclip", "--ratio", "1", "--method-param", "aux_mode=cached"},
 		{"--method", "cacheblend", "--ratio", "1", "--store", t.TempDir()},
 	} {
 		code, out, stderr := runAnswer(append(base, extra...)...)
@@ -100,8 +100,8 @@ func TestAnswerBadInput(t *testing.T) {
 		code int
 		want string
 	}{
-		{"ratio above 1", append([]string{"--model", primary, "--aux", aux, "--ratio", "1.5", "--chunks", chunks[0]}, q...), 2, "outside [0, 1]"},
-		{"ratio below 0", append([]string{"--model", primary, "--aux", aux, "--ratio", "-0.5", "--chunks", chunks[0]}, q...), 2, "outside [0, 1]"},
+		{"ratio above 1", append([]string{"--model", primary, "--aux", aux, "--ratio", "1.5", "--chunks", chunks[0]}, q...), 2, "not in [0, 1]"},
+		{"ratio below 0", append([]string{"--model", primary, "--aux", aux, "--ratio", "-0.5", "--chunks", chunks[0]}, q...), 2, "not in [0, 1]"},
 		{"no aux for cacheclip", append([]string{"--model", primary, "--chunks", chunks[0]}, q...), 2, "needs --aux"},
 		{"no model", q, 2, "--model is required"},
 		{"no question", []string{"--model", primary, "--method", "reuse"}, 2, "--question is required"},

@@ -19,6 +19,7 @@ import (
 	"cacheclip/jobs"
 	"cacheclip/kernels"
 	"cacheclip/loader"
+	"cacheclip/methods"
 	"cacheclip/model"
 	"cacheclip/model/testmodel"
 )
@@ -173,7 +174,7 @@ func TestRunEveryMethod(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	for _, method := range jobs.Methods() {
+	for _, method := range methods.Default().Names() {
 		t.Run(method, func(t *testing.T) {
 			out := filepath.Join(f.dir, "out-"+method)
 			if code, log := run(t, f.runArgs(method, out)...); code != 0 {

@@ -11,6 +11,7 @@ import (
 	"sort"
 
 	"cacheclip/kernels"
+	"cacheclip/methods"
 	"cacheclip/model"
 	"cacheclip/prefill"
 	"cacheclip/prefill/auxscore"
@@ -97,7 +98,7 @@ func Question(ctx context.Context, m *model.Model, pool *kernels.Pool, layouter 
 	if err != nil {
 		return nil, err
 	}
-	k := prefill.Budget(ratio, len(auxScores))
+	k := methods.Budget(ratio, len(auxScores))
 	out := make([]Layer, len(per))
 	for l, ps := range per {
 		out[l] = Layer{Layer: l, Jaccard: Jaccard(TopK(auxScores, k), TopK(ps, k)), Spearman: Spearman(auxScores, ps)}

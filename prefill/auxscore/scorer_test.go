@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"cacheclip/kernels"
+	"cacheclip/methods"
 	"cacheclip/model"
 	"cacheclip/model/testmodel"
 	"cacheclip/prefill"
@@ -279,7 +280,7 @@ func TestCheapModeAgainstFullPrefill(t *testing.T) {
 	}
 	primary, _ = prefilltest.Layouter{Width: 1}.Layout(query.Chunks, query.Question)
 	for _, r := range []float64{0.1, 0.2, 0.4} {
-		budget := prefill.Budget(r, primary.ContextTokens())
+		budget := methods.Budget(r, primary.ContextTokens())
 		sf, err := full.Select(ctx, query, primary, budget)
 		if err != nil {
 			t.Fatal(err)

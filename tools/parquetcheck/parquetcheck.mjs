@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Usage: node parquetcheck.mjs OUTPUT_DIR
-// Prints {"files": n, "rows": n, "distinct_query_ids": n, "columns": [{"name", "type"}]}
+// Prints {"files": n, "rows": n, "distinct_query_ids": n, "requested_ratio_nulls": n,
+// "recompute_ratio_mismatches": n, "columns": [{"name", "type"}]}
 // for the committed part files of a cacheclip output dataset, read by DuckDB.
 // Only files listed in the manifests are read, as a resuming writer may have
 // left an uncommitted part behind until its next start.
@@ -37,12 +38,18 @@ async function main() {
   const described = await conn.runAndReadAll(`DESCRIBE SELECT * FROM ${src}`);
   const columns = described.getRowObjects().map((r) => ({ name: r.column_name, type: r.column_type }));
   const counted = await conn.runAndReadAll(
-    `SELECT count(*)::BIGINT AS n, count(DISTINCT query_id)::BIGINT AS d FROM ${src}`);
+    `SELECT count(*)::BIGINT AS n, count(DISTINCT query_id)::BIGINT AS d,
+       count(*) FILTER (WHERE requested_ratio IS NULL)::BIGINT AS rn,
+       count(*) FILTER (WHERE n_context_tokens > 0
+         AND abs(recompute_ratio - n_recomputed / n_context_tokens) > 1e-12)::BIGINT AS rm
+     FROM ${src}`);
   const [row] = counted.getRowObjects();
   console.log(JSON.stringify({
     files: files.length,
     rows: Number(row.n),
     distinct_query_ids: Number(row.d),
+    requested_ratio_nulls: Number(row.rn),
+    recompute_ratio_mismatches: Number(row.rm),
     columns,
   }));
   conn.closeSync?.();
