@@ -477,3 +477,25 @@ func (c Config) Check() error {
 	}
 	return nil
 }
+
+// Table is the registry as the Markdown tables of docs/METHODS.md (a test
+// keeps the file equal to it).
+func (r *Registry) Table() string {
+	var b strings.Builder
+	b.WriteString("| method | takes a ratio | needs --aux | what it recomputes |\n|---|---|---|---|\n")
+	yes := map[bool]string{true: "yes", false: "no"}
+	for _, e := range r.entries {
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", e.Name, yes[e.TakesRatio], yes[e.NeedsAux], e.Help)
+	}
+	b.WriteString("\n| method | parameter | type and range | default | meaning |\n|---|---|---|---|---|\n")
+	for _, e := range r.entries {
+		for _, p := range e.Params {
+			def := "`" + p.Default + "`"
+			if p.Default == "" {
+				def = `""`
+			}
+			fmt.Fprintf(&b, "| `%s` | `%s` | %s | %s | %s |\n", e.Name, p.Name, p.Domain(), def, p.Help)
+		}
+	}
+	return b.String()
+}

@@ -105,7 +105,7 @@ func TestAnswerBadInput(t *testing.T) {
 		{"no aux for cacheclip", append([]string{"--model", primary, "--chunks", chunks[0]}, q...), 2, "needs --aux"},
 		{"no model", q, 2, "--model is required"},
 		{"no question", []string{"--model", primary, "--method", "reuse"}, 2, "--question is required"},
-		{"unknown method", append([]string{"--model", primary, "--method", "magic"}, q...), 2, "unknown"},
+		{"unknown method", append([]string{"--model", primary, "--method", "magic"}, q...), 2, `"magic" is not one of full`},
 		{"missing chunk file", append([]string{"--model", primary, "--method", "reuse", "--chunks", "/nonexistent/x.txt"}, q...), 1, "chunk"},
 		{"missing model", append([]string{"--model", "/nonexistent/model", "--method", "reuse"}, q...), 1, "nonexistent"},
 		{"context over the limit", append([]string{"--model", primary, "--method", "reuse", "--chunks", long}, q...), 1, "exceeds"},

@@ -94,16 +94,18 @@ func (f *jobFixture) runArgs(method, out string, extra ...string) []string {
 }
 
 type outRow struct {
-	QueryID     string  `parquet:"query_id"`
-	Answer      *string `parquet:"answer,optional"`
-	Status      string  `parquet:"status"`
-	Error       *string `parquet:"error,optional"`
-	Method      string  `parquet:"method"`
-	NContext    int32   `parquet:"n_context_tokens"`
-	NRecomputed int32   `parquet:"n_recomputed"`
-	NGenerated  int32   `parquet:"n_generated"`
-	TTFT        float64 `parquet:"ttft_ms"`
-	Topic       string  `parquet:"topic"`
+	QueryID     string   `parquet:"query_id"`
+	Answer      *string  `parquet:"answer,optional"`
+	Status      string   `parquet:"status"`
+	Error       *string  `parquet:"error,optional"`
+	Method      string   `parquet:"method"`
+	Recompute   float64  `parquet:"recompute_ratio"`
+	Requested   *float64 `parquet:"requested_ratio,optional"`
+	NContext    int32    `parquet:"n_context_tokens"`
+	NRecomputed int32    `parquet:"n_recomputed"`
+	NGenerated  int32    `parquet:"n_generated"`
+	TTFT        float64  `parquet:"ttft_ms"`
+	Topic       string   `parquet:"topic"`
 }
 
 func readOut(t *testing.T, dir string) map[string]outRow {
@@ -192,6 +194,15 @@ func TestRunEveryMethod(t *testing.T) {
 				if r.Status != "ok" || r.Method != method || r.Topic != q.Topic || r.NContext == 0 || r.Answer == nil {
 					t.Fatalf("%s: %+v", q.QueryID, r)
 				}
+				// recompute_ratio is what was recomputed; requested_ratio the
+				// job's --ratio 0.3, null for a method without a ratio.
+				if want := float64(r.NRecomputed) / float64(r.NContext); r.Recompute != want {
+					t.Errorf("%s: recompute_ratio %v, n_recomputed/n_context %v", q.QueryID, r.Recompute, want)
+				}
+				e, _ := methods.Default().Lookup(method)
+				if e.TakesRatio != (r.Requested != nil) || r.Requested != nil && *r.Requested != 0.3 {
+					t.Errorf("%s: requested_ratio %v for %s", q.QueryID, r.Requested, method)
+				}
 				switch method {
 				case "full":
 					if r.NRecomputed != r.NContext {
@@ -211,6 +222,40 @@ func TestRunEveryMethod(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A bad method parameter stops the job before any work: exit 2, a message
+// naming the key (and an enumeration's allowed values), nothing written.
+func TestRunBadMethodParams(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		method string
+		param  string
+		want   []string
+	}{
+		{"cacheclip", "windw=8", []string{"method_params.windw", "unknown parameter of method cacheclip", "window"}},
+		{"cacheclip", "reduce=avg", []string{"method_params.reduce", `"avg" is not one of mean, max, last`}},
+		{"cacheclip", "window=0", []string{"method_params.window", "0 is not int in [1, inf)"}},
+		{"cacheblend", "rank_by=q", []string{"method_params.rank_by", "one of v, k"}},
+		{"ape", "temp=-1", []string{"method_params.temp"}},
+		{"reuse", "window=8", []string{"method_params.window", "method reuse (it takes none)"}},
+	} {
+		out := filepath.Join(dir, "out-"+c.param)
+		code, log := run(t, "run", "--questions", filepath.Join(dir, "q.parquet"), "--corpus", filepath.Join(dir, "c.parquet"),
+			"--model", filepath.Join(dir, "model"), "--aux", filepath.Join(dir, "aux"), "--out", out,
+			"--method", c.method, "--method-param", c.param)
+		if code != int(jobs.ExitBadConfig) {
+			t.Errorf("--method %s --method-param %s: exit %d, want %d\n%s", c.method, c.param, code, jobs.ExitBadConfig, log)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(log, w) {
+				t.Errorf("--method-param %s: message lacks %q:\n%s", c.param, w, log)
+			}
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("--method-param %s: the output directory was created before the settings were checked", c.param)
+		}
 	}
 }
 
