@@ -2,13 +2,12 @@ package eval
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/parquet-go/parquet-go"
+
+	"cacheclip/internal/atomicfile"
 )
 
 // QuestionRow is one row of the questions file: the job columns `cacheclip run` reads
@@ -78,51 +77,21 @@ func WriteDataset(ctx context.Context, questionsPath, corpusPath string, exs []E
 	return writeParquetAtomic(ctx, corpusPath, cs)
 }
 
-func writeParquetAtomic[T any](ctx context.Context, path string, rows []T) (err error) {
+func writeParquetAtomic[T any](ctx context.Context, path string, rows []T) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	var rnd [6]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return fmt.Errorf("eval: write %s: %w", path, err)
-	}
-	tmp := filepath.Join(dir, "."+filepath.Base(path)+".tmp-"+hex.EncodeToString(rnd[:]))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return fmt.Errorf("eval: write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
+	err := atomicfile.Write(path, atomicfile.Options{}, func(f *os.File) error {
+		w := parquet.NewGenericWriter[T](f, parquet.MaxRowsPerRowGroup(4096))
+		if len(rows) > 0 {
+			if _, err := w.Write(rows); err != nil {
+				return err
+			}
 		}
-	}()
-	w := parquet.NewGenericWriter[T](f, parquet.MaxRowsPerRowGroup(4096))
-	if len(rows) > 0 {
-		if _, err := w.Write(rows); err != nil {
-			return fmt.Errorf("eval: write %s: %w", path, err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("eval: write %s: close writer: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("eval: write %s: fsync: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("eval: write %s: close: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("eval: write %s: rename: %w", path, err)
-	}
-	d, err := os.Open(dir)
+		return w.Close()
+	})
 	if err != nil {
-		return fmt.Errorf("eval: write %s: open dir: %w", path, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("eval: write %s: fsync dir: %w", path, err)
+		return fmt.Errorf("eval: %w", err)
 	}
 	return nil
 }

@@ -1,12 +1,11 @@
 package jobs
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+
+	"cacheclip/internal/atomicfile"
 )
 
 var errEOF = io.EOF
@@ -16,16 +15,10 @@ var errEOF = io.EOF
 // as *.parquet, so a crash never exposes half a file.
 const tmpPrefix = ".tmp-"
 
-func randHex() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 // tmpName returns a temporary name in dir for the final name base. The owner
 // tag lets a shard remove only its own strays.
 func tmpName(dir, owner, base string) string {
-	return filepath.Join(dir, tmpPrefix+owner+"-"+randHex()+"-"+base)
+	return filepath.Join(dir, tmpPrefix+owner+"-"+atomicfile.RandomHex()+"-"+base)
 }
 
 // writeFileAtomic writes data to path via temp file, fsync, rename, fsync dir.
@@ -36,48 +29,12 @@ func writeFileAtomic(path string, data []byte) error {
 	})
 }
 
-// writeAtomic creates path from fill so that readers see either the old file
-// or the complete new one, also across a power loss.
-func writeAtomic(path, owner string, fill func(w io.Writer) error) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp := tmpName(dir, owner, base)
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("create %s: %w", tmp, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = fill(f); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename %s: %w", path, err)
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync dir %s: %w", dir, err)
-	}
-	return nil
+// writeAtomic creates path from fill (package atomicfile) with a temporary
+// name carrying the owner's tag.
+func writeAtomic(path, owner string, fill func(w io.Writer) error) error {
+	o := atomicfile.Options{TempName: func(p string) string {
+		dir, base := filepath.Split(p)
+		return tmpName(dir, owner, base)
+	}}
+	return atomicfile.Write(path, o, func(f *os.File) error { return fill(f) })
 }

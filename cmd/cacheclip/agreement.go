@@ -5,12 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"text/tabwriter"
 
 	"cacheclip/eval"
 	"cacheclip/eval/agree"
+	"cacheclip/internal/atomicfile"
 	"cacheclip/kernels"
 	"cacheclip/loader"
 	"cacheclip/prefill"
@@ -75,11 +75,7 @@ func cmdAgreement(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	tw.Flush()
 	if *out != "" {
-		tmp := *out + ".tmp"
-		if err := os.WriteFile(tmp, []byte(csv), 0o644); err != nil {
-			return fail(err)
-		}
-		if err := os.Rename(tmp, *out); err != nil {
+		if err := atomicfile.WriteFile(*out, []byte(csv)); err != nil {
 			return fail(err)
 		}
 	}

@@ -10,11 +10,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/parquet-go/parquet-go"
-
 	"cacheclip/eval"
 	"cacheclip/jobs"
 	"cacheclip/loader"
+	"cacheclip/methods"
 	"cacheclip/model/testmodel"
 )
 
@@ -60,16 +59,12 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	q, c := filepath.Join(*work, "questions.parquet"), filepath.Join(*work, "corpus.parquet")
-	if err := eval.WriteDataset(ctx, q, c, exs); err != nil {
+	start := time.Now()
+	data, err := eval.PrepareDataset(ctx, *work, *primary, exs, stderr)
+	if err != nil {
 		return fail(err)
 	}
 	fmt.Fprintf(stdout, "generated %d niah_single questions over %d-token contexts in %s\n", len(exs), 512, *work)
-	store := filepath.Join(*work, "shards")
-	start := time.Now()
-	if code := cmdShards(ctx, []string{"build", "--store", store, "--corpus", c, "--model", *primary}, stdout, stderr); code != 0 {
-		return code
-	}
 	fmt.Fprintf(stdout, "shards built in %v\n\n", time.Since(start).Round(time.Millisecond))
 	type row struct {
 		method  string
@@ -77,18 +72,15 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		answers map[string]string
 	}
 	var rows []row
-	for _, m := range []string{"full", "reuse", "cacheclip"} {
-		out := filepath.Join(*work, "answers-"+m)
-		code := cmdRun(ctx, []string{"--questions", q, "--corpus", c, "--store", store, "--model", *primary, "--aux", *aux,
-			"--method", m, "--ratio", fmt.Sprint(*ratio), "--out", out, "--progress", "none", "--log-format", "json"}, io.Discard, io.Discard)
-		if code != 0 && code != int(jobs.ExitPartial) {
-			return fail(fmt.Errorf("job with method %s exited %d (rerun: cacheclip run ... --out %s)", m, code, out))
-		}
-		ds, err := jobs.MergeStats(out)
+	for _, m := range []string{methods.Full, methods.Reuse, methods.CacheClip} {
+		spec := jobs.DefaultSpec()
+		spec.Questions, spec.Corpus, spec.Store, spec.Out = data.Questions, data.Corpus, data.Store, filepath.Join(*work, "answers-"+m)
+		spec.Model, spec.Aux, spec.Method, spec.Ratio, spec.LogFormat = *primary, *aux, m, *ratio, "json"
+		ds, err := eval.RunJob(ctx, spec, io.Discard)
 		if err != nil {
-			return fail(err)
+			return fail(fmt.Errorf("job with method %s: %w (rerun: cacheclip run --job %s)", m, err, filepath.Join(spec.Out, jobs.EffectiveFileName(spec.Shard))))
 		}
-		ans, err := readAnswers(out)
+		ans, err := eval.ReadAnswers(spec.Out)
 		if err != nil {
 			return fail(err)
 		}
@@ -99,7 +91,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		refs[e.QueryID] = e.Answers
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "method\tratio\trows ok\tstring_match_all\tsame answer as full\tttft p50 ms\tquestions/s\t")
+	fmt.Fprintln(tw, "method\trecomputed\trows ok\tstring_match_all\tsame answer as full\tttft p50 ms\tquestions/s\t")
 	for _, r := range rows {
 		var score, same float64
 		for id, a := range r.answers {
@@ -109,51 +101,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 		}
 		k := float64(max(1, len(r.answers)))
-		ratioShown := *ratio
-		switch r.method {
-		case "full":
-			ratioShown = 1
-		case "reuse":
-			ratioShown = 0
-		}
+		// The share of the context recomputed, as the output's recompute_ratio.
+		ratioShown := float64(r.stats.Recomputed) / float64(max(1, r.stats.ContextTokens))
 		fmt.Fprintf(tw, "%s\t%.2f\t%d\t%.1f\t%.0f%%\t%.1f\t%.2f\t\n", r.method, ratioShown, r.stats.OK, score/k, 100*same/k, r.stats.TTFT.P50, r.stats.QuestionsPerSec)
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "\noutputs: %s/answers-*/ (Parquet datasets with stats.json)\n", *work)
 	return 0
-}
-
-func readAnswers(dir string) (map[string]string, error) {
-	type r struct {
-		QueryID string  `parquet:"query_id"`
-		Answer  *string `parquet:"answer,optional"`
-	}
-	rows, err := readParts[r](dir)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]string{}
-	for _, x := range rows {
-		if x.Answer != nil {
-			out[x.QueryID] = *x.Answer
-		}
-	}
-	return out, nil
-}
-
-// readParts reads the rows of every part file of an output directory.
-func readParts[T any](dir string) ([]T, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "part-*.parquet"))
-	if err != nil {
-		return nil, err
-	}
-	var out []T
-	for _, f := range files {
-		rows, err := parquet.ReadFile[T](f)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
-		}
-		out = append(out, rows...)
-	}
-	return out, nil
 }

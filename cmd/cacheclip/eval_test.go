@@ -5,13 +5,13 @@ import (
 	"context"
 	"encoding/csv"
 	"image/png"
-	"math"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"cacheclip/eval"
 	"cacheclip/eval/report"
 	"cacheclip/jobs"
 	"cacheclip/model/testmodel"
@@ -112,8 +112,8 @@ func TestEvalEndToEnd(t *testing.T) {
 		t.Errorf("results.md has %d niah_single rows, want 3:\n%s", n, md)
 	}
 	// The recorded settings reproduce the plan when fed back as --config.
-	cfg := defaultEvalConfig()
-	if err := loadEvalConfig(filepath.Join(out, "eval-config.yaml"), &cfg); err != nil {
+	cfg := eval.DefaultSuite()
+	if err := eval.LoadSuite(filepath.Join(out, eval.SuiteConfigFile), &cfg); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Model != primary || cfg.N != 2 || cfg.Seed != 7 || cfg.MaxNewTokens != 3 || strings.Join(cfg.Methods, ",") != "cacheclip,full,reuse" {
@@ -137,7 +137,7 @@ func TestEvalBadConfig(t *testing.T) {
 	}{
 		{"unknown task", []string{"--tasks", "nope"}, `tasks: "nope" is not one of`},
 		{"unknown method", []string{"--methods", "full,magic"}, `methods: "magic"`},
-		{"ratio out of range", []string{"--ratios", "1.5"}, "ratios: 1.5 is not in [0,1]"},
+		{"ratio out of range", []string{"--ratios", "1.5"}, "ratios: 1.5 is not in [0, 1]"},
 		{"ratio not a number", []string{"--ratios", "x"}, `--ratios: "x"`},
 		{"no questions", []string{"--n", "0"}, "n: 0"},
 		{"agreement ratio", []string{"--agreement-ratio", "0"}, "agreement_ratio"},
@@ -151,44 +151,6 @@ func TestEvalBadConfig(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want exit 2 and %q", code, stderr.String(), tc.want)
 			}
 		})
-	}
-}
-
-// TestEvalConfigOverride checks that the YAML file sets the plan and that a
-// flag given on the command line wins over it.
-func TestEvalConfigOverride(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "c.yaml")
-	if err := os.WriteFile(p, []byte("tasks: [vt]\nmethods: [full, cacheblend]\nratios: [0.3]\nn: 5\nseed: 9\nchain_length: 5\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg := defaultEvalConfig()
-	if err := loadEvalConfig(p, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Join(cfg.Tasks, ",") != "vt" || cfg.N != 5 || cfg.Seed != 9 || cfg.ChainLength != 5 || cfg.Model != "testdata/testbed/primary" {
-		t.Errorf("config not applied over defaults: %+v", cfg)
-	}
-	var got []string
-	for _, r := range evalPlan(cfg) {
-		got = append(got, r.name())
-	}
-	if strings.Join(got, ",") != "full,cacheblend-0.3" {
-		t.Errorf("plan %v, want full,cacheblend-0.3", got)
-	}
-	// Full runs first whatever the order given, since fidelity needs its answers.
-	cfg.Methods = []string{"cacheclip", "ape", "full"}
-	cfg.Ratios = []float64{0.1, 0.4}
-	got = nil
-	for _, r := range evalPlan(cfg) {
-		got = append(got, r.name())
-	}
-	if strings.Join(got, ",") != "full,cacheclip-0.1,cacheclip-0.4,ape" {
-		t.Errorf("plan %v, want full,cacheclip-0.1,cacheclip-0.4,ape", got)
-	}
-	if err := (&evalConfig{Tasks: []string{"vt"}, Methods: []string{"cacheclip"}, Ratios: []float64{0.2}, Model: "m", Out: "o", N: 1,
-		ContextTokens: 10, ChunkTokens: 5}).validate(); err == nil || !strings.Contains(err.Error(), "aux") {
-		t.Errorf("cacheclip without aux: err %v, want an aux error", err)
 	}
 }
 
@@ -236,23 +198,6 @@ func TestEvalFlagOverridesConfig(t *testing.T) {
 		"--model", filepath.Join(dir, "no-model"), "--out", filepath.Join(dir, "out")}, &stdout, &stderr)
 	if code != 1 || !strings.Contains(stderr.String(), "no-model") {
 		t.Fatalf("exit %d, stderr %q; want exit 1 naming the model directory", code, stderr.String())
-	}
-}
-
-func TestTokenAgreement(t *testing.T) {
-	for _, tc := range []struct {
-		a, ref []int32
-		want   float64
-	}{
-		{nil, nil, 1},
-		{[]int32{1, 2, 3}, []int32{1, 2, 3}, 1},
-		{[]int32{1, 2}, []int32{1, 2, 3, 4}, 0.5},
-		{[]int32{1, 9, 3}, []int32{1, 2, 3}, 2.0 / 3},
-		{[]int32{5}, nil, 0},
-	} {
-		if got := tokenAgreement(tc.a, tc.ref); math.Abs(got-tc.want) > 1e-12 {
-			t.Errorf("tokenAgreement(%v, %v) = %v, want %v", tc.a, tc.ref, got, tc.want)
-		}
 	}
 }
 

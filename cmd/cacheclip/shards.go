@@ -7,42 +7,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sort"
 
 	"cacheclip/jobs"
 	"cacheclip/kernels"
 	"cacheclip/kvshards"
 	"cacheclip/kvshards/shardcmd"
 	"cacheclip/loader"
-	"cacheclip/prefill"
 	"cacheclip/progress"
+	"cacheclip/runner"
 )
-
-// corpusSource walks a loaded corpus in chunk-id order (kvshards.ChunkSource).
-type corpusSource struct {
-	c   *jobs.Corpus
-	ids []string
-	i   int
-}
-
-func newCorpusSource(c *jobs.Corpus) *corpusSource {
-	s := &corpusSource{c: c}
-	c.IDs(func(id string) bool { s.ids = append(s.ids, id); return true })
-	sort.Strings(s.ids)
-	return s
-}
-
-func (s *corpusSource) Len() int { return len(s.ids) }
-
-func (s *corpusSource) Next(ctx context.Context) (string, string, error) {
-	if s.i >= len(s.ids) {
-		return "", "", io.EOF
-	}
-	id := s.ids[s.i]
-	s.i++
-	t, _ := s.c.Text(id)
-	return id, t, nil
-}
 
 func cmdShards(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -87,8 +60,8 @@ func cmdShards(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "cacheclip shards %s: %v\n", sub, err)
 		return 1
 	}
-	// needModel loads the model and the corpus for build and gc.
-	needModel := func() (*loader.Bundle, *corpusSource, []int32, error) {
+	// needModel loads the model and the corpus for gc.
+	needModel := func() (*loader.Bundle, *runner.CorpusChunks, []int32, error) {
 		if *modelDir == "" || *corpus == "" {
 			return nil, nil, nil, errors.New("--model and --corpus are required")
 		}
@@ -106,20 +79,15 @@ func cmdShards(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			b.Close()
 			return nil, nil, nil, err
 		}
-		return b, newCorpusSource(c), prefix, nil
+		return b, runner.NewCorpusChunks(c), prefix, nil
 	}
 	switch sub {
 	case "build":
-		b, src, prefix, err := needModel()
-		if err != nil {
-			return fail(err)
+		if *modelDir == "" || *corpus == "" {
+			return fail(errors.New("--model and --corpus are required"))
 		}
-		defer b.Close()
-		rep := progress.New(progress.Options{Description: "building shards", Unit: "chunks", Total: int64(src.Len()), Out: stderr, Logger: log})
-		defer rep.Done()
-		pool := kernels.NewPool(max(1, kernels.NewPool(0).Threads()/max(1, *workers)))
-		res, err := shardcmd.Build(ctx, shardcmd.BuildOptions{Store: st, Computer: &prefill.Computer{Model: b.Model, Pool: pool},
-			Source: src, Tokenize: b.ChunkIDs, Prefix: prefix, Workers: *workers, Progress: rep, Out: stdout, Logger: log})
+		res, err := runner.BuildShards(ctx, runner.ShardBuild{Store: st, Corpus: *corpus, Model: *modelDir, Template: *tmpl,
+			Workers: *workers, Stderr: stderr, Out: stdout, Logger: log})
 		if err != nil {
 			return fail(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,14 +25,18 @@ import (
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+
+	"cacheclip/internal/atomicfile"
+	"cacheclip/methods"
 )
 
 // Row is one (task, method, ratio) run.
 type Row struct {
 	Task   string
 	Method string
-	// Ratio is the recompute ratio; ignored when RatioFree (full, reuse and
-	// ape do not take one, so they are run once and drawn as references).
+	// Ratio is the requested recompute ratio; ignored when RatioFree (the
+	// method takes none in the registry, so it is run once and drawn as a
+	// reference).
 	Ratio     float64
 	RatioFree bool
 	Questions int // questions asked
@@ -71,7 +76,7 @@ type Results struct {
 }
 
 // Baseline is the method every other method is compared against.
-const Baseline = "full"
+const Baseline = methods.Full
 
 // Files are the paths Write produced, relative to its directory.
 type Files struct {
@@ -281,13 +286,12 @@ func Sorted(rows []Row) []Row {
 	return out
 }
 
+// methodRank orders methods as the registry lists them; unknown ones last.
 func methodRank(m string) int {
-	for i, x := range []string{"full", "reuse", "ape", "cacheblend", "cacheclip"} {
-		if m == x {
-			return i
-		}
+	if i := slices.Index(methods.Default().Names(), m); i >= 0 {
+		return i
 	}
-	return 99
+	return math.MaxInt
 }
 
 func tasks(rows []Row) []string {
@@ -522,30 +526,10 @@ func safeName(s string) string {
 	}, s)
 }
 
-// writeAtomic writes path through a temporary file in the same directory and
-// renames it into place.
-func writeAtomic(path string, write func(io.Writer) error) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("report: %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := write(tmp); err != nil {
-		return fmt.Errorf("report: writing %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("report: %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("report: %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("report: %s: %w", path, err)
+// writeAtomic writes path atomically (package atomicfile).
+func writeAtomic(path string, write func(io.Writer) error) error {
+	if err := atomicfile.Write(path, atomicfile.Options{}, func(f *os.File) error { return write(f) }); err != nil {
+		return fmt.Errorf("report: %w", err)
 	}
 	return nil
 }

@@ -1,0 +1,558 @@
+package eval
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"gopkg.in/yaml.v3"
+
+	"cacheclip/eval/agree"
+	"cacheclip/eval/report"
+	"cacheclip/internal/atomicfile"
+	"cacheclip/jobs"
+	"cacheclip/kernels"
+	"cacheclip/kvshards"
+	"cacheclip/loader"
+	"cacheclip/methods"
+	"cacheclip/prefill"
+	"cacheclip/prefill/auxscore"
+	"cacheclip/progress"
+	"cacheclip/runner"
+)
+
+// Suite is one `cacheclip eval`: every task × method × ratio through the real
+// job path, plus the attention-agreement analysis. It is also the --config file
+// (YAML keys below); the command's flags override it.
+type Suite struct {
+	Tasks         []string  `yaml:"tasks"`
+	Methods       []string  `yaml:"methods"`
+	Ratios        []float64 `yaml:"ratios"`
+	Model         string    `yaml:"model"`
+	Aux           string    `yaml:"aux"`
+	N             int       `yaml:"n"`
+	ContextTokens int       `yaml:"context_tokens"`
+	ChunkTokens   int       `yaml:"chunk_tokens"`
+	MaxNewTokens  int       `yaml:"max_new_tokens"`
+	// ChainLength: variables per chain of vt and vt_distractor (0: the generator's 4;
+	// RULER's num_hops 4 is 5 variables).
+	ChainLength int    `yaml:"chain_length"`
+	Seed        uint64 `yaml:"seed"`
+	Out         string `yaml:"out"`
+	// AgreementN questions per task go into the attention-agreement analysis
+	// (0: none); AgreementRatio sets its top-k.
+	AgreementN     int     `yaml:"agreement_n"`
+	AgreementRatio float64 `yaml:"agreement_ratio"`
+}
+
+// SuiteConfigFile is the effective Suite written next to the report, so a
+// table can be traced to the exact run (`--config OUT/eval-config.yaml` repeats it).
+const SuiteConfigFile = "eval-config.yaml"
+
+// DefaultSuite is the suite before a config file and flags apply.
+func DefaultSuite() Suite {
+	return Suite{
+		Tasks:          []string{TaskNIAHSingle, TaskVT},
+		Methods:        methods.Default().Names(),
+		Ratios:         []float64{0.1, 0.2, 0.4},
+		Model:          "testdata/testbed/primary",
+		Aux:            "testdata/testbed/aux",
+		N:              16,
+		ContextTokens:  1024,
+		ChunkTokens:    128,
+		Seed:           2026,
+		Out:            "out/eval",
+		AgreementN:     16,
+		AgreementRatio: 0.2,
+	}
+}
+
+// LoadSuite reads a YAML suite file over s. Unknown keys are errors: a
+// misspelt key must not silently fall back to a default.
+func LoadSuite(path string, s *Suite) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(s); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// Validate checks the suite against the task list and the method registry.
+func (s *Suite) Validate() error {
+	if len(s.Tasks) == 0 {
+		return errors.New("tasks: none given")
+	}
+	for _, t := range s.Tasks {
+		if !slices.Contains(Tasks, t) {
+			return fmt.Errorf("tasks: %q is not one of %s", t, strings.Join(Tasks, ", "))
+		}
+	}
+	if len(s.Methods) == 0 {
+		return errors.New("methods: none given")
+	}
+	reg := methods.Default()
+	needRatio, needAux := false, false
+	for _, m := range s.Methods {
+		e, err := reg.Lookup(m)
+		if err != nil {
+			return fmt.Errorf("methods: %q is not one of %s", m, strings.Join(reg.Names(), ", "))
+		}
+		needRatio = needRatio || e.TakesRatio
+		needAux = needAux || e.NeedsAux
+	}
+	if needRatio && len(s.Ratios) == 0 {
+		return errors.New("ratios: none given for a method that takes one")
+	}
+	for _, r := range s.Ratios {
+		if methods.CheckRatio(r) != nil {
+			return fmt.Errorf("ratios: %v is not in [0, 1]", r)
+		}
+	}
+	switch {
+	case s.N < 1:
+		return fmt.Errorf("n: %d, want at least 1", s.N)
+	case s.ContextTokens < 1 || s.ChunkTokens < 1:
+		return fmt.Errorf("context_tokens %d / chunk_tokens %d: both must be positive", s.ContextTokens, s.ChunkTokens)
+	case s.AgreementN < 0 || s.AgreementN > 0 && !(s.AgreementRatio > 0 && s.AgreementRatio <= 1):
+		return fmt.Errorf("agreement_n %d / agreement_ratio %v: want n >= 0 and a ratio in (0,1]", s.AgreementN, s.AgreementRatio)
+	case s.AgreementN > 0 && s.Aux == "":
+		return errors.New("aux: required by the attention-agreement analysis (set agreement_n: 0 to skip it)")
+	case s.MaxNewTokens < 0:
+		return fmt.Errorf("max_new_tokens: %d is negative", s.MaxNewTokens)
+	case s.ChainLength < 0 || s.ChainLength == 1:
+		return fmt.Errorf("chain_length: %d, want 0 (the default) or at least 2", s.ChainLength)
+	case s.Model == "" || s.Out == "":
+		return errors.New("model and out are required")
+	case s.Aux == "" && needAux:
+		return errors.New("aux: required by a method that needs an auxiliary model")
+	}
+	return nil
+}
+
+// WriteConfig writes the suite as SuiteConfigFile into its output directory, atomically.
+func (s *Suite) WriteConfig() error {
+	data, err := yaml.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("effective config: %w", err)
+	}
+	if err := os.MkdirAll(s.Out, 0o755); err != nil {
+		return fmt.Errorf("output directory: %w", err)
+	}
+	path := filepath.Join(s.Out, SuiteConfigFile)
+	if err := atomicfile.WriteFile(path, data); err != nil {
+		return fmt.Errorf("effective config: %w", err)
+	}
+	return nil
+}
+
+// Run is one job of a suite: a method at a ratio (0 for a method without one).
+type Run struct {
+	Method string
+	Ratio  float64
+}
+
+// Name is the run's directory name: the method, with its ratio when it takes one.
+func (r Run) Name() string {
+	if !takesRatio(r.Method) {
+		return r.Method
+	}
+	return r.Method + "-" + strconv.FormatFloat(r.Ratio, 'f', -1, 64)
+}
+
+func takesRatio(method string) bool {
+	e, err := methods.Default().Lookup(method)
+	return err == nil && e.TakesRatio
+}
+
+// Plan lists the suite's runs: full first (fidelity of every other run is
+// measured against its answers), then each method once, or once per ratio
+// when it takes one.
+func (s *Suite) Plan() []Run {
+	var runs []Run
+	ms := slices.Clone(s.Methods)
+	slices.SortStableFunc(ms, func(a, b string) int {
+		return boolInt(b == report.Baseline) - boolInt(a == report.Baseline)
+	})
+	for _, m := range ms {
+		if !takesRatio(m) {
+			runs = append(runs, Run{Method: m})
+			continue
+		}
+		for _, r := range s.Ratios {
+			runs = append(runs, Run{Method: m, Ratio: r})
+		}
+	}
+	return runs
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// RunSuite runs the whole plan: one report row per (task, run), then the
+// attention-agreement analysis of the pair on each task's first questions.
+// Progress goes to stderr in the given mode; each run's log to OUT/runs/TASK/RUN.log.
+func RunSuite(ctx context.Context, s Suite, mode progress.Mode, stderr io.Writer) (report.Results, error) {
+	var res report.Results
+	count, err := tokenCounter(s.Model)
+	if err != nil {
+		return res, err
+	}
+	plan := s.Plan()
+	total := len(plan) * len(s.Tasks)
+	if s.AgreementN > 0 {
+		total += len(s.Tasks)
+	}
+	bar := progress.New(progress.Options{Mode: mode, Description: "eval runs", Unit: "runs",
+		Total: int64(total), Out: stderr, Logger: progress.NewLogger(stderr, "text", slog.LevelInfo)})
+	defer bar.Done()
+	examples := map[string][]Example{}
+	for _, task := range s.Tasks {
+		tr, exs, err := s.runTask(ctx, task, plan, count, bar)
+		if err != nil {
+			return res, fmt.Errorf("task %s: %w", task, err)
+		}
+		res.Rows = append(res.Rows, tr...)
+		examples[task] = exs
+	}
+	if s.AgreementN == 0 {
+		return res, nil
+	}
+	res.TopK = fmt.Sprintf("top %g%%", 100*s.AgreementRatio)
+	p, err := loader.Open(s.Model, "")
+	if err != nil {
+		return res, fmt.Errorf("model %s: %w", s.Model, err)
+	}
+	defer p.Close()
+	a, err := loader.Open(s.Aux, "")
+	if err != nil {
+		return res, fmt.Errorf("aux %s: %w", s.Aux, err)
+	}
+	defer a.Close()
+	for _, task := range s.Tasks {
+		ag, err := s.agreement(ctx, p, a, task, examples[task])
+		if err != nil {
+			return res, fmt.Errorf("task %s: attention agreement: %w", task, err)
+		}
+		res.Agreement = append(res.Agreement, ag...)
+		bar.Add(1)
+	}
+	return res, nil
+}
+
+// agreement compares the auxiliary's last-layer attention with each primary
+// layer's on the task's first AgreementN questions.
+func (s *Suite) agreement(ctx context.Context, p, a *loader.Bundle, task string, exs []Example) ([]report.Agreement, error) {
+	pool := kernels.NewPool(0)
+	scorer := &auxscore.Scorer{Model: a.Model, Layout: a, Pool: pool}
+	qs := make([]prefill.Query, 0, s.AgreementN)
+	for _, ex := range exs[:min(len(exs), s.AgreementN)] {
+		q := prefill.Query{Question: ex.Question}
+		for _, c := range ex.Chunks {
+			q.Chunks = append(q.Chunks, c.Text)
+		}
+		qs = append(qs, q)
+	}
+	means, err := agree.Average(ctx, p.Model, pool, p, scorer, qs, s.AgreementRatio)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]report.Agreement, len(means))
+	for i, m := range means {
+		out[i] = report.Agreement{Task: task, Layer: m.Layer, Jaccard: m.Jaccard, Spearman: m.Spearman, Questions: m.Questions}
+	}
+	return out, nil
+}
+
+// tokenCounter counts with the primary's tokenizer, so that context and chunk
+// targets are in the tokens the engine will see.
+func tokenCounter(modelDir string) (TokenCounter, error) {
+	b, err := loader.Open(modelDir, "")
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", modelDir, err)
+	}
+	// The tokenizer outlives the bundle's weights: only it is kept.
+	b.Close()
+	return b.CountTokens, nil
+}
+
+// Dataset is a generated task written as a job's inputs, with its shards built.
+type Dataset struct {
+	Questions, Corpus, Store string
+}
+
+// PrepareDataset writes the examples as questions and corpus Parquet files in
+// dir and builds their KV shards with the model, so that every run reads the
+// same shards and none pays for building them.
+func PrepareDataset(ctx context.Context, dir, modelDir string, exs []Example, shardLog io.Writer) (Dataset, error) {
+	d := Dataset{Questions: filepath.Join(dir, "questions.parquet"), Corpus: filepath.Join(dir, "corpus.parquet"), Store: filepath.Join(dir, "shards")}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return d, err
+	}
+	if err := WriteDataset(ctx, d.Questions, d.Corpus, exs); err != nil {
+		return d, err
+	}
+	opts := kvshards.DefaultOptions()
+	log := progress.NewLogger(shardLog, "text", slog.LevelInfo)
+	opts.Logger = log
+	st, err := kvshards.OpenStore(d.Store, opts)
+	if err != nil {
+		return d, fmt.Errorf("shard store: %w", err)
+	}
+	defer st.Close()
+	if _, err := runner.BuildShards(ctx, runner.ShardBuild{Store: st, Corpus: d.Corpus, Model: modelDir,
+		Progress: progress.None, Stderr: shardLog, Out: shardLog, Logger: log}); err != nil {
+		return d, fmt.Errorf("building shards: %w", err)
+	}
+	return d, nil
+}
+
+// RunJob runs one job of the real job path on a spec (the job's log lines
+// go to logw) and returns its merged stats. A job that ends partial (some rows
+// failed within the error budget) is not an error: its rows say why.
+func RunJob(ctx context.Context, spec jobs.Spec, logw io.Writer) (*jobs.DatasetStats, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	log := progress.NewLogger(logw, spec.LogFormat, slog.LevelInfo)
+	if _, err := spec.WriteEffective(); err != nil {
+		return nil, err
+	}
+	var texts runner.ChunkTexts
+	if spec.Corpus != "" {
+		c, err := jobs.LoadCorpus(ctx, spec.Corpus, jobs.CorpusOptions{})
+		if err != nil {
+			return nil, err
+		}
+		texts = c
+	}
+	eng, err := runner.NewModelEngine(ctx, spec, log)
+	if err != nil {
+		return nil, err
+	}
+	st, err := runner.Run(ctx, runner.Options{Spec: spec, Engine: eng, Corpus: texts, Logger: log})
+	eng.Close()
+	if code := jobs.ExitCodeOf(err, ctx.Err() != nil, &st, spec.MaxErrors); code != jobs.ExitOK && code != jobs.ExitPartial {
+		if err == nil {
+			err = errors.New(code.String())
+		}
+		return nil, fmt.Errorf("job exited %d: %w", int(code), err)
+	}
+	return jobs.MergeStats(spec.Out)
+}
+
+// runTask generates the task's dataset, builds its shards once and runs every
+// method of the plan on it through the job path, scoring each run's answers.
+func (s *Suite) runTask(ctx context.Context, task string, plan []Run, count TokenCounter, bar progress.Reporter) ([]report.Row, []Example, error) {
+	exs, err := Generate(ctx, Config{Task: task, N: s.N, Seed: s.Seed, ContextTokens: s.ContextTokens,
+		ChunkTokens: s.ChunkTokens, MaxNewTokens: s.MaxNewTokens, ChainLength: s.ChainLength, Count: count})
+	if err != nil {
+		return nil, nil, err
+	}
+	dataDir := filepath.Join(s.Out, "data", task)
+	// Recreated: shards and answers of an earlier eval with other settings
+	// must not be mistaken for this one's.
+	for _, dir := range []string{dataDir, filepath.Join(s.Out, "runs", task)} {
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, nil, err
+		}
+	}
+	var shardLog bytes.Buffer
+	data, err := PrepareDataset(ctx, dataDir, s.Model, exs, &shardLog)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %s", err, lastLines(shardLog.String(), 5))
+	}
+	refs := map[string][]string{}
+	for _, e := range exs {
+		refs[e.QueryID] = e.Answers
+	}
+	var rows []report.Row
+	var full map[string]diagnostics
+	for _, r := range plan {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		out := filepath.Join(s.Out, "runs", task, r.Name())
+		logPath := out + ".log"
+		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+			return nil, nil, err
+		}
+		logf, err := os.Create(logPath)
+		if err != nil {
+			return nil, nil, err
+		}
+		spec := jobs.DefaultSpec()
+		spec.Questions, spec.Corpus, spec.Store, spec.Out = data.Questions, data.Corpus, data.Store, out
+		spec.Model, spec.Aux, spec.Method, spec.Ratio = s.Model, s.Aux, r.Method, r.Ratio
+		spec.LogFormat, spec.Diagnostics = "json", true
+		start := time.Now()
+		ds, err := RunJob(ctx, spec, logf)
+		fmt.Fprintf(logf, "{\"eval_wall_s\":%.3f}\n", time.Since(start).Seconds())
+		logf.Close()
+		if err != nil {
+			return nil, nil, fmt.Errorf("run %s: %w (log: %s)", r.Name(), err, logPath)
+		}
+		ans, err := readDiagnostics(out)
+		if err != nil {
+			return nil, nil, fmt.Errorf("run %s: %w", r.Name(), err)
+		}
+		if r.Method == report.Baseline {
+			full = ans
+		}
+		row, err := scoreRun(task, r, exs, refs, ans, full)
+		if err != nil {
+			return nil, nil, err
+		}
+		row.TTFTP50ms = ds.Stats.TTFT.P50
+		rows = append(rows, row)
+		bar.Add(1)
+	}
+	return rows, exs, nil
+}
+
+// scoreRun is a run's report row: its score against the references, and its
+// fidelity to full's answers when full ran.
+func scoreRun(task string, r Run, exs []Example, refs map[string][]string, ans, full map[string]diagnostics) (report.Row, error) {
+	row := report.Row{Task: task, Method: r.Method, Ratio: r.Ratio, RatioFree: !takesRatio(r.Method),
+		Questions: len(exs), Answered: len(ans), SameAsFull: math.NaN(), KLFirst: math.NaN(), TokenAgree: math.NaN()}
+	var score, same, agreeSum, klSum float64
+	klN := 0
+	for _, e := range exs {
+		// An unanswered question scores 0 (and agrees with nothing) rather
+		// than being left out, so a method cannot gain by failing rows.
+		a, ok := ans[e.QueryID]
+		if ok {
+			score += MatchAll(a.Answer, refs[e.QueryID])
+		}
+		f, fok := full[e.QueryID]
+		if !ok || !fok {
+			continue
+		}
+		if a.Answer == f.Answer {
+			same++
+		}
+		agreeSum += tokenAgreement(a.IDs, f.IDs)
+		if len(a.LogProbs) > 0 && len(f.LogProbs) > 0 {
+			kl, err := KLFromLogits(f.LogProbs, a.LogProbs)
+			if err != nil {
+				return row, fmt.Errorf("run %s: question %s: %w", r.Name(), e.QueryID, err)
+			}
+			klSum += kl
+			klN++
+		}
+	}
+	row.Score = 100 * score / float64(len(exs))
+	if full != nil {
+		row.SameAsFull = 100 * same / float64(len(exs))
+		row.TokenAgree = 100 * agreeSum / float64(len(exs))
+		if klN > 0 {
+			row.KLFirst = klSum / float64(klN)
+		}
+	}
+	return row, nil
+}
+
+// diagnostics is one answered question of a run written with diagnostics.
+type diagnostics struct {
+	Answer   string
+	IDs      []int32
+	LogProbs []float32
+}
+
+// readDiagnostics reads a run's answers with their diagnostic columns (the
+// greedy token ids and the first answer token's log-probabilities).
+func readDiagnostics(dir string) (map[string]diagnostics, error) {
+	type row struct {
+		QueryID  string    `parquet:"query_id"`
+		Answer   *string   `parquet:"answer,optional"`
+		IDs      []int32   `parquet:"answer_token_ids"`
+		LogProbs []float32 `parquet:"first_token_logprobs"`
+	}
+	rows, err := ReadParts[row](dir)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]diagnostics{}
+	for _, x := range rows {
+		if x.Answer != nil {
+			out[x.QueryID] = diagnostics{Answer: *x.Answer, IDs: x.IDs, LogProbs: x.LogProbs}
+		}
+	}
+	return out, nil
+}
+
+// ReadAnswers reads a job's answers by query_id (error rows left out).
+func ReadAnswers(dir string) (map[string]string, error) {
+	type r struct {
+		QueryID string  `parquet:"query_id"`
+		Answer  *string `parquet:"answer,optional"`
+	}
+	rows, err := ReadParts[r](dir)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, x := range rows {
+		if x.Answer != nil {
+			out[x.QueryID] = *x.Answer
+		}
+	}
+	return out, nil
+}
+
+// ReadParts reads the rows of every part file of an output directory.
+func ReadParts[T any](dir string) ([]T, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "part-*.parquet"))
+	if err != nil {
+		return nil, err
+	}
+	var out []T
+	for _, f := range files {
+		rows, err := parquet.ReadFile[T](f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		out = append(out, rows...)
+	}
+	return out, nil
+}
+
+// tokenAgreement is the share of positions at which two greedy answers hold
+// the same token, over the longer answer: 1 for two empty answers.
+func tokenAgreement(a, ref []int32) float64 {
+	n := max(len(a), len(ref))
+	if n == 0 {
+		return 1
+	}
+	same := 0
+	for i := range min(len(a), len(ref)) {
+		if a[i] == ref[i] {
+			same++
+		}
+	}
+	return float64(same) / float64(n)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
