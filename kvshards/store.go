@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"cacheclip/internal/atomicfile"
 	"cacheclip/kernels"
 
 	"golang.org/x/sync/singleflight"
@@ -442,41 +443,23 @@ func (s *Store) writeAtomic(k Key, data []byte) error {
 	if err := s.mkdirs(dir); err != nil {
 		return fmt.Errorf("write shard %s: %w", k, err)
 	}
-	f, err := os.CreateTemp(dir, fmt.Sprintf(".%s.%d.*%s", k, os.Getpid(), tmpExt))
+	// The temporary name (".KEY.PID.RANDOM.tmp") is what Verify counts as a leftover.
+	opts := atomicfile.Options{NoSync: s.opts.NoSync, NoDirSync: true, TempName: func(string) string {
+		return filepath.Join(dir, fmt.Sprintf(".%s.%d.%s%s", k, os.Getpid(), atomicfile.RandomHex(), tmpExt))
+	}}
+	err := atomicfile.Write(path, opts, func(f *os.File) error {
+		half := len(data) / 2
+		if _, err := f.Write(data[:half]); err != nil {
+			return err
+		}
+		if s.writeHook != nil {
+			s.writeHook(f.Name())
+		}
+		_, err := f.Write(data[half:])
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("write shard %s: %w", k, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("write shard %s (%s): %w", k, tmp, err)
-	}
-	half := len(data) / 2
-	if _, err := f.Write(data[:half]); err != nil {
-		return fail(err)
-	}
-	if s.writeHook != nil {
-		s.writeHook(tmp)
-	}
-	if _, err := f.Write(data[half:]); err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return fail(err)
-	}
-	if !s.opts.NoSync {
-		if err := f.Sync(); err != nil {
-			return fail(err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write shard %s (%s): %w", k, tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write shard %s: rename %s: %w", k, tmp, err)
 	}
 	s.syncDir(dir)
 	return nil

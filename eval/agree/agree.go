@@ -101,7 +101,7 @@ func Question(ctx context.Context, m *model.Model, pool *kernels.Pool, layouter 
 	k := methods.Budget(ratio, len(auxScores))
 	out := make([]Layer, len(per))
 	for l, ps := range per {
-		out[l] = Layer{Layer: l, Jaccard: Jaccard(TopK(auxScores, k), TopK(ps, k)), Spearman: Spearman(auxScores, ps)}
+		out[l] = Layer{Layer: l, Jaccard: auxscore.Jaccard(TopK(auxScores, k), TopK(ps, k)), Spearman: Spearman(auxScores, ps)}
 	}
 	return out, nil
 }
@@ -161,27 +161,6 @@ func TopK(s []float32, k int) []int {
 		k = len(idx)
 	}
 	return idx[:k]
-}
-
-// Jaccard is |a ∩ b| / |a ∪ b| of two index sets; 1 for two empty sets.
-func Jaccard(a, b []int) float64 {
-	in := map[int]bool{}
-	for _, x := range a {
-		in[x] = true
-	}
-	inter := 0
-	union := len(in)
-	for _, x := range b {
-		if in[x] {
-			inter++
-		} else {
-			union++
-		}
-	}
-	if union == 0 {
-		return 1
-	}
-	return float64(inter) / float64(union)
 }
 
 // Spearman is the rank correlation of a and b (average ranks for ties); NaN when

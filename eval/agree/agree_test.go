@@ -25,7 +25,7 @@ func TestStatistics(t *testing.T) {
 		{[]float32{3, 1, 2, 0}, []float32{3, 2, 1, 0}, 2, 1.0 / 3, 0.8},
 	}
 	for i, c := range cases {
-		if got := Jaccard(TopK(c.a, c.k), TopK(c.b, c.k)); math.Abs(got-c.jac) > 1e-12 {
+		if got := auxscore.Jaccard(TopK(c.a, c.k), TopK(c.b, c.k)); math.Abs(got-c.jac) > 1e-12 {
 			t.Errorf("case %d: Jaccard %v, want %v", i, got, c.jac)
 		}
 		if got := Spearman(c.a, c.b); math.Abs(got-c.rho) > 1e-12 {

@@ -24,6 +24,9 @@ type Options struct {
 	// NoSync skips both fsyncs: atomic against a crash of the process, not of
 	// the machine (throwaway stores and tests).
 	NoSync bool
+	// NoDirSync leaves the directory's fsync to the caller (a store that
+	// syncs its directories by its own policy).
+	NoDirSync bool
 	// Perm is the file's mode; 0 means 0o644.
 	Perm os.FileMode
 }
@@ -89,7 +92,7 @@ func Write(path string, o Options, fill func(f *os.File) error) (err error) {
 	if err = os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("rename %s to %s: %w", tmp, path, err)
 	}
-	if o.NoSync {
+	if o.NoSync || o.NoDirSync {
 		return nil
 	}
 	return SyncDir(dir)
@@ -107,4 +110,3 @@ func SyncDir(dir string) error {
 	}
 	return nil
 }
-

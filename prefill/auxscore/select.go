@@ -171,7 +171,10 @@ func MapScores(primary, aux [][2]int, auxScores []float32, textLen int) ([]float
 	return out, nil
 }
 
-// Jaccard is |a∩b| / |a∪b| of two index sets (1 for two empty sets).
+// Jaccard is |A∩B| / |A∪B| of the sets A and B of the indices in a and b:
+// a repeated index counts once, on either side; 1 for two empty sets. It is
+// the one Jaccard of the repository (selection overlap here, attention
+// agreement in eval/agree).
 func Jaccard(a, b []int) float64 {
 	in := map[int]bool{}
 	for _, x := range a {

@@ -155,7 +155,9 @@ func TestJaccard(t *testing.T) {
 	for _, c := range []struct {
 		a, b []int
 		want float64
-	}{{nil, nil, 1}, {[]int{1, 2}, []int{1, 2}, 1}, {[]int{1, 2}, []int{3}, 0}, {[]int{1, 2, 3}, []int{2, 3, 4}, 0.5}} {
+	}{{nil, nil, 1}, {[]int{1, 2}, []int{1, 2}, 1}, {[]int{1, 2}, []int{3}, 0}, {[]int{1, 2, 3}, []int{2, 3, 4}, 0.5},
+		// Sets: a repeated index counts once, on either side.
+		{[]int{1, 1, 2}, []int{2, 2, 3}, 1.0 / 3}, {[]int{5, 5}, []int{5}, 1}, {[]int{4}, []int{4, 4, 6, 6}, 0.5}} {
 		if got := Jaccard(c.a, c.b); got != c.want {
 			t.Errorf("Jaccard(%v, %v) = %v, want %v", c.a, c.b, got, c.want)
 		}
