@@ -1,4 +1,5 @@
-// Package runner runs one batch job: the stages of DESIGN.md §1 (read, plan, load
+// Package runner runs one batch job: the stages of docs/ARCHITECTURE.md, The
+// stages (read, plan, load
 // shards, auxiliary scoring, primary prefill and decode, write) wired over the
 // jobs I/O, the pipeline executor and an Engine that does the model work.
 package runner
