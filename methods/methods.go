@@ -260,7 +260,11 @@ func (p Param) Domain() string {
 		}
 		return strconv.FormatFloat(x, 'g', -1, 64)
 	}
-	return fmt.Sprintf("%s in %s%s, %s%s", p.Type, lo, bound(p.Min, "-inf"), bound(p.Max, "inf"), hi)
+	kind := "an integer"
+	if p.Type == Float {
+		kind = "a number"
+	}
+	return fmt.Sprintf("%s in %s%s, %s%s", kind, lo, bound(p.Min, "-inf"), bound(p.Max, "inf"), hi)
 }
 
 // parse converts and range-checks one value.

@@ -28,9 +28,9 @@ func TestResolve(t *testing.T) {
 		{"unknown key", "cacheclip", 0.2, map[string]string{"windw": "8"}, []string{"method_params.windw"}, "unknown parameter of method cacheclip"},
 		{"key of a method without any", "full", 0, map[string]string{"window": "8"}, []string{"method_params.window"}, "it takes none"},
 		{"enum", "cacheclip", 0.2, map[string]string{"reduce": "avg"}, []string{"method_params.reduce"}, "one of mean, max, last"},
-		{"int below range", "cacheclip", 0.2, map[string]string{"window": "0"}, []string{"method_params.window"}, "int in [1, inf)"},
+		{"int below range", "cacheclip", 0.2, map[string]string{"window": "0"}, []string{"method_params.window"}, "an integer in [1, inf)"},
 		{"int syntax", "cacheblend", 0.2, map[string]string{"check_layer": "one"}, []string{"method_params.check_layer"}, "not an integer"},
-		{"float open bound", "ape", 0, map[string]string{"temp": "0"}, []string{"method_params.temp"}, "float in (0, inf)"},
+		{"float open bound", "ape", 0, map[string]string{"temp": "0"}, []string{"method_params.temp"}, "a number in (0, inf)"},
 		{"float inf", "ape", 0, map[string]string{"scale": "+Inf"}, []string{"method_params.scale"}, "not a finite number"},
 		{"several, sorted", "cacheclip", 2, map[string]string{"window": "x", "aux_mode": "warm"}, []string{"ratio", "method_params.aux_mode", "method_params.window"}, "one of fresh, cached"},
 	}

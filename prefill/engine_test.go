@@ -374,7 +374,7 @@ func TestBadInput(t *testing.T) {
 			return m
 		}, "check_layer: 3 is not below the model's"},
 		{"rank by", f.eng, testQuery, func() prefill.Method { m := f.method(t, methods.CacheBlend, 0.2); m.Values["rank_by"] = "q"; return m }, "rank_by: \"q\" is not one of v, k"},
-		{"ape temperature", f.eng, testQuery, func() prefill.Method { m := f.method(t, methods.APE, 0); m.Values["temp"] = 0.0; return m }, "temp: 0 is not float in (0, inf)"},
+		{"ape temperature", f.eng, testQuery, func() prefill.Method { m := f.method(t, methods.APE, 0); m.Values["temp"] = 0.0; return m }, "temp: 0 is not a number in (0, inf)"},
 		{"no selector", f.eng, testQuery, func() prefill.Method { m := f.method(t, methods.CacheClip, 0.2); m.Selector = nil; return m }, "no auxiliary scorer"},
 		{"shard of another model", &prefill.Engine{Model: f.eng.Model, Layout: f.lay, Pool: pool,
 			Source: prefill.NewMemorySource(&prefill.Computer{Model: other, Pool: pool})}, testQuery,

@@ -236,7 +236,7 @@ func TestRunBadMethodParams(t *testing.T) {
 	}{
 		{"cacheclip", "windw=8", []string{"method_params.windw", "unknown parameter of method cacheclip", "window"}},
 		{"cacheclip", "reduce=avg", []string{"method_params.reduce", `"avg" is not one of mean, max, last`}},
-		{"cacheclip", "window=0", []string{"method_params.window", "0 is not int in [1, inf)"}},
+		{"cacheclip", "window=0", []string{"method_params.window", "0 is not an integer in [1, inf)"}},
 		{"cacheblend", "rank_by=q", []string{"method_params.rank_by", "one of v, k"}},
 		{"ape", "temp=-1", []string{"method_params.temp"}},
 		{"reuse", "window=8", []string{"method_params.window", "method reuse (it takes none)"}},
