@@ -1,7 +1,7 @@
-// Package runner runs one batch job: the stages of docs/ARCHITECTURE.md, The
-// stages (read, plan, load
-// shards, auxiliary scoring, primary prefill and decode, write) wired over the
-// jobs I/O, the pipeline executor and an Engine that does the model work.
+// Package runner runs one batch job: its stages (read, plan, load shards,
+// auxiliary scoring, primary prefill and decode, write; docs/ARCHITECTURE.md,
+// Stages and their queues) wired over the jobs I/O, the pipeline executor and
+// an Engine that does the model work.
 package runner
 
 import (
