@@ -55,7 +55,7 @@ type Spec struct {
 // DefaultSpec returns the settings a job has before its file and flags apply.
 func DefaultSpec() Spec {
 	return Spec{
-		Method:         "cacheclip",
+		Method:         methods.CacheClip,
 		Ratio:          0.2,
 		Shard:          whole,
 		BatchSize:      8,
