@@ -352,9 +352,9 @@ func (c Config) Budget(n int) int {
 
 // Resolve checks a method, its ratio and its parameters and returns them
 // typed, defaults filled. Every problem is reported (errors of type *Error,
-// joined): an unknown method, a ratio out of [0, 1] for a method that takes
-// one, an unknown parameter key (with the method's known keys) and a value of
-// the wrong type or out of range (with the allowed values).
+// joined): an unknown method, a ratio out of [0, 1], an unknown parameter
+// key (with the method's known keys) and a value of the wrong type or out of
+// range (with the allowed values).
 func (r *Registry) Resolve(name string, ratio float64, params map[string]string) (Config, error) {
 	e, err := r.Lookup(name)
 	if err != nil {
@@ -362,10 +362,12 @@ func (r *Registry) Resolve(name string, ratio float64, params map[string]string)
 	}
 	c := Config{Entry: e, Values: Values{}}
 	var errs []error
+	// A ratio out of range is an error even for a method that ignores it: it
+	// is a mistake in the job either way.
+	if err := CheckRatio(ratio); err != nil {
+		errs = append(errs, err)
+	}
 	if e.TakesRatio {
-		if err := CheckRatio(ratio); err != nil {
-			errs = append(errs, err)
-		}
 		c.Ratio = ratio
 	}
 	for _, p := range e.Params {

@@ -21,7 +21,8 @@ func TestResolve(t *testing.T) {
 	}{
 		{"defaults", "cacheclip", 0.2, nil, nil, ""},
 		{"every parameter", "cacheclip", 1, map[string]string{"reduce": "last", "window": "1", "min_count": "9", "aux_mode": "cached", "aux_template": ""}, nil, ""},
-		{"ratio ignored without one", "reuse", 7, nil, nil, ""},
+		{"ratio ignored without one", "reuse", 0.7, nil, nil, ""},
+		{"ratio out of range without one", "full", 7, nil, []string{"ratio"}, "7 is not in [0, 1]"},
 		{"unknown method", "magic", 0.2, nil, []string{"method"}, `"magic" is not one of full, reuse, ape, cacheblend, cacheclip`},
 		{"ratio NaN", "cacheblend", math.NaN(), nil, []string{"ratio"}, "not in [0, 1]"},
 		{"ratio above 1", "cacheclip", 1.01, nil, []string{"ratio"}, "not in [0, 1]"},
