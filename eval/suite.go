@@ -337,20 +337,7 @@ func RunJob(ctx context.Context, spec jobs.Spec, logw io.Writer) (*jobs.DatasetS
 	if _, err := spec.WriteEffective(); err != nil {
 		return nil, err
 	}
-	var texts runner.ChunkTexts
-	if spec.Corpus != "" {
-		c, err := jobs.LoadCorpus(ctx, spec.Corpus, jobs.CorpusOptions{})
-		if err != nil {
-			return nil, err
-		}
-		texts = c
-	}
-	eng, err := runner.NewModelEngine(ctx, spec, log)
-	if err != nil {
-		return nil, err
-	}
-	st, err := runner.Run(ctx, runner.Options{Spec: spec, Engine: eng, Corpus: texts, Logger: log})
-	eng.Close()
+	st, err := runner.RunSpec(ctx, spec, log, nil)
 	if code := jobs.ExitCodeOf(err, ctx.Err() != nil, &st, spec.MaxErrors); code != jobs.ExitOK && code != jobs.ExitPartial {
 		if err == nil {
 			err = errors.New(code.String())

@@ -59,21 +59,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func runJob(ctx context.Context, spec jobs.Spec, log *slog.Logger, mode progress.Mode, stderr io.Writer) (jobs.Stats, error) {
-	var texts runner.ChunkTexts
-	if spec.Corpus != "" {
-		c, err := jobs.LoadCorpus(ctx, spec.Corpus, jobs.CorpusOptions{})
-		if err != nil {
-			return jobs.Stats{}, &jobs.ConfigError{Err: err}
-		}
-		texts = c
-	}
-	eng, err := runner.NewModelEngine(ctx, spec, log)
-	if err != nil {
-		return jobs.Stats{}, &jobs.ConfigError{Err: err}
-	}
-	defer eng.Close()
-	return runner.Run(ctx, runner.Options{Spec: spec, Engine: eng, Corpus: texts, Logger: log,
-		Progress: func(total int64) progress.Reporter {
-			return progress.New(progress.Options{Mode: mode, Description: "answering", Unit: "rows", Total: total, Out: stderr, Logger: log})
-		}})
+	return runner.RunSpec(ctx, spec, log, func(total int64) progress.Reporter {
+		return progress.New(progress.Options{Mode: mode, Description: "answering", Unit: "rows", Total: total, Out: stderr, Logger: log})
+	})
 }
