@@ -65,7 +65,9 @@ func runJobDiag(t *testing.T, qpath, out string, sh Shard, partRows, stopAfter i
 		t.Fatal(err)
 	}
 	defer r.Close()
-	o, err := OpenOutput(ctx, OutputOptions{Dir: out, Shard: sh, Passthrough: r.PassthroughFields(), PartRows: partRows, Diagnostics: diag, Logger: quiet})
+	// fakeResult fails every 10th row: a budget of 20% keeps the dataset a success.
+	budget := ErrorBudget{Fraction: 0.2, IsFraction: true}
+	o, err := OpenOutput(ctx, OutputOptions{Dir: out, Shard: sh, Passthrough: r.PassthroughFields(), PartRows: partRows, Diagnostics: diag, Logger: quiet, MaxErrors: &budget})
 	if err != nil {
 		t.Fatal(err)
 	}
