@@ -135,10 +135,10 @@ type PartInfo struct {
 
 // OutputOptions configure OpenOutput.
 type OutputOptions struct {
-	Dir            string
-	Shard          Shard
-	Passthrough    []parquet.Field // QuestionsReader.PassthroughFields()
-	PartRows       int             // rows per part (default 1000)
+	Dir         string
+	Shard       Shard
+	Passthrough []parquet.Field // QuestionsReader.PassthroughFields()
+	PartRows    int             // rows per part (default 1000)
 	// CommitInterval bounds how long an answered row stays uncommitted (0 =
 	// by rows only): a timer commits the pending rows this long after the
 	// oldest of them arrived, so a kill loses at most this much work.
@@ -152,8 +152,8 @@ type OutputOptions struct {
 	// LeaseTimeout is how long this writer's lease outlives its last
 	// heartbeat (default DefaultLeaseTimeout).
 	LeaseTimeout time.Duration
-	Diagnostics    bool            // append the DiagnosticColumns (Result.AnswerIDs, Result.FirstLogProbs)
-	Logger         *slog.Logger    // default slog.Default()
+	Diagnostics  bool         // append the DiagnosticColumns (Result.AnswerIDs, Result.FirstLogProbs)
+	Logger       *slog.Logger // default slog.Default()
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }

@@ -15,9 +15,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
+	"cacheclip/internal/proc"
 	"cacheclip/kernels"
 
 	"golang.org/x/sync/singleflight"
@@ -355,7 +355,14 @@ func (s *Store) damaged(k Key, path string, id fileID, cause error, quarantine b
 			ce.Quarantined = q
 		}
 	}
-	s.log.Warn("kv shard damaged", "key", k.String(), "path", path, "block", ce.Block, "reason", ce.Reason, "quarantined", ce.Quarantined)
+	attrs := []any{"key", k.String(), "path", path, "block", ce.Block, "reason", ce.Reason}
+	if quarantine {
+		// Only a caller that quarantines reports where to; a check that
+		// leaves the decision to its caller (VerifyFile) says nothing, rather
+		// than an empty destination for a file the caller then moves.
+		attrs = append(attrs, "quarantined", ce.Quarantined)
+	}
+	s.log.Warn("kv shard damaged", attrs...)
 	return ce
 }
 
@@ -525,7 +532,10 @@ func (s *Store) tryLock(k Key) (unlock func(), held bool, err error) {
 	for attempt := 0; attempt < 2; attempt++ {
 		f, err := os.OpenFile(lp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 		if err == nil {
-			fmt.Fprintf(f, "%d %s %s\n", os.Getpid(), s.host, time.Now().UTC().Format(time.RFC3339))
+			// pid, host, time and the pid's start time (so a reused pid is not
+			// mistaken for this builder).
+			me := proc.Self()
+			fmt.Fprintf(f, "%d %s %s %d\n", me.PID, s.host, time.Now().UTC().Format(time.RFC3339), me.Start)
 			f.Close()
 			s.heldMu.Lock()
 			s.held[k] = true
@@ -566,7 +576,9 @@ func (s *Store) lockStale(k Key, lp string) (bool, string) {
 	return s.ownerDead(b)
 }
 
-// ownerDead parses "pid host time" and checks the pid when it is on this host.
+// ownerDead parses "pid host [time [start_ticks]]" and, when the owner is on
+// this host, checks that its pid still runs and, if the start time is
+// recorded, that the pid was not reused by another process since.
 func (s *Store) ownerDead(b []byte) (bool, string) {
 	f := strings.Fields(string(bytes.TrimSpace(b)))
 	if len(f) < 2 || f[1] != s.host {
@@ -576,13 +588,32 @@ func (s *Store) ownerDead(b []byte) (bool, string) {
 	if err != nil || pid <= 0 {
 		return false, ""
 	}
-	if pid == os.Getpid() {
-		return false, "" // ours: held by another goroutine of this process
+	id := proc.ID{Host: proc.Self().Host, PID: pid}
+	if len(f) >= 4 {
+		id.Start, _ = strconv.ParseUint(f[3], 10, 64)
 	}
-	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-		return true, fmt.Sprintf("process %d is gone", pid)
+	return id.Gone()
+}
+
+// clearDeadLock removes k's lock file when its holder is gone or it is older
+// than StaleLock. A builder killed after renaming its shard into place leaves
+// its lock behind; the next builder meets the shard present and would never
+// look at the lock otherwise.
+func (s *Store) clearDeadLock(k Key) {
+	s.heldMu.Lock()
+	ours := s.held[k]
+	s.heldMu.Unlock()
+	if ours {
+		return
 	}
-	return false, ""
+	lp := s.lockPath(k)
+	if _, err := os.Stat(lp); err != nil {
+		return
+	}
+	if stale, why := s.lockStale(k, lp); stale {
+		s.log.Info("removing the stale lock of a finished shard", "key", k.String(), "lock", lp, "why", why)
+		os.Remove(lp)
+	}
 }
 
 // EnsureResult says what Ensure did.
@@ -620,6 +651,7 @@ func (s *Store) ensureOnce(ctx context.Context, c Computer, k Key, fp, ph [32]by
 	delay := 20 * time.Millisecond
 	for {
 		if s.Has(k) {
+			s.clearDeadLock(k)
 			r.Present = true
 			return r, nil
 		}
@@ -731,6 +763,7 @@ func (s *Store) Quarantine(k Key) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("quarantine shard %s (%s): %w", k, path, err)
 	}
+	s.log.Warn("kv shard quarantined", "key", k.String(), "path", path, "quarantined", q)
 	return q, nil
 }
 
