@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/cacheclip
 
-.PHONY: all build test test-generic demo bench eval lint fmt clean
+.PHONY: all build test test-generic demo bench eval lint fmt clean fuzz
 
 all: build
 
@@ -14,6 +14,27 @@ test:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	CACHECLIP_KERNELS=generic $(GO) test -count=1 -timeout 10m ./kernels/... ./model/...
+
+# Every parser of files a user (or an attacker) can hand the tool, fuzzed for
+# FUZZTIME each from the committed seed corpora (testdata/fuzz): 0 panics, no
+# hang. The minimisation limit keeps new inputs from stalling a short run.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := \
+	./model/safetensors:FuzzParse \
+	./model:FuzzParseConfig \
+	./model/tokenizer:FuzzLoadHF \
+	./jobs:FuzzQuestions \
+	./jobs:FuzzCorpus \
+	./jobs:FuzzSpecFile \
+	./kvshards:FuzzParse \
+	./kvshards:FuzzHeaderFields \
+	./kvshards:FuzzDamage
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 50x $$pkg; \
+	done
 
 demo: build
 	./$(BIN) demo --workdir out/demo
