@@ -30,7 +30,11 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(envChild) != "" {
+	switch os.Getenv(envChild) {
+	case "":
+	case "scan":
+		os.Exit(runScanChild())
+	default:
 		os.Exit(runWriterChild())
 	}
 	os.Exit(m.Run())
