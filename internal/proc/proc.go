@@ -36,23 +36,30 @@ func (id ID) String() string {
 
 // StartTicks reads a process's start time from /proc/PID/stat.
 func StartTicks(pid int) (uint64, error) {
+	_, st, err := stat(pid)
+	return st, err
+}
+
+// stat reads a process's state letter and start time from /proc/PID/stat.
+func stat(pid int) (byte, uint64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// The command name (field 2) may hold spaces and parentheses: fields are
 	// counted from the last ')'.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, errors.New("proc stat: no ')'")
+		return 0, 0, errors.New("proc stat: no ')'")
 	}
 	f := strings.Fields(s[i+1:])
 	// f[0] is field 3 (state), so field 22 (starttime) is f[19].
-	if len(f) < 20 {
-		return 0, errors.New("proc stat: short")
+	if len(f) < 20 || len(f[0]) != 1 {
+		return 0, 0, errors.New("proc stat: short")
 	}
-	return strconv.ParseUint(f[19], 10, 64)
+	st, err := strconv.ParseUint(f[19], 10, 64)
+	return f[0][0], st, err
 }
 
 // Gone reports whether id is known not to run any more: on this host, its pid
@@ -73,10 +80,17 @@ func (id ID) Gone() (bool, string) {
 	if err := syscall.Kill(id.PID, 0); errors.Is(err, syscall.ESRCH) {
 		return true, fmt.Sprintf("process %d is gone", id.PID)
 	}
-	if id.Start != 0 {
-		if st, err := StartTicks(id.PID); err == nil && st != id.Start {
-			return true, fmt.Sprintf("pid %d now belongs to another process (started at tick %d, holder at %d)", id.PID, st, id.Start)
-		}
+	state, st, err := stat(id.PID)
+	if err != nil {
+		return false, ""
+	}
+	// A process killed (SIGKILL) whose parent has not reaped it yet is a
+	// zombie: its pid answers kill(0) but it will never run again.
+	if state == 'Z' || state == 'X' {
+		return true, fmt.Sprintf("process %d has exited (zombie)", id.PID)
+	}
+	if id.Start != 0 && st != id.Start {
+		return true, fmt.Sprintf("pid %d now belongs to another process (started at tick %d, holder at %d)", id.PID, st, id.Start)
 	}
 	return false, ""
 }
