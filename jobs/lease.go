@@ -107,31 +107,37 @@ func AcquireLease(dir string, sh Shard, timeout time.Duration, log *slog.Logger)
 	return l, nil
 }
 
+// createExclusive creates path with body, failing with os.ErrExist when it
+// exists. The body is written to a temporary file first and hard-linked into
+// place, so no reader ever sees the file empty or half written.
 func createExclusive(path string, body []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	dir := filepath.Dir(path)
+	tmp := tmpName(dir, "lease", filepath.Base(path))
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
+	defer os.Remove(tmp)
 	if _, err := f.Write(body); err != nil {
 		f.Close()
-		os.Remove(path)
 		return err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		os.Remove(path)
 		return err
 	}
 	if err := f.Close(); err != nil {
-		os.Remove(path)
 		return err
 	}
-	return syncDir(filepath.Dir(path))
+	if err := os.Link(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(dir)
 }
 
 // readLease returns the lease file's content and heartbeat. A file that does
-// not parse (its creator is between create and write) reads as held by an
-// unknown process, heartbeat = mtime.
+// not parse (damaged by hand) reads as held by an unknown process, heartbeat =
+// mtime, so it is taken over once older than the timeout.
 func readLease(path string) (LeaseInfo, time.Time, error) {
 	st, err := os.Stat(path)
 	if err != nil {

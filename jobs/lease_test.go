@@ -251,7 +251,7 @@ func TestLeaseHolderStoppedIsFenced(t *testing.T) {
 	dir := t.TempDir()
 	q := makeQuestions(t, dir, 40)
 	out := filepath.Join(dir, "out")
-	const ttl = time.Second
+	const ttl = 2 * time.Second
 	a := startWriter(t, q, out, 40*time.Millisecond, ttl)
 	waitFor(t, "a committed part", 30*time.Second, func() bool { return committedRows(out) >= 4 })
 	a.cmd.Process.Signal(syscall.SIGSTOP)

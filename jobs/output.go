@@ -366,7 +366,7 @@ func (o *Output) recover(ctx context.Context) error {
 			why = "temporary file of an interrupted write"
 		case partRE.MatchString(name) && partRE.FindStringSubmatch(name)[1] == tag && !listed[name]:
 			why = "part not in the manifest (never committed)"
-		case strings.HasPrefix(name, tmpPrefix+"final-") || strings.HasPrefix(name, tmpPrefix+"any-"):
+		case strings.HasPrefix(name, tmpPrefix+"final-") || strings.HasPrefix(name, tmpPrefix+"any-") || strings.HasPrefix(name, tmpPrefix+"lease-"):
 			// Shared files (stats.json, _SUCCESS, job.effective.yaml) are written
 			// by any shard in milliseconds; a temp file of theirs that is old is
 			// left by a crash.
