@@ -17,7 +17,9 @@
 #   budget  10 rows with unknown chunk ids, budget 2 rows: every retry exits 4
 #           without _SUCCESS; an explicit --max-errors 50% then succeeds (exit 3)
 # and prints one table line per trial: rows, duplicates, missing, answer
-# mismatches (against the reference), the verify result and the exit codes.
+# mismatches (against the reference), the verify result and the exit codes;
+# "kept" is the rows committed when the last kill came, "locks a->b" the build
+# lock files left by the kills and after the next build.
 # Exit status: 0 when every trial passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +31,9 @@ BUILD_TRIALS=${BUILD_TRIALS:-3}
 FLIPS=${FLIPS:-10}
 TRUNCS=${TRUNCS:-3}
 SEED=${SEED:-$RANDOM}
+# Commit every 2 s (default 10 s) so that kills land between commits of a run
+# that lasts ~10-30 s and the resume path, not only the restart, is exercised.
+COMMIT=${COMMIT:-2s}
 RANDOM=$SEED
 
 go build -o bin/cacheclip ./cmd/cacheclip && go build -o bin/torture ./tools/torture || exit 1
@@ -45,7 +50,7 @@ job() { # job STORE OUT [flags...]: the job every trial runs
 	local store=$1 out=$2
 	shift 2
 	"$BIN" run --questions "$Q" --corpus "$C" --store "$store" --model "$P" --aux "$A" --method cacheclip --ratio 0.2 \
-		--out "$out" --progress none --log-format json "$@"
+		--out "$out" --progress none --log-format json --commit-interval "$COMMIT" "$@"
 }
 
 REF=$W/ref
@@ -61,7 +66,7 @@ echo "reference run: exit $ref_code in ${RUNTIME}s"
 rand_delay() { DELAY=$(echo "scale=3; 0.3 + $((RANDOM % 1000)) * ($1 - 0.3) / 1000" | bc); }
 
 FAILED=0
-printf '%-9s %-5s %-28s %5s %5s %7s %9s %-22s %-10s %s\n' trial kills detail rows dups missing mismatch verify exits result
+printf '%-9s %-5s %-30s %5s %5s %7s %9s %-22s %-10s %s\n' trial kills detail rows dups missing mismatch verify exits result
 row() { # row TRIAL KILLS DETAIL OUT VERIFY EXITS OK_EXTRA
 	local read rows dups missing extra mism result=pass
 	read=$("$T" compare "$REF" "$4") || read="? ? ? ? ?"
@@ -70,7 +75,7 @@ row() { # row TRIAL KILLS DETAIL OUT VERIFY EXITS OK_EXTRA
 		result="FAIL${7#ok}"
 		FAILED=$((FAILED + 1))
 	fi
-	printf '%-9s %-5s %-28s %5s %5s %7s %9s %-22s %-10s %s\n' "$1" "$2" "$3" "$rows" "$dups" "$missing" "$mism" "$5" "$6" "$result"
+	printf '%-9s %-5s %-30s %5s %5s %7s %9s %-22s %-10s %s\n' "$1" "$2" "$3" "$rows" "$dups" "$missing" "$mism" "$5" "$6" "$result"
 }
 done_ok() { [ "$1" = 0 ] || [ "$1" = 3 ]; }
 
@@ -102,6 +107,8 @@ for ((t = 1; t <= JOB_TRIALS; t++)); do
 	[ $((t % 4)) = 0 ] && kills=3
 	kill_runs "$kills" "$RUNTIME" "$W/kill-$t.log" job "$D/shards" "$out"
 	at=$KILLED_AT
+	# Rows committed when the last kill came: what the kills did not lose.
+	kept=$("$BIN" stats --json "$out" 2>/dev/null | grep -o '"rows": [0-9]*' | head -1 | grep -o '[0-9]*$')
 	job "$D/shards" "$out" >>"$W/kill-$t.log" 2>&1
 	code=$?
 	"$BIN" stats "$out" >/dev/null 2>&1
@@ -109,7 +116,7 @@ for ((t = 1; t <= JOB_TRIALS; t++)); do
 	ok=ok
 	done_ok "$code" && [ -f "$out/_SUCCESS" ] && [ "$sc" = "$ref_code" ] || ok="ok(exit $code, stats $sc)"
 	[ "$ok" = ok ] || ok=bad
-	row "kill-$t" "$kills" "at ${at}s" "$out" - "run $code stats $sc" "$ok"
+	row "kill-$t" "$kills" "at ${at}s; kept ${kept:-0}" "$out" - "run $code stats $sc" "$ok"
 done
 
 # --- kill -9 during shards build -------------------------------------------------
@@ -121,6 +128,7 @@ for ((t = 1; t <= BUILD_TRIALS; t++)); do
 	s=$W/build-$t-store out=$W/build-$t
 	kill_runs 2 "$BUILDTIME" "$W/build-$t.log" build "$s"
 	at=$KILLED_AT
+	killed_locks=$(find "$s" -name '*.lock' | wc -l)
 	build "$s" >>"$W/build-$t.log" 2>&1
 	bc_=$?
 	locks=$(find "$s" -name '*.lock' | wc -l)
@@ -129,7 +137,7 @@ for ((t = 1; t <= BUILD_TRIALS; t++)); do
 	code=$?
 	ok=ok
 	{ [ "$bc_" = 0 ] && [ "$locks" = 0 ] && [ "$v" = "0 damaged" ] && done_ok "$code"; } || ok=bad
-	row "build-$t" 2 "at ${at}s; locks left $locks" "$out" "$v" "build $bc_ run $code" "$ok"
+	row "build-$t" 2 "at ${at}s; locks $killed_locks->$locks" "$out" "$v" "build $bc_ run $code" "$ok"
 done
 
 # --- damaged store: bit flips, truncations, a swap --------------------------------
@@ -192,7 +200,7 @@ for try in 1 2 3; do
 	[ -f "$out/_SUCCESS" ] && s=yes
 	ok=ok
 	{ [ "$code" = 4 ] && [ "$s" = no ]; } || ok=bad
-	printf '%-9s %-5s %-28s %5s %5s %7s %9s %-22s %-10s %s\n' "budget-$try" 0 "max-errors 2; _SUCCESS $s" - - - - - "run $code" "$([ $ok = ok ] && echo pass || echo FAIL)"
+	printf '%-9s %-5s %-30s %5s %5s %7s %9s %-22s %-10s %s\n' "budget-$try" 0 "max-errors 2; _SUCCESS $s" - - - - - "run $code" "$([ $ok = ok ] && echo pass || echo FAIL)"
 	[ $ok = ok ] || FAILED=$((FAILED + 1))
 done
 Q=$W/spoiled.parquet job "$D/shards" "$out" --max-errors 50% >"$W/budget-4.log" 2>&1
@@ -202,7 +210,7 @@ s=no
 logged=$(grep -c 'error budget changed' "$W/budget-4.log")
 ok=pass
 { [ "$code" = 3 ] && [ "$s" = yes ] && [ "$logged" = 1 ]; } || { ok=FAIL; FAILED=$((FAILED + 1)); }
-printf '%-9s %-5s %-28s %5s %5s %7s %9s %-22s %-10s %s\n' budget-4 0 "max-errors 50%; _SUCCESS $s" - - - - "change logged $logged" "run $code" "$ok"
+printf '%-9s %-5s %-30s %5s %5s %7s %9s %-22s %-10s %s\n' budget-4 0 "max-errors 50%; _SUCCESS $s" - - - - "change logged $logged" "run $code" "$ok"
 
 echo "torture: $FAILED failed trial(s); logs in $W"
 [ "$FAILED" = 0 ]
