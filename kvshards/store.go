@@ -530,13 +530,8 @@ func (s *Store) tryLock(k Key) (unlock func(), held bool, err error) {
 		return nil, false, fmt.Errorf("lock shard %s: %w", k, err)
 	}
 	for attempt := 0; attempt < 2; attempt++ {
-		f, err := os.OpenFile(lp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		err := s.createLock(k, lp)
 		if err == nil {
-			// pid, host, time and the pid's start time (so a reused pid is not
-			// mistaken for this builder).
-			me := proc.Self()
-			fmt.Fprintf(f, "%d %s %s %d\n", me.PID, s.host, time.Now().UTC().Format(time.RFC3339), me.Start)
-			f.Close()
 			s.heldMu.Lock()
 			s.held[k] = true
 			s.heldMu.Unlock()
@@ -560,6 +555,33 @@ func (s *Store) tryLock(k Key) (unlock func(), held bool, err error) {
 	return nil, false, nil
 }
 
+// createLock creates the lock file lp whole, or fails with fs.ErrExist: the
+// owner line (pid, host, time and the pid's start time, so that a reused pid
+// is not mistaken for this builder) goes into a temporary file that is then
+// hard-linked into place. A builder killed between an O_EXCL create and its
+// write would leave an empty lock that names no owner to check.
+func (s *Store) createLock(k Key, lp string) error {
+	f, err := os.CreateTemp(filepath.Dir(lp), fmt.Sprintf(".%s.%d.*%s", k, os.Getpid(), tmpExt))
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	me := proc.Self()
+	_, err = fmt.Fprintf(f, "%d %s %s %d\n", me.PID, s.host, time.Now().UTC().Format(time.RFC3339), me.Start)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Link(tmp, lp)
+}
+
+// emptyLockGrace is how old a lock file that names no owner (written by an
+// older version killed between create and write) must be to be broken.
+const emptyLockGrace = 10 * time.Second
+
 // lockStale reports whether the lock file at lp belongs to no live builder.
 func (s *Store) lockStale(k Key, lp string) (bool, string) {
 	st, err := os.Stat(lp)
@@ -572,6 +594,9 @@ func (s *Store) lockStale(k Key, lp string) (bool, string) {
 	b, err := os.ReadFile(lp)
 	if err != nil {
 		return false, ""
+	}
+	if len(strings.Fields(string(b))) < 2 && time.Since(st.ModTime()) > emptyLockGrace {
+		return true, "names no owner (its builder died while creating it)"
 	}
 	return s.ownerDead(b)
 }

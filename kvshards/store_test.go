@@ -567,6 +567,8 @@ func TestDeadLockOfAFinishedShardIsBroken(t *testing.T) {
 		{"old lock of another host", "1 other-host 2026-01-01T00:00:00Z 5\n", time.Hour, true},
 		{"live local process", fmt.Sprintf("%d %s 2026-01-01T00:00:00Z %d\n", parent, hostname(), pst), 0, false},
 		{"fresh lock of another host", "1 other-host 2026-01-01T00:00:00Z 5\n", 0, false},
+		{"empty lock older than the grace", "", time.Minute, true},
+		{"empty lock being written", "", 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := quietOpts(kernels.BF16)
