@@ -92,9 +92,17 @@ kill_runs() {
 		d=$DELAY
 		sleep "$d"
 		# "$@" is a shell function running in a background subshell: kill the
-		# cacheclip process it started, then the subshell.
-		if pkill -9 -P "$pid" 2>/dev/null; then at="$at${at:+,}$d"; else at="$at${at:+,}(done)"; fi
+		# cacheclip process it started, then the subshell, and wait until the
+		# killed process has exited, as a scheduler restarts a job only after
+		# its process is gone (a rerun meeting a holder still exiting would
+		# rightly refuse with exit 5).
+		local kids k
+		kids=$(pgrep -P "$pid")
+		if [ -n "$kids" ] && kill -9 $kids 2>/dev/null; then at="$at${at:+,}$d"; else at="$at${at:+,}(done)"; fi
 		kill -9 "$pid" 2>/dev/null
+		for k in $kids; do
+			while [ -e "/proc/$k" ] && [ "$(cut -d' ' -f3 "/proc/$k/stat" 2>/dev/null)" != Z ]; do sleep 0.05; done
+		done
 		wait "$pid" 2>/dev/null
 	done
 	KILLED_AT=$at
