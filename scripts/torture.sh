@@ -7,7 +7,7 @@
 #
 # It generates tiny random models and a niah task (`cacheclip demo`), runs an
 # uninterrupted reference job, then, each against that reference:
-#   kill    kill -9 a job at random points (1 or 3 kills), then rerun it to the end
+#   kill    kill -9 a job at random points (1 kill; 4 in every sixth trial), then rerun it to the end
 #   build   kill -9 `shards build` at random points twice, build to the end, verify,
 #           count leftover lock files, run the job on that store
 #   flip / truncate / swap   damage shard files; the job must detect and rebuild
@@ -26,10 +26,10 @@ cd "$(dirname "$0")/.."
 
 W=${WORK:-out/torture}
 N=${QUESTIONS:-200}
-JOB_TRIALS=${JOB_TRIALS:-8}
+JOB_TRIALS=${JOB_TRIALS:-12}
 BUILD_TRIALS=${BUILD_TRIALS:-3}
-FLIPS=${FLIPS:-10}
-TRUNCS=${TRUNCS:-3}
+FLIPS=${FLIPS:-30}
+TRUNCS=${TRUNCS:-5}
 SEED=${SEED:-$RANDOM}
 # Commit every 2 s (default 10 s) so that kills land between commits of a run
 # that lasts ~10-30 s and the resume path, not only the restart, is exercised.
@@ -112,8 +112,8 @@ kill_runs() {
 for ((t = 1; t <= JOB_TRIALS; t++)); do
 	out=$W/kill-$t
 	kills=1
-	[ $((t % 4)) = 0 ] && kills=3
-	kill_runs "$kills" "$RUNTIME" "$W/kill-$t.log" job "$D/shards" "$out"
+	[ $((t % 6)) = 0 ] && kills=4
+	kill_runs "$kills" "$RUNTIME" "$W/kill-$t.log" job "$D/shards" "$out" 2>/dev/null # bash's "Killed" notices
 	at=$KILLED_AT
 	# Rows committed when the last kill came: what the kills did not lose.
 	kept=$("$BIN" stats --json "$out" 2>/dev/null | grep -o '"rows": [0-9]*' | head -1 | grep -o '[0-9]*$')
@@ -134,7 +134,7 @@ build "$W/clean-store" >"$W/clean-build.log" 2>&1 || { tail "$W/clean-build.log"
 BUILDTIME=$(echo "$(date +%s.%N) - $t0" | bc)
 for ((t = 1; t <= BUILD_TRIALS; t++)); do
 	s=$W/build-$t-store out=$W/build-$t
-	kill_runs 2 "$BUILDTIME" "$W/build-$t.log" build "$s"
+	kill_runs 2 "$BUILDTIME" "$W/build-$t.log" build "$s" 2>/dev/null
 	at=$KILLED_AT
 	killed_locks=$(find "$s" -name '*.lock' | wc -l)
 	build "$s" >>"$W/build-$t.log" 2>&1
