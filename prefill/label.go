@@ -198,7 +198,8 @@ const (
 
 // LabelDecision is the verdict over one question's labels.
 type LabelDecision struct {
-	Scores []float64 // per label: the sum (or mean) of its token log-probabilities
+	LogLik []float64 // per label: the sum of its token log-probabilities
+	Scores []float64 // per label: LogLik, or its per-token mean (ScoreMean)
 	Probs  []float64 // softmax over Scores
 	Best   int       // index of the highest score (the first on ties)
 	// Margin is the best score minus the second best, in nats; NaN with one label.
@@ -208,12 +209,13 @@ type LabelDecision struct {
 // DecideLabels turns per-token log-probabilities into scores, probabilities,
 // the best label and its margin. how is ScoreSum or ScoreMean.
 func DecideLabels(logProbs [][]float64, how string) LabelDecision {
-	d := LabelDecision{Scores: make([]float64, len(logProbs)), Probs: make([]float64, len(logProbs)), Margin: math.NaN()}
+	d := LabelDecision{LogLik: make([]float64, len(logProbs)), Scores: make([]float64, len(logProbs)), Probs: make([]float64, len(logProbs)), Margin: math.NaN()}
 	for i, lp := range logProbs {
 		var s float64
 		for _, x := range lp {
 			s += x
 		}
+		d.LogLik[i] = s
 		if how == ScoreMean && len(lp) > 0 {
 			s /= float64(len(lp))
 		}
