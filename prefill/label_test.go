@@ -132,6 +132,13 @@ func TestDecideLabels(t *testing.T) {
 			var sum float64
 			for i, p := range d.Probs {
 				sum += p
+				var ll float64
+				for _, x := range c.lp[i] {
+					ll += x
+				}
+				if d.LogLik[i] != ll {
+					t.Errorf("log-likelihood %d = %v, want the sum %v", i, d.LogLik[i], ll)
+				}
 				if math.Abs(d.Scores[i]-c.scores[i]) > 1e-12 {
 					t.Errorf("score %d = %v, want %v", i, d.Scores[i], c.scores[i])
 				}
