@@ -61,20 +61,35 @@ func buildTrie(labels [][]int32) (*labelTrie, error) {
 }
 
 // LabelReserve is the number of cache slots ScoreLabels needs after the prompt
-// for these labels (one per node of their token trie): pass it as Prefill's reserve.
+// for these labels (one per inner node of their token trie): pass it as
+// Prefill's reserve.
 func LabelReserve(labels [][]int32) int {
 	t, err := buildTrie(labels)
 	if err != nil {
 		return 0
 	}
-	return len(t.tok)
+	return t.rows()
+}
+
+// rows is the number of nodes that must be computed: those with children. A
+// leaf's key and value are never attended to and its logits predict nothing
+// scored, so single-token labels need no forward work at all (their
+// log-probabilities come from the prompt's last logits).
+func (t *labelTrie) rows() int {
+	n := 0
+	for _, k := range t.kids {
+		if k > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // ScoreLabels scores every label of every item by teacher forcing in one
 // forward call of the model. The labels of an item branch from its prefilled
 // prompt without recomputing it: their tokens form a trie (labels sharing a
-// prefix share its rows) whose nodes take slots after the prompt in the item's
-// cache. Each root-to-leaf path is a sequence over a view of that cache in which
+// prefix share its rows) whose inner nodes take slots after the prompt in the
+// item's cache (leaves need no row: see rows). Each root-to-leaf path is a sequence over a view of that cache in which
 // only the prompt and the path's own nodes are visible, so a label attends to
 // the context and its own earlier tokens exactly as if it had been generated,
 // and the context's keys and values are shared, never copied. The item's cache
@@ -92,15 +107,26 @@ func ScoreLabels(ctx context.Context, m *model.Model, pool *kernels.Pool, items 
 		}
 		tries[ii] = t
 		c := it.Res.Cache
-		if c.Len()+len(t.tok) > c.Cap() {
-			return fmt.Errorf("score labels: item %d: the labels need %d cache slots after the prompt, %d were reserved", ii, len(t.tok), c.Cap()-c.Len())
+		need := t.rows()
+		if c.Len()+need > c.Cap() {
+			return fmt.Errorf("score labels: item %d: the labels need %d cache slots after the prompt, %d were reserved", ii, need, c.Cap()-c.Len())
 		}
-		first := c.Alloc(len(t.tok))
+		// Inner nodes get slots first, first+0 … first+need-1, in node order.
+		slot := make([]int32, len(t.tok))
+		first := c.Alloc(need)
+		k := 0
+		for n := range t.tok {
+			slot[n] = -1
+			if t.kids[n] > 0 {
+				slot[n] = int32(first + k)
+				k++
+			}
+		}
 		owned := make([]bool, len(t.tok))
 		for _, path := range t.paths {
 			var mine []int
 			for _, n := range path {
-				if !owned[n] {
+				if !owned[n] && t.kids[n] > 0 {
 					owned[n] = true
 					mine = append(mine, n)
 				}
@@ -113,21 +139,21 @@ func ScoreLabels(ctx context.Context, m *model.Model, pool *kernels.Pool, items 
 			// nodes computed by other sequences of the same call (written before any
 			// attention of a layer runs).
 			v := c.View()
-			for n := range t.tok {
-				v.Pos[first+n] = -1
+			for j := first; j < first+need; j++ {
+				v.Pos[j] = -1
 			}
 			for _, n := range path {
-				v.Pos[first+n] = it.Res.NextPos + int32(t.depth[n])
+				if slot[n] >= 0 {
+					v.Pos[slot[n]] = it.Res.NextPos + int32(t.depth[n])
+				}
 			}
 			s := &model.Seq{Cache: v, Groups: it.Res.Groups}
 			for i, n := range mine {
 				s.Tokens = append(s.Tokens, t.tok[n])
 				s.Pos = append(s.Pos, it.Res.NextPos+int32(t.depth[n]))
-				s.Slots = append(s.Slots, int32(first+n))
-				if t.kids[n] > 0 {
-					s.Logits = append(s.Logits, i)
-					rows = append(rows, logitRow{ii, n})
-				}
+				s.Slots = append(s.Slots, slot[n])
+				s.Logits = append(s.Logits, i)
+				rows = append(rows, logitRow{ii, n})
 			}
 			seqs = append(seqs, s)
 		}

@@ -49,10 +49,10 @@ func TestScoreLabelsEqualsDirect(t *testing.T) {
 			t.Fatal(err)
 		}
 		var labels [][]int32
-		for _, s := range []string{" 7319", " 7391", " 42", " 7", " 731", " blue"} {
+		for _, s := range []string{" 7319", " 7391", " 42", " 7", " 731", " blue", "x"} { // "x": one token, no row
 			labels = append(labels, f.lay.Segment(s).IDs)
 		}
-		if got, want := prefill.LabelReserve(labels), 5+2+2+4; got != want { // " 7319", then "91", "42", "blue"
+		if got, want := prefill.LabelReserve(labels), 4+1+1+3; got != want { // inner nodes of " 7319", then "9", "4", "blu"
 			t.Fatalf("trie of %d nodes, want %d", got, want)
 		}
 		for _, name := range prefill.Methods {
