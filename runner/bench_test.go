@@ -25,34 +25,7 @@ func BenchmarkJob(b *testing.B) {
 		b.Fatalf("test-bed models missing: %v", err)
 	}
 	dir := b.TempDir()
-	type c struct {
-		ChunkID string `parquet:"chunk_id"`
-		Text    string `parquet:"text"`
-	}
-	type q struct {
-		QueryID  string   `parquet:"query_id"`
-		Question string   `parquet:"question"`
-		ChunkIDs []string `parquet:"chunk_ids,list"`
-	}
-	var cs []c
-	for i := 0; i < 64; i++ {
-		cs = append(cs, c{fmt.Sprintf("c%02d", i), fmt.Sprintf("The grass is green. The sky is blue. One of the special magic numbers for key-%d is: %d. The sun is yellow. Here we go. There and back again.", i, 4000+i*71)})
-	}
-	var qs []q
-	for i := 0; i < 200; i++ {
-		ids := make([]string, 8)
-		for j := range ids {
-			ids[j] = fmt.Sprintf("c%02d", (i*5+j*7)%64)
-		}
-		qs = append(qs, q{fmt.Sprintf("q%03d", i), fmt.Sprintf("What is the special magic number for key-%d?", (i*5)%64), ids})
-	}
-	corpus, questions := filepath.Join(dir, "corpus.parquet"), filepath.Join(dir, "questions.parquet")
-	if err := parquet.WriteFile(corpus, cs); err != nil {
-		b.Fatal(err)
-	}
-	if err := parquet.WriteFile(questions, qs); err != nil {
-		b.Fatal(err)
-	}
+	corpus, questions := writeBenchData(b, dir)
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	texts, err := jobs.LoadCorpus(ctx, corpus, jobs.CorpusOptions{})
@@ -96,4 +69,101 @@ func BenchmarkJob(b *testing.B) {
 			}
 		})
 	}
+}
+
+// writeBenchData writes 64 chunks, each holding one key's magic number, and
+// 200 questions over 8 of them, each asking one key's number with four
+// choices (the right number first, then three other keys' numbers).
+func writeBenchData(b *testing.B, dir string) (corpus, questions string) {
+	type c struct {
+		ChunkID string `parquet:"chunk_id"`
+		Text    string `parquet:"text"`
+	}
+	type q struct {
+		QueryID  string   `parquet:"query_id"`
+		Question string   `parquet:"question"`
+		ChunkIDs []string `parquet:"chunk_ids,list"`
+		Choices  []string `parquet:"choices,list"`
+	}
+	var cs []c
+	for i := 0; i < 64; i++ {
+		cs = append(cs, c{fmt.Sprintf("c%02d", i), fmt.Sprintf("The grass is green. The sky is blue. One of the special magic numbers for key-%d is: %d. The sun is yellow. Here we go. There and back again.", i, 4000+i*71)})
+	}
+	var qs []q
+	for i := 0; i < 200; i++ {
+		ids := make([]string, 8)
+		for j := range ids {
+			ids[j] = fmt.Sprintf("c%02d", (i*5+j*7)%64)
+		}
+		key := (i * 5) % 64
+		var choices []string
+		for _, k := range []int{key, (key + 7) % 64, (key + 14) % 64, (key + 21) % 64} {
+			choices = append(choices, fmt.Sprint(4000+k*71))
+		}
+		qs = append(qs, q{fmt.Sprintf("q%03d", i), fmt.Sprintf("What is the special magic number for key-%d?", key), ids, choices})
+	}
+	corpus, questions = filepath.Join(dir, "corpus.parquet"), filepath.Join(dir, "questions.parquet")
+	if err := parquet.WriteFile(corpus, cs); err != nil {
+		b.Fatal(err)
+	}
+	if err := parquet.WriteFile(questions, qs); err != nil {
+		b.Fatal(err)
+	}
+	return corpus, questions
+}
+
+// BenchmarkLabelVsGenerateJob runs the same 200 questions on the test-bed pair
+// with CacheClip (r = 0.2) as a 4-label job and as a generate job of up to 8
+// new tokens, alternately in one process, and reports each one's questions/s
+// and their ratio.
+//
+//	go test -run '^$' -bench LabelVsGenerateJob -benchtime 3x ./runner/
+func BenchmarkLabelVsGenerateJob(b *testing.B) {
+	primary, aux := "../testdata/testbed/primary", "../testdata/testbed/aux"
+	dir := b.TempDir()
+	corpus, questions := writeBenchData(b, dir)
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	texts, err := jobs.LoadCorpus(ctx, corpus, jobs.CorpusOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	run := func(b *testing.B, task, out string) (jobs.Stats, time.Duration) {
+		spec := jobs.DefaultSpec()
+		spec.Questions, spec.Model, spec.Aux = questions, primary, aux
+		spec.Store = filepath.Join(dir, "store")
+		spec.Out = out
+		spec.Method, spec.Ratio, spec.MaxNewTokens, spec.BatchSize = "cacheclip", 0.2, 8, 8
+		spec.Task = task
+		// The same prompt for both: the label job does not list the choices, so
+		// the comparison is label scoring against decoding alone.
+		spec.LabelPrompt = "{question}"
+		eng, err := NewModelEngine(ctx, spec, log)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer eng.Close()
+		t0 := time.Now()
+		st, err := Run(ctx, Options{Spec: spec, Engine: eng, Corpus: texts, Logger: log})
+		if err != nil || st.OK != 200 {
+			b.Fatalf("run: %v (ok %d)", err, st.OK)
+		}
+		return st, time.Since(t0)
+	}
+	run(b, jobs.TaskGenerate, filepath.Join(dir, "warmup")) // builds the shards
+	var labelWall, genWall time.Duration
+	var generated int64
+	for i := 0; i < b.N; i++ {
+		_, lw := run(b, jobs.TaskLabel, filepath.Join(dir, fmt.Sprintf("label-%d", i)))
+		st, gw := run(b, jobs.TaskGenerate, filepath.Join(dir, fmt.Sprintf("gen-%d", i)))
+		labelWall += lw
+		genWall += gw
+		generated += st.GeneratedTokens
+	}
+	lq := float64(200*b.N) / labelWall.Seconds()
+	gq := float64(200*b.N) / genWall.Seconds()
+	b.ReportMetric(lq, "label-q/s")
+	b.ReportMetric(gq, "generate-q/s")
+	b.ReportMetric(lq/gq, "label/generate")
+	b.ReportMetric(float64(generated)/float64(200*b.N), "generated-tokens/q")
 }
