@@ -31,11 +31,9 @@ func (e *ModelEngine) planLabels(w *Work) error {
 	if err != nil {
 		return fmt.Errorf("layout: %w", err)
 	}
-	ls := &labelState{labels: labels, ids: make([][]int32, len(labels))}
-	for i, l := range labels {
-		if ls.ids[i], err = e.primary.AnswerIDs(question, l); err != nil {
-			return fmt.Errorf("row %d, label %d: %w", w.Q.Row, i, err)
-		}
+	ls := &labelState{labels: labels}
+	if ls.ids, err = e.primary.LabelIDs(question, labels); err != nil {
+		return fmt.Errorf("row %d, column %s: %w", w.Q.Row, jobs.ColChoices, err)
 	}
 	reserve := prefill.LabelReserve(ls.ids)
 	if lim := e.primary.Model.Config.MaxPos; lay.Len()+reserve > lim {

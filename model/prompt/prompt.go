@@ -218,26 +218,40 @@ func (t Template) EncodeQuestion(tok *tokenizer.Tokenizer, question string) (Seg
 // whose first token merges with Q's last one cannot follow Q's cache: that is
 // an error naming the answer.
 func (t Template) EncodeAnswer(tok *tokenizer.Tokenizer, question, answer string) ([]int32, error) {
-	if answer == "" {
-		return nil, fmt.Errorf("prompt: empty answer")
+	ids, err := t.EncodeAnswers(tok, question, []string{answer})
+	if err != nil {
+		return nil, err
 	}
+	return ids[0], nil
+}
+
+// EncodeAnswers is EncodeAnswer for several answers after the same question
+// (the labels of a row), encoding Q on its own once.
+func (t Template) EncodeAnswers(tok *tokenizer.Tokenizer, question string, answers []string) ([][]int32, error) {
 	q, err := t.EncodeQuestion(tok, question)
 	if err != nil {
 		return nil, err
 	}
-	text := answer
-	if r := answer[0]; r != ' ' && r != '\n' && r != '\t' {
-		text = t.answerLead + answer
-	}
-	var s Segment
 	parts := append(append(append([]part(nil), t.qhead...), txt(question)), t.tail...)
-	if err := t.render(tok, &s, append(parts, txt(text))); err != nil {
-		return nil, err
+	out := make([][]int32, len(answers))
+	for i, answer := range answers {
+		if answer == "" {
+			return nil, fmt.Errorf("prompt: empty answer")
+		}
+		text := answer
+		if r := answer[0]; r != ' ' && r != '\n' && r != '\t' {
+			text = t.answerLead + answer
+		}
+		var s Segment
+		if err := t.render(tok, &s, append(slices.Clip(parts), txt(text))); err != nil {
+			return nil, err
+		}
+		if len(s.IDs) <= len(q.IDs) || !slices.Equal(s.IDs[:len(q.IDs)], q.IDs) {
+			return nil, fmt.Errorf("prompt: answer %q merges with the end of the prompt under this tokenizer (template %s), so it cannot be scored after the prompt's tokens", answer, t.Name)
+		}
+		out[i] = s.IDs[len(q.IDs):]
 	}
-	if len(s.IDs) <= len(q.IDs) || !slices.Equal(s.IDs[:len(q.IDs)], q.IDs) {
-		return nil, fmt.Errorf("prompt: answer %q merges with the end of the prompt under this tokenizer (template %s), so it cannot be scored after the prompt's tokens", answer, t.Name)
-	}
-	return s.IDs[len(q.IDs):], nil
+	return out, nil
 }
 
 // render appends parts to s: text parts are encoded as ordinary text (one
