@@ -270,3 +270,46 @@ func TestLabelJobOnTestbed(t *testing.T) {
 		t.Errorf("rerun: %d rows", len(again))
 	}
 }
+
+// Every method runs label jobs: each writes a label per good row, with
+// probabilities summing to 1, and agrees with full on most rows of this easy
+// retrieval task.
+func TestLabelJobEveryMethod(t *testing.T) {
+	var full map[string]labelRow
+	for _, m := range []string{"full", "reuse", "ape", "cacheblend", "cacheclip"} {
+		t.Run(m, func(t *testing.T) {
+			spec, ces, _ := labelJob(t, 40, m)
+			spec.Aux = "../testdata/testbed/aux"
+			spec.Ratio = 0.2
+			spec.LabelScore = "mean"
+			st := runLabelJob(t, spec)
+			rows := readLabelRows(t, spec.Out)
+			if st.OK != 38 || st.Errors != 2 {
+				t.Fatalf("ok %d errors %d, want 38 and 2", st.OK, st.Errors)
+			}
+			if m == "full" {
+				full = rows
+			}
+			agree := 0
+			for _, ce := range ces {
+				r := rows[ce.QueryID]
+				if r.Label == nil {
+					continue
+				}
+				var sum float64
+				for _, p := range r.LabelProbs {
+					sum += p
+				}
+				if math.Abs(sum-1) > 1e-9 || len(r.LabelLogProbs) != len(ce.Choices) {
+					t.Errorf("%s: probabilities sum to %v over %d scores", ce.QueryID, sum, len(r.LabelLogProbs))
+				}
+				if f := full[ce.QueryID]; f.Label != nil && *f.Label == *r.Label {
+					agree++
+				}
+			}
+			if agree < 30 {
+				t.Errorf("agrees with full on %d of 38 rows", agree)
+			}
+		})
+	}
+}
