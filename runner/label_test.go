@@ -79,7 +79,7 @@ func labelJob(t *testing.T, n int, method string) (jobs.Spec, []eval.ChoiceExamp
 		t.Fatal(err)
 	}
 	spec.Out = filepath.Join(dir, "out")
-	spec.Model = testbedPrimary
+	spec.Model, spec.Aux = testbedPrimary, "../testdata/testbed/aux"
 	spec.Method = method
 	spec.Task = jobs.TaskLabel
 	spec.BatchSize = 8
@@ -279,7 +279,6 @@ func TestLabelJobEveryMethod(t *testing.T) {
 	for _, m := range []string{"full", "reuse", "ape", "cacheblend", "cacheclip"} {
 		t.Run(m, func(t *testing.T) {
 			spec, ces, _ := labelJob(t, 40, m)
-			spec.Aux = "../testdata/testbed/aux"
 			spec.Ratio = 0.2
 			spec.LabelScore = "mean"
 			st := runLabelJob(t, spec)
