@@ -15,10 +15,13 @@ var errEOF = io.EOF
 // as *.parquet, so a crash never exposes half a file.
 const tmpPrefix = ".tmp-"
 
+// randHex is 12 random hex digits (temporary names, lease tokens).
+func randHex() string { return atomicfile.RandomHex() }
+
 // tmpName returns a temporary name in dir for the final name base. The owner
 // tag lets a shard remove only its own strays.
 func tmpName(dir, owner, base string) string {
-	return filepath.Join(dir, tmpPrefix+owner+"-"+atomicfile.RandomHex()+"-"+base)
+	return filepath.Join(dir, tmpPrefix+owner+"-"+randHex()+"-"+base)
 }
 
 // writeFileAtomic writes data to path via temp file, fsync, rename, fsync dir.
@@ -29,12 +32,25 @@ func writeFileAtomic(path string, data []byte) error {
 	})
 }
 
-// writeAtomic creates path from fill (package atomicfile) with a temporary
-// name carrying the owner's tag.
+// writeAtomic creates path from fill so that readers see either the old file
+// or the complete new one, also across a power loss (package atomicfile),
+// with a temporary name carrying the owner's tag.
 func writeAtomic(path, owner string, fill func(w io.Writer) error) error {
-	o := atomicfile.Options{TempName: func(p string) string {
+	return atomicfile.Write(path, atomicOptions(owner, false), func(f *os.File) error { return fill(f) })
+}
+
+// writeAtomicNew is writeAtomic for a file that must not exist yet: the final
+// step is a hard link, which fails with os.ErrExist instead of replacing.
+func writeAtomicNew(path, owner string, fill func(w io.Writer) error) error {
+	return atomicfile.Write(path, atomicOptions(owner, true), func(f *os.File) error { return fill(f) })
+}
+
+func atomicOptions(owner string, noReplace bool) atomicfile.Options {
+	return atomicfile.Options{NoReplace: noReplace, TempName: func(p string) string {
 		dir, base := filepath.Split(p)
 		return tmpName(dir, owner, base)
 	}}
-	return atomicfile.Write(path, o, func(f *os.File) error { return fill(f) })
 }
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error { return atomicfile.SyncDir(dir) }

@@ -2,28 +2,27 @@ package runner
 
 import (
 	"context"
-	"log/slog"
 
 	"cacheclip/jobs"
-	"cacheclip/progress"
 )
 
-// RunSpec runs the job a spec describes: it loads the corpus, builds the
-// engine from the spec and runs the stages. Errors before any work (a bad
-// corpus, model or store) are ConfigErrors. progress may be nil.
-func RunSpec(ctx context.Context, spec jobs.Spec, log *slog.Logger, progress func(total int64) progress.Reporter) (jobs.Stats, error) {
-	var texts ChunkTexts
-	if spec.Corpus != "" {
-		c, err := jobs.LoadCorpus(ctx, spec.Corpus, jobs.CorpusOptions{})
+// RunSpec runs the job o.Spec describes: it loads the corpus and builds the
+// engine from the spec (o.Engine and o.Corpus are set here), then runs the
+// stages with the rest of o. Errors before any work (a bad corpus, model or
+// store) are ConfigErrors.
+func RunSpec(ctx context.Context, o Options) (jobs.Stats, error) {
+	if o.Spec.Corpus != "" {
+		c, err := jobs.LoadCorpus(ctx, o.Spec.Corpus, jobs.CorpusOptions{})
 		if err != nil {
 			return jobs.Stats{}, &jobs.ConfigError{Err: err}
 		}
-		texts = c
+		o.Corpus = c
 	}
-	eng, err := NewModelEngine(ctx, spec, log)
+	eng, err := NewModelEngine(ctx, o.Spec, o.Logger)
 	if err != nil {
 		return jobs.Stats{}, &jobs.ConfigError{Err: err}
 	}
 	defer eng.Close()
-	return Run(ctx, Options{Spec: spec, Engine: eng, Corpus: texts, Logger: log, Progress: progress})
+	o.Engine = eng
+	return Run(ctx, o)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"cacheclip/eval"
+	"cacheclip/eval/suite"
 	"cacheclip/jobs"
 	"cacheclip/loader"
 	"cacheclip/methods"
@@ -60,7 +61,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	start := time.Now()
-	data, err := eval.PrepareDataset(ctx, *work, *primary, exs, stderr)
+	data, err := suite.PrepareDataset(ctx, *work, *primary, func(q, c string) error { return eval.WriteDataset(ctx, q, c, exs) }, stderr)
 	if err != nil {
 		return fail(err)
 	}
@@ -76,11 +77,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		spec := jobs.DefaultSpec()
 		spec.Questions, spec.Corpus, spec.Store, spec.Out = data.Questions, data.Corpus, data.Store, filepath.Join(*work, "answers-"+m)
 		spec.Model, spec.Aux, spec.Method, spec.Ratio, spec.LogFormat = *primary, *aux, m, *ratio, "json"
-		ds, err := eval.RunJob(ctx, spec, io.Discard)
+		ds, err := suite.RunJob(ctx, spec, io.Discard)
 		if err != nil {
 			return fail(fmt.Errorf("job with method %s: %w (rerun: cacheclip run --job %s)", m, err, filepath.Join(spec.Out, jobs.EffectiveFileName(spec.Shard))))
 		}
-		ans, err := eval.ReadAnswers(spec.Out)
+		ans, err := suite.ReadAnswers(spec.Out)
 		if err != nil {
 			return fail(err)
 		}

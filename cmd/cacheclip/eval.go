@@ -10,6 +10,7 @@ import (
 
 	"cacheclip/eval"
 	"cacheclip/eval/report"
+	"cacheclip/eval/suite"
 	"cacheclip/methods"
 	"cacheclip/progress"
 )
@@ -31,8 +32,8 @@ func splitList(s string) []string {
 func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	d := eval.DefaultSuite()
-	configPath := fs.String("config", "", "YAML file with the keys below (tasks, methods, ratios, model, aux, n, context_tokens, chunk_tokens, max_new_tokens, chain_length, seed, out, agreement_n, agreement_ratio); flags override it")
+	d := suite.Default()
+	configPath := fs.String("config", "", "YAML file with the keys below (tasks, methods, ratios, model, aux, n, context_tokens, chunk_tokens, max_new_tokens, chain_length, seed, out, agreement_n, agreement_ratio, label_tasks, label_choices); flags override it")
 	tasksFlag := fs.String("tasks", strings.Join(d.Tasks, ","), "comma-separated tasks: "+strings.Join(eval.Tasks, ", "))
 	methodsFlag := fs.String("methods", strings.Join(d.Methods, ","), "comma-separated methods: "+strings.Join(methods.Default().Names(), ", "))
 	ratiosFlag := fs.String("ratios", "0.1,0.2,0.4", "comma-separated recompute ratios for the methods that take one")
@@ -46,6 +47,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	seedFlag := fs.Uint64("seed", d.Seed, "generator seed")
 	outFlag := fs.String("out", d.Out, "output directory (data, shards, runs, report)")
 	agreeNFlag := fs.Int("agreement-n", d.AgreementN, "questions per task in the attention-agreement analysis (0: skip it)")
+	labelTasksFlag := fs.String("label-tasks", "", "comma-separated tasks also run in multiple-choice form as label jobs")
 	agreeRatioFlag := fs.Float64("agreement-ratio", d.AgreementRatio, "top-k share of context tokens for the agreement's Jaccard")
 	progressMode := fs.String("progress", "auto", "progress display: auto, bar, log or none")
 	if err := fs.Parse(args); err != nil {
@@ -57,7 +59,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cfg := d
 	if *configPath != "" {
-		if err := eval.LoadSuite(*configPath, &cfg); err != nil {
+		if err := suite.Load(*configPath, &cfg); err != nil {
 			return fail(2, err)
 		}
 	}
@@ -100,6 +102,8 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			cfg.AgreementN = *agreeNFlag
 		case "agreement-ratio":
 			cfg.AgreementRatio = *agreeRatioFlag
+		case "label-tasks":
+			cfg.LabelTasks = splitList(*labelTasksFlag)
 		}
 	})
 	if perr != nil {
@@ -115,7 +119,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := cfg.WriteConfig(); err != nil {
 		return fail(1, err)
 	}
-	res, err := eval.RunSuite(ctx, cfg, mode, stderr)
+	res, err := suite.Evaluate(ctx, cfg, mode, stderr)
 	if err != nil {
 		return fail(1, err)
 	}
@@ -126,6 +130,9 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(1, err)
 	}
 	if err := report.Markdown(stdout, "", report.Sorted(res.Rows)); err != nil {
+		return fail(1, err)
+	}
+	if err := report.LabelMarkdown(stdout, res.Labels); err != nil {
 		return fail(1, err)
 	}
 	if err := report.AgreementMarkdown(stdout, res.Agreement, res.TopK); err != nil {

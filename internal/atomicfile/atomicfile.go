@@ -29,6 +29,10 @@ type Options struct {
 	NoDirSync bool
 	// Perm is the file's mode; 0 means 0o644.
 	Perm os.FileMode
+	// NoReplace publishes with a hard link instead of a rename, so the write
+	// fails (errors.Is(err, fs.ErrExist)) when path already exists instead of
+	// replacing it: for files that are written once.
+	NoReplace bool
 }
 
 // DefaultTempName is ".BASE.tmp-RANDOM" beside path: the leading '.' keeps
@@ -89,7 +93,12 @@ func Write(path string, o Options, fill func(f *os.File) error) (err error) {
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", tmp, err)
 	}
-	if err = os.Rename(tmp, path); err != nil {
+	if o.NoReplace {
+		if err = os.Link(tmp, path); err != nil {
+			return fmt.Errorf("link %s to %s: %w", tmp, path, err)
+		}
+		os.Remove(tmp)
+	} else if err = os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("rename %s to %s: %w", tmp, path, err)
 	}
 	if o.NoSync || o.NoDirSync {

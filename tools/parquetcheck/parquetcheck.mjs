@@ -2,7 +2,10 @@
 // Usage: node parquetcheck.mjs OUTPUT_DIR
 // Prints {"files": n, "rows": n, "distinct_query_ids": n, "requested_ratio_nulls": n,
 // "recompute_ratio_mismatches": n, "columns": [{"name", "type"}]}
-// for the committed part files of a cacheclip output dataset, read by DuckDB.
+// for the committed part files of a cacheclip output dataset, read by DuckDB;
+// for a label job also "label_rows" (rows with a label), "label_probs_max_dev"
+// (the largest |sum(label_probs) - 1| over them) and "label_is_answer" (rows
+// whose label equals their answer).
 // Only files listed in the manifests are read, as a resuming writer may have
 // left an uncommitted part behind until its next start.
 import { DuckDBInstance } from '@duckdb/node-api';
@@ -44,14 +47,25 @@ async function main() {
          AND abs(recompute_ratio - n_recomputed / n_context_tokens) > 1e-12)::BIGINT AS rm
      FROM ${src}`);
   const [row] = counted.getRowObjects();
-  console.log(JSON.stringify({
+  const out = {
     files: files.length,
     rows: Number(row.n),
     distinct_query_ids: Number(row.d),
     requested_ratio_nulls: Number(row.rn),
     recompute_ratio_mismatches: Number(row.rm),
     columns,
-  }));
+  };
+  if (columns.some((c) => c.name === 'label_probs')) {
+    const lab = await conn.runAndReadAll(
+      `SELECT count(label)::BIGINT AS n, coalesce(max(abs(list_sum(label_probs) - 1)), 0)::DOUBLE AS dev,
+              count(*) FILTER (WHERE label = answer)::BIGINT AS same
+       FROM ${src} WHERE label IS NOT NULL`);
+    const [l] = lab.getRowObjects();
+    out.label_rows = Number(l.n);
+    out.label_probs_max_dev = Number(l.dev);
+    out.label_is_answer = Number(l.same);
+  }
+  console.log(JSON.stringify(out));
   conn.closeSync?.();
 }
 

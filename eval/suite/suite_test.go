@@ -1,4 +1,4 @@
-package eval
+package suite
 
 import (
 	"math"
@@ -16,8 +16,8 @@ func TestEvalConfigOverride(t *testing.T) {
 	if err := os.WriteFile(p, []byte("tasks: [vt]\nmethods: [full, cacheblend]\nratios: [0.3]\nn: 5\nseed: 9\nchain_length: 5\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultSuite()
-	if err := LoadSuite(p, &cfg); err != nil {
+	cfg := Default()
+	if err := Load(p, &cfg); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(cfg.Tasks, ",") != "vt" || cfg.N != 5 || cfg.Seed != 9 || cfg.ChainLength != 5 || cfg.Model != "testdata/testbed/primary" {
@@ -40,7 +40,7 @@ func TestEvalConfigOverride(t *testing.T) {
 	if strings.Join(got, ",") != "full,cacheclip-0.1,cacheclip-0.4,ape" {
 		t.Errorf("plan %v, want full,cacheclip-0.1,cacheclip-0.4,ape", got)
 	}
-	if err := (&Suite{Tasks: []string{"vt"}, Methods: []string{"cacheclip"}, Ratios: []float64{0.2}, Model: "m", Out: "o", N: 1,
+	if err := (&Config{Tasks: []string{"vt"}, Methods: []string{"cacheclip"}, Ratios: []float64{0.2}, Model: "m", Out: "o", N: 1,
 		ContextTokens: 10, ChunkTokens: 5}).Validate(); err == nil || !strings.Contains(err.Error(), "aux") {
 		t.Errorf("cacheclip without aux: err %v, want an aux error", err)
 	}

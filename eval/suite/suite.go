@@ -1,4 +1,9 @@
-package eval
+// Package suite runs `cacheclip eval`: every task × method × ratio through the
+// real job path (runner, with a jobs.Spec), the answers scored by package eval,
+// and the attention agreement; the command only parses flags. It is apart
+// from package eval so that eval's generators and scorers stay free of the
+// job runner (whose tests use them).
+package suite
 
 import (
 	"bytes"
@@ -18,6 +23,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"gopkg.in/yaml.v3"
 
+	"cacheclip/eval"
 	"cacheclip/eval/agree"
 	"cacheclip/eval/report"
 	"cacheclip/internal/atomicfile"
@@ -32,10 +38,10 @@ import (
 	"cacheclip/runner"
 )
 
-// Suite is one `cacheclip eval`: every task × method × ratio through the real
+// Config is one `cacheclip eval`: every task × method × ratio through the real
 // job path, plus the attention-agreement analysis. It is also the --config file
 // (YAML keys below); the command's flags override it.
-type Suite struct {
+type Config struct {
 	Tasks         []string  `yaml:"tasks"`
 	Methods       []string  `yaml:"methods"`
 	Ratios        []float64 `yaml:"ratios"`
@@ -54,16 +60,20 @@ type Suite struct {
 	// (0: none); AgreementRatio sets its top-k.
 	AgreementN     int     `yaml:"agreement_n"`
 	AgreementRatio float64 `yaml:"agreement_ratio"`
+	// LabelTasks are run again in multiple-choice form as label jobs with
+	// LabelChoices choices each (runLabelTask).
+	LabelTasks   []string `yaml:"label_tasks"`
+	LabelChoices int      `yaml:"label_choices"`
 }
 
-// SuiteConfigFile is the effective Suite written next to the report, so a
+// ConfigFile is the effective Config written next to the report, so a
 // table can be traced to the exact run (`--config OUT/eval-config.yaml` repeats it).
-const SuiteConfigFile = "eval-config.yaml"
+const ConfigFile = "eval-config.yaml"
 
-// DefaultSuite is the suite before a config file and flags apply.
-func DefaultSuite() Suite {
-	return Suite{
-		Tasks:          []string{TaskNIAHSingle, TaskVT},
+// Default is the configuration before a config file and flags apply.
+func Default() Config {
+	return Config{
+		Tasks:          []string{eval.TaskNIAHSingle, eval.TaskVT},
 		Methods:        methods.Default().Names(),
 		Ratios:         []float64{0.1, 0.2, 0.4},
 		Model:          "testdata/testbed/primary",
@@ -75,12 +85,13 @@ func DefaultSuite() Suite {
 		Out:            "out/eval",
 		AgreementN:     16,
 		AgreementRatio: 0.2,
+		LabelChoices:   4,
 	}
 }
 
-// LoadSuite reads a YAML suite file over s. Unknown keys are errors: a
+// Load reads a YAML suite file over s. Unknown keys are errors: a
 // misspelt key must not silently fall back to a default.
-func LoadSuite(path string, s *Suite) error {
+func Load(path string, s *Config) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -94,14 +105,22 @@ func LoadSuite(path string, s *Suite) error {
 }
 
 // Validate checks the suite against the task list and the method registry.
-func (s *Suite) Validate() error {
+func (s *Config) Validate() error {
 	if len(s.Tasks) == 0 {
 		return errors.New("tasks: none given")
 	}
 	for _, t := range s.Tasks {
-		if !slices.Contains(Tasks, t) {
-			return fmt.Errorf("tasks: %q is not one of %s", t, strings.Join(Tasks, ", "))
+		if !slices.Contains(eval.Tasks, t) {
+			return fmt.Errorf("tasks: %q is not one of %s", t, strings.Join(eval.Tasks, ", "))
 		}
+	}
+	for _, t := range s.LabelTasks {
+		if !slices.Contains(eval.Tasks, t) {
+			return fmt.Errorf("label_tasks: %q is not one of %s", t, strings.Join(eval.Tasks, ", "))
+		}
+	}
+	if len(s.LabelTasks) > 0 && s.LabelChoices < 2 {
+		return fmt.Errorf("label_choices: %d, want at least 2", s.LabelChoices)
 	}
 	if len(s.Methods) == 0 {
 		return errors.New("methods: none given")
@@ -145,8 +164,8 @@ func (s *Suite) Validate() error {
 	return nil
 }
 
-// WriteConfig writes the suite as SuiteConfigFile into its output directory, atomically.
-func (s *Suite) WriteConfig() error {
+// WriteConfig writes the suite as ConfigFile into its output directory, atomically.
+func (s *Config) WriteConfig() error {
 	data, err := yaml.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("effective config: %w", err)
@@ -154,7 +173,7 @@ func (s *Suite) WriteConfig() error {
 	if err := os.MkdirAll(s.Out, 0o755); err != nil {
 		return fmt.Errorf("output directory: %w", err)
 	}
-	path := filepath.Join(s.Out, SuiteConfigFile)
+	path := filepath.Join(s.Out, ConfigFile)
 	if err := atomicfile.WriteFile(path, data); err != nil {
 		return fmt.Errorf("effective config: %w", err)
 	}
@@ -183,7 +202,7 @@ func takesRatio(method string) bool {
 // Plan lists the suite's runs: full first (fidelity of every other run is
 // measured against its answers), then each method once, or once per ratio
 // when it takes one.
-func (s *Suite) Plan() []Run {
+func (s *Config) Plan() []Run {
 	var runs []Run
 	ms := slices.Clone(s.Methods)
 	slices.SortStableFunc(ms, func(a, b string) int {
@@ -208,24 +227,24 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// RunSuite runs the whole plan: one report row per (task, run), then the
+// Evaluate runs the whole plan: one report row per (task, run), then the
 // attention-agreement analysis of the pair on each task's first questions.
 // Progress goes to stderr in the given mode; each run's log to OUT/runs/TASK/RUN.log.
-func RunSuite(ctx context.Context, s Suite, mode progress.Mode, stderr io.Writer) (report.Results, error) {
+func Evaluate(ctx context.Context, s Config, mode progress.Mode, stderr io.Writer) (report.Results, error) {
 	var res report.Results
 	count, err := tokenCounter(s.Model)
 	if err != nil {
 		return res, err
 	}
 	plan := s.Plan()
-	total := len(plan) * len(s.Tasks)
+	total := len(plan) * (len(s.Tasks) + len(s.LabelTasks))
 	if s.AgreementN > 0 {
 		total += len(s.Tasks)
 	}
 	bar := progress.New(progress.Options{Mode: mode, Description: "eval runs", Unit: "runs",
 		Total: int64(total), Out: stderr, Logger: progress.NewLogger(stderr, "text", slog.LevelInfo)})
 	defer bar.Done()
-	examples := map[string][]Example{}
+	examples := map[string][]eval.Example{}
 	for _, task := range s.Tasks {
 		tr, exs, err := s.runTask(ctx, task, plan, count, bar)
 		if err != nil {
@@ -233,6 +252,13 @@ func RunSuite(ctx context.Context, s Suite, mode progress.Mode, stderr io.Writer
 		}
 		res.Rows = append(res.Rows, tr...)
 		examples[task] = exs
+	}
+	for _, task := range s.LabelTasks {
+		lr, err := s.runLabelTask(ctx, task, plan, count, bar)
+		if err != nil {
+			return res, fmt.Errorf("label task %s: %w", task, err)
+		}
+		res.Labels = append(res.Labels, lr...)
 	}
 	if s.AgreementN == 0 {
 		return res, nil
@@ -261,7 +287,7 @@ func RunSuite(ctx context.Context, s Suite, mode progress.Mode, stderr io.Writer
 
 // agreement compares the auxiliary's last-layer attention with each primary
 // layer's on the task's first AgreementN questions.
-func (s *Suite) agreement(ctx context.Context, p, a *loader.Bundle, task string, exs []Example) ([]report.Agreement, error) {
+func (s *Config) agreement(ctx context.Context, p, a *loader.Bundle, task string, exs []eval.Example) ([]report.Agreement, error) {
 	pool := kernels.NewPool(0)
 	scorer := &auxscore.Scorer{Model: a.Model, Layout: a, Pool: pool}
 	qs := make([]prefill.Query, 0, s.AgreementN)
@@ -285,7 +311,7 @@ func (s *Suite) agreement(ctx context.Context, p, a *loader.Bundle, task string,
 
 // tokenCounter counts with the primary's tokenizer, so that context and chunk
 // targets are in the tokens the engine will see.
-func tokenCounter(modelDir string) (TokenCounter, error) {
+func tokenCounter(modelDir string) (eval.TokenCounter, error) {
 	b, err := loader.Open(modelDir, "")
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", modelDir, err)
@@ -300,15 +326,16 @@ type Dataset struct {
 	Questions, Corpus, Store string
 }
 
-// PrepareDataset writes the examples as questions and corpus Parquet files in
-// dir and builds their KV shards with the model, so that every run reads the
-// same shards and none pays for building them.
-func PrepareDataset(ctx context.Context, dir, modelDir string, exs []Example, shardLog io.Writer) (Dataset, error) {
+// PrepareDataset writes a job's questions and corpus Parquet files in dir
+// (write gets their paths, e.g. eval.WriteDataset) and builds their KV shards
+// with the model, so that every run reads the same shards and none pays for
+// building them.
+func PrepareDataset(ctx context.Context, dir, modelDir string, write func(questions, corpus string) error, shardLog io.Writer) (Dataset, error) {
 	d := Dataset{Questions: filepath.Join(dir, "questions.parquet"), Corpus: filepath.Join(dir, "corpus.parquet"), Store: filepath.Join(dir, "shards")}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return d, err
 	}
-	if err := WriteDataset(ctx, d.Questions, d.Corpus, exs); err != nil {
+	if err := write(d.Questions, d.Corpus); err != nil {
 		return d, err
 	}
 	opts := kvshards.DefaultOptions()
@@ -337,7 +364,7 @@ func RunJob(ctx context.Context, spec jobs.Spec, logw io.Writer) (*jobs.DatasetS
 	if _, err := spec.WriteEffective(); err != nil {
 		return nil, err
 	}
-	st, err := runner.RunSpec(ctx, spec, log, nil)
+	st, err := runner.RunSpec(ctx, runner.Options{Spec: spec, Logger: log})
 	if code := jobs.ExitCodeOf(err, ctx.Err() != nil, &st, spec.MaxErrors); code != jobs.ExitOK && code != jobs.ExitPartial {
 		if err == nil {
 			err = errors.New(code.String())
@@ -349,8 +376,8 @@ func RunJob(ctx context.Context, spec jobs.Spec, logw io.Writer) (*jobs.DatasetS
 
 // runTask generates the task's dataset, builds its shards once and runs every
 // method of the plan on it through the job path, scoring each run's answers.
-func (s *Suite) runTask(ctx context.Context, task string, plan []Run, count TokenCounter, bar progress.Reporter) ([]report.Row, []Example, error) {
-	exs, err := Generate(ctx, Config{Task: task, N: s.N, Seed: s.Seed, ContextTokens: s.ContextTokens,
+func (s *Config) runTask(ctx context.Context, task string, plan []Run, count eval.TokenCounter, bar progress.Reporter) ([]report.Row, []eval.Example, error) {
+	exs, err := eval.Generate(ctx, eval.Config{Task: task, N: s.N, Seed: s.Seed, ContextTokens: s.ContextTokens,
 		ChunkTokens: s.ChunkTokens, MaxNewTokens: s.MaxNewTokens, ChainLength: s.ChainLength, Count: count})
 	if err != nil {
 		return nil, nil, err
@@ -364,7 +391,7 @@ func (s *Suite) runTask(ctx context.Context, task string, plan []Run, count Toke
 		}
 	}
 	var shardLog bytes.Buffer
-	data, err := PrepareDataset(ctx, dataDir, s.Model, exs, &shardLog)
+	data, err := PrepareDataset(ctx, dataDir, s.Model, func(q, c string) error { return eval.WriteDataset(ctx, q, c, exs) }, &shardLog)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %s", err, lastLines(shardLog.String(), 5))
 	}
@@ -418,7 +445,7 @@ func (s *Suite) runTask(ctx context.Context, task string, plan []Run, count Toke
 
 // scoreRun is a run's report row: its score against the references, and its
 // fidelity to full's answers when full ran.
-func scoreRun(task string, r Run, exs []Example, refs map[string][]string, ans, full map[string]diagnostics) (report.Row, error) {
+func scoreRun(task string, r Run, exs []eval.Example, refs map[string][]string, ans, full map[string]diagnostics) (report.Row, error) {
 	row := report.Row{Task: task, Method: r.Method, Ratio: r.Ratio, RatioFree: !takesRatio(r.Method),
 		Questions: len(exs), Answered: len(ans), SameAsFull: math.NaN(), KLFirst: math.NaN(), TokenAgree: math.NaN()}
 	var score, same, agreeSum, klSum float64
@@ -428,7 +455,7 @@ func scoreRun(task string, r Run, exs []Example, refs map[string][]string, ans, 
 		// than being left out, so a method cannot gain by failing rows.
 		a, ok := ans[e.QueryID]
 		if ok {
-			score += MatchAll(a.Answer, refs[e.QueryID])
+			score += eval.MatchAll(a.Answer, refs[e.QueryID])
 		}
 		f, fok := full[e.QueryID]
 		if !ok || !fok {
@@ -439,7 +466,7 @@ func scoreRun(task string, r Run, exs []Example, refs map[string][]string, ans, 
 		}
 		agreeSum += tokenAgreement(a.IDs, f.IDs)
 		if len(a.LogProbs) > 0 && len(f.LogProbs) > 0 {
-			kl, err := KLFromLogits(f.LogProbs, a.LogProbs)
+			kl, err := eval.KLFromLogits(f.LogProbs, a.LogProbs)
 			if err != nil {
 				return row, fmt.Errorf("run %s: question %s: %w", r.Name(), e.QueryID, err)
 			}
