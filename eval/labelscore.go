@@ -3,9 +3,6 @@ package eval
 import (
 	"fmt"
 	"math"
-	"path/filepath"
-
-	"github.com/parquet-go/parquet-go"
 )
 
 // LabelAnswer is one answered row of a label job: the chosen label and the
@@ -22,20 +19,14 @@ func ReadLabelRun(dir string) (map[string]LabelAnswer, error) {
 		Label   *string   `parquet:"label,optional"`
 		Probs   []float64 `parquet:"label_probs"`
 	}
-	files, err := filepath.Glob(filepath.Join(dir, "part-*.parquet"))
+	rows, err := ReadParts[row](dir)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("eval: label run: %w", err)
 	}
 	out := map[string]LabelAnswer{}
-	for _, f := range files {
-		rows, err := parquet.ReadFile[row](f)
-		if err != nil {
-			return nil, fmt.Errorf("eval: label run %s: %w", f, err)
-		}
-		for _, r := range rows {
-			if r.Label != nil {
-				out[r.QueryID] = LabelAnswer{Label: *r.Label, Probs: r.Probs}
-			}
+	for _, r := range rows {
+		if r.Label != nil {
+			out[r.QueryID] = LabelAnswer{Label: *r.Label, Probs: r.Probs}
 		}
 	}
 	return out, nil

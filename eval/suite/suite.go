@@ -20,7 +20,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/parquet-go/parquet-go"
 	"gopkg.in/yaml.v3"
 
 	"cacheclip/eval"
@@ -501,7 +500,7 @@ func readDiagnostics(dir string) (map[string]diagnostics, error) {
 		IDs      []int32   `parquet:"answer_token_ids"`
 		LogProbs []float32 `parquet:"first_token_logprobs"`
 	}
-	rows, err := ReadParts[row](dir)
+	rows, err := eval.ReadParts[row](dir)
 	if err != nil {
 		return nil, err
 	}
@@ -520,7 +519,7 @@ func ReadAnswers(dir string) (map[string]string, error) {
 		QueryID string  `parquet:"query_id"`
 		Answer  *string `parquet:"answer,optional"`
 	}
-	rows, err := ReadParts[r](dir)
+	rows, err := eval.ReadParts[r](dir)
 	if err != nil {
 		return nil, err
 	}
@@ -529,23 +528,6 @@ func ReadAnswers(dir string) (map[string]string, error) {
 		if x.Answer != nil {
 			out[x.QueryID] = *x.Answer
 		}
-	}
-	return out, nil
-}
-
-// ReadParts reads the rows of every part file of an output directory.
-func ReadParts[T any](dir string) ([]T, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "part-*.parquet"))
-	if err != nil {
-		return nil, err
-	}
-	var out []T
-	for _, f := range files {
-		rows, err := parquet.ReadFile[T](f)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
-		}
-		out = append(out, rows...)
 	}
 	return out, nil
 }
