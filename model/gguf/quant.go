@@ -12,7 +12,8 @@ import (
 type GGMLType uint32
 
 // The tensor types this package knows the layout of. Dequantize supports all
-// of them except Q8_1, which only appears as an intermediate.
+// of them except Q8_1 and Q8_K, which only exist inside llama.cpp as the
+// activations' formats and never appear in files.
 const (
 	GGMLF32  GGMLType = 0
 	GGMLF16  GGMLType = 1
@@ -56,7 +57,7 @@ var layouts = map[GGMLType]layout{
 	GGMLQ4_K: {"Q4_K", qk, 144, dqQ4_K},
 	GGMLQ5_K: {"Q5_K", qk, 176, dqQ5_K},
 	GGMLQ6_K: {"Q6_K", qk, 210, dqQ6_K},
-	GGMLQ8_K: {"Q8_K", qk, 292, dqQ8_K},
+	GGMLQ8_K: {"Q8_K", qk, 292, nil},
 }
 
 func (t GGMLType) String() string {
@@ -347,12 +348,5 @@ func dqQ3_K(y []float32, b []byte) {
 			m <<= 1
 		}
 		q = q[32:]
-	}
-}
-
-func dqQ8_K(y []float32, b []byte) {
-	d := math.Float32frombits(binary.LittleEndian.Uint32(b))
-	for j := 0; j < qk; j++ {
-		y[j] = d * float32(int8(b[4+j]))
 	}
 }
