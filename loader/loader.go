@@ -1,11 +1,14 @@
-// Package loader opens a Hugging Face model directory as one unit: weights,
-// tokenizer, prompt template and the layout function the prefill methods use.
+// Package loader opens a model as one unit: weights, tokenizer, prompt
+// template and the layout function the prefill methods use. A model is a
+// Hugging Face directory or a single GGUF file (a path ending in .gguf).
 package loader
 
 import (
 	"fmt"
+	"strings"
 
 	"cacheclip/model"
+	"cacheclip/model/gguf"
 	"cacheclip/model/prompt"
 	"cacheclip/model/tokenizer"
 	"cacheclip/prefill"
@@ -22,9 +25,13 @@ type Bundle struct {
 	Stops []int32
 }
 
-// Open loads dir; templateName overrides the template detected from
-// tokenizer_config.json ("" detects).
+// Open loads dir, a model directory or a .gguf file; templateName overrides
+// the template detected from tokenizer_config.json or the GGUF's
+// tokenizer.chat_template ("" detects).
 func Open(dir, templateName string) (*Bundle, error) {
+	if IsGGUF(dir) {
+		return openGGUF(dir, templateName)
+	}
 	m, err := model.LoadDir(dir)
 	if err != nil {
 		return nil, err
@@ -44,6 +51,44 @@ func Open(dir, templateName string) (*Bundle, error) {
 		m.Close()
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
+	return bundle(dir, m, tok, tmpl)
+}
+
+// IsGGUF reports whether a model path names a GGUF file rather than a
+// Hugging Face directory.
+func IsGGUF(path string) bool { return strings.HasSuffix(strings.ToLower(path), ".gguf") }
+
+// openGGUF loads weights (dequantized to f32), tokenizer and chat template
+// from one GGUF file; the template is detected from tokenizer.chat_template.
+func openGGUF(path, templateName string) (*Bundle, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close() // the model owns dequantized copies
+	m, err := f.Model()
+	if err != nil {
+		return nil, err
+	}
+	tok, err := f.Tokenizer()
+	if err != nil {
+		return nil, err
+	}
+	if templateName == "" {
+		ct, err := f.ChatTemplate()
+		if err != nil {
+			return nil, err
+		}
+		templateName = prompt.DetectName(ct)
+	}
+	tmpl, err := prompt.ByName(templateName)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return bundle(path, m, tok, tmpl)
+}
+
+func bundle(dir string, m *model.Model, tok *tokenizer.Tokenizer, tmpl prompt.Template) (*Bundle, error) {
 	if tok.VocabSize() > m.Config.Vocab {
 		m.Close()
 		return nil, fmt.Errorf("%s: tokenizer has %d tokens but the model's vocabulary is %d", dir, tok.VocabSize(), m.Config.Vocab)
