@@ -17,7 +17,10 @@ test:
 	# Fuzz the GGUF parser for a bounded time (seed corpus in model/gguf/testdata/fuzz).
 	$(GO) test -run '^$$' -fuzz FuzzGGUFParse -fuzztime 15s ./model/gguf/
 
+# SmolLM2-135M-Instruct when it can be fetched (scripts/fetch-smollm2.sh), else
+# the test-bed pair; the demo says which in one line.
 demo: build
+	@scripts/fetch-smollm2.sh >/dev/null 2>&1 || true
 	./$(BIN) demo --workdir out/demo
 
 bench:
