@@ -46,7 +46,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			if err != nil {
 				return fail(err)
 			}
-			task = eval.Config{Task: eval.TaskNIAHSingle, N: 8, Seed: 2026, ContextTokens: 512, ChunkTokens: 128, MaxNewTokens: 16,
+			task = eval.Config{Task: eval.TaskNIAHSingle, N: 8, Seed: 2026, ContextTokens: 512, ChunkTokens: 128, MaxNewTokens: 32,
 				Haystack: eval.HaystackText, Text: text}
 			fmt.Fprintf(stdout, "primary: SmolLM2-135M-Instruct (%s); haystack: real text from %s\n", p, *textDir)
 		} else {
