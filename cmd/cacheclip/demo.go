@@ -38,7 +38,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fail := func(err error) int { fmt.Fprintf(stderr, "cacheclip demo: %v\n", err); return 1 }
 	// A real model when one was fetched (scripts/fetch-smollm2.sh): questions
 	// over real text. Otherwise the test-bed pair on its synthetic task.
-	task := eval.Config{Task: eval.TaskNIAHSingle, N: 24, Seed: 2026, ContextTokens: 512, ChunkTokens: 64, MaxNewTokens: 8}
+	task := eval.Config{Task: eval.TaskNIAHSingle, N: 24, Seed: 2026, ContextTokens: 512, ChunkTokens: 64, MaxNewTokens: 8, Haystack: eval.HaystackNoise}
 	if *primary == "" {
 		if p, ok := realmodel.Find(); ok {
 			*primary = p
