@@ -16,7 +16,7 @@ from llama_cpp import Llama
 def main(path, golden):
     threads = int(os.environ.get("THREADS", "2"))
     ids = max((p["ids"] for p in json.load(open(golden))["prompts"]), key=len)
-    llm = Llama(model_path=path, n_ctx=4096, n_batch=2048, n_ubatch=512, n_threads=threads,
+    llm = Llama(model_path=path, n_ctx=4096, n_batch=512, n_threads=threads,
                 n_threads_batch=threads, verbose=False)
     print(f"llama-cpp-python {llama_cpp.__version__}, threads {threads}")
     for n in (128, 512, 2048):
