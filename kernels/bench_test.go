@@ -183,3 +183,32 @@ func BenchmarkMatMulShapes(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMatMulNarrow compares, alternately in one run, the two f32 product
+// splits on narrow and wide outputs: over output columns (matMulPacked) and over
+// activation rows (matMulRows); MatMul picks rows below narrowPanels panels per
+// worker. rowsOverCols > 1 means the row split is faster.
+func BenchmarkMatMulNarrow(b *testing.B) {
+	p := NewPool(0)
+	ks := p.Kernels()
+	for _, s := range [][3]int{{2048, 896, 128}, {2048, 576, 192}, {512, 2048, 512}, {2048, 896, 896}} {
+		n, k, out := s[0], s[1], s[2]
+		b.Run(fmt.Sprintf("%s/%dx%dx%d", ks.Name(), n, k, out), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(3, 4))
+			w, x, dst := randMat(rng, F32, out, k), randVec(rng, n*k), make([]float32, n*out)
+			cols, rows := time.Duration(1<<62), time.Duration(1<<62)
+			for b.Loop() {
+				t := time.Now()
+				matMulPacked(p, ks, dst, x, n, w)
+				cols = min(cols, time.Since(t))
+				t = time.Now()
+				matMulRows(p, ks, dst, x, n, w)
+				rows = min(rows, time.Since(t))
+			}
+			fl := 2 * float64(n) * float64(k) * float64(out) / 1e9
+			b.ReportMetric(fl/cols.Seconds(), "cols-GFLOP/s")
+			b.ReportMetric(fl/rows.Seconds(), "rows-GFLOP/s")
+			b.ReportMetric(cols.Seconds()/rows.Seconds(), "rowsOverCols")
+		})
+	}
+}
