@@ -56,9 +56,9 @@ func readProbe(buf []byte, threads int) uint64 {
 	return or
 }
 
-// TestReadProbe checks that the probe reads every byte it is given: a single
-// set bit anywhere in the range must show up in the result's low quadword
-// position it falls in (the OR folds 64-byte lines onto their first 8 bytes).
+// TestReadProbe checks what the probe reads: it ORs all 64-byte lines together
+// and returns the first 8 bytes of that, so a lone set byte shows up exactly
+// when its offset within its line is below 8, wherever the line is.
 func TestReadProbe(t *testing.T) {
 	if !cpu.X86.HasAVX512F {
 		t.Skip("no AVX-512")
