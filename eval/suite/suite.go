@@ -55,6 +55,10 @@ type Config struct {
 	ChainLength int    `yaml:"chain_length"`
 	Seed        uint64 `yaml:"seed"`
 	Out         string `yaml:"out"`
+	// Haystack: noise (default), needle, or text: sentences of the real
+	// documents TextSources (files; relative paths from the working directory).
+	Haystack    string   `yaml:"haystack"`
+	TextSources []string `yaml:"text_sources"`
 	// AgreementN questions per task go into the attention-agreement analysis
 	// (0: none); AgreementRatio sets its top-k.
 	AgreementN     int     `yaml:"agreement_n"`
@@ -376,8 +380,16 @@ func RunJob(ctx context.Context, spec jobs.Spec, logw io.Writer) (*jobs.DatasetS
 // runTask generates the task's dataset, builds its shards once and runs every
 // method of the plan on it through the job path, scoring each run's answers.
 func (s *Config) runTask(ctx context.Context, task string, plan []Run, count eval.TokenCounter, bar progress.Reporter) ([]report.Row, []eval.Example, error) {
+	var text []string
+	if len(s.TextSources) > 0 {
+		var err error
+		if text, err = eval.ReadTextSources(s.TextSources); err != nil {
+			return nil, nil, err
+		}
+	}
 	exs, err := eval.Generate(ctx, eval.Config{Task: task, N: s.N, Seed: s.Seed, ContextTokens: s.ContextTokens,
-		ChunkTokens: s.ChunkTokens, MaxNewTokens: s.MaxNewTokens, ChainLength: s.ChainLength, Count: count})
+		ChunkTokens: s.ChunkTokens, MaxNewTokens: s.MaxNewTokens, ChainLength: s.ChainLength, Count: count,
+		Haystack: s.Haystack, Text: text})
 	if err != nil {
 		return nil, nil, err
 	}
