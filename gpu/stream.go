@@ -194,7 +194,7 @@ func (ld *Loader) Close() {
 	}
 }
 
-// Pending is a load in flight. Forward waits on it layer by layer (Seq.Ready);
+// Pending is a load in flight. Forward waits on it layer by layer (Cache.Await);
 // Wait waits for all of it and releases what it holds.
 type Pending struct {
 	events   []cuEvent
@@ -231,7 +231,7 @@ func (p *Pending) Wait() error {
 
 // Load starts copying the placements into cache c and returns at once; the
 // copies are issued by a goroutine, layer by layer, on the copy stream. Pass the
-// result as Seq.Ready to a Forward over the same cache, then Wait on it.
+// result to Cache.Await before a Forward over the same cache, then Wait on it.
 func (ld *Loader) Load(ctx context.Context, c *Cache, ps []Placement) (*Pending, error) {
 	d := ld.dev
 	KD := c.KVDim

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"cacheclip/kernels"
 	"cacheclip/model"
 	"cacheclip/model/testmodel"
 )
@@ -36,9 +35,9 @@ func randTokens(seed uint64, n, vocab int) []int32 {
 }
 
 // run computes rows [lo,hi) of toks at positions off+i into cache, returning logits of every row.
-func run(t *testing.T, m *model.Model, pool *kernels.Pool, c *model.Cache, toks []int32, lo, hi int, off int32) [][]float32 {
+func run(t *testing.T, m *model.Model, c *model.Cache, toks []int32, lo, hi int, off int32) [][]float32 {
 	t.Helper()
-	first := c.Alloc(hi - lo)
+	first, _ := c.Alloc(hi - lo)
 	s := &model.Seq{Cache: c}
 	for i := lo; i < hi; i++ {
 		s.Tokens = append(s.Tokens, toks[i])
@@ -46,7 +45,7 @@ func run(t *testing.T, m *model.Model, pool *kernels.Pool, c *model.Cache, toks 
 		s.Slots = append(s.Slots, int32(first+i-lo))
 		s.Logits = append(s.Logits, i-lo)
 	}
-	out, err := m.Forward(context.Background(), pool, []*model.Seq{s})
+	out, err := m.Forward(context.Background(), []*model.Seq{s})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,26 +62,25 @@ func maxRelDiff(a, b []float32) float64 {
 }
 
 func TestPrefillChunkedDecodeAgree(t *testing.T) {
-	pool := kernels.NewPool(0)
 	for _, spec := range testmodel.Variants() {
 		t.Run(spec.Name, func(t *testing.T) {
 			m := loadVariant(t, spec)
 			const n = 37
 			toks := randTokens(spec.Seed, n, m.Config.Vocab)
-			one := run(t, m, pool, m.NewCache(n), toks, 0, n, 0)
+			one := run(t, m, m.HostCache(n), toks, 0, n, 0)
 			// Chunked prefill in uneven pieces.
-			c := m.NewCache(4)
+			c := m.HostCache(4)
 			var chunked [][]float32
 			for lo := 0; lo < n; {
 				hi := min(n, lo+1+lo%11)
-				chunked = append(chunked, run(t, m, pool, c, toks, lo, hi, 0)...)
+				chunked = append(chunked, run(t, m, c, toks, lo, hi, 0)...)
 				lo = hi
 			}
 			// Token by token.
-			c2 := m.NewCache(n)
+			c2 := m.HostCache(n)
 			var dec [][]float32
 			for i := 0; i < n; i++ {
-				dec = append(dec, run(t, m, pool, c2, toks, i, i+1, 0)...)
+				dec = append(dec, run(t, m, c2, toks, i, i+1, 0)...)
 			}
 			for i := 0; i < n; i++ {
 				if d := maxRelDiff(chunked[i], one[i]); d > 1e-4 {
@@ -99,19 +97,18 @@ func TestPrefillChunkedDecodeAgree(t *testing.T) {
 // TestRerotation: a chunk computed alone at offset a, moved to offset b by
 // re-rotating its keys, equals the chunk computed at b.
 func TestRerotation(t *testing.T) {
-	pool := kernels.NewPool(0)
 	for _, spec := range testmodel.Variants() {
 		t.Run(spec.Name, func(t *testing.T) {
 			m := loadVariant(t, spec)
 			const n = 20
 			const a, b = 5, 300
 			toks := randTokens(spec.Seed+9, n+1, m.Config.Vocab)
-			ca := m.NewCache(n)
-			run(t, m, pool, ca, toks, 0, n, a)
-			cb := m.NewCache(n + 1)
-			run(t, m, pool, cb, toks, 0, n, b)
-			moved := m.NewCache(n + 1)
-			first := moved.Alloc(n)
+			ca := m.HostCache(n)
+			run(t, m, ca, toks, 0, n, a)
+			cb := m.HostCache(n + 1)
+			run(t, m, cb, toks, 0, n, b)
+			moved := m.HostCache(n + 1)
+			first, _ := moved.Alloc(n)
 			pos := make([]int32, n)
 			from := make([]int32, n)
 			for i := range pos {
@@ -131,8 +128,8 @@ func TestRerotation(t *testing.T) {
 			}
 			// A following row sees the same context either way.
 			// Shift the question token to index n of toks at position b+n.
-			got := run(t, m, pool, moved, toks, n, n+1, b)
-			want := run(t, m, pool, cb, toks, n, n+1, b)
+			got := run(t, m, moved, toks, n, n+1, b)
+			want := run(t, m, cb, toks, n, n+1, b)
 			if d := maxRelDiff(got[0], want[0]); d > 1e-4 {
 				t.Errorf("next-token logits after a moved chunk differ by %.2e", d)
 			}

@@ -6,8 +6,6 @@ import (
 	"math"
 	"os"
 	"testing"
-
-	"cacheclip/kernels"
 )
 
 type storiesGolden struct {
@@ -56,12 +54,12 @@ func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol*math.Max(1, math
 func TestStories260KGolden(t *testing.T) {
 	m, g := loadStories(t)
 	ctx := context.Background()
-	pool := kernels.NewPool(0)
-	cache := m.NewCache(len(g.PromptIDs) + len(g.GreedyIDs))
+	cache := m.HostCache(len(g.PromptIDs) + len(g.GreedyIDs))
 	var logits []float32
 	step := func(tok int32, pos int) []float32 {
-		sl := int32(cache.Alloc(1))
-		out, err := m.Forward(ctx, pool, []*Seq{{Cache: cache, Tokens: []int32{tok}, Pos: []int32{int32(pos)}, Slots: []int32{sl}, Logits: []int{0}}})
+		sl0, _ := cache.Alloc(1)
+		sl := int32(sl0)
+		out, err := m.Forward(ctx, []*Seq{{Cache: cache, Tokens: []int32{tok}, Pos: []int32{int32(pos)}, Slots: []int32{sl}, Logits: []int{0}}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -25,8 +25,9 @@ func (e *Engine) Answer(ctx context.Context, q Query, m Method, opts model.GenOp
 		return nil, err
 	}
 	t0 := time.Now()
+	defer res.Cache.Free()
 	st := &model.GenState{Cache: res.Cache, NextPos: res.NextPos, Logits: res.Logits, Opts: opts, Tok: tok, Groups: res.Groups}
-	if err := e.Model.Generate(ctx, e.Pool, []*model.GenState{st}); err != nil {
+	if err := e.Model.Generate(ctx, []*model.GenState{st}); err != nil {
 		return nil, fmt.Errorf("answer: %w", err)
 	}
 	return &Answer{Text: st.Text, IDs: st.IDs, Reason: st.Reason, Stats: res.Stats, Decode: time.Since(t0), Selected: res.Selected}, nil

@@ -33,7 +33,6 @@ type benchSetup struct {
 }
 
 var benchOnce = sync.OnceValues(func() (*benchSetup, error) {
-	pool := kernels.NewPool(0)
 	m, err := testmodel.Build(testmodel.Qwen25_05B(kernels.BF16))
 	if err != nil {
 		return nil, err
@@ -58,9 +57,9 @@ var benchOnce = sync.OnceValues(func() (*benchSetup, error) {
 	q.Question = "What is the num?"[:14]
 	lay := prefilltest.Layouter{Width: 1}
 	s := &benchSetup{
-		eng:      &prefill.Engine{Model: m, Layout: lay, Pool: pool},
-		aux:      &auxscore.Scorer{Model: am, Layout: prefilltest.Layouter{Width: 2}, Pool: pool},
-		auxCheap: &auxscore.Scorer{Model: am, Layout: prefilltest.Layouter{Width: 2}, Pool: pool, Source: prefill.NewMemorySource(&prefill.Computer{Model: am, Pool: pool})},
+		eng:      &prefill.Engine{Model: m, Layout: lay},
+		aux:      &auxscore.Scorer{Model: am, Layout: prefilltest.Layouter{Width: 2}},
+		auxCheap: &auxscore.Scorer{Model: am, Layout: prefilltest.Layouter{Width: 2}, Source: prefill.NewMemorySource(&prefill.Computer{Model: am})},
 		q:        q,
 		auxSel:   map[float64][]int{},
 	}

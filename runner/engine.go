@@ -11,7 +11,6 @@ import (
 
 	"cacheclip/gpu"
 	"cacheclip/jobs"
-	"cacheclip/kernels"
 	"cacheclip/kvshards"
 	"cacheclip/loader"
 	"cacheclip/model"
@@ -55,8 +54,7 @@ func NewModelEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger) (*Mod
 	if e.prefix, err = p.PrefixIDs(); err != nil {
 		return fail(fmt.Errorf("primary model: prefix: %w", err))
 	}
-	pool := kernels.NewPool(0)
-	e.eng = &prefill.Engine{Model: p.Model, Layout: p, Pool: pool}
+	e.eng = &prefill.Engine{Model: p.Model, Layout: p}
 	if spec.Store != "" {
 		opts := kvshards.DefaultOptions()
 		opts.Logger = log
@@ -65,7 +63,7 @@ func NewModelEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger) (*Mod
 			return fail(fmt.Errorf("shard store: %w", err))
 		}
 		e.store = st
-		e.computer = &prefill.Computer{Model: p.Model, Pool: pool}
+		e.computer = &prefill.Computer{Model: e.eng.Model}
 		e.eng.Source = &prefill.StoreSource{Store: st, Computer: e.computer, ReadOnly: !spec.WriteThrough}
 	}
 	if e.method, err = methodFromSpec(spec); err != nil {
@@ -94,13 +92,13 @@ func NewModelEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger) (*Mod
 				return fail(fmt.Errorf("method_params.min_count: %w", err))
 			}
 		}
-		e.scorer = &auxscore.Scorer{Model: a.Model, Layout: a, Pool: kernels.NewPool(0), Opts: opts}
+		e.scorer = &auxscore.Scorer{Model: a.Model, Layout: a, Opts: opts}
 		if spec.MethodParams["aux_mode"] == "cached" && e.store != nil {
-			e.scorer.Source = &prefill.StoreSource{Store: e.store, Computer: &prefill.Computer{Model: a.Model, Pool: e.scorer.Pool}, ReadOnly: !spec.WriteThrough}
+			e.scorer.Source = &prefill.StoreSource{Store: e.store, Computer: &prefill.Computer{Model: e.scorer.Model}, ReadOnly: !spec.WriteThrough}
 		}
 		e.method.Selector = e.scorer
 	}
-	if err := e.method.Validate(p.Model.Config.Layers); err != nil {
+	if err := e.method.Validate(e.eng.Model.ModelConfig().Layers); err != nil {
 		return fail(err)
 	}
 	return e, nil
@@ -189,7 +187,7 @@ func (e *ModelEngine) Plan(ctx context.Context, w *Work) error {
 	if maxNew <= 0 {
 		maxNew = e.spec.MaxNewTokens
 	}
-	if lim := e.primary.Model.Config.MaxPos; lay.Len()+maxNew > lim {
+	if lim := e.eng.Model.ModelConfig().MaxPos; lay.Len()+maxNew > lim {
 		return fmt.Errorf("context too long: prompt of %d tokens (%d in %d chunks) plus max_new_tokens %d exceeds the model's limit of %d",
 			lay.Len(), lay.ContextTokens(), len(lay.Chunks), maxNew, lim)
 	}
@@ -204,7 +202,7 @@ func (e *ModelEngine) Load(ctx context.Context, w *Work) error {
 		return nil // computed at assembly and memoised by the engine
 	}
 	st := w.State.(*workState)
-	fp := e.primary.Model.Fingerprint()
+	fp := e.eng.Model.Fingerprint()
 	want := kvshards.Expect{Fingerprint: fp, PrefixHash: kvshards.PrefixHash(e.prefix)}
 	for i, c := range st.lay.Chunks {
 		// Map (and verify) the shard into the store's host cache without decoding
@@ -273,8 +271,13 @@ func (e *ModelEngine) Answer(ctx context.Context, batch []*Work) error {
 	if len(gens) == 0 {
 		return nil
 	}
+	defer func() {
+		for _, g := range gens {
+			g.Cache.Free()
+		}
+	}()
 	t0 := time.Now()
-	if err := e.primary.Model.Generate(ctx, e.eng.Pool, gens); err != nil {
+	if err := e.eng.Model.Generate(ctx, gens); err != nil {
 		return err
 	}
 	// The batch decodes together: each question is charged the batch's decode time.

@@ -116,7 +116,8 @@ func cmdAnswer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return fail(err)
 	}
 	defer prim.Close()
-	eng := &prefill.Engine{Model: prim.Model, Layout: prim, Pool: pool}
+	prim.Model.Pool = pool
+	eng := &prefill.Engine{Model: prim.Model, Layout: prim}
 	var store *kvshards.Store
 	if *storeDir != "" {
 		store, err = kvshards.OpenStore(*storeDir, kvshards.DefaultOptions())
@@ -124,7 +125,7 @@ func cmdAnswer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return fail(err)
 		}
 		defer store.Close()
-		eng.Source = &prefill.StoreSource{Store: store, Computer: &prefill.Computer{Model: prim.Model, Pool: pool}}
+		eng.Source = &prefill.StoreSource{Store: store, Computer: &prefill.Computer{Model: prim.Model}}
 	}
 	if meth.Name == prefill.CacheClip {
 		aux, err := loader.Open(*auxDir, *auxTmpl)
@@ -132,9 +133,10 @@ func cmdAnswer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return fail(fmt.Errorf("auxiliary model: %w", err))
 		}
 		defer aux.Close()
-		sc := &auxscore.Scorer{Model: aux.Model, Layout: aux, Pool: pool, Opts: auxscore.Options{Reduce: *reduce, Window: *window, MinCount: *minCount}}
+		aux.Model.Pool = pool
+		sc := &auxscore.Scorer{Model: aux.Model, Layout: aux, Opts: auxscore.Options{Reduce: *reduce, Window: *window, MinCount: *minCount}}
 		if *auxCheap {
-			comp := &prefill.Computer{Model: aux.Model, Pool: pool}
+			comp := &prefill.Computer{Model: aux.Model}
 			if store != nil {
 				sc.Source = &prefill.StoreSource{Store: store, Computer: comp}
 			} else {
