@@ -1,6 +1,7 @@
 // Package runner runs one batch job: the stages of DESIGN.md §1 (read, plan, load
 // shards, auxiliary scoring, primary prefill and decode, write) wired over the
-// jobs I/O, the pipeline executor and an Engine that does the model work.
+// jobs I/O, the pipeline executor and the Stages that do the model work (an
+// Engine, built from a jobs.Spec by NewEngine).
 package runner
 
 import (
@@ -36,13 +37,14 @@ func (w *Work) Fail(err error) {
 	}
 }
 
-// Engine is the model side of a job. Plan, Load and Score run per question on CPU
+// Stages is the model side of a job, stage by stage (Engine is the real one;
+// tests run the runner over fakes). Plan, Load and Score run per question on CPU
 // workers ahead of Answer, which serves a whole batch on the primary model, so
 // the auxiliary scoring of batch i+1 overlaps the primary's work on batch i.
 // Errors returned for one question fail that question only; Answer reports
 // per-question failures through Work.Fail and returns an error only when the
 // whole batch cannot go on.
-type Engine interface {
+type Stages interface {
 	Plan(ctx context.Context, w *Work) error
 	Load(ctx context.Context, w *Work) error
 	Score(ctx context.Context, w *Work) error
@@ -59,7 +61,7 @@ type ChunkTexts interface {
 // Options are what the runner needs beyond the spec.
 type Options struct {
 	Spec     jobs.Spec
-	Engine   Engine
+	Stages   Stages
 	Corpus   ChunkTexts // nil: chunk ids are resolved by the engine alone
 	Logger   *slog.Logger
 	Progress func(total int64) progress.Reporter
@@ -196,10 +198,10 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 				return fmt.Errorf("row %d, column chunk_ids: unknown chunk id %s (not in the corpus)", w.Q.Row, quoteList(missing))
 			}
 		}
-		return o.Engine.Plan(ctx, w)
+		return o.Stages.Plan(ctx, w)
 	}, func(w *Work) *time.Duration { return &w.planT })
-	loaded := stage(planned, "load", spec.LoadWorkers, o.Engine.Load, func(w *Work) *time.Duration { return &w.loadT })
-	scored := stage(loaded, "aux", spec.AuxWorkers, o.Engine.Score, func(w *Work) *time.Duration { return &w.auxT })
+	loaded := stage(planned, "load", spec.LoadWorkers, o.Stages.Load, func(w *Work) *time.Duration { return &w.loadT })
+	scored := stage(loaded, "aux", spec.AuxWorkers, o.Stages.Score, func(w *Work) *time.Duration { return &w.auxT })
 	answered := pipeline.Map(p, scored, pipeline.Opts{Name: "primary", Workers: 1, Buffer: buf}, func(ctx context.Context, b []*Work) ([]*Work, error) {
 		var live []*Work
 		for _, w := range b {
@@ -208,7 +210,7 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 			}
 		}
 		if len(live) > 0 {
-			if err := o.Engine.Answer(ctx, live); err != nil {
+			if err := o.Stages.Answer(ctx, live); err != nil {
 				return nil, fmt.Errorf("primary: %w", err)
 			}
 		}
@@ -240,7 +242,7 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 	if cause := context.Cause(runCtx); runErr != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		runErr = cause
 	}
-	out.SetRunCounters(p.BusyByStage(), o.Engine.Counters())
+	out.SetRunCounters(p.BusyByStage(), o.Stages.Counters())
 	out.SetDuplicates(qr.Stats().Duplicates)
 	if runErr != nil {
 		// Keep every answered row: commit what was written, then report.

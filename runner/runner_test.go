@@ -126,7 +126,7 @@ func setup(t *testing.T, n int) (string, mapCorpus, jobs.Spec) {
 
 func TestRunWritesEveryRow(t *testing.T) {
 	_, corpus, spec := setup(t, 30)
-	st, err := Run(context.Background(), Options{Spec: spec, Engine: &fakeEngine{}, Corpus: corpus})
+	st, err := Run(context.Background(), Options{Spec: spec, Stages: &fakeEngine{}, Corpus: corpus})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,14 +159,14 @@ func TestRunResumesAfterInterruption(t *testing.T) {
 	want := func() map[string]string {
 		s := spec
 		s.Out = spec.Out + "-ref"
-		if _, err := Run(context.Background(), Options{Spec: s, Engine: &fakeEngine{}, Corpus: corpus}); err != nil {
+		if _, err := Run(context.Background(), Options{Spec: s, Stages: &fakeEngine{}, Corpus: corpus}); err != nil {
 			t.Fatal(err)
 		}
 		return readAnswers(t, s.Out)
 	}()
 	for _, stop := range []int64{3, 11, 17} {
 		ctx, cancel := context.WithCancel(context.Background())
-		_, err := Run(ctx, Options{Spec: spec, Engine: &fakeEngine{stopAfter: stop, cancel: cancel}, Corpus: corpus})
+		_, err := Run(ctx, Options{Spec: spec, Stages: &fakeEngine{stopAfter: stop, cancel: cancel}, Corpus: corpus})
 		cancel()
 		if err == nil {
 			continue // the stop landed after the last row
@@ -178,7 +178,7 @@ func TestRunResumesAfterInterruption(t *testing.T) {
 			t.Fatal("_SUCCESS after an interrupted run")
 		}
 	}
-	if _, err := Run(context.Background(), Options{Spec: spec, Engine: &fakeEngine{}, Corpus: corpus}); err != nil {
+	if _, err := Run(context.Background(), Options{Spec: spec, Stages: &fakeEngine{}, Corpus: corpus}); err != nil {
 		t.Fatal(err)
 	}
 	got := readAnswers(t, spec.Out)
@@ -196,13 +196,13 @@ func TestFanOutCoversOneRun(t *testing.T) {
 	_, corpus, spec := setup(t, 31)
 	one := spec
 	one.Out = spec.Out + "-one"
-	if _, err := Run(context.Background(), Options{Spec: one, Engine: &fakeEngine{}, Corpus: corpus}); err != nil {
+	if _, err := Run(context.Background(), Options{Spec: one, Stages: &fakeEngine{}, Corpus: corpus}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
 		s := spec
 		s.Shard = jobs.Shard{I: i, N: 3}
-		if _, err := Run(context.Background(), Options{Spec: s, Engine: &fakeEngine{}, Corpus: corpus}); err != nil {
+		if _, err := Run(context.Background(), Options{Spec: s, Stages: &fakeEngine{}, Corpus: corpus}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -67,12 +67,12 @@ func runJob(ctx context.Context, spec jobs.Spec, log *slog.Logger, mode progress
 		}
 		texts = c
 	}
-	eng, err := runner.NewModelEngine(ctx, spec, log)
+	eng, err := runner.NewEngine(ctx, spec, log)
 	if err != nil {
 		return jobs.Stats{}, &jobs.ConfigError{Err: err}
 	}
 	defer eng.Close()
-	return runner.Run(ctx, runner.Options{Spec: spec, Engine: eng, Corpus: texts, Logger: log,
+	return runner.Run(ctx, runner.Options{Spec: spec, Stages: eng, Corpus: texts, Logger: log,
 		Progress: func(total int64) progress.Reporter {
 			return progress.New(progress.Options{Mode: mode, Description: "answering", Unit: "rows", Total: total, Out: stderr, Logger: log})
 		}})
