@@ -19,7 +19,7 @@ type Answer struct {
 }
 
 // Answer prefills the query with the method and decodes the answer.
-func (e *Engine) Answer(ctx context.Context, q Query, m Method, opts model.GenOptions, tok model.Detokenizer) (*Answer, error) {
+func (e *Prefiller) Answer(ctx context.Context, q Query, m Method, opts model.GenOptions, tok model.Detokenizer) (*Answer, error) {
 	res, err := e.Prefill(ctx, q, m, max(opts.MaxNewTokens, 0))
 	if err != nil {
 		return nil, err

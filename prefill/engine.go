@@ -10,12 +10,12 @@ import (
 	"cacheclip/model"
 )
 
-// Engine bundles a primary model (any backend) with its tokenizer and template
-// (Layout) and the source of its chunk caches. An Engine may serve several
-// goroutines at once.
-type Engine struct {
-	Model  model.Backend
-	Layout Layouter
+// Prefiller runs the methods for a primary model (any backend): it bundles the
+// model with its tokenizer and template (Layouter) and the source of its chunk
+// caches. A Prefiller may serve several goroutines at once.
+type Prefiller struct {
+	Model    model.Backend
+	Layouter Layouter
 	// Source hands out chunk caches; nil computes them with the model and keeps
 	// them in memory.
 	Source ChunkSource
@@ -62,7 +62,7 @@ type Result struct {
 	Stats  Stats
 }
 
-func (e *Engine) source() ChunkSource {
+func (e *Prefiller) source() ChunkSource {
 	if e.Source != nil {
 		return e.Source
 	}
@@ -70,14 +70,14 @@ func (e *Engine) source() ChunkSource {
 	return e.mem
 }
 
-// Prefill lays out the query with the engine's tokenizer and template and runs the
+// Prefill lays out the query with the prefiller's tokenizer and template and runs the
 // method. reserve is the number of slots kept free for the answer; the whole
 // prompt plus reserve must fit the model's context.
-func (e *Engine) Prefill(ctx context.Context, q Query, m Method, reserve int) (*Result, error) {
-	if e.Layout == nil {
+func (e *Prefiller) Prefill(ctx context.Context, q Query, m Method, reserve int) (*Result, error) {
+	if e.Layouter == nil {
 		return nil, fmt.Errorf("prefill: engine has no layouter")
 	}
-	lay, err := e.Layout.Layout(q.Chunks, q.Question)
+	lay, err := e.Layouter.Layout(q.Chunks, q.Question)
 	if err != nil {
 		return nil, fmt.Errorf("prefill: layout: %w", err)
 	}
@@ -86,7 +86,7 @@ func (e *Engine) Prefill(ctx context.Context, q Query, m Method, reserve int) (*
 
 // PrefillLayout runs the method on an already tokenised layout (q is passed on
 // to the auxiliary scorer, which lays the texts out with its own tokenizer).
-func (e *Engine) PrefillLayout(ctx context.Context, q Query, lay Layout, m Method, reserve int) (*Result, error) {
+func (e *Prefiller) PrefillLayout(ctx context.Context, q Query, lay Layout, m Method, reserve int) (*Result, error) {
 	start := time.Now()
 	cfg := e.Model.ModelConfig()
 	if err := m.Validate(cfg.Layers); err != nil {
@@ -263,7 +263,7 @@ func (e *Engine) PrefillLayout(ctx context.Context, q Query, lay Layout, m Metho
 }
 
 // full computes every row (P, chunks, Q) fresh, FullChunkRows at a time.
-func (e *Engine) full(ctx context.Context, lay *Layout, reserve int, res *Result) error {
+func (e *Prefiller) full(ctx context.Context, lay *Layout, reserve int, res *Result) error {
 	var toks []int32
 	toks = append(toks, lay.Prefix.IDs...)
 	for _, c := range lay.Chunks {

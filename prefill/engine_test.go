@@ -42,10 +42,10 @@ func build(t testing.TB, s testmodel.Spec) *model.Model {
 	return m
 }
 
-// fixture is a primary engine and an auxiliary scorer over a different
+// fixture is a primary prefiller and an auxiliary scorer over a different
 // tokenisation (2-byte tokens against the primary's 1-byte ones).
 type fixture struct {
-	eng *prefill.Engine
+	eng *prefill.Prefiller
 	aux *auxscore.Scorer
 	lay prefilltest.Layouter
 }
@@ -55,8 +55,8 @@ func newFixture(t testing.TB, primary string) *fixture {
 	am := build(t, variant(t, "smollm2"))
 	lay := prefilltest.Layouter{Width: 1}
 	return &fixture{
-		eng: &prefill.Engine{Model: m, Layout: lay},
-		aux: &auxscore.Scorer{Model: am, Layout: prefilltest.Layouter{Width: 2, Shift: 3}},
+		eng: &prefill.Prefiller{Model: m, Layouter: lay},
+		aux: &auxscore.Scorer{Model: am, Layouter: prefilltest.Layouter{Width: 2, Shift: 3}},
 		lay: lay,
 	}
 }
@@ -352,10 +352,10 @@ func TestBadInput(t *testing.T) {
 	other := build(t, variant(t, "mistral"))
 	short := variant(t, "llama2")
 	short.MaxPos = 64
-	shortEng := &prefill.Engine{Model: build(t, short), Layout: f.lay}
+	shortEng := &prefill.Prefiller{Model: build(t, short), Layouter: f.lay}
 	cases := []struct {
 		name string
-		eng  *prefill.Engine
+		eng  *prefill.Prefiller
 		q    prefill.Query
 		m    func() prefill.Method
 		want string
@@ -368,7 +368,7 @@ func TestBadInput(t *testing.T) {
 		{"rank by", f.eng, testQuery, func() prefill.Method { m := f.method(t, prefill.CacheBlend, 0.2); m.RankBy = "q"; return m }, "rank by"},
 		{"ape temperature", f.eng, testQuery, func() prefill.Method { m := f.method(t, prefill.APE, 0); m.Temp = 0; return m }, "temperature"},
 		{"no selector", f.eng, testQuery, func() prefill.Method { m := f.method(t, prefill.CacheClip, 0.2); m.Selector = nil; return m }, "no auxiliary scorer"},
-		{"shard of another model", &prefill.Engine{Model: f.eng.Model, Layout: f.lay,
+		{"shard of another model", &prefill.Prefiller{Model: f.eng.Model, Layouter: f.lay,
 			Source: prefill.NewMemorySource(&prefill.Computer{Model: other})}, testQuery,
 			func() prefill.Method { return f.method(t, prefill.Reuse, 0) }, "another model"},
 		{"context over the limit", shortEng, testQuery, func() prefill.Method { return f.method(t, prefill.Full, 1) }, "exceeds the model's context"},
@@ -376,7 +376,7 @@ func TestBadInput(t *testing.T) {
 		{"empty question", f.eng, prefill.Query{Chunks: testQuery.Chunks}, func() prefill.Method { return f.method(t, prefill.Reuse, 0) }, "empty question"},
 		{"unmappable auxiliary tokenizer", f.eng, testQuery, func() prefill.Method {
 			m := f.method(t, prefill.CacheClip, 0.2)
-			m.Selector = &auxscore.Scorer{Model: f.aux.Model, Layout: prefilltest.Layouter{Width: 3, NoOffsets: true}}
+			m.Selector = &auxscore.Scorer{Model: f.aux.Model, Layouter: prefilltest.Layouter{Width: 3, NoOffsets: true}}
 			return m
 		}, "cannot be mapped"},
 	}

@@ -28,7 +28,7 @@ type Engine struct {
 	log       *slog.Logger
 	primary   *loader.Bundle
 	aux       *loader.Bundle
-	prefiller *prefill.Engine
+	prefiller *prefill.Prefiller
 	method    prefill.Method
 	scorer    *auxscore.Scorer
 	store     *kvshards.Store
@@ -67,7 +67,7 @@ func NewEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger) (*Engine, 
 	if e.prefix, err = p.PrefixIDs(); err != nil {
 		return fail(fmt.Errorf("primary model: prefix: %w", err))
 	}
-	e.prefiller = &prefill.Engine{Model: p.Model, Layout: p}
+	e.prefiller = &prefill.Prefiller{Model: p.Model, Layouter: p}
 	if spec.Store != "" {
 		opts := kvshards.DefaultOptions()
 		opts.Logger = log
@@ -105,7 +105,7 @@ func NewEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger) (*Engine, 
 				return fail(fmt.Errorf("method_params.min_count: %w", err))
 			}
 		}
-		e.scorer = &auxscore.Scorer{Model: a.Model, Layout: a, Opts: opts}
+		e.scorer = &auxscore.Scorer{Model: a.Model, Layouter: a, Opts: opts}
 		if spec.MethodParams["aux_mode"] == "cached" {
 			// The auxiliary model reuses its own per-chunk caches: from the
 			// store when there is one, else computed once and kept in memory.

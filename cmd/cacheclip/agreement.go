@@ -50,7 +50,7 @@ func cmdAgreement(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fail(err)
 	}
-	scorer := &auxscore.Scorer{Model: a.Model, Layout: a}
+	scorer := &auxscore.Scorer{Model: a.Model, Layouter: a}
 	qs := make([]prefill.Query, len(exs))
 	for i, ex := range exs {
 		qs[i] = prefill.Query{Question: ex.Question}

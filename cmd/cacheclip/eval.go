@@ -367,7 +367,7 @@ func runEval(ctx context.Context, cfg evalConfig, mode progress.Mode, stderr io.
 // evalAgreement compares the auxiliary's last-layer attention with each
 // primary layer's on the task's first AgreementN questions.
 func evalAgreement(ctx context.Context, cfg evalConfig, p, a *loader.Bundle, task string, exs []eval.Example) ([]report.Agreement, error) {
-	scorer := &auxscore.Scorer{Model: a.Model, Layout: a}
+	scorer := &auxscore.Scorer{Model: a.Model, Layouter: a}
 	qs := make([]prefill.Query, 0, cfg.AgreementN)
 	for _, ex := range exs[:min(len(exs), cfg.AgreementN)] {
 		q := prefill.Query{Question: ex.Question}

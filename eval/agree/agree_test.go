@@ -47,7 +47,7 @@ func selfPair(t *testing.T) (*model.Model, prefilltest.Layouter, *auxscore.Score
 		t.Fatal(err)
 	}
 	lay := prefilltest.Layouter{Width: 1}
-	return m, lay, &auxscore.Scorer{Model: m, Layout: lay}
+	return m, lay, &auxscore.Scorer{Model: m, Layouter: lay}
 }
 
 // A model compared with itself as its own auxiliary agrees perfectly at its last

@@ -251,14 +251,14 @@ var query = prefill.Query{
 // fixture is a primary prefiller on the backend under test and an auxiliary
 // scorer over another tokenisation (2-byte tokens) on the same kind of backend.
 type fixture struct {
-	eng *prefill.Engine
+	eng *prefill.Prefiller
 	aux *auxscore.Scorer
 }
 
 func newFixture(t testing.TB, newBackend Factory, primary string) *fixture {
 	return &fixture{
-		eng: &prefill.Engine{Model: newBackend(t, build(t, variant(t, primary))), Layout: prefilltest.Layouter{Width: 1}},
-		aux: &auxscore.Scorer{Model: newBackend(t, build(t, variant(t, "smollm2"))), Layout: prefilltest.Layouter{Width: 2, Shift: 3}},
+		eng: &prefill.Prefiller{Model: newBackend(t, build(t, variant(t, primary))), Layouter: prefilltest.Layouter{Width: 1}},
+		aux: &auxscore.Scorer{Model: newBackend(t, build(t, variant(t, "smollm2"))), Layouter: prefilltest.Layouter{Width: 2, Shift: 3}},
 	}
 }
 

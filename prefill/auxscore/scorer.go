@@ -38,10 +38,10 @@ func DefaultOptions() Options { return Options{Reduce: Mean, Window: 8, MinCount
 // Q fresh, so its cost stops growing with the context; otherwise it prefills
 // P and the chunks in full.
 type Scorer struct {
-	Model  model.Backend
-	Layout prefill.Layouter
-	Source prefill.ChunkSource
-	Opts   Options
+	Model    model.Backend
+	Layouter prefill.Layouter
+	Source   prefill.ChunkSource
+	Opts     Options
 	// FullChunkRows bounds one forward call of the full auxiliary prefill (0:
 	// model.DefaultAppendRows).
 	FullChunkRows int
@@ -87,10 +87,10 @@ func (s *Scorer) Select(ctx context.Context, q prefill.Query, primary prefill.La
 // PrimaryScores scores the query's context with the auxiliary model and returns
 // one importance per primary context token (chunks concatenated).
 func (s *Scorer) PrimaryScores(ctx context.Context, q prefill.Query, primary prefill.Layout) ([]float32, error) {
-	if s.Layout == nil || s.Model == nil {
+	if s.Layouter == nil || s.Model == nil {
 		return nil, fmt.Errorf("auxiliary scorer: no model or layouter")
 	}
-	auxLay, err := s.Layout.Layout(q.Chunks, q.Question)
+	auxLay, err := s.Layouter.Layout(q.Chunks, q.Question)
 	if err != nil {
 		return nil, fmt.Errorf("auxiliary scorer: layout: %w", err)
 	}

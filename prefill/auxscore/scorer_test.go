@@ -67,7 +67,7 @@ func TestAttentionMatchesReference(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := &Scorer{Model: m, Layout: prefilltest.Layouter{Width: 1}}
+			s := &Scorer{Model: m, Layouter: prefilltest.Layouter{Width: 1}}
 			probs, cache, err := s.attend(context.Background(), lay)
 			if err != nil {
 				t.Fatal(err)
@@ -153,7 +153,7 @@ func TestAttentionMatchesReference(t *testing.T) {
 func TestScoresReductions(t *testing.T) {
 	m := build(t, "llama2")
 	lay, _ := prefilltest.Layouter{Width: 1}.Layout(query.Chunks, query.Question)
-	s := &Scorer{Model: m, Layout: prefilltest.Layouter{Width: 1}}
+	s := &Scorer{Model: m, Layouter: prefilltest.Layouter{Width: 1}}
 	probs, cache, err := s.attend(context.Background(), lay)
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +207,7 @@ func TestScoresReductions(t *testing.T) {
 func TestPrimaryScoresAcrossTokenizers(t *testing.T) {
 	m := build(t, "smollm2")
 	auxLay := prefilltest.Layouter{Width: 3, Shift: 5}
-	s := &Scorer{Model: m, Layout: auxLay}
+	s := &Scorer{Model: m, Layouter: auxLay}
 	primary, _ := prefilltest.Layouter{Width: 2}.Layout(query.Chunks, query.Question)
 	got, err := s.PrimaryScores(context.Background(), query, primary)
 	if err != nil {
@@ -255,8 +255,8 @@ func TestPrimaryScoresAcrossTokenizers(t *testing.T) {
 func TestCheapModeAgainstFullPrefill(t *testing.T) {
 	m := build(t, "smollm2")
 	lay := prefilltest.Layouter{Width: 2}
-	full := &Scorer{Model: m, Layout: lay}
-	cheap := &Scorer{Model: m, Layout: lay, Source: prefill.NewMemorySource(&prefill.Computer{Model: m})}
+	full := &Scorer{Model: m, Layouter: lay}
+	cheap := &Scorer{Model: m, Layouter: lay, Source: prefill.NewMemorySource(&prefill.Computer{Model: m})}
 	ctx := context.Background()
 	one := prefill.Query{Chunks: query.Chunks[1:2], Question: query.Question}
 	primary, _ := prefilltest.Layouter{Width: 1}.Layout(one.Chunks, one.Question)
@@ -292,7 +292,7 @@ func TestCheapModeAgainstFullPrefill(t *testing.T) {
 	}
 	// Caches of another model are refused.
 	other := build(t, "llama2")
-	wrong := &Scorer{Model: m, Layout: lay, Source: prefill.NewMemorySource(&prefill.Computer{Model: other})}
+	wrong := &Scorer{Model: m, Layouter: lay, Source: prefill.NewMemorySource(&prefill.Computer{Model: other})}
 	if _, err := wrong.PrimaryScores(ctx, query, primary); err == nil || !strings.Contains(err.Error(), "another model") {
 		t.Fatalf("error %v for caches of another model", err)
 	}
