@@ -134,7 +134,7 @@ func shardChunks(cfg model.Config, chunks, tokens, prefix int) []Placement {
 			from[i] = int32(prefix + i)
 			pos[i] = int32(first + i)
 		}
-		ps = append(ps, Placement{First: first, Pos: pos, Chunk: ChunkKV{Key: fmt.Sprintf("chunk-%d", c), DType: kernels.BF16, Tokens: tokens, FromPos: from,
+		ps = append(ps, Placement{First: first, Pos: pos, Chunk: StoredKV{Key: fmt.Sprintf("chunk-%d", c), DType: kernels.BF16, Tokens: tokens, FromPos: from,
 			Layer: func(l int) ([]byte, []byte) { return data[2*l*lb : (2*l+1)*lb], data[(2*l+1)*lb : (2*l+2)*lb] }}})
 		first += tokens
 	}

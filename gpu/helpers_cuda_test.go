@@ -288,7 +288,7 @@ func (s *scenario) placements(dt kernels.DType, keyPrefix string) []Placement {
 		for j := range pos {
 			pos[j] = int32(st[i] + j)
 		}
-		ps = append(ps, Placement{First: st[i], Pos: pos, Chunk: ChunkKV{
+		ps = append(ps, Placement{First: st[i], Pos: pos, Chunk: StoredKV{
 			Key: fmt.Sprintf("%s/%d", keyPrefix, i), DType: dt, Tokens: len(kv.FromPos), FromPos: kv.FromPos,
 			Layer: func(l int) ([]byte, []byte) { return encodeKV(dt, kv.K[l]), encodeKV(dt, kv.V[l]) },
 		}})

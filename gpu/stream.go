@@ -9,8 +9,8 @@ import (
 	"cacheclip/kernels"
 )
 
-// ChunkKV is one chunk's cached keys and values as a shard stores them.
-type ChunkKV struct {
+// StoredKV is one chunk's cached keys and values as a shard stores them.
+type StoredKV struct {
 	Key     string // content address; equal keys share one device copy
 	DType   kernels.DType
 	Tokens  int
@@ -22,7 +22,7 @@ type ChunkKV struct {
 
 // Placement puts a chunk into cache slots [First, First+Tokens) at positions Pos.
 type Placement struct {
-	Chunk ChunkKV
+	Chunk StoredKV
 	First int
 	Pos   []int32
 }

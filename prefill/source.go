@@ -24,7 +24,7 @@ var _ kvshards.Computer = (*Computer)(nil)
 func (c *Computer) Fingerprint() [32]byte { return c.Model.Fingerprint() }
 
 // ComputeChunk returns the chunk's KV with BasePos = len(prefix).
-func (c *Computer) ComputeChunk(ctx context.Context, prefix, chunk []int32) (*ChunkKV, error) {
+func (c *Computer) ComputeChunk(ctx context.Context, prefix, chunk []int32) (*kvshards.ChunkKV, error) {
 	n := len(prefix) + len(chunk)
 	if lim := c.Model.ModelConfig().MaxPos; n > lim {
 		return nil, fmt.Errorf("compute chunk: %d prefix + %d chunk tokens exceed the model's context of %d", len(prefix), len(chunk), lim)
@@ -42,8 +42,8 @@ func (c *Computer) ComputeChunk(ctx context.Context, prefix, chunk []int32) (*Ch
 }
 
 // sliceKV copies slots [from, from+len(tokens)) of every layer out of a cache.
-func sliceKV(cfg *model.Config, cache model.KVCache, from int, tokens []int32) (*ChunkKV, error) {
-	kv := &ChunkKV{Tokens: append([]int32(nil), tokens...), BasePos: int32(from), Layers: cfg.Layers, KVHeads: cfg.KVHeads, HeadDim: cfg.HeadDim,
+func sliceKV(cfg *model.Config, cache model.KVCache, from int, tokens []int32) (*kvshards.ChunkKV, error) {
+	kv := &kvshards.ChunkKV{Tokens: append([]int32(nil), tokens...), BasePos: int32(from), Layers: cfg.Layers, KVHeads: cfg.KVHeads, HeadDim: cfg.HeadDim,
 		K: make([][]float32, cfg.Layers), V: make([][]float32, cfg.Layers)}
 	for l := 0; l < cfg.Layers; l++ {
 		var err error
@@ -60,19 +60,19 @@ func sliceKV(cfg *model.Config, cache model.KVCache, from int, tokens []int32) (
 type MemorySource struct {
 	C  *Computer
 	mu sync.Mutex
-	m  map[[32]byte]*ChunkKV
+	m  map[[32]byte]*kvshards.ChunkKV
 }
 
 // NewMemorySource returns an empty source over c.
 func NewMemorySource(c *Computer) *MemorySource {
-	return &MemorySource{C: c, m: map[[32]byte]*ChunkKV{}}
+	return &MemorySource{C: c, m: map[[32]byte]*kvshards.ChunkKV{}}
 }
 
 // Fingerprint is the computer's model's.
 func (s *MemorySource) Fingerprint() [32]byte { return s.C.Fingerprint() }
 
 // Chunk returns the cached KV or computes it.
-func (s *MemorySource) Chunk(ctx context.Context, prefix, chunk []int32) (*ChunkKV, error) {
+func (s *MemorySource) Chunk(ctx context.Context, prefix, chunk []int32) (*kvshards.ChunkKV, error) {
 	key := tokenKey(prefix, chunk)
 	s.mu.Lock()
 	kv, ok := s.m[key]
@@ -123,7 +123,7 @@ type Assembled struct {
 // and model by prefixKV) in slots [0,|P|), chunk i's cache re-rotated from
 // |P|+t to o_i+t, with room for Q and reserve more slots. The slots for Q are
 // allocated but left empty.
-func Assemble(ctx context.Context, m model.Backend, src ChunkSource, prefix *ChunkKV, lay *Layout, reserve int) (*Assembled, error) {
+func Assemble(ctx context.Context, m model.Backend, src ChunkSource, prefix *kvshards.ChunkKV, lay *Layout, reserve int) (*Assembled, error) {
 	if src == nil {
 		return nil, fmt.Errorf("assemble: no chunk source")
 	}
@@ -147,7 +147,7 @@ func Assemble(ctx context.Context, m model.Backend, src ChunkSource, prefix *Chu
 		return nil, fmt.Errorf("assemble: %w", err)
 	}
 	a := &Assembled{Cache: cache}
-	fill := func(kv *ChunkKV, at int) error {
+	fill := func(kv *kvshards.ChunkKV, at int) error {
 		n := len(kv.Tokens)
 		pos := make([]int32, n)
 		from := make([]int32, n)
@@ -201,11 +201,11 @@ func Assemble(ctx context.Context, m model.Backend, src ChunkSource, prefix *Chu
 // concurrent use.
 type PrefixCache struct {
 	mu sync.Mutex
-	m  map[[32]byte]*ChunkKV
+	m  map[[32]byte]*kvshards.ChunkKV
 }
 
 // Get returns P's KV (BasePos 0), computing it on first use.
-func (p *PrefixCache) Get(ctx context.Context, m model.Backend, prefix []int32) (*ChunkKV, error) {
+func (p *PrefixCache) Get(ctx context.Context, m model.Backend, prefix []int32) (*kvshards.ChunkKV, error) {
 	key := tokenKey(nil, prefix)
 	fp := m.Fingerprint()
 	for i := range key {
@@ -223,7 +223,7 @@ func (p *PrefixCache) Get(ctx context.Context, m model.Backend, prefix []int32) 
 	}
 	p.mu.Lock()
 	if p.m == nil {
-		p.m = map[[32]byte]*ChunkKV{}
+		p.m = map[[32]byte]*kvshards.ChunkKV{}
 	}
 	p.m[key] = kv
 	p.mu.Unlock()
@@ -244,7 +244,7 @@ type StoreSource struct {
 func (s *StoreSource) Fingerprint() [32]byte { return s.Computer.Fingerprint() }
 
 // Chunk loads (or builds) the chunk's shard and decodes it to f32.
-func (s *StoreSource) Chunk(ctx context.Context, prefix, chunk []int32) (*ChunkKV, error) {
+func (s *StoreSource) Chunk(ctx context.Context, prefix, chunk []int32) (*kvshards.ChunkKV, error) {
 	if s.ReadOnly {
 		fp := s.Computer.Fingerprint()
 		return s.Store.Load(ctx, kvshards.KeyOf(fp, prefix, chunk), kvshards.Expect{Fingerprint: fp, PrefixHash: kvshards.PrefixHash(prefix)})

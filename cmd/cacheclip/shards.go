@@ -18,7 +18,7 @@ import (
 	"cacheclip/progress"
 )
 
-// corpusSource walks a loaded corpus in chunk-id order (kvshards.ChunkSource).
+// corpusSource walks a loaded corpus in chunk-id order (kvshards.CorpusReader).
 type corpusSource struct {
 	c   *jobs.Corpus
 	ids []string
