@@ -65,11 +65,11 @@ var specFlags = []specFlag{
 	{name: "template", usage: "prompt template: chatml, llama3, plain (default: the model's)", set: str(func(s *Spec) *string { return &s.Template })},
 	{name: "out", usage: "output dataset directory", set: str(func(s *Spec) *string { return &s.Out })},
 	{name: "shard", usage: "fan-out shard i/N (deterministic by query_id)", set: func(s *Spec, v string) error {
-		sh, err := ParseShard(v)
+		sh, err := ParsePartition(v)
 		if err != nil {
 			return err
 		}
-		s.Shard = sh
+		s.Partition = sh
 		return nil
 	}},
 	{name: "batch-size", usage: "questions per batch", set: integer(func(s *Spec) *int { return &s.BatchSize })},

@@ -64,8 +64,8 @@ func (e *RowError) Error() string {
 type QuestionsOptions struct {
 	// BatchSize bounds the rows decoded per read and per Next (default 256).
 	BatchSize int
-	// Shard keeps only the rows whose query_id the shard owns.
-	Shard Shard
+	// Partition keeps only the rows whose query_id the shard owns.
+	Partition Partition
 }
 
 // ReaderStats show how the reader streamed (tests check memory stays bounded).
@@ -108,7 +108,7 @@ func OpenQuestions(path string, opts QuestionsOptions) (*QuestionsReader, error)
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 256
 	}
-	opts.Shard = opts.Shard.norm()
+	opts.Partition = opts.Partition.norm()
 	f, pf, err := openParquet(path, "questions")
 	if err != nil {
 		return nil, err
@@ -323,7 +323,7 @@ func (r *QuestionsReader) decode(row parquet.Row) (q Question, keep bool) {
 	} else {
 		q.QueryID = string(qidVals[0].ByteArray())
 	}
-	if !r.opts.Shard.Owns(q.QueryID) {
+	if !r.opts.Partition.Owns(q.QueryID) {
 		return q, false
 	}
 	if !nullID {

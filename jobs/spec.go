@@ -36,8 +36,8 @@ type Spec struct {
 	MethodParams map[string]string `yaml:"method_params"` // method-specific, e.g. window: "8"
 	Template     string            `yaml:"template"`
 
-	Out   string `yaml:"out"`   // output dataset directory
-	Shard Shard  `yaml:"shard"` // "i/N"; 0/1 when not fanned out
+	Out       string    `yaml:"out"`   // output dataset directory
+	Partition Partition `yaml:"shard"` // "i/N"; 0/1 when not fanned out
 
 	BatchSize     int `yaml:"batch_size"`     // questions per batch
 	PlanWorkers   int `yaml:"plan_workers"`   // tokenize + layout
@@ -62,7 +62,7 @@ func DefaultSpec() Spec {
 	return Spec{
 		Method:         "cacheclip",
 		Ratio:          0.2,
-		Shard:          whole,
+		Partition:      whole,
 		BatchSize:      8,
 		PlanWorkers:    1,
 		LoadWorkers:    2,
@@ -144,7 +144,7 @@ func (s *Spec) Validate() error {
 	if !slices.Contains(templates, s.Template) {
 		bad("template", "%q is not one of chatml, llama3, plain (or empty for the model's own)", s.Template)
 	}
-	if err := s.Shard.norm().Validate(); err != nil {
+	if err := s.Partition.norm().Validate(); err != nil {
 		bad("shard", "%v", err)
 	}
 	for _, f := range []struct {
@@ -193,7 +193,7 @@ func (s *Spec) Validate() error {
 // EffectiveFileName is the name of the effective spec inside the output
 // directory: job.effective.yaml, or job.effective-sIIIIofNNNN.yaml for a shard
 // of a fanned-out job (so N workers never write the same file).
-func EffectiveFileName(sh Shard) string {
+func EffectiveFileName(sh Partition) string {
 	sh = sh.norm()
 	if sh.N == 1 {
 		return "job.effective.yaml"
@@ -212,7 +212,7 @@ func (s *Spec) WriteEffective() (string, error) {
 		return "", fmt.Errorf("encode effective job: %w", err)
 	}
 	hdr := "# Effective settings of this cacheclip job (defaults + job file + flags).\n"
-	p := filepath.Join(s.Out, EffectiveFileName(s.Shard))
+	p := filepath.Join(s.Out, EffectiveFileName(s.Partition))
 	if err := writeFileAtomic(p, append([]byte(hdr), b...)); err != nil {
 		return "", err
 	}

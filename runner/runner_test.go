@@ -201,7 +201,7 @@ func TestFanOutCoversOneRun(t *testing.T) {
 	}
 	for i := 0; i < 3; i++ {
 		s := spec
-		s.Shard = jobs.Shard{I: i, N: 3}
+		s.Partition = jobs.Partition{I: i, N: 3}
 		if _, err := Run(context.Background(), Options{Spec: s, Stages: &fakeEngine{}, Corpus: corpus}); err != nil {
 			t.Fatal(err)
 		}
@@ -220,8 +220,8 @@ func TestFanOutCoversOneRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !ds.Complete || ds.Rows != 31 || ds.ShardsComplete != 3 {
-		t.Errorf("merged stats: complete %v rows %d shards %d", ds.Complete, ds.Rows, ds.ShardsComplete)
+	if !ds.Complete || ds.Rows != 31 || ds.PartitionsComplete != 3 {
+		t.Errorf("merged stats: complete %v rows %d shards %d", ds.Complete, ds.Rows, ds.PartitionsComplete)
 	}
 	if _, err := os.Stat(filepath.Join(spec.Out, jobs.SuccessFile)); err != nil {
 		t.Error("no _SUCCESS after all shards")

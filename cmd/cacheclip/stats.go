@@ -34,7 +34,7 @@ func cmdStats(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		_ = enc.Encode(ds)
 	} else {
 		printStats(stdout, &ds.Stats)
-		fmt.Fprintf(stdout, "shards complete  %d of %d\n", ds.ShardsComplete, ds.ShardCount)
+		fmt.Fprintf(stdout, "shards complete  %d of %d\n", ds.PartitionsComplete, ds.PartitionCount)
 	}
 	if !ds.Complete {
 		return int(jobs.ExitPartial)
