@@ -101,7 +101,7 @@ func bf16Weights(t testing.TB, m *model.Model) *model.Model {
 }
 
 // scenario is a prompt [P][chunk 1]…[chunk k][Q] run through the forward
-// primitive the way the methods of DESIGN.md §3 do, on either backend.
+// primitive the way the methods of docs/ARCHITECTURE.md do, on either backend.
 type scenario struct {
 	P      []int32
 	Chunks [][]int32

@@ -21,7 +21,7 @@ import (
 	"github.com/zeebo/xxh3"
 )
 
-// OutputColumns returns the fixed output columns, in order (DESIGN.md §7);
+// OutputColumns returns the fixed output columns, in order (docs/JOBS.md, Output layout);
 // passthrough columns follow them, then DiagnosticColumns when the job asks
 // for diagnostics.
 func OutputColumns() []string { return slices.Clone(outputColumns) }

@@ -13,7 +13,7 @@ import (
 	"github.com/zeebo/xxh3"
 )
 
-// Input column names (DESIGN.md §7).
+// Input column names (docs/JOBS.md, Input).
 const (
 	ColQueryID      = "query_id"
 	ColQuestion     = "question"

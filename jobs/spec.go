@@ -14,7 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Methods returns the method names a job may ask for (DESIGN.md §3).
+// Methods returns the method names a job may ask for (docs/METHODS.md).
 func Methods() []string { return slices.Clone(methods) }
 
 var methods = []string{"full", "reuse", "ape", "cacheblend", "cacheclip"}

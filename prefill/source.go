@@ -12,7 +12,7 @@ import (
 )
 
 // Computer computes chunk caches with a model: P's rows then the chunk's rows at
-// positions |P|, |P|+1, …, keeping only the chunk's part (DESIGN.md §2). It is
+// positions |P|, |P|+1, …, keeping only the chunk's part (docs/PROMPT_LAYOUT.md). It is
 // the kvshards.Computer of a model.
 type Computer struct {
 	Model model.Backend

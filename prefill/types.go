@@ -1,6 +1,6 @@
 // Package prefill assembles a question's KV cache from a shared prefix P, the
 // precomputed caches of its retrieved chunks and a fresh question Q, and runs one
-// of the selective-recompute methods of DESIGN.md §3 (full, reuse, ape,
+// of the selective-recompute methods of docs/ARCHITECTURE.md (full, reuse, ape,
 // cacheblend, cacheclip) as calls of the model's one forward primitive.
 package prefill
 

@@ -1,4 +1,4 @@
-// Package runner runs one batch job: the stages of DESIGN.md §1 (read, plan, load
+// Package runner runs one batch job: the stages of docs/ARCHITECTURE.md (read, plan, load
 // shards, auxiliary scoring, primary prefill and decode, write) wired over the
 // jobs I/O, the pipeline executor and the Stages that do the model work (an
 // Engine, built from a jobs.Spec by NewEngine).

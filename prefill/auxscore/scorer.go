@@ -1,4 +1,4 @@
-// Package auxscore is CacheClip's auxiliary scorer (DESIGN.md §4): a small model
+// Package auxscore is CacheClip's auxiliary scorer (docs/ARCHITECTURE.md): a small model
 // reads the same chunks and question with its own tokenizer and template, the
 // last layer's attention from the question's tokens to the context marks the
 // context tokens that matter, and a budgeted, grouped selection of them is
