@@ -117,15 +117,12 @@ func (m *Model) Forward(ctx context.Context, seqs []*model.Seq) ([]model.Output,
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cfg := &m.Config
-	var R, W int
-	caches := make([]*Cache, len(seqs))
-	for si, s := range seqs {
-		c, err := m.checkSeq(s)
-		if err != nil {
-			return nil, fmt.Errorf("forward: sequence %d: %w", si, err)
-		}
-		caches[si] = c
-		R += len(s.Tokens)
+	caches, R, err := model.CheckSeqs(seqs, m.checkSeq)
+	if err != nil {
+		return nil, err
+	}
+	W := 0
+	for _, s := range seqs {
 		W += len(s.Logits)
 	}
 	outs := make([]model.Output, len(seqs))
@@ -353,14 +350,7 @@ func (m *Model) Forward(ctx context.Context, seqs []*model.Seq) ([]model.Output,
 	if err := download(d, logits, ws.logits.Ptr); err != nil {
 		return nil, err
 	}
-	j := 0
-	for si, s := range seqs {
-		outs[si].Logits = make([][]float32, len(s.Logits))
-		for i := range s.Logits {
-			outs[si].Logits[i] = logits[j*cfg.Vocab : (j+1)*cfg.Vocab : (j+1)*cfg.Vocab]
-			j++
-		}
-	}
+	model.SplitLogits(outs, seqs, logits, cfg.Vocab)
 	return outs, nil
 }
 

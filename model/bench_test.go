@@ -9,6 +9,7 @@ import (
 
 	"cacheclip/kernels"
 	"cacheclip/model"
+	"cacheclip/model/backendtest"
 	"cacheclip/model/testmodel"
 )
 
@@ -40,7 +41,7 @@ func BenchmarkPrefill(b *testing.B) {
 		for _, n := range []int{512, 2048} {
 			b.Run(fmt.Sprintf("%s/n=%d", dt, n), func(b *testing.B) {
 				m := qwenShape(b, dt)
-				toks := randTokens(1, n, m.Config.Vocab)
+				toks := backendtest.RandTokens(1, n, m.Config.Vocab)
 				cache := m.HostCache(n)
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
@@ -69,7 +70,7 @@ func BenchmarkDecode(b *testing.B) {
 			m := qwenShape(b, dt)
 			const ctxLen = 512
 			cache := m.HostCache(ctxLen + b.N + 1)
-			toks := randTokens(2, ctxLen, m.Config.Vocab)
+			toks := backendtest.RandTokens(2, ctxLen, m.Config.Vocab)
 			first, _ := cache.Alloc(ctxLen)
 			s := &model.Seq{Cache: cache, Tokens: toks, Pos: make([]int32, ctxLen), Slots: make([]int32, ctxLen)}
 			for j := range s.Pos {
@@ -102,7 +103,7 @@ func BenchmarkPrefillVsMatMul(b *testing.B) {
 		b.Run(dt.String(), func(b *testing.B) {
 			m := qwenShape(b, dt)
 			const n = 2048
-			toks := randTokens(1, n, m.Config.Vocab)
+			toks := backendtest.RandTokens(1, n, m.Config.Vocab)
 			cache := m.HostCache(n)
 			w := m.W.Layers[0].Wup
 			x := make([]float32, n*w.Cols)

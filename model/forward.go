@@ -61,15 +61,9 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 	cfg := &m.Config
 	pool := m.Pool
 	ks := pool.Kernels()
-	var R int
-	caches := make([]*Cache, len(seqs))
-	for si, s := range seqs {
-		c, err := m.checkSeq(s)
-		if err != nil {
-			return nil, fmt.Errorf("forward: sequence %d: %w", si, err)
-		}
-		caches[si] = c
-		R += len(s.Tokens)
+	caches, R, err := CheckSeqs(seqs, m.checkSeq)
+	if err != nil {
+		return nil, err
 	}
 	H, D, QD, KD := cfg.Hidden, cfg.HeadDim, cfg.QDim(), cfg.KVDim()
 	rows := NewRows(seqs)
@@ -216,14 +210,7 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 	}
 	logits := make([]float32, len(want)*cfg.Vocab)
 	kernels.MatMul(pool, logits, hn, len(want), m.W.LMHead)
-	j := 0
-	for si, s := range seqs {
-		outs[si].Logits = make([][]float32, len(s.Logits))
-		for i := range s.Logits {
-			outs[si].Logits[i] = logits[j*cfg.Vocab : (j+1)*cfg.Vocab : (j+1)*cfg.Vocab]
-			j++
-		}
-	}
+	SplitLogits(outs, seqs, logits, cfg.Vocab)
 	return outs, nil
 }
 

@@ -88,7 +88,9 @@ func variant(t testing.TB, name string) testmodel.Spec {
 	return testmodel.Spec{}
 }
 
-func randTokens(seed uint64, n, vocab int) []int32 {
+// RandTokens returns n token ids below vocab drawn from seed: the inputs of the
+// suite, and of benchmarks that need some tokens.
+func RandTokens(seed uint64, n, vocab int) []int32 {
 	r := rand.New(rand.NewPCG(seed, 7))
 	out := make([]int32, n)
 	for i := range out {
@@ -149,7 +151,7 @@ func decodeEqualsPrefill(t *testing.T, newBackend Factory, o Options) {
 		t.Run(spec.Name, func(t *testing.T) {
 			b := newBackend(t, build(t, spec))
 			const n = 37
-			toks := randTokens(spec.Seed, n, b.ModelConfig().Vocab)
+			toks := RandTokens(spec.Seed, n, b.ModelConfig().Vocab)
 			one := rows(t, b, newCache(t, b, n), toks, 0, n, 0)
 			c := newCache(t, b, 4) // grows
 			var chunked [][]float32
@@ -192,7 +194,7 @@ func rerotation(t *testing.T, newBackend Factory, o Options) {
 			cfg := bk.ModelConfig()
 			const n = 20
 			const a, b = 5, 300
-			toks := randTokens(spec.Seed+9, n+1, cfg.Vocab)
+			toks := RandTokens(spec.Seed+9, n+1, cfg.Vocab)
 			ca := newCache(t, bk, n)
 			rows(t, bk, ca, toks, 0, n, a)
 			cb := newCache(t, bk, n+1)
