@@ -75,7 +75,7 @@ func (e *Prefiller) source() ChunkSource {
 // prompt plus reserve must fit the model's context.
 func (e *Prefiller) Prefill(ctx context.Context, q Query, m Method, reserve int) (*Result, error) {
 	if e.Layouter == nil {
-		return nil, fmt.Errorf("prefill: engine has no layouter")
+		return nil, fmt.Errorf("prefill: no layouter")
 	}
 	lay, err := e.Layouter.Layout(q.Chunks, q.Question)
 	if err != nil {
@@ -247,7 +247,8 @@ func (e *Prefiller) PrefillLayout(ctx context.Context, q Query, lay Layout, m Me
 	seq.Logits = []int{len(seq.Tokens) - 1}
 	t0 := time.Now()
 	out, err := e.Model.Forward(ctx, []*model.Seq{seq})
-	if err == nil && pruneErr != nil {
+	if pruneErr != nil {
+		// The hook kept no rows, so Forward failed on that: the cause is here.
 		err = pruneErr
 	}
 	if err != nil {
