@@ -73,8 +73,8 @@ type Spec struct {
 	LabelScore  string   `yaml:"label_score"`
 	LabelPrompt string   `yaml:"label_prompt"`
 
-	Out   string `yaml:"out"`   // output dataset directory
-	Shard Shard  `yaml:"shard"` // "i/N"; 0/1 when not fanned out
+	Out       string    `yaml:"out"`   // output dataset directory
+	Partition Partition `yaml:"shard"` // "i/N"; 0/1 when not fanned out
 
 	BatchSize     int `yaml:"batch_size"`     // questions per batch
 	PlanWorkers   int `yaml:"plan_workers"`   // tokenize + layout
@@ -103,7 +103,7 @@ func DefaultSpec() Spec {
 		LabelScore:     "sum",
 		LabelPrompt:    DefaultLabelPrompt,
 		Ratio:          0.2,
-		Shard:          whole,
+		Partition:      whole,
 		BatchSize:      8,
 		PlanWorkers:    1,
 		LoadWorkers:    2,
@@ -209,7 +209,7 @@ func (s *Spec) Validate() error {
 	if !slices.Contains(templates, s.Template) {
 		bad("template", "%q is not one of chatml, llama3, plain (or empty for the model's own)", s.Template)
 	}
-	if err := s.Shard.norm().Validate(); err != nil {
+	if err := s.Partition.norm().Validate(); err != nil {
 		bad("shard", "%v", err)
 	}
 	for _, f := range []struct {
@@ -259,7 +259,7 @@ func flatten(err error) []error {
 // EffectiveFileName is the name of the effective spec inside the output
 // directory: job.effective.yaml, or job.effective-sIIIIofNNNN.yaml for a shard
 // of a fanned-out job (so N workers never write the same file).
-func EffectiveFileName(sh Shard) string {
+func EffectiveFileName(sh Partition) string {
 	sh = sh.norm()
 	if sh.N == 1 {
 		return "job.effective.yaml"
@@ -278,7 +278,7 @@ func (s *Spec) WriteEffective() (string, error) {
 		return "", fmt.Errorf("encode effective job: %w", err)
 	}
 	hdr := "# Effective settings of this cacheclip job (defaults + job file + flags).\n"
-	p := filepath.Join(s.Out, EffectiveFileName(s.Shard))
+	p := filepath.Join(s.Out, EffectiveFileName(s.Partition))
 	if err := writeFileAtomic(p, append([]byte(hdr), b...)); err != nil {
 		return "", err
 	}

@@ -7,7 +7,7 @@ import (
 )
 
 // RunSpec runs the job o.Spec describes: it loads the corpus and builds the
-// engine from the spec (o.Engine and o.Corpus are set here), then runs the
+// engine from the spec (o.Stages and o.Corpus are set here), then runs the
 // stages with the rest of o. Errors before any work (a bad corpus, model or
 // store) are ConfigErrors.
 func RunSpec(ctx context.Context, o Options) (jobs.Stats, error) {
@@ -18,11 +18,11 @@ func RunSpec(ctx context.Context, o Options) (jobs.Stats, error) {
 		}
 		o.Corpus = c
 	}
-	eng, err := NewModelEngine(ctx, o.Spec, o.Logger)
+	eng, err := NewEngine(ctx, o.Spec, o.Logger)
 	if err != nil {
 		return jobs.Stats{}, &jobs.ConfigError{Err: err}
 	}
 	defer eng.Close()
-	o.Engine = eng
+	o.Stages = eng
 	return Run(ctx, o)
 }

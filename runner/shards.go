@@ -79,7 +79,8 @@ func BuildShards(ctx context.Context, o ShardBuild) (shardcmd.BuildResult, error
 	workers := max(1, o.Workers)
 	rep := progress.New(progress.Options{Mode: o.Progress, Description: "building shards", Unit: "chunks", Total: int64(src.Len()), Out: o.Stderr, Logger: o.Logger})
 	defer rep.Done()
-	pool := kernels.NewPool(max(1, kernels.NewPool(0).Threads()/workers))
-	return shardcmd.Build(ctx, shardcmd.BuildOptions{Store: o.Store, Computer: &prefill.Computer{Model: b.Model, Pool: pool},
+	// Workers share the CPUs: each forward call gets its share of threads.
+	b.Model.Pool = kernels.NewPool(max(1, kernels.NewPool(0).Threads()/workers))
+	return shardcmd.Build(ctx, shardcmd.BuildOptions{Store: o.Store, Computer: &prefill.Computer{Model: b.Model},
 		Source: src, Tokenize: b.ChunkIDs, Prefix: prefix, Workers: workers, Progress: rep, Out: o.Out, Logger: o.Logger})
 }

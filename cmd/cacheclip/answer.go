@@ -6,17 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
-	"cacheclip/kernels"
-	"cacheclip/kvshards"
-	"cacheclip/loader"
-	"cacheclip/methods"
-	"cacheclip/model"
+	"cacheclip/jobs"
 	"cacheclip/prefill"
-	"cacheclip/prefill/auxscore"
+	"cacheclip/progress"
+	"cacheclip/runner"
 )
 
 // splitChunks takes the files after --chunks (up to the next flag) out of args,
@@ -45,57 +43,30 @@ func cmdAnswer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs := flag.NewFlagSet("answer", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: cacheclip answer --model DIR [--aux DIR] [--method cacheclip] [--ratio 0.2] [--store DIR] --chunks a.txt b.txt … --question \"…\"")
+		fmt.Fprintln(stderr, "usage: cacheclip answer --model DIR [--aux DIR] [--method cacheclip] [--ratio 0.2] [--method-param key=value]… [--store DIR] --chunks a.txt b.txt … --question \"…\"")
+		fmt.Fprintln(stderr, "The engine flags are those of cacheclip run (docs/JOBS.md).")
 		fs.PrintDefaults()
 	}
-	dir := fs.String("model", "", "primary model directory (required)")
-	auxDir := fs.String("aux", "", "auxiliary model directory (required for cacheclip)")
-	methodName := fs.String("method", methods.CacheClip, methods.Default().Usage())
-	ratio := fs.Float64("ratio", 0.2, "share of context tokens recomputed (methods that take a ratio)")
-	storeDir := fs.String("store", "", "KV shard store directory (default: chunk caches computed in memory)")
+	sf := jobs.RegisterEngineFlags(fs)
 	question := fs.String("question", "", "the question (required)")
-	maxNew := fs.Int("max-new-tokens", 64, "answer tokens at most")
-	tmplName := fs.String("template", "", "primary template overriding detection: chatml, llama3, plain")
-	params := map[string]string{}
-	fs.Func("method-param", methods.Default().ParamUsage(), func(v string) error {
-		k, val, ok := strings.Cut(v, "=")
-		if !ok || strings.TrimSpace(k) == "" {
-			return fmt.Errorf("want key=value, got %q", v)
-		}
-		params[strings.TrimSpace(k)] = val
-		return nil
-	})
-	threads := fs.Int("threads", 0, "CPU threads (0: all)")
 	if err := fs.Parse(rest); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "cacheclip answer: unexpected arguments %q (chunk files go after --chunks)\n", fs.Args())
-		return 2
+		return int(jobs.ExitBadConfig)
 	}
 	usageErr := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "cacheclip answer: "+format+"\n", a...)
-		return 2
+		return int(jobs.ExitBadConfig)
 	}
-	if *dir == "" {
-		return usageErr("--model is required")
+	if fs.NArg() > 0 {
+		return usageErr("unexpected arguments %q (chunk files go after --chunks)", fs.Args())
+	}
+	spec, err := sf.ResolveEngine()
+	if err != nil {
+		return usageErr("%v", err)
 	}
 	if strings.TrimSpace(*question) == "" {
 		return usageErr("--question is required")
 	}
-	cfg, err := methods.Default().Resolve(*methodName, *ratio, params)
-	if err != nil {
-		return usageErr("%v", err)
-	}
-	meth := prefill.Method{Config: cfg}
-	if cfg.Entry.NeedsAux && *auxDir == "" {
-		return usageErr("--method %s needs --aux", cfg.Name())
-	}
-	if *maxNew < 0 {
-		return usageErr("--max-new-tokens %d is negative", *maxNew)
-	}
-	var q prefill.Query
-	q.Question = *question
+	q := prefill.Query{Question: *question}
 	for _, f := range chunkFiles {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -108,41 +79,13 @@ func cmdAnswer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "cacheclip answer: %v\n", err)
 		return 1
 	}
-	pool := kernels.NewPool(*threads)
-	prim, err := loader.Open(*dir, *tmplName)
+	eng, err := runner.NewEngine(ctx, spec, progress.NewLogger(stderr, spec.LogFormat, slog.LevelWarn))
 	if err != nil {
-		return fail(err)
+		return usageErr("%v", err)
 	}
-	defer prim.Close()
-	eng := &prefill.Engine{Model: prim.Model, Layout: prim, Pool: pool}
-	var store *kvshards.Store
-	if *storeDir != "" {
-		store, err = kvshards.OpenStore(*storeDir, kvshards.DefaultOptions())
-		if err != nil {
-			return fail(err)
-		}
-		defer store.Close()
-		eng.Source = &prefill.StoreSource{Store: store, Computer: &prefill.Computer{Model: prim.Model, Pool: pool}}
-	}
-	if cfg.Entry.NeedsAux {
-		aux, err := loader.Open(*auxDir, cfg.Values.String("aux_template"))
-		if err != nil {
-			return fail(fmt.Errorf("auxiliary model: %w", err))
-		}
-		defer aux.Close()
-		sc := &auxscore.Scorer{Model: aux.Model, Layout: aux, Pool: pool, Opts: auxscore.Options{Reduce: cfg.Values.String("reduce"), Window: cfg.Values.Int("window"), MinCount: cfg.Values.Int("min_count")}}
-		if cfg.Values.String("aux_mode") == "cached" {
-			comp := &prefill.Computer{Model: aux.Model, Pool: pool}
-			if store != nil {
-				sc.Source = &prefill.StoreSource{Store: store, Computer: comp}
-			} else {
-				sc.Source = prefill.NewMemorySource(comp)
-			}
-		}
-		meth.Selector = sc
-	}
+	defer eng.Close()
 	start := time.Now()
-	ans, err := eng.Answer(ctx, q, meth, model.GenOptions{MaxNewTokens: *maxNew, StopIDs: prim.Stops}, prim.Tok)
+	ans, err := eng.Query(ctx, q)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return 130

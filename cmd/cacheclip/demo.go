@@ -104,7 +104,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		spec.Model, spec.Aux, spec.Method, spec.Ratio, spec.LogFormat = *primary, *aux, m, *ratio, "json"
 		ds, err := suite.RunJob(ctx, spec, io.Discard)
 		if err != nil {
-			return fail(fmt.Errorf("job with method %s: %w (rerun: cacheclip run --job %s)", m, err, filepath.Join(spec.Out, jobs.EffectiveFileName(spec.Shard))))
+			return fail(fmt.Errorf("job with method %s: %w (rerun: cacheclip run --job %s)", m, err, filepath.Join(spec.Out, jobs.EffectiveFileName(spec.Partition))))
 		}
 		ans, err := suite.ReadAnswers(spec.Out)
 		if err != nil {

@@ -27,7 +27,6 @@ import (
 	"cacheclip/eval/report"
 	"cacheclip/internal/atomicfile"
 	"cacheclip/jobs"
-	"cacheclip/kernels"
 	"cacheclip/kvshards"
 	"cacheclip/loader"
 	"cacheclip/methods"
@@ -291,8 +290,7 @@ func Evaluate(ctx context.Context, s Config, mode progress.Mode, stderr io.Write
 // agreement compares the auxiliary's last-layer attention with each primary
 // layer's on the task's first AgreementN questions.
 func (s *Config) agreement(ctx context.Context, p, a *loader.Bundle, task string, exs []eval.Example) ([]report.Agreement, error) {
-	pool := kernels.NewPool(0)
-	scorer := &auxscore.Scorer{Model: a.Model, Layout: a, Pool: pool}
+	scorer := &auxscore.Scorer{Model: a.Model, Layouter: a}
 	qs := make([]prefill.Query, 0, s.AgreementN)
 	for _, ex := range exs[:min(len(exs), s.AgreementN)] {
 		q := prefill.Query{Question: ex.Question}
@@ -301,7 +299,7 @@ func (s *Config) agreement(ctx context.Context, p, a *loader.Bundle, task string
 		}
 		qs = append(qs, q)
 	}
-	means, err := agree.Average(ctx, p.Model, pool, p, scorer, qs, s.AgreementRatio)
+	means, err := agree.Average(ctx, p.Model, p, scorer, qs, s.AgreementRatio)
 	if err != nil {
 		return nil, err
 	}
