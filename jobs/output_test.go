@@ -45,7 +45,7 @@ func fakeResult(q *Question) Result {
 	return Result{QueryID: q.QueryID, Answer: "A:" + q.Question, Status: StatusOK, Method: "cacheclip",
 		RecomputeRatio: 0.2, NContextTokens: 100, NRecomputed: 20, NGenerated: int32(q.Row%5 + 1),
 		LoadMS: 1, AuxMS: 2, PrefillMS: 3, TTFTMS: float64(q.Row%100 + 1), DecodeMS: 4, TotalMS: float64(q.Row%100+1) * 2,
-		Passthrough: q.Passthrough}
+		Device: fmt.Sprintf("cuda:%d (GPU)", q.Row%2), Passthrough: q.Passthrough}
 }
 
 // runJob reads the questions of one shard and writes them, stopping (as if
@@ -114,6 +114,7 @@ type outRow struct {
 	NGenerated     int32    `parquet:"n_generated"`
 	TTFTMS         float64  `parquet:"ttft_ms"`
 	TotalMS        float64  `parquet:"total_ms"`
+	Device         string   `parquet:"device"`
 	Answers        []string `parquet:"answers,list"`
 	Lang           string   `parquet:"lang"`
 	Score          float64  `parquet:"score"`
@@ -182,7 +183,7 @@ func TestOutputSchemaAndValues(t *testing.T) {
 	f.Close()
 	want := []string{"query_id:STRING", "answer:STRING", "status:STRING", "error:STRING", "method:STRING",
 		"recompute_ratio:DOUBLE", "n_context_tokens:INT(32,true)", "n_recomputed:INT(32,true)", "n_generated:INT(32,true)",
-		"load_ms:DOUBLE", "aux_ms:DOUBLE", "prefill_ms:DOUBLE", "ttft_ms:DOUBLE", "decode_ms:DOUBLE", "total_ms:DOUBLE",
+		"load_ms:DOUBLE", "aux_ms:DOUBLE", "prefill_ms:DOUBLE", "ttft_ms:DOUBLE", "decode_ms:DOUBLE", "total_ms:DOUBLE", "device:STRING",
 		"answers:group LIST", "lang:STRING", "score:DOUBLE", "tags:group LIST", "weight:INT(64,true)"}
 	if strings.Join(cols, ",") != strings.Join(want, ",") {
 		t.Errorf("columns\n got %v\nwant %v", cols, want)
@@ -207,6 +208,8 @@ func TestOutputSchemaAndValues(t *testing.T) {
 			}
 		} else if r.Status != "ok" || r.Answer == nil || *r.Answer != fmt.Sprintf("A:question %d?", i) || r.Error != nil {
 			t.Errorf("row %d ok row %+v", i, r)
+		} else if want := fmt.Sprintf("cuda:%d (GPU)", i%2); r.Device != want {
+			t.Errorf("row %d device %q, want %q", i, r.Device, want)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(out, SuccessFile)); err != nil {
@@ -506,5 +509,21 @@ func TestOutputRemovesStaleSharedTemps(t *testing.T) {
 	}
 	if _, err := os.Stat(fresh); err != nil {
 		t.Error("fresh temp of another writer removed")
+	}
+}
+
+// stats.json's device lists every device a job's runs and shards used, once.
+func TestJoinDevices(t *testing.T) {
+	for _, c := range []struct{ a, b, want string }{
+		{"", "", ""},
+		{"cpu", "", "cpu"},
+		{"", "cuda:0 (H100)", "cuda:0 (H100)"},
+		{"cpu", "cpu", "cpu"},
+		{"cuda:1 (H100)", "cpu", "cpu; cuda:1 (H100)"},
+		{"cpu; cuda:1 (H100)", "cuda:0 (H100)", "cpu; cuda:0 (H100); cuda:1 (H100)"},
+	} {
+		if got := joinDevices(c.a, c.b); got != c.want {
+			t.Errorf("joinDevices(%q, %q) = %q, want %q", c.a, c.b, got, c.want)
+		}
 	}
 }

@@ -2,7 +2,9 @@ package jobs
 
 import (
 	"math"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -148,6 +150,9 @@ type Stats struct {
 	// Counters are the runner's other counts (shard cache hits, misses, bytes),
 	// summed over runs and shards.
 	Counters map[string]int64 `json:"counters,omitempty"`
+	// Device is where the primary model ran; runs or shards on different
+	// devices are listed sorted, separated by "; ".
+	Device string `json:"device,omitempty"`
 
 	TTFTHist  Histogram `json:"ttft_hist"`
 	TotalHist Histogram `json:"total_hist"`
@@ -222,4 +227,19 @@ func (s *Stats) mergePartition(o *Stats) {
 	}
 	s.StageBusySeconds = addMaps(s.StageBusySeconds, o.StageBusySeconds)
 	s.Counters = addMaps(s.Counters, o.Counters)
+	s.Device = joinDevices(s.Device, o.Device)
+}
+
+// joinDevices merges two Device fields: the sorted set of the devices named.
+func joinDevices(a, b string) string {
+	var all []string
+	for _, s := range []string{a, b} {
+		for _, d := range strings.Split(s, "; ") {
+			if d != "" && !slices.Contains(all, d) {
+				all = append(all, d)
+			}
+		}
+	}
+	slices.Sort(all)
+	return strings.Join(all, "; ")
 }

@@ -34,6 +34,13 @@ type Engine struct {
 	store     *kvshards.Store
 	computer  *prefill.Computer
 	prefix    []int32
+	// dev and gm are the CUDA device and the primary model's weights on it;
+	// nil when the job runs on the CPU. The auxiliary model always stays on
+	// the CPU: it scores batch k+1 in its own stage while the device prefills
+	// batch k.
+	dev    *gpu.Device
+	gm     *gpu.Model
+	device string
 }
 
 var _ Stages = (*Engine)(nil)
@@ -55,19 +62,44 @@ func NewEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger) (*Engine, 
 	if log == nil {
 		log = slog.Default()
 	}
-	if err := checkDevice(ctx, spec.Device, log); err != nil {
+	return newEngine(ctx, spec, log, gpu.Select)
+}
+
+// selectFunc resolves --device to a CUDA device or nil for the CPU
+// (gpu.Select; tests pass a fake).
+type selectFunc func(ctx context.Context, spec gpu.DeviceSpec, log *slog.Logger) (*gpu.Device, error)
+
+func newEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger, sel selectFunc) (*Engine, error) {
+	ds, err := gpu.ParseDevice(spec.Device)
+	if err != nil {
+		return nil, err
+	}
+	// The device is resolved before the model loads: an explicit cuda request
+	// on a machine without one fails at once, naming the missing library or
+	// device.
+	dev, err := sel(ctx, ds, log)
+	if err != nil {
 		return nil, err
 	}
 	p, err := loader.Open(spec.Model, spec.Template)
 	if err != nil {
+		if dev != nil {
+			dev.Close()
+		}
 		return nil, fmt.Errorf("primary model: %w", err)
 	}
-	e := &Engine{spec: spec, log: log, primary: p}
+	e := &Engine{spec: spec, log: log, primary: p, dev: dev, device: "cpu"}
 	fail := func(err error) (*Engine, error) { e.Close(); return nil, err }
 	if e.prefix, err = p.PrefixIDs(); err != nil {
 		return fail(fmt.Errorf("primary model: prefix: %w", err))
 	}
-	e.prefiller = &prefill.Prefiller{Model: p.Model, Layouter: p}
+	var primary model.Backend = p.Model
+	if dev != nil {
+		if primary, err = e.upload(ctx, p.Model); err != nil {
+			return fail(err)
+		}
+	}
+	e.prefiller = &prefill.Prefiller{Model: primary, Layouter: p}
 	if spec.Store != "" {
 		opts := kvshards.DefaultOptions()
 		opts.Logger = log
@@ -130,31 +162,33 @@ func (e *Engine) Query(ctx context.Context, q prefill.Query) (*prefill.Answer, e
 	return e.prefiller.Answer(ctx, q, e.method, model.GenOptions{MaxNewTokens: e.spec.MaxNewTokens, StopIDs: e.primary.Stops}, e.primary.Tok)
 }
 
-// checkDevice resolves --device. Jobs run on the CPU backend: the CUDA backend
-// (package gpu) loads and compiles its kernels but is not yet driven by the
-// methods, so "auto" falls back to the CPU and an explicit "cuda" request says
-// precisely what is missing instead of silently using the CPU.
-func checkDevice(ctx context.Context, device string, log *slog.Logger) error {
-	ds, err := gpu.ParseDevice(device)
+// upload checks the job's GPU memory plan against the device's free memory
+// and, when it fits, puts the primary model's weights on the device. The plan
+// assumes every question of a batch at the model's longest context, the
+// bound Plan enforces per question.
+func (e *Engine) upload(ctx context.Context, cpu *model.Model) (*gpu.Model, error) {
+	free, _, err := e.dev.MemInfo()
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("device %s: %w", e.dev.Name, err)
 	}
-	switch ds.Kind {
-	case gpu.KindCPU:
-		return nil
-	case gpu.KindAuto:
-		log.Info("device auto: jobs run on the CPU backend (the CUDA backend is not yet wired into jobs)")
-		return nil
+	plan := gpu.PlanMemory(&cpu.Config, e.spec.BatchSize, 0, 0, 0)
+	if err := plan.Check(free); err != nil {
+		return nil, &jobs.ConfigError{Err: fmt.Errorf("device %s: %w", e.dev.Name, err)}
 	}
-	d, err := gpu.Select(ctx, ds, log)
+	gm, err := gpu.Upload(ctx, e.dev, cpu)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("device %s: upload of the primary model: %w", e.dev.Name, err)
 	}
-	if d != nil {
-		d.Close()
-	}
-	return fmt.Errorf("device %s: found %s, but this build runs jobs on the CPU backend only; the CUDA backend is not yet wired into the methods (use --device cpu or auto)", ds, d.Name)
+	e.gm = gm
+	e.device = fmt.Sprintf("cuda:%d (%s)", e.dev.Ordinal, e.dev.Name)
+	e.log.Info("primary model on the GPU", "device", e.device, "weights_gib", float64(gm.WeightBytes())/(1<<30),
+		"planned_gib", float64(plan.Total())/(1<<30), "free_gib", float64(free)/(1<<30))
+	return gm, nil
 }
+
+// Device names where the primary model runs: "cpu" or "cuda:N (name)". It is
+// recorded in every output row and in stats.json.
+func (e *Engine) Device() string { return e.device }
 
 func methodFromSpec(spec jobs.Spec) (prefill.Method, error) {
 	m, err := prefill.NewMethod(spec.Method)
@@ -199,6 +233,12 @@ func (e *Engine) Close() error {
 	}
 	if e.primary != nil {
 		e.primary.Close()
+	}
+	if e.gm != nil {
+		e.gm.Close()
+	}
+	if e.dev != nil {
+		e.dev.Close()
 	}
 	return nil
 }
