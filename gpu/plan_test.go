@@ -8,16 +8,19 @@ import (
 	"cacheclip/model"
 )
 
-// qwen7B is Qwen2.5-7B's shape (config.json of the release).
-func qwen7B() *model.Config {
-	return &model.Config{Arch: "qwen2", Hidden: 3584, Intermediate: 18944, Layers: 28, Heads: 28, KVHeads: 4,
-		HeadDim: 128, Vocab: 152064, MaxPos: 32768, QKVBias: true}
+// qwen7B is Qwen2.5-7B's shape (config.json of the release); the plan's
+// tests and the device benchmarks use it.
+func qwen7B() model.Config {
+	return model.Config{Arch: "qwen2", Hidden: 3584, Intermediate: 18944, Layers: 28, Heads: 28, KVHeads: 4, HeadDim: 128,
+		Vocab: 152064, MaxPos: 32768, RMSEps: 1e-6, RopeTheta: 1e6, QKVBias: true}
 }
+
+func cfgOf(c model.Config) *model.Config { return &c }
 
 func TestPlanMemoryWeights(t *testing.T) {
 	// Qwen2.5-7B has 7.62e9 parameters (untied embeddings); in bf16 that is
 	// 15.2e9 bytes, give or take the f32 norms and biases.
-	p := PlanMemory(qwen7B(), 1, 4096, 0, 0)
+	p := PlanMemory(cfgOf(qwen7B()), 1, 4096, 0, 0)
 	if p.Weights < 15.0e9 || p.Weights > 15.5e9 {
 		t.Fatalf("weights %d bytes, want about 15.2e9", p.Weights)
 	}
@@ -28,10 +31,10 @@ func TestPlanMemoryWeights(t *testing.T) {
 	if p.Total() != p.Weights+p.KV+p.Workspace+p.ShardCache+p.Reserve {
 		t.Fatal("total is not the sum of the parts")
 	}
-	if PlanMemory(qwen7B(), 8, 4096, 0, 0).KV != 8*p.KV {
+	if PlanMemory(cfgOf(qwen7B()), 8, 4096, 0, 0).KV != 8*p.KV {
 		t.Fatal("KV does not scale with the batch")
 	}
-	if PlanMemory(qwen7B(), 1, 0, 0, 0).SlotsEach != 32768 {
+	if PlanMemory(cfgOf(qwen7B()), 1, 0, 0, 0).SlotsEach != 32768 {
 		t.Fatal("slots <= 0 does not default to MaxPos")
 	}
 }
@@ -54,7 +57,7 @@ func TestPlanMemoryCheck(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p := PlanMemory(qwen7B(), c.batch, 8192, 0, c.cache)
+			p := PlanMemory(cfgOf(qwen7B()), c.batch, 8192, 0, c.cache)
 			err := p.Check(c.free)
 			if (err == nil) != c.ok {
 				t.Fatalf("Check(%d GiB) = %v, want ok=%v (plan total %s)", c.free/gb, err, c.ok, gib(p.Total()))
@@ -76,7 +79,7 @@ func TestPlanMemoryCheck(t *testing.T) {
 // The suggested batch size must fit: re-planning with it passes Check.
 func TestPlanMemorySuggestionFits(t *testing.T) {
 	for _, free := range []uint64{20 << 30, 40 << 30, 79 << 30} {
-		p := PlanMemory(qwen7B(), 256, 8192, 0, 0)
+		p := PlanMemory(cfgOf(qwen7B()), 256, 8192, 0, 0)
 		err := p.Check(free)
 		if err == nil {
 			t.Fatalf("batch 256 fits in %d bytes", free)
@@ -90,20 +93,20 @@ func TestPlanMemorySuggestionFits(t *testing.T) {
 		if _, e := fmtSscan(s[i+len("to at most "):], &n); e != nil {
 			t.Fatal(e)
 		}
-		if e := PlanMemory(qwen7B(), n, 8192, 0, 0).Check(free); e != nil {
+		if e := PlanMemory(cfgOf(qwen7B()), n, 8192, 0, 0).Check(free); e != nil {
 			t.Fatalf("suggested batch %d does not fit %d bytes: %v", n, free, e)
 		}
-		if e := PlanMemory(qwen7B(), n+1, 8192, 0, 0).Check(free); e == nil {
+		if e := PlanMemory(cfgOf(qwen7B()), n+1, 8192, 0, 0).Check(free); e == nil {
 			t.Fatalf("batch %d+1 also fits: suggestion %d is not the largest", n, n)
 		}
 	}
 }
 
 func TestDefaultDeviceCache(t *testing.T) {
-	p := PlanMemory(qwen7B(), 4, 8192, 0, 0)
+	p := PlanMemory(cfgOf(qwen7B()), 4, 8192, 0, 0)
 	free := uint64(79 << 30)
 	c := p.DefaultDeviceCache(free)
-	p2 := PlanMemory(qwen7B(), 4, 8192, 0, c)
+	p2 := PlanMemory(cfgOf(qwen7B()), 4, 8192, 0, c)
 	if err := p2.Check(free); err != nil {
 		t.Fatalf("default cache %s does not fit: %v", gib(c), err)
 	}
