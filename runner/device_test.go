@@ -159,3 +159,27 @@ func TestDeviceCUDARefusedBySelector(t *testing.T) {
 		t.Fatalf("err = %v, want the selector's ErrNoDevice before the model is read", err)
 	}
 }
+
+func TestHostCacheBytes(t *testing.T) {
+	const mib = 1 << 20
+	avail := func(n int64, err error) func() (int64, error) { return func() (int64, error) { return n, err } }
+	for _, c := range []struct {
+		name string
+		set  int
+		mem  func() (int64, error)
+		want int64
+	}{
+		{"set wins", 100, avail(64<<30, nil), 100 * mib},
+		{"quarter of available", 0, avail(8<<30, nil), 2 << 30},
+		{"capped at 4 GiB", 0, avail(128<<30, nil), 4 << 30},
+		{"at least 256 MiB", 0, avail(512*mib, nil), 256 * mib},
+		{"unreadable: 4 GiB", 0, avail(0, errors.New("no /proc")), 4 << 30},
+	} {
+		if got := hostCacheBytes(c.set, c.mem); got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
+	if n, err := readMemAvailable(); err != nil || n <= 0 {
+		t.Fatalf("readMemAvailable = %d, %v on Linux", n, err)
+	}
+}

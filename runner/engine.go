@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"cacheclip/gpu"
@@ -103,6 +105,8 @@ func newEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger, sel select
 	if spec.Store != "" {
 		opts := kvshards.DefaultOptions()
 		opts.Logger = log
+		opts.CacheBytes = hostCacheBytes(spec.HostCacheMB, readMemAvailable)
+		log.Info("shard store host cache", "mib", opts.CacheBytes>>20, "set", spec.HostCacheMB > 0)
 		st, err := kvshards.OpenStore(spec.Store, opts)
 		if err != nil {
 			return fail(fmt.Errorf("shard store: %w", err))
@@ -171,7 +175,10 @@ func (e *Engine) upload(ctx context.Context, cpu *model.Model) (*gpu.Model, erro
 	if err != nil {
 		return nil, fmt.Errorf("device %s: %w", e.dev.Name, err)
 	}
-	plan := gpu.PlanMemory(&cpu.Config, e.spec.BatchSize, 0, 0, 0)
+	plan := gpu.PlanMemory(&cpu.Config, e.spec.BatchSize, 0, 0, uint64(e.spec.DeviceCacheMB)<<20)
+	if e.spec.DeviceCacheMB == 0 {
+		plan.ShardCache = plan.DefaultDeviceCache(free)
+	}
 	if err := plan.Check(free); err != nil {
 		return nil, &jobs.ConfigError{Err: fmt.Errorf("device %s: %w", e.dev.Name, err)}
 	}
@@ -182,8 +189,44 @@ func (e *Engine) upload(ctx context.Context, cpu *model.Model) (*gpu.Model, erro
 	e.gm = gm
 	e.device = fmt.Sprintf("cuda:%d (%s)", e.dev.Ordinal, e.dev.Name)
 	e.log.Info("primary model on the GPU", "device", e.device, "weights_gib", float64(gm.WeightBytes())/(1<<30),
-		"planned_gib", float64(plan.Total())/(1<<30), "free_gib", float64(free)/(1<<30))
+		"planned_gib", float64(plan.Total())/(1<<30), "free_gib", float64(free)/(1<<30), "device_cache_mib", plan.ShardCache>>20)
 	return gm, nil
+}
+
+// defaultHostCache caps the host shard cache a job gets when it sets none.
+const defaultHostCache = 4 << 30
+
+// hostCacheBytes is the shard store's host cache: mib MiB when set, else a
+// quarter of the memory the kernel reports available (the models, the
+// questions' caches and other jobs need the rest), at most 4 GiB, at least
+// 256 MiB; 4 GiB when available memory cannot be read.
+func hostCacheBytes(mib int, memAvailable func() (int64, error)) int64 {
+	if mib > 0 {
+		return int64(mib) << 20
+	}
+	avail, err := memAvailable()
+	if err != nil || avail <= 0 {
+		return defaultHostCache
+	}
+	return min(max(avail/4, 256<<20), defaultHostCache)
+}
+
+// readMemAvailable reads MemAvailable from /proc/meminfo, in bytes.
+func readMemAvailable() (int64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/meminfo: MemAvailable: %w", err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("/proc/meminfo: no MemAvailable line")
 }
 
 // Device names where the primary model runs: "cpu" or "cuda:N (name)". It is
