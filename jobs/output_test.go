@@ -527,3 +527,23 @@ func TestJoinDevices(t *testing.T) {
 		}
 	}
 }
+
+// stage_overlap is the stages' busy time (read left out) over the wall time.
+func TestStageOverlap(t *testing.T) {
+	for _, c := range []struct {
+		busy map[string]float64
+		wall float64
+		want float64
+	}{
+		{map[string]float64{"read": 10, "plan": 1, "load": 2, "aux": 3, "primary": 4}, 10, 1.0},
+		{map[string]float64{"read": 5, "aux": 4, "primary": 5}, 5, 1.8},
+		{map[string]float64{"aux": 4}, 0, 0},
+		{nil, 3, 0},
+	} {
+		s := Stats{StageBusySeconds: c.busy, WallSeconds: c.wall}
+		s.finish()
+		if math.Abs(s.StageOverlap-c.want) > 1e-12 {
+			t.Errorf("busy %v wall %g: overlap %g, want %g", c.busy, c.wall, s.StageOverlap, c.want)
+		}
+	}
+}
