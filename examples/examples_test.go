@@ -168,3 +168,17 @@ func TestKubernetesIndexedJob(t *testing.T) {
 		t.Error("the wrapper must map partial failure to success")
 	}
 }
+
+// The labeling job file is a valid label job: every key known, labels usable.
+func TestLabelingJob(t *testing.T) {
+	s, err := jobs.LoadSpecFile("labeling/job.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Task != jobs.TaskLabel || len(s.Labels) < 2 || !strings.Contains(s.LabelPrompt, "{choices}") {
+		t.Errorf("not a label job showing its choices: task %q labels %q prompt %q", s.Task, s.Labels, s.LabelPrompt)
+	}
+}

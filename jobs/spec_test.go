@@ -159,6 +159,12 @@ func TestValidateNamesField(t *testing.T) {
 		{"template", func(s *Spec) { s.Template = "alpaca" }, "template"},
 		{"shard", func(s *Spec) { s.Partition = Partition{9, 8} }, "shard"},
 		{"max new tokens", func(s *Spec) { s.MaxNewTokens = 0 }, "max_new_tokens"},
+		{"task", func(s *Spec) { s.Task = "classify" }, "task"},
+		{"labels on a generate job", func(s *Spec) { s.Labels = []string{"a", "b"} }, "labels"},
+		{"empty label", func(s *Spec) { s.Task, s.Labels = TaskLabel, []string{"a", " "} }, "labels"},
+		{"duplicate label", func(s *Spec) { s.Task, s.Labels = TaskLabel, []string{"a", "b", "a"} }, "labels"},
+		{"label score", func(s *Spec) { s.Task, s.LabelScore = TaskLabel, "max" }, "label_score"},
+		{"label prompt", func(s *Spec) { s.Task, s.LabelPrompt = TaskLabel, "Pick one of {choices}" }, "label_prompt"},
 	}
 	for _, c := range cases {
 		s := validSpec()
@@ -237,6 +243,12 @@ diagnostics: true
 			}
 		}, ""},
 		{"bad diagnostics flag", []string{"--diagnostics=maybe"}, nil, "diagnostics"},
+		{"label job flags", []string{"--job", yml, "--task", "label", "--labels", "yes, no,maybe", "--label-score", "mean"}, func(t *testing.T, s Spec) {
+			if s.Task != TaskLabel || strings.Join(s.Labels, "|") != "yes|no|maybe" || s.LabelScore != "mean" || s.LabelPrompt != DefaultLabelPrompt {
+				t.Errorf("got task %q labels %q score %q prompt %q", s.Task, s.Labels, s.LabelScore, s.LabelPrompt)
+			}
+		}, ""},
+		{"duplicate labels stop the job", []string{"--job", yml, "--task", "label", "--labels", "a,b,a"}, nil, "labels"},
 		{"json file", []string{"--job", jsn}, func(t *testing.T, s Spec) {
 			if s.Method != "full" || s.MaxErrors.Fraction != 0.02 || s.Partition != (Partition{0, 2}) || s.Diagnostics {
 				t.Errorf("got %+v", s)
@@ -349,6 +361,37 @@ func TestExitCodeOf(t *testing.T) {
 	for _, c := range cases {
 		if got := ExitCodeOf(c.err, c.interrupted, c.s, budget); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// Given tells a setting the user chose (flag or job file key) from a default,
+// which is what lets a rerun change the error budget only on purpose.
+func TestSpecFlagsGiven(t *testing.T) {
+	dir := t.TempDir()
+	job := filepath.Join(dir, "job.yaml")
+	os.WriteFile(job, []byte("questions: q\nmodel: m\nout: o\ncorpus: c\nmethod: full\nmax_errors: 5%\n"), 0o644)
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"--questions", "q", "--model", "m", "--out", "o", "--corpus", "c", "--method", "full"}, false},
+		{[]string{"--questions", "q", "--model", "m", "--out", "o", "--corpus", "c", "--method", "full", "--max-errors", "1%"}, true},
+		{[]string{"--job", job}, true},
+	} {
+		fs := flag.NewFlagSet("run", flag.ContinueOnError)
+		sf := RegisterFlags(fs)
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sf.Resolve(); err != nil {
+			t.Fatal(err)
+		}
+		if got := sf.Given("max-errors"); got != c.want {
+			t.Errorf("%v: Given(max-errors) = %v, want %v", c.args, got, c.want)
+		}
+		if sf.Given("ratio") {
+			t.Errorf("%v: ratio reported as given", c.args)
 		}
 	}
 }

@@ -159,8 +159,17 @@ type Stats struct {
 	// devices are listed sorted, separated by "; ".
 	Device string `json:"device,omitempty"`
 
+	// MaxErrors is the error budget a shard's rows are judged against (nil in
+	// merged stats: shards judge themselves); BudgetExceeded is whether its
+	// errors and duplicates, over all runs, exceed it (merged: any shard's).
+	MaxErrors      *ErrorBudget `json:"max_errors,omitempty"`
+	BudgetExceeded bool         `json:"budget_exceeded"`
+
 	TTFTHist  Histogram `json:"ttft_hist"`
 	TotalHist Histogram `json:"total_hist"`
+
+	// Labels is a label job's distribution of chosen labels over ok rows.
+	Labels map[string]int64 `json:"labels,omitempty"`
 }
 
 // addRow records one committed result.
@@ -176,6 +185,12 @@ func (s *Stats) addRow(r *Result) {
 	s.GeneratedTokens += int64(r.NGenerated)
 	s.ContextTokens += int64(r.NContextTokens)
 	s.Recomputed += int64(r.NRecomputed)
+	if r.Status == StatusOK && r.Label != "" {
+		if s.Labels == nil {
+			s.Labels = map[string]int64{}
+		}
+		s.Labels[r.Label]++
+	}
 }
 
 // addRows adds o's row figures (not run-level figures) to s.
@@ -188,6 +203,7 @@ func (s *Stats) addRows(o *Stats) {
 	s.Recomputed += o.Recomputed
 	s.TTFTHist.Merge(o.TTFTHist)
 	s.TotalHist.Merge(o.TotalHist)
+	s.Labels = addMaps(s.Labels, o.Labels)
 }
 
 func addMaps[V int64 | float64](dst map[string]V, src map[string]V) map[string]V {
@@ -242,6 +258,7 @@ func (s *Stats) mergePartition(o *Stats) {
 	}
 	s.StageBusySeconds = addMaps(s.StageBusySeconds, o.StageBusySeconds)
 	s.Counters = addMaps(s.Counters, o.Counters)
+	s.BudgetExceeded = s.BudgetExceeded || o.BudgetExceeded
 	s.Device = joinDevices(s.Device, o.Device)
 }
 

@@ -46,9 +46,20 @@ type KVCache interface {
 	Free()
 }
 
+// Viewer is a KVCache that branches: View shares the keys and values but
+// keeps its own slot positions, which SetPos changes, so that several
+// sequences of one Forward call see different slots of one cache (label
+// scoring branches every label from one context this way). A backend whose
+// caches cannot branch leaves it out; label scoring then says so.
+type Viewer interface {
+	KVCache
+	View() Viewer
+	SetPos(slot int, pos int32)
+}
+
 var (
 	_ Backend = (*Model)(nil)
-	_ KVCache = (*Cache)(nil)
+	_ Viewer  = (*Cache)(nil)
 )
 
 // ModelConfig is m.Config.

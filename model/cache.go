@@ -90,6 +90,23 @@ func (c *Cache) ReadKV(layer, from, to int) (k, v []float32, err error) {
 // Free is a no-op: host memory belongs to the garbage collector.
 func (c *Cache) Free() {}
 
+// View returns a cache that shares c's keys and values but has its own copy of
+// the slot positions (Viewer). Several views in one forward call give their
+// sequences different visibility over the same slots (a slot at position -1 in
+// a view is invisible to that view's rows): label scoring branches every label
+// from one context this way without copying it. Allocate every slot before
+// taking views; a view must not Alloc (growing would detach it from the shared
+// storage).
+func (c *Cache) View() Viewer {
+	v := *c
+	v.Pos = append([]int32(nil), c.Pos...)
+	return &v
+}
+
+// SetPos sets the position of one slot of this cache or view (Viewer); -1
+// hides it from every row.
+func (c *Cache) SetPos(slot int, pos int32) { c.Pos[slot] = pos }
+
 // Reset empties the cache without freeing memory.
 func (c *Cache) Reset() {
 	for i := range c.Pos[:c.n] {

@@ -50,7 +50,8 @@ var _ Stages = (*Engine)(nil)
 type workState struct {
 	lay    prefill.Layout
 	q      prefill.Query
-	maxNew int
+	maxNew int // slots after the prompt: answer tokens, or the label trie's nodes
+	labels *labelState
 }
 
 // NewEngine builds a job's engine from its spec: it resolves the device, loads
@@ -288,6 +289,9 @@ func (e *Engine) Close() error {
 
 // Plan tokenises the question's layout and checks it fits the model.
 func (e *Engine) Plan(ctx context.Context, w *Work) error {
+	if e.spec.Task == jobs.TaskLabel {
+		return e.planLabels(w)
+	}
 	lay, err := e.primary.Layout(w.Texts, w.Q.Question)
 	if err != nil {
 		return fmt.Errorf("layout: %w", err)
@@ -350,6 +354,9 @@ func (e *Engine) Score(ctx context.Context, w *Work) error {
 // Answer prefills each question with the method, then decodes all of them
 // together (one batched forward call per step).
 func (e *Engine) Answer(ctx context.Context, batch []*Work) error {
+	if e.spec.Task == jobs.TaskLabel {
+		return e.answerLabels(ctx, batch)
+	}
 	var gens []*model.GenState
 	var owners []*Work
 	for _, w := range batch {

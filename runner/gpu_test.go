@@ -41,7 +41,7 @@ func TestGPUJobMatchesCPU(t *testing.T) {
 	requireGPU(t)
 	primary, aux := "../testdata/testbed/primary", "../testdata/testbed/aux"
 	dir := t.TempDir()
-	corpus, questions := writeTestbedJob(t, dir, 48)
+	corpus, questions := writeBenchData(t, dir, 48)
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	texts, err := jobs.LoadCorpus(ctx, corpus, jobs.CorpusOptions{})

@@ -30,6 +30,7 @@ var mayImport = map[string][]string{
 	"kvshards":          {"kernels"},
 	"eval":              {"jobs", "pipeline", "progress", "runner", "loader", "prefill", "model", "kvshards", "gpu", "kernels"},
 	"examples":          {"jobs"},
+	"tools":             {"*"},
 	// Leaves: small packages any other may import (see leaf); they import
 	// nothing of the project themselves.
 	"internal": {},
