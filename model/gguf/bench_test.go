@@ -30,7 +30,7 @@ func BenchmarkSmolLM2(b *testing.B) {
 		prefill := func(c *model.Cache) []float32 {
 			c.Reset()
 			s := &model.Seq{Cache: c, Tokens: ids[:n], Pos: make([]int32, n), Slots: make([]int32, n), Logits: []int{n - 1}}
-			first := allocSlot(b, c, n)
+			first, _ := c.Alloc(n)
 			for j := range s.Pos {
 				s.Pos[j], s.Slots[j] = int32(j), int32(first+j)
 			}

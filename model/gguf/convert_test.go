@@ -21,7 +21,7 @@ func lastLogits(t *testing.T, m *model.Model, ids []int32) []float32 {
 	c := m.HostCache(len(ids))
 	pos, slots := make([]int32, len(ids)), make([]int32, len(ids))
 	for i := range ids {
-		pos[i], slots[i] = int32(i), int32(allocSlot(t, c, 1))
+		pos[i], slots[i] = int32(i), int32(allocOne(c))
 	}
 	out, err := m.Forward(context.Background(), []*model.Seq{{Cache: c, Tokens: ids, Pos: pos, Slots: slots, Logits: []int{len(ids) - 1}}})
 	if err != nil {
@@ -110,12 +110,8 @@ func TestWriteHFSmolLM2(t *testing.T) {
 	convertAndCompare(t, f, []string{"<|im_start|>user\nWhat is 12 times 7?<|im_end|>\n<|im_start|>assistant\n"}, 0)
 }
 
-// allocSlot reserves n slots of c, failing the test if it cannot.
-func allocSlot(tb testing.TB, c *model.Cache, n int) int {
-	tb.Helper()
-	first, err := c.Alloc(n)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return first
+// allocOne reserves one slot of a host cache (which only errs on a negative count).
+func allocOne(c *model.Cache) int {
+	s, _ := c.Alloc(1)
+	return s
 }

@@ -121,7 +121,7 @@ func TestSmolLM2MatchesReference(t *testing.T) {
 			c := m.HostCache(n + len(p.Greedy))
 			pos, slots := make([]int32, n), make([]int32, n)
 			for i := range pos {
-				pos[i], slots[i] = int32(i), int32(allocSlot(t, c, 1))
+				pos[i], slots[i] = int32(i), int32(allocOne(c))
 			}
 			rows := make([]int, len(p.Checks))
 			for i, ck := range p.Checks {
@@ -169,7 +169,7 @@ func TestSmolLM2MatchesReference(t *testing.T) {
 				if id != want {
 					t.Fatalf("greedy step %d: engine %v, reference %v", i, got, p.Greedy)
 				}
-				sl := int32(allocSlot(t, c, 1))
+				sl := int32(allocOne(c))
 				out, err := m.Forward(ctx, []*model.Seq{{Cache: c, Tokens: []int32{id}, Pos: []int32{int32(n + i)}, Slots: []int32{sl}, Logits: []int{0}}})
 				if err != nil {
 					t.Fatal(err)
