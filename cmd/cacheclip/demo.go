@@ -31,6 +31,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	aux := fs.String("aux", "testdata/testbed/aux", "auxiliary model directory")
 	n := fs.Int("questions", 0, "questions to generate (default 24 on the test bed, 8 on SmolLM2)")
 	ratio := fs.Float64("ratio", 0.2, "CacheClip recompute ratio")
+	device := fs.String("device", "auto", "where the primary model runs: auto, cpu, cuda or cuda:N")
 	textDir := fs.String("text", "testdata/realtext", "directory of real documents for the real model's haystack")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -101,7 +102,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for _, m := range []string{methods.Full, methods.Reuse, methods.CacheClip} {
 		spec := jobs.DefaultSpec()
 		spec.Questions, spec.Corpus, spec.Store, spec.Out = data.Questions, data.Corpus, data.Store, filepath.Join(*work, "answers-"+m)
-		spec.Model, spec.Aux, spec.Method, spec.Ratio, spec.LogFormat = *primary, *aux, m, *ratio, "json"
+		spec.Model, spec.Aux, spec.Method, spec.Ratio, spec.LogFormat, spec.Device = *primary, *aux, m, *ratio, "json", *device
 		ds, err := suite.RunJob(ctx, spec, io.Discard)
 		if err != nil {
 			return fail(fmt.Errorf("job with method %s: %w (rerun: cacheclip run --job %s)", m, err, filepath.Join(spec.Out, jobs.EffectiveFileName(spec.Partition))))

@@ -33,12 +33,13 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	d := suite.Default()
-	configPath := fs.String("config", "", "YAML file with the keys below (tasks, methods, ratios, model, aux, n, context_tokens, chunk_tokens, max_new_tokens, chain_length, seed, out, agreement_n, agreement_ratio, label_tasks, label_choices); flags override it")
+	configPath := fs.String("config", "", "YAML file with the keys below (tasks, methods, ratios, model, aux, device, n, context_tokens, chunk_tokens, max_new_tokens, chain_length, seed, out, agreement_n, agreement_ratio, label_tasks, label_choices); flags override it")
 	tasksFlag := fs.String("tasks", strings.Join(d.Tasks, ","), "comma-separated tasks: "+strings.Join(eval.Tasks, ", "))
 	methodsFlag := fs.String("methods", strings.Join(d.Methods, ","), "comma-separated methods: "+strings.Join(methods.Default().Names(), ", "))
 	ratiosFlag := fs.String("ratios", "0.1,0.2,0.4", "comma-separated recompute ratios for the methods that take one")
 	modelFlag := fs.String("model", d.Model, "primary model directory")
 	auxFlag := fs.String("aux", d.Aux, "auxiliary model directory (cacheclip)")
+	deviceFlag := fs.String("device", d.Device, "where every run's primary model runs: auto, cpu, cuda or cuda:N")
 	nFlag := fs.Int("n", d.N, "questions per task")
 	ctxFlag := fs.Int("context-tokens", d.ContextTokens, "target context length per question, in the primary's tokens")
 	chunkFlag := fs.Int("chunk-tokens", d.ChunkTokens, "target tokens per chunk")
@@ -84,6 +85,8 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			cfg.Model = *modelFlag
 		case "aux":
 			cfg.Aux = *auxFlag
+		case "device":
+			cfg.Device = *deviceFlag
 		case "n":
 			cfg.N = *nFlag
 		case "context-tokens":

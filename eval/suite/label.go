@@ -57,7 +57,7 @@ func (s *Config) runLabelTask(ctx context.Context, task string, plan []Run, coun
 		spec := jobs.DefaultSpec()
 		spec.Questions, spec.Corpus, spec.Store, spec.Out = data.Questions, data.Corpus, data.Store, out
 		spec.Model, spec.Aux, spec.Method, spec.Ratio = s.Model, s.Aux, r.Method, r.Ratio
-		spec.Task, spec.LabelPrompt, spec.LogFormat = jobs.TaskLabel, jobs.DefaultLabelPrompt, "json"
+		spec.Task, spec.LabelPrompt, spec.LogFormat, spec.Device = jobs.TaskLabel, jobs.DefaultLabelPrompt, "json", s.Device
 		start := time.Now()
 		ds, err := RunJob(ctx, spec, logf)
 		fmt.Fprintf(logf, "{\"eval_wall_s\":%.3f}\n", time.Since(start).Seconds())

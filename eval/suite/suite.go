@@ -45,6 +45,7 @@ type Config struct {
 	Ratios        []float64 `yaml:"ratios"`
 	Model         string    `yaml:"model"`
 	Aux           string    `yaml:"aux"`
+	Device        string    `yaml:"device"` // every run's --device: auto, cpu, cuda, cuda:N
 	N             int       `yaml:"n"`
 	ContextTokens int       `yaml:"context_tokens"`
 	ChunkTokens   int       `yaml:"chunk_tokens"`
@@ -80,6 +81,7 @@ func Default() Config {
 		Ratios:         []float64{0.1, 0.2, 0.4},
 		Model:          "testdata/testbed/primary",
 		Aux:            "testdata/testbed/aux",
+		Device:         "auto",
 		N:              16,
 		ContextTokens:  1024,
 		ChunkTokens:    128,
@@ -426,7 +428,7 @@ func (s *Config) runTask(ctx context.Context, task string, plan []Run, count eva
 		spec := jobs.DefaultSpec()
 		spec.Questions, spec.Corpus, spec.Store, spec.Out = data.Questions, data.Corpus, data.Store, out
 		spec.Model, spec.Aux, spec.Method, spec.Ratio = s.Model, s.Aux, r.Method, r.Ratio
-		spec.LogFormat, spec.Diagnostics = "json", true
+		spec.LogFormat, spec.Diagnostics, spec.Device = "json", true, s.Device
 		start := time.Now()
 		ds, err := RunJob(ctx, spec, logf)
 		fmt.Fprintf(logf, "{\"eval_wall_s\":%.3f}\n", time.Since(start).Seconds())
