@@ -83,7 +83,7 @@ func checkDuckDB(t *testing.T, node, tool string, diag bool, more []string) {
 	}
 	want := []string{"query_id VARCHAR", "answer VARCHAR", "status VARCHAR", "error VARCHAR", "method VARCHAR",
 		"recompute_ratio DOUBLE", "requested_ratio DOUBLE", "n_context_tokens INTEGER", "n_recomputed INTEGER", "n_generated INTEGER",
-		"load_ms DOUBLE", "aux_ms DOUBLE", "prefill_ms DOUBLE", "ttft_ms DOUBLE", "decode_ms DOUBLE", "total_ms DOUBLE",
+		"load_ms DOUBLE", "aux_ms DOUBLE", "prefill_ms DOUBLE", "ttft_ms DOUBLE", "decode_ms DOUBLE", "total_ms DOUBLE", "device VARCHAR",
 		"answers VARCHAR[]", "lang VARCHAR", "score DOUBLE", "tags VARCHAR[]", "weight BIGINT"}
 	want = append(want, more...)
 	var cols []string
