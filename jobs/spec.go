@@ -27,7 +27,11 @@ var templates = []string{"", "chatml", "llama3", "plain"}
 type Spec struct {
 	Questions string `yaml:"questions"` // questions Parquet file
 	Corpus    string `yaml:"corpus"`    // corpus Parquet file (chunk_id, text)
-	Store     string `yaml:"store"`     // KV shard store directory
+	Store     string `yaml:"store"`     // KV shard store directory, or s3://bucket/prefix
+	// StoreCache is the local disk tier in front of an s3:// store (default:
+	// the user cache directory); StoreCacheMiB bounds it (0: unbounded).
+	StoreCache    string `yaml:"store_cache"`
+	StoreCacheMiB int    `yaml:"store_cache_mib"`
 	Model     string `yaml:"model"`     // primary model directory
 	Aux       string `yaml:"aux"`       // auxiliary model directory (cacheclip)
 
@@ -131,6 +135,16 @@ func (s *Spec) Validate() error {
 	}
 	if s.Corpus == "" && s.Store == "" {
 		bad("corpus", "a corpus file or a shard store (store) is required")
+	}
+	if strings.HasPrefix(s.Store, "s3://") {
+		if b, _, _ := strings.Cut(strings.TrimPrefix(s.Store, "s3://"), "/"); b == "" {
+			bad("store", "%q has no bucket (want s3://bucket/prefix)", s.Store)
+		}
+	} else if s.StoreCache != "" {
+		bad("store_cache", "a local tier is only used in front of an s3:// store (store is %q)", s.Store)
+	}
+	if s.StoreCacheMiB < 0 {
+		bad("store_cache_mib", "%d is negative", s.StoreCacheMiB)
 	}
 	if !slices.Contains(methods, s.Method) {
 		bad("method", "%q is not one of %s", s.Method, strings.Join(methods, ", "))

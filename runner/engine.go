@@ -13,10 +13,13 @@ import (
 	"cacheclip/jobs"
 	"cacheclip/kernels"
 	"cacheclip/kvshards"
+	"cacheclip/kvshards/s3store"
 	"cacheclip/loader"
 	"cacheclip/model"
 	"cacheclip/prefill"
 	"cacheclip/prefill/auxscore"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // ModelEngine is the Engine of a real job: the primary model (and the auxiliary
@@ -30,7 +33,9 @@ type ModelEngine struct {
 	eng      *prefill.Engine
 	method   prefill.Method
 	scorer   *auxscore.Scorer
-	store    *kvshards.Store
+	store    shardStore
+	local    *kvshards.Store // the store, or the local tier of a remote one
+	remote   *s3store.Store
 	computer *prefill.Computer
 	prefix   []int32
 }
@@ -58,15 +63,11 @@ func NewModelEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger) (*Mod
 	pool := kernels.NewPool(0)
 	e.eng = &prefill.Engine{Model: p.Model, Layout: p, Pool: pool}
 	if spec.Store != "" {
-		opts := kvshards.DefaultOptions()
-		opts.Logger = log
-		st, err := kvshards.OpenStore(spec.Store, opts)
-		if err != nil {
+		if err := e.openStore(ctx); err != nil {
 			return fail(fmt.Errorf("shard store: %w", err))
 		}
-		e.store = st
 		e.computer = &prefill.Computer{Model: p.Model, Pool: pool}
-		e.eng.Source = &prefill.StoreSource{Store: st, Computer: e.computer, ReadOnly: !spec.WriteThrough}
+		e.eng.Source = &prefill.StoreSource{Store: e.local, Computer: e.computer, ReadOnly: !spec.WriteThrough}
 	}
 	if e.method, err = methodFromSpec(spec); err != nil {
 		return fail(err)
@@ -96,7 +97,9 @@ func NewModelEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger) (*Mod
 		}
 		e.scorer = &auxscore.Scorer{Model: a.Model, Layout: a, Pool: kernels.NewPool(0), Opts: opts}
 		if spec.MethodParams["aux_mode"] == "cached" && e.store != nil {
-			e.scorer.Source = &prefill.StoreSource{Store: e.store, Computer: &prefill.Computer{Model: a.Model, Pool: e.scorer.Pool}, ReadOnly: !spec.WriteThrough}
+			// The auxiliary's caches stay in the local tier: they are cheap to
+			// compute and not shared through a remote store.
+			e.scorer.Source = &prefill.StoreSource{Store: e.local, Computer: &prefill.Computer{Model: a.Model, Pool: e.scorer.Pool}, ReadOnly: !spec.WriteThrough}
 		}
 		e.method.Selector = e.scorer
 	}
@@ -104,6 +107,47 @@ func NewModelEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger) (*Mod
 		return fail(err)
 	}
 	return e, nil
+}
+
+// shardStore is the engine's view of a shard store: a local directory
+// (kvshards.Store) or object storage behind a local tier (s3store.Store).
+type shardStore interface {
+	Open(ctx context.Context, k kvshards.Key, want kvshards.Expect) (*kvshards.Shard, error)
+	GetOrBuild(ctx context.Context, c kvshards.Computer, prefix, chunk []int32) (*kvshards.Shard, error)
+	Close() error
+}
+
+// openStore opens spec.Store: a directory, or s3://bucket/prefix with its
+// local tier (spec.StoreCache, bounded by spec.StoreCacheMiB).
+func (e *ModelEngine) openStore(ctx context.Context) error {
+	opts := kvshards.DefaultOptions()
+	opts.Logger = e.log
+	if !s3store.IsURL(e.spec.Store) {
+		st, err := kvshards.OpenStore(e.spec.Store, opts)
+		if err != nil {
+			return err
+		}
+		e.store, e.local = st, st
+		return nil
+	}
+	loc, err := s3store.ParseURL(e.spec.Store)
+	if err != nil {
+		return err
+	}
+	dir := e.spec.StoreCache
+	if dir == "" {
+		if dir, err = s3store.DefaultCacheDir(loc); err != nil {
+			return err
+		}
+	}
+	rs, err := s3store.Open(ctx, e.spec.Store, s3store.Options{Config: s3store.FromEnv(), CacheDir: dir,
+		CacheMaxBytes: int64(e.spec.StoreCacheMiB) << 20, Local: opts, Logger: e.log})
+	if err != nil {
+		return err
+	}
+	e.store, e.local, e.remote = rs, rs.Local(), rs
+	e.log.Info("shard store on object storage", "store", loc.String(), "tier", dir, "conditional_create", rs.Conditional())
+	return nil
 }
 
 // checkDevice resolves --device. Jobs run on the CPU backend: the CUDA backend
@@ -206,22 +250,34 @@ func (e *ModelEngine) Load(ctx context.Context, w *Work) error {
 	st := w.State.(*workState)
 	fp := e.primary.Model.Fingerprint()
 	want := kvshards.Expect{Fingerprint: fp, PrefixHash: kvshards.PrefixHash(e.prefix)}
-	for i, c := range st.lay.Chunks {
-		// Map (and verify) the shard into the store's host cache without decoding
-		// it: assembly decodes straight into the question's cache slots.
-		var sh *kvshards.Shard
-		var err error
-		if e.spec.WriteThrough {
-			sh, err = e.store.GetOrBuild(ctx, e.computer, e.prefix, c.IDs)
-		} else {
-			sh, err = e.store.Open(ctx, kvshards.KeyOf(fp, e.prefix, c.IDs), want)
-		}
-		if err != nil {
-			return fmt.Errorf("chunk %q: %w", w.Q.ChunkIDs[i], err)
-		}
-		sh.Close()
+	// A remote store's shards are fetched in parallel (object-store latency,
+	// not bandwidth, bounds one fetch); the load stage runs ahead of the
+	// primary by spec.Prefetch batches, so the fetches of upcoming batches
+	// overlap the current batch's compute.
+	par := 1
+	if e.remote != nil {
+		par = 4
 	}
-	return nil
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(par)
+	for i, c := range st.lay.Chunks {
+		g.Go(func() error {
+			// Map (and verify) the shard into the store's host cache without decoding
+			// it: assembly decodes straight into the question's cache slots.
+			var sh *kvshards.Shard
+			var err error
+			if e.spec.WriteThrough {
+				sh, err = e.store.GetOrBuild(gctx, e.computer, e.prefix, c.IDs)
+			} else {
+				sh, err = e.store.Open(gctx, kvshards.KeyOf(fp, e.prefix, c.IDs), want)
+			}
+			if err != nil {
+				return fmt.Errorf("chunk %q: %w", w.Q.ChunkIDs[i], err)
+			}
+			return sh.Close()
+		})
+	}
+	return g.Wait()
 }
 
 // Score makes CacheClip's selection with the auxiliary model.
@@ -320,8 +376,18 @@ func (e *ModelEngine) Counters() map[string]int64 {
 	if e.store == nil {
 		return nil
 	}
-	s := e.store.Stats()
-	return map[string]int64{"shard_cache_hits": s.CacheHits, "shard_cache_misses": s.CacheMisses,
+	s := e.local.Stats()
+	m := map[string]int64{"shard_cache_hits": s.CacheHits, "shard_cache_misses": s.CacheMisses,
 		"shard_cache_bytes": s.CacheBytes, "shards_built": s.Built, "shard_bytes_built": s.BuiltBytes,
 		"shard_evictions": s.Evictions, "shards_corrupt": s.Corrupt}
+	if e.remote != nil {
+		r := e.remote.Stats()
+		m["shards_built"], m["shard_bytes_built"] = r.Built, r.BuiltBytes
+		m["shard_downloads"], m["shard_download_bytes"] = r.Downloads, r.DownloadBytes
+		m["shard_uploads"], m["shard_upload_bytes"] = r.Uploads, r.UploadBytes
+		m["shard_uploads_present"], m["shard_uploads_pending"] = r.UploadsPresent, r.Pending
+		m["shards_remote_corrupt"], m["shards_remote_replaced"] = r.RemoteCorrupt, r.Replaced
+		m["shard_tier_evictions"] = r.Evictions
+	}
+	return m
 }
