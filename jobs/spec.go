@@ -32,8 +32,8 @@ type Spec struct {
 	// the user cache directory); StoreCacheMiB bounds it (0: unbounded).
 	StoreCache    string `yaml:"store_cache"`
 	StoreCacheMiB int    `yaml:"store_cache_mib"`
-	Model     string `yaml:"model"`     // primary model directory
-	Aux       string `yaml:"aux"`       // auxiliary model directory (cacheclip)
+	Model         string `yaml:"model"` // primary model directory
+	Aux           string `yaml:"aux"`   // auxiliary model directory (cacheclip)
 
 	Method       string            `yaml:"method"`
 	Ratio        float64           `yaml:"ratio"`         // recompute ratio in [0,1]

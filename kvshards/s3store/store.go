@@ -78,7 +78,7 @@ type Store struct {
 	pending    map[kvshards.Key]bool
 
 	downloads, downloadBytes, uploads, uploadBytes, uploadsPresent, remoteCorrupt, replaced atomic.Int64
-	built, builtBytes, lockWaits                                                           atomic.Int64
+	built, builtBytes, lockWaits                                                            atomic.Int64
 }
 
 // Open connects to the object store at url (s3://bucket/prefix), checks the
@@ -542,4 +542,3 @@ func (s *Store) FlushPending(ctx context.Context) error {
 	s.log.Info("pending shards uploaded", "shards", done, "store", s.b.loc.String())
 	return nil
 }
-
