@@ -7,6 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -363,10 +366,16 @@ func (s *Store) build(ctx context.Context, c kvshards.Computer, k kvshards.Key, 
 		s.built.Add(1)
 		s.builtBytes.Add(int64(len(data)))
 		r.Built, r.Bytes = true, int64(len(data))
+		// The pending mark goes first and is cleared after the upload: a worker
+		// killed during the upload leaves it, and the next store opened on the
+		// tier uploads the shard (Close) instead of serving it only locally.
+		s.markPending(k)
 		err = s.upload(ctx, k, data, replace)
 		if errors.Is(err, ErrUnreachable) {
-			s.addPending(k)
+			s.log.Warn("shard kept in the local tier, upload pending", "key", k.String(), "tier", s.local.Path(k))
 			err = nil
+		} else {
+			s.clearPending(k)
 		}
 		// Into the LRU after the pending mark, so eviction cannot drop it first.
 		s.lru.add(k, int64(len(data)))
@@ -453,8 +462,8 @@ func (s *Store) lock(ctx context.Context, k kvshards.Key, replace bool) (release
 				return noop, true, waited, nil
 			}
 		}
-		if info, err := s.b.stat(ctx, lk); err == nil && time.Since(info.LastModified) > s.opts.StaleLock {
-			s.log.Info("breaking stale shard build lock", "key", k.String(), "lock", lk, "age", time.Since(info.LastModified).Round(time.Second))
+		if stale, why := s.lockStale(ctx, lk); stale {
+			s.log.Info("breaking stale shard build lock", "key", k.String(), "lock", lk, "why", why)
 			_ = s.b.remove(ctx, lk)
 			continue
 		}
@@ -469,6 +478,35 @@ func (s *Store) lock(ctx context.Context, k kvshards.Key, replace bool) (release
 		}
 		delay = min(2*delay, time.Second)
 	}
+}
+
+// lockStale reports whether the lock object belongs to no live builder: it
+// is older than StaleLock, or its holder ran on this host and is gone (a
+// worker killed while building; a Slurm array's tasks share a node).
+func (s *Store) lockStale(ctx context.Context, lk string) (bool, string) {
+	info, err := s.b.stat(ctx, lk)
+	if err != nil {
+		return false, "" // gone (the next create takes it) or unreadable
+	}
+	if age := time.Since(info.LastModified); age > s.opts.StaleLock {
+		return true, fmt.Sprintf("older than %v (%v)", s.opts.StaleLock, age.Round(time.Second))
+	}
+	body, err := s.b.get(ctx, lk)
+	if err != nil {
+		return false, ""
+	}
+	f := strings.Fields(string(body))
+	if len(f) < 2 || f[1] != s.host {
+		return false, ""
+	}
+	pid, err := strconv.Atoi(f[0])
+	if err != nil || pid <= 0 || pid == os.Getpid() {
+		return false, ""
+	}
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return true, fmt.Sprintf("process %d on this host is gone", pid)
+	}
+	return false, ""
 }
 
 // loadPending reads the tier's list of shards built but not yet uploaded.
@@ -494,16 +532,22 @@ func (s *Store) isPending(k kvshards.Key) bool {
 	return s.pending[k]
 }
 
-// addPending records a shard to upload later; the marker file makes the
-// record survive the process.
-func (s *Store) addPending(k kvshards.Key) {
+// markPending records a shard to upload; the marker file makes the record
+// survive the process.
+func (s *Store) markPending(k kvshards.Key) {
 	s.pendingMu.Lock()
 	s.pending[k] = true
 	s.pendingMu.Unlock()
 	if err := os.WriteFile(filepath.Join(s.pendingDir, k.String()), nil, 0o644); err != nil {
 		s.log.Warn("recording a pending upload failed", "key", k.String(), "err", err)
 	}
-	s.log.Warn("shard kept in the local tier, upload pending", "key", k.String(), "tier", s.local.Path(k))
+}
+
+func (s *Store) clearPending(k kvshards.Key) {
+	s.pendingMu.Lock()
+	delete(s.pending, k)
+	s.pendingMu.Unlock()
+	os.Remove(filepath.Join(s.pendingDir, k.String()))
 }
 
 // FlushPending uploads the shards built while the remote was unreachable.
@@ -533,10 +577,7 @@ func (s *Store) FlushPending(ctx context.Context) error {
 		if err != nil {
 			s.log.Warn("pending shard dropped", "key", k.String(), "err", err)
 		}
-		s.pendingMu.Lock()
-		delete(s.pending, k)
-		s.pendingMu.Unlock()
-		os.Remove(filepath.Join(s.pendingDir, k.String()))
+		s.clearPending(k)
 		done++
 	}
 	s.log.Info("pending shards uploaded", "shards", done, "store", s.b.loc.String())

@@ -149,9 +149,10 @@ type Proxy struct {
 }
 
 type stallRule struct {
-	suffix string
-	hit    chan string
-	once   sync.Once
+	suffix  string
+	hit     chan string
+	release chan struct{}
+	once    sync.Once
 }
 
 // NewProxy starts a proxy in front of s for the test's lifetime.
@@ -191,11 +192,14 @@ func NewProxy(t testing.TB, s *Server) *Proxy {
 func (p *Proxy) SetDown(down bool) { p.down.Store(down) }
 
 // StallPut makes the next PUT whose path ends in suffix stop half way; the
-// returned channel receives its path then.
-func (p *Proxy) StallPut(suffix string) <-chan string {
-	r := &stallRule{suffix: suffix, hit: make(chan string, 1)}
+// returned channel receives its path then. release ends the stall: the
+// request is aborted with half its body sent to the server, as when the
+// client dies mid-upload.
+func (p *Proxy) StallPut(suffix string) (hit <-chan string, release func()) {
+	r := &stallRule{suffix: suffix, hit: make(chan string, 1), release: make(chan struct{})}
 	p.stall.Store(r)
-	return r.hit
+	var once sync.Once
+	return r.hit, func() { once.Do(func() { close(r.release) }) }
 }
 
 // Puts returns the successful PUT count of every object whose path ends in suffix.
@@ -240,8 +244,11 @@ func (b *stallBody) Read(p []byte) (int, error) {
 		fired := false
 		b.rule.once.Do(func() { fired = true; b.rule.hit <- b.path })
 		if fired {
-			<-b.ctx.Done() // hang until the client is gone
-			return 0, b.ctx.Err()
+			select {
+			case <-b.rule.release:
+			case <-b.ctx.Done():
+			}
+			return 0, io.ErrUnexpectedEOF
 		}
 		return b.r.Read(p)
 	}

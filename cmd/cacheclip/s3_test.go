@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+
+	"cacheclip/jobs"
+	"cacheclip/kvshards/s3store"
+	"cacheclip/kvshards/s3store/s3test"
+)
+
+// newFanOutFixture is a job of nq questions over a corpus of nc chunks; every
+// chunk is some question's first chunk, and most are shared by several
+// questions (and so by several workers).
+func newFanOutFixture(t *testing.T, nq, nc int) *jobFixture {
+	t.Helper()
+	f := newJobFixture(t, 0)
+	var cs []corpusRow
+	for i := range nc {
+		id := fmt.Sprintf("c%03d", i)
+		f.texts[id] = fmt.Sprintf("Record %d. The special magic number for key %d is %d.", i, i, 1000+37*i)
+		cs = append(cs, corpusRow{id, f.texts[id]})
+	}
+	f.rows = nil
+	for i := range nq {
+		f.rows = append(f.rows, questionRow{QueryID: fmt.Sprintf("q%04d", i), Question: fmt.Sprintf("Magic number for key %d?", i%nc),
+			ChunkIDs: []string{fmt.Sprintf("c%03d", i%nc), fmt.Sprintf("c%03d", (i*7+13)%nc), fmt.Sprintf("c%03d", (i*11+5)%nc)}, Topic: "t"})
+	}
+	if err := parquet.WriteFile(f.corpus, cs); err != nil {
+		t.Fatal(err)
+	}
+	if err := parquet.WriteFile(f.questions, f.rows, parquet.MaxRowsPerRowGroup(50)); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// fanOutArgs are a worker's arguments: method reuse with one generated
+// token keeps the 600-question job to seconds on the tiny test models while
+// every chunk still goes through the shard store.
+func (f *jobFixture) fanOutArgs(store, out string, extra ...string) []string {
+	return append([]string{"run", "--questions", f.questions, "--corpus", f.corpus, "--store", store, "--model", f.primary,
+		"--method", "reuse", "--out", out, "--max-new-tokens", "2", "--progress", "none", "--batch-size", "8", "--part-rows", "100"}, extra...)
+}
+
+// worker starts the test binary as a cacheclip process.
+func worker(t *testing.T, env []string, args []string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(append(os.Environ(), env...), "CACHECLIP_TEST_MAIN="+strings.Join(args, "\x1f"))
+	var logb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logb, &logb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, &logb
+}
+
+func sameAnswers(t *testing.T, got, want map[string]outRow) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d rows, want %d", len(got), len(want))
+	}
+	for id, w := range want {
+		g, ok := got[id]
+		switch {
+		case !ok:
+			t.Fatalf("query_id %s missing", id)
+		case g.Status != w.Status || g.Status != string(jobs.StatusOK):
+			t.Fatalf("query_id %s: status %s (%v), reference %s", id, g.Status, deref(g.Error), w.Status)
+		case deref(g.Answer) != deref(w.Answer):
+			t.Fatalf("query_id %s: answer %q, single-worker run %q", id, deref(g.Answer), deref(w.Answer))
+		}
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
+}
+
+// Four worker processes share one S3 store: every chunk's shard is built and
+// uploaded exactly once, the merged dataset equals a single-worker run per
+// query_id, and _SUCCESS appears once all four shards finished.
+func TestS3FanOutBuildsEachShardOnce(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.MakeBucket(t, "shards")
+	px := s3test.NewProxy(t, srv)
+	const nq, nc = 600, 400
+	f := newFanOutFixture(t, nq, nc)
+	ref := filepath.Join(f.dir, "ref")
+	if code, log := run(t, f.fanOutArgs(f.store, ref)...); code != 0 {
+		t.Fatalf("single-worker run: exit %d\n%s", code, log)
+	}
+	out := filepath.Join(f.dir, "out")
+	var wg sync.WaitGroup
+	logs := make([]*bytes.Buffer, 4)
+	errs := make([]error, 4)
+	for i := range 4 {
+		cmd, lb := worker(t, srv.Env(px.URL), f.fanOutArgs("s3://shards/team/qwen", out, "--shard", fmt.Sprintf("%d/4", i),
+			"--store-cache", filepath.Join(f.dir, fmt.Sprintf("tier%d", i)), "--log-format", "json"))
+		logs[i] = lb
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = cmd.Wait() }()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("worker %d: %v\n%s", i, err, logs[i])
+		}
+	}
+	puts := px.Puts(".kvs")
+	if len(puts) != nc {
+		t.Errorf("%d shard objects uploaded, want one per chunk (%d)", len(puts), nc)
+	}
+	for k, n := range puts {
+		if n != 1 {
+			t.Errorf("%s uploaded %d times", k, n)
+		}
+	}
+	// The workers' own counters (summed in the merged stats.json) agree.
+	b, err := os.ReadFile(filepath.Join(out, jobs.StatsFile))
+	if err != nil {
+		t.Fatalf("merged stats: %v", err)
+	}
+	var st struct {
+		Rows     int64            `json:"rows"`
+		Counters map[string]int64 `json:"counters"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	built, downloads := st.Counters["shards_built"], st.Counters["shard_downloads"]
+	if built != nc {
+		t.Errorf("workers report %d shards built, want %d", built, nc)
+	}
+	t.Logf("%d shard objects, %d builds, %d downloads across 4 workers", len(puts), built, downloads)
+	if _, err := os.Stat(filepath.Join(out, jobs.SuccessFile)); err != nil {
+		t.Fatalf("no _SUCCESS after all four shards: %v", err)
+	}
+	sameAnswers(t, readOut(t, out), readOut(t, ref))
+	if code, log := run(t, "stats", out); code != 0 || !strings.Contains(log, fmt.Sprint(nq)) {
+		t.Fatalf("cacheclip stats: exit %d\n%s", code, log)
+	}
+}
+
+// A worker killed with SIGKILL half way through a shard upload leaves no
+// object (partial or whole) behind it; the rerun completes with every row
+// once and the single-worker answers.
+func TestS3KillMidUpload(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.MakeBucket(t, "shards")
+	px := s3test.NewProxy(t, srv)
+	f := newFanOutFixture(t, 80, 40)
+	ref := filepath.Join(f.dir, "ref")
+	if code, log := run(t, f.fanOutArgs(f.store, ref)...); code != 0 {
+		t.Fatalf("reference run: exit %d\n%s", code, log)
+	}
+	out := filepath.Join(f.dir, "out")
+	tier := filepath.Join(f.dir, "tier")
+	args := f.fanOutArgs("s3://shards/k", out, "--store-cache", tier)
+	hit, release := px.StallPut(".kvs")
+	defer release()
+	cmd, logb := worker(t, srv.Env(px.URL), args)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var stalled string
+	select {
+	case stalled = <-hit:
+	case err := <-done:
+		t.Fatalf("worker ended before any upload: %v\n%s", err, logb)
+	case <-time.After(2 * time.Minute):
+		t.Fatal("no shard upload within 2 minutes")
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-done
+	release() // the proxy now aborts the half-sent request to the server
+	time.Sleep(200 * time.Millisecond)
+	// The interrupted object: neither visible nor on the backend's disk.
+	obj := strings.TrimPrefix(stalled, "/shards/")
+	if _, err := os.Stat(filepath.Join(srv.Root, "shards", obj)); err == nil {
+		t.Fatalf("%s exists after its upload was killed half way", obj)
+	}
+	vrep := verifyAll(t, srv, "s3://shards/k")
+	t.Logf("killed mid-upload of %s; %d complete shards before the kill", obj, vrep)
+	cmd, logb = worker(t, srv.Env(px.URL), args)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("rerun: %v\n%s", err, logb)
+	}
+	sameAnswers(t, readOut(t, out), readOut(t, ref)) // readOut fails on a duplicated query_id
+	if _, err := os.Stat(filepath.Join(srv.Root, "shards", obj)); err != nil {
+		t.Fatalf("the rerun did not upload %s: %v", obj, err)
+	}
+	if n := verifyAll(t, srv, "s3://shards/k"); n != 40 {
+		t.Fatalf("%d shards in the store after the rerun, want 40", n)
+	}
+}
+
+// verifyAll downloads and checks every shard under url; any damage fails.
+func verifyAll(t *testing.T, srv *s3test.Server, url string) int {
+	t.Helper()
+	st, err := s3store.Open(context.Background(), url, s3store.Options{Config: srv.Config(srv.Endpoint), CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rep, err := st.Verify(context.Background(), nil, false, 2, nil)
+	if err != nil {
+		t.Fatalf("verify %s: %v (%+v)", url, err, rep.Damaged)
+	}
+	return rep.Checked
+}
