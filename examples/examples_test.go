@@ -168,3 +168,25 @@ func TestKubernetesIndexedJob(t *testing.T) {
 		t.Error("the wrapper must map partial failure to success")
 	}
 }
+
+func TestSlurmArray(t *testing.T) {
+	src := read(t, "slurm/cacheclip-array.sbatch")
+	if !strings.HasPrefix(src, "#!/bin/bash\n") {
+		t.Error("sbatch scripts start with a shell line")
+	}
+	i := strings.Index(src, `"$CACHECLIP" run`)
+	end := strings.Index(src, "rc=$?")
+	if i < 0 || end < i {
+		t.Fatal("no cacheclip run command")
+	}
+	used := checkRunFlags(t, "slurm", src[i:end])
+	if !used["store"] || !used["store-cache"] {
+		t.Error("slurm: the array shares an object store (--store s3://…) through a node-local --store-cache")
+	}
+	if !strings.Contains(src, `--shard "${SLURM_ARRAY_TASK_ID}/${SHARDS}"`) {
+		t.Error("--shard must come from SLURM_ARRAY_TASK_ID")
+	}
+	if !strings.Contains(src, `if [ "$rc" -eq 3 ]; then exit 0; fi`) {
+		t.Error("exit 3 (partial failure) must not fail the array task")
+	}
+}
