@@ -76,16 +76,19 @@ func TestCron(t *testing.T) {
 
 func TestAirflowDAG(t *testing.T) {
 	src := read(t, "airflow/cacheclip_dag.py")
-	start := strings.Index(src, `"cacheclip run"`)
+	start := strings.Index(src, `CACHECLIP + " run"`)
 	end := strings.Index(src[start:], "\n)\n")
 	if start < 0 || end < 0 {
 		t.Fatal("RUN command not found")
 	}
 	used := checkRunFlags(t, "airflow", src[start:start+end])
+	if !used["store-cache"] {
+		t.Error("airflow: the mapped tasks share an object store through a local --store-cache")
+	}
 	if !used["shard"] || !strings.Contains(src, "--shard {shard}/{n}") {
 		t.Error("the mapped task must pass --shard i/N")
 	}
-	for _, want := range []string{".partial(", ".expand(bash_command=", "cacheclip stats ", "skip_on_exit_code=" + strconv.Itoa(int(jobs.ExitPartial)), `trigger_rule="none_failed"`, "answer >> stats"} {
+	for _, want := range []string{".partial(", ".expand(bash_command=", `CACHECLIP + " stats "`, "skip_on_exit_code=" + strconv.Itoa(int(jobs.ExitPartial)), `trigger_rule="none_failed"`, "answer >> stats"} {
 		if !strings.Contains(src, want) {
 			t.Errorf("DAG lacks %q", want)
 		}
