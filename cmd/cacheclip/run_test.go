@@ -54,7 +54,7 @@ type jobFixture struct {
 	texts                                       map[string]string
 }
 
-func newJobFixture(t *testing.T, nq int) *jobFixture {
+func newJobFixture(t testing.TB, nq int) *jobFixture {
 	t.Helper()
 	f := &jobFixture{dir: t.TempDir(), texts: map[string]string{}}
 	specs := map[string]testmodel.Spec{}

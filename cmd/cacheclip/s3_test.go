@@ -24,7 +24,7 @@ import (
 // newFanOutFixture is a job of nq questions over a corpus of nc chunks; every
 // chunk is some question's first chunk, and most are shared by several
 // questions (and so by several workers).
-func newFanOutFixture(t *testing.T, nq, nc int) *jobFixture {
+func newFanOutFixture(t testing.TB, nq, nc int) *jobFixture {
 	t.Helper()
 	f := newJobFixture(t, 0)
 	var cs []corpusRow

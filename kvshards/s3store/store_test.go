@@ -32,7 +32,7 @@ func chunks(n, seed int) [][]int32 {
 	return out
 }
 
-func open(t *testing.T, srv *s3test.Server, endpoint, url string, tier string, mut func(*s3store.Options)) *s3store.Store {
+func open(t testing.TB, srv *s3test.Server, endpoint, url string, tier string, mut func(*s3store.Options)) *s3store.Store {
 	t.Helper()
 	lo := kvshards.DefaultOptions()
 	lo.DType = kernels.F32
