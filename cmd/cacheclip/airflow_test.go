@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"cacheclip/jobs"
-	"cacheclip/kvshards/s3store/s3test"
 )
 
 // airflowBinary finds the airflow CLI: $CACHECLIP_AIRFLOW, PATH, or the
@@ -40,27 +39,12 @@ func airflowBinary(t *testing.T) string {
 // _SUCCESS.
 func TestAirflowDAGFanOut(t *testing.T) {
 	af := airflowBinary(t)
-	srv := s3test.Start(t)
-	srv.MakeBucket(t, "shards")
-	const nq, nc = 120, 60
-	f := newFanOutFixture(t, nq, nc)
-	ref := filepath.Join(f.dir, "ref")
-	if code, log := run(t, f.fanOutArgs(f.store, ref)...); code != 0 {
-		t.Fatalf("single-process run: exit %d\n%s", code, log)
-	}
-	dags, err := filepath.Abs("../../examples/airflow")
-	if err != nil {
-		t.Fatal(err)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newFanOutEnv(t, 120, 60)
+	f := e.f
+	dags, env := scriptEnv(t, "airflow")
 	out := filepath.Join(f.dir, "out")
-	home := filepath.Join(f.dir, "airflow")
-	env := append(os.Environ(), srv.Env(srv.Endpoint)...)
-	env = append(env, "AIRFLOW_HOME="+home, "AIRFLOW__CORE__DAGS_FOLDER="+dags, "AIRFLOW__CORE__LOAD_EXAMPLES=False",
-		"CACHECLIP="+self, "CACHECLIP_TEST_ARGV=1", "CACHECLIP_SHARDS=4",
+	env = append(append(append(os.Environ(), env...), e.srv.Env(e.px.URL)...),
+		"AIRFLOW_HOME="+filepath.Join(f.dir, "airflow"), "AIRFLOW__CORE__DAGS_FOLDER="+dags, "AIRFLOW__CORE__LOAD_EXAMPLES=False", "CACHECLIP_SHARDS=4",
 		"CACHECLIP_QUESTIONS="+f.questions, "CACHECLIP_CORPUS="+f.corpus, "CACHECLIP_STORE=s3://shards/airflow",
 		"CACHECLIP_STORE_CACHE="+filepath.Join(f.dir, "tier"), "CACHECLIP_MODEL="+f.primary, "CACHECLIP_AUX="+f.aux,
 		"CACHECLIP_METHOD=reuse", "CACHECLIP_MAX_NEW_TOKENS=2", "CACHECLIP_OUT="+out)
@@ -74,5 +58,8 @@ func TestAirflowDAGFanOut(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, jobs.SuccessFile)); err != nil {
 		t.Fatalf("no _SUCCESS after the DAG run: %v", err)
 	}
-	sameAnswers(t, readOut(t, out), readOut(t, ref))
+	sameAnswers(t, readOut(t, out), readOut(t, e.ref))
+	if n := len(e.px.Puts(".kvs")); n != 60 {
+		t.Errorf("%d shard objects, want 60", n)
+	}
 }

@@ -55,6 +55,44 @@ func (f *jobFixture) fanOutArgs(store, out string, extra ...string) []string {
 		"--method", "reuse", "--out", out, "--max-new-tokens", "2", "--progress", "none", "--batch-size", "8", "--part-rows", "100"}, extra...)
 }
 
+// fanOutEnv is a fan-out test's world: versitygw with a bucket "shards", a
+// counting proxy in front of it, a job of nq questions over nc chunks and
+// the single-process reference run of it (directory store) in ref.
+type fanOutEnv struct {
+	srv *s3test.Server
+	px  *s3test.Proxy
+	f   *jobFixture
+	ref string
+}
+
+func newFanOutEnv(t *testing.T, nq, nc int) *fanOutEnv {
+	t.Helper()
+	e := &fanOutEnv{srv: s3test.Start(t)}
+	e.srv.MakeBucket(t, "shards")
+	e.px = s3test.NewProxy(t, e.srv)
+	e.f = newFanOutFixture(t, nq, nc)
+	e.ref = filepath.Join(e.f.dir, "ref")
+	if code, log := run(t, e.f.fanOutArgs(e.f.store, e.ref)...); code != 0 {
+		t.Fatalf("single-process reference run: exit %d\n%s", code, log)
+	}
+	return e
+}
+
+// scriptEnv lets a script run this test binary as "$CACHECLIP" (TestMain)
+// and returns the absolute path of an example under examples/.
+func scriptEnv(t *testing.T, example string) (path string, env []string) {
+	t.Helper()
+	path, err := filepath.Abs(filepath.Join("..", "..", "examples", example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, []string{"CACHECLIP=" + self, "CACHECLIP_TEST_ARGV=1"}
+}
+
 // worker starts the test binary as a cacheclip process.
 func worker(t *testing.T, env []string, args []string) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
@@ -97,15 +135,9 @@ func deref(s *string) string {
 // uploaded exactly once, the merged dataset equals a single-worker run per
 // query_id, and _SUCCESS appears once all four shards finished.
 func TestS3FanOutBuildsEachShardOnce(t *testing.T) {
-	srv := s3test.Start(t)
-	srv.MakeBucket(t, "shards")
-	px := s3test.NewProxy(t, srv)
 	const nq, nc = 600, 400
-	f := newFanOutFixture(t, nq, nc)
-	ref := filepath.Join(f.dir, "ref")
-	if code, log := run(t, f.fanOutArgs(f.store, ref)...); code != 0 {
-		t.Fatalf("single-worker run: exit %d\n%s", code, log)
-	}
+	e := newFanOutEnv(t, nq, nc)
+	srv, px, f, ref := e.srv, e.px, e.f, e.ref
 	out := filepath.Join(f.dir, "out")
 	var wg sync.WaitGroup
 	logs := make([]*bytes.Buffer, 4)
@@ -162,14 +194,8 @@ func TestS3FanOutBuildsEachShardOnce(t *testing.T) {
 // object (partial or whole) behind it; the rerun completes with every row
 // once and the single-worker answers.
 func TestS3KillMidUpload(t *testing.T) {
-	srv := s3test.Start(t)
-	srv.MakeBucket(t, "shards")
-	px := s3test.NewProxy(t, srv)
-	f := newFanOutFixture(t, 80, 40)
-	ref := filepath.Join(f.dir, "ref")
-	if code, log := run(t, f.fanOutArgs(f.store, ref)...); code != 0 {
-		t.Fatalf("reference run: exit %d\n%s", code, log)
-	}
+	e := newFanOutEnv(t, 80, 40)
+	srv, px, f, ref := e.srv, e.px, e.f, e.ref
 	out := filepath.Join(f.dir, "out")
 	tier := filepath.Join(f.dir, "tier")
 	args := f.fanOutArgs("s3://shards/k", out, "--store-cache", tier)

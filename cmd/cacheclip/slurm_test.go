@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"cacheclip/jobs"
-	"cacheclip/kvshards/s3store/s3test"
 )
 
 // slurmUp skips (or, with CACHECLIP_REQUIRE_SLURM set, fails) without a
@@ -32,25 +31,12 @@ func slurmUp(t *testing.T) {
 // equals a single-process run, each shard object is uploaded once.
 func TestSlurmArrayFanOut(t *testing.T) {
 	slurmUp(t)
-	srv := s3test.Start(t)
-	srv.MakeBucket(t, "shards")
-	px := s3test.NewProxy(t, srv)
 	const nq, nc = 200, 120
-	f := newFanOutFixture(t, nq, nc)
-	ref := filepath.Join(f.dir, "ref")
-	if code, log := run(t, f.fanOutArgs(f.store, ref)...); code != 0 {
-		t.Fatalf("single-process run: exit %d\n%s", code, log)
-	}
-	script, err := filepath.Abs("../../examples/slurm/cacheclip-array.sbatch")
-	if err != nil {
-		t.Fatal(err)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newFanOutEnv(t, nq, nc)
+	px, f, ref := e.px, e.f, e.ref
+	script, env := scriptEnv(t, "slurm/cacheclip-array.sbatch")
 	out := filepath.Join(f.dir, "out")
-	env := append(srv.Env(px.URL), "CACHECLIP="+self, "CACHECLIP_TEST_ARGV=1",
+	env = append(append(env, e.srv.Env(px.URL)...),
 		"QUESTIONS="+f.questions, "CORPUS="+f.corpus, "STORE=s3://shards/slurm", "STORE_CACHE="+filepath.Join(f.dir, "tier"),
 		"MODEL="+f.primary, "AUX="+f.aux, "METHOD=reuse", "MAX_NEW_TOKENS=2", "OUT="+out)
 	cmd := exec.Command("sbatch", "--wait", "--array=0-3", "--export=ALL", "--chdir="+f.dir,

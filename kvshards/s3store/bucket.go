@@ -171,6 +171,10 @@ func (b *bucket) probeConditional(ctx context.Context, name string) error {
 	body := []byte("cacheclip conditional-create probe\n")
 	defer b.mc.RemoveObject(context.WithoutCancel(ctx), b.loc.Bucket, key, minio.RemoveObjectOptions{})
 	if _, err := b.put(ctx, key, body, true, nil); err != nil && !isPrecondition(err) {
+		if notImplemented(err) {
+			b.conditional = false // refused rather than ignored
+			return nil
+		}
 		return err
 	}
 	_, err := b.put(ctx, key, body, true, nil)
@@ -260,6 +264,11 @@ func isPrecondition(err error) bool {
 	}
 	r := minio.ToErrorResponse(err)
 	return r.Code == "PreconditionFailed" || r.StatusCode == http.StatusPreconditionFailed
+}
+
+func notImplemented(err error) bool {
+	r := minio.ToErrorResponse(err)
+	return r.Code == "NotImplemented" || r.StatusCode == http.StatusNotImplemented
 }
 
 // isNotFound reports a missing object.

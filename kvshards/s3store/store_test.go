@@ -86,9 +86,18 @@ func TestParseURL(t *testing.T) {
 // every shard is computed and PUT exactly once, and every worker reads the
 // same bytes.
 func TestWorkersShareBuilds(t *testing.T) {
+	for _, conditional := range []bool{true, false} {
+		t.Run(fmt.Sprintf("conditional=%v", conditional), func(t *testing.T) { testWorkersShareBuilds(t, conditional) })
+	}
+}
+
+// Without conditional create (HEAD then PUT, no build lock) two workers may
+// build the same chunk; every object must still be whole and right.
+func testWorkersShareBuilds(t *testing.T, conditional bool) {
 	srv := s3test.Start(t)
 	srv.MakeBucket(t, "kvs")
 	px := s3test.NewProxy(t, srv)
+	px.RefuseConditional(!conditional)
 	all := chunks(40, 1)
 	var comps []*kvtest.Computer
 	var wg sync.WaitGroup
@@ -98,8 +107,8 @@ func TestWorkersShareBuilds(t *testing.T) {
 		c.Delay = 2 * time.Millisecond
 		comps = append(comps, c)
 		st := open(t, srv, px.URL, "s3://kvs/team/a", t.TempDir(), nil)
-		if !st.Conditional() {
-			t.Fatal("versitygw honours If-None-Match: * on PUT, but the probe found it ignored")
+		if st.Conditional() != conditional {
+			t.Fatalf("probe found conditional create %v, want %v", st.Conditional(), conditional)
 		}
 		wg.Add(1)
 		go func() {
@@ -132,6 +141,16 @@ func TestWorkersShareBuilds(t *testing.T) {
 	puts := px.Puts(".kvs")
 	if len(puts) != len(all) {
 		t.Errorf("%d shard objects written, want %d", len(puts), len(all))
+	}
+	if rep, err := open(t, srv, srv.Endpoint, "s3://kvs/team/a", t.TempDir(), nil).Verify(context.Background(), &[32]byte{}, false, 2, nil); err == nil || len(rep.Damaged) != len(all) {
+		t.Errorf("verify against another model's fingerprint: %d of %d refused, %v", len(rep.Damaged), rep.Checked, err)
+	}
+	if rep, err := open(t, srv, srv.Endpoint, "s3://kvs/team/a", t.TempDir(), nil).Verify(context.Background(), nil, false, 2, nil); err != nil || rep.Checked != len(all) {
+		t.Errorf("verify: %+v, %v", rep, err)
+	}
+	if !conditional {
+		t.Logf("without conditional create: %d computations for %d chunks", calls, len(all))
+		return
 	}
 	for k, n := range puts {
 		if n != 1 {

@@ -147,6 +147,9 @@ type Proxy struct {
 	puts map[string]int // object path (bucket/key) -> successful PUTs
 
 	down atomic.Bool // refuse every request (connection closed, no answer)
+	// noConditional refuses If-None-Match with 501 NotImplemented, as
+	// servers without conditional create do.
+	noConditional atomic.Bool
 	// stall, when set, is called with a PUT whose path matches and whose body
 	// is half forwarded; the request then hangs until its client goes away.
 	stall atomic.Pointer[stallRule]
@@ -175,6 +178,12 @@ func NewProxy(t testing.TB, s *Server) *Proxy {
 			http.Error(w, "down", http.StatusBadGateway)
 			return
 		}
+		if p.noConditional.Load() && r.Header.Get("If-None-Match") != "" {
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusNotImplemented)
+			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code><Message>A header you provided implies functionality that is not implemented</Message></Error>`)
+			return
+		}
 		if rule := p.stall.Load(); rule != nil && r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, rule.suffix) && r.ContentLength > 1 {
 			r.Body = &stallBody{r: r.Body, left: r.ContentLength / 2, rule: rule, path: r.URL.Path, ctx: r.Context()}
 		}
@@ -194,6 +203,10 @@ func NewProxy(t testing.TB, s *Server) *Proxy {
 
 // SetDown makes the proxy drop every connection (the worker lost its network).
 func (p *Proxy) SetDown(down bool) { p.down.Store(down) }
+
+// RefuseConditional makes the server look like one without conditional
+// create: a request with If-None-Match gets 501 NotImplemented.
+func (p *Proxy) RefuseConditional(on bool) { p.noConditional.Store(on) }
 
 // StallPut makes the next PUT whose path ends in suffix stop half way; the
 // returned channel receives its path then. release ends the stall: the
