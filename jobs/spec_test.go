@@ -157,6 +157,9 @@ func TestValidateNamesField(t *testing.T) {
 		{"template", func(s *Spec) { s.Template = "alpaca" }, "template"},
 		{"shard", func(s *Spec) { s.Shard = Shard{9, 8} }, "shard"},
 		{"max new tokens", func(s *Spec) { s.MaxNewTokens = 0 }, "max_new_tokens"},
+		{"s3 store without bucket", func(s *Spec) { s.Store = "s3:///kv" }, "store"},
+		{"tier without s3 store", func(s *Spec) { s.Store, s.StoreCache = "/kv", "/tier" }, "store_cache"},
+		{"negative tier bound", func(s *Spec) { s.Store, s.StoreCacheMiB = "s3://b/kv", -1 }, "store_cache_mib"},
 	}
 	for _, c := range cases {
 		s := validSpec()
@@ -177,6 +180,10 @@ func TestValidateNamesField(t *testing.T) {
 	s.Method, s.Aux = "full", ""
 	if err := s.Validate(); err != nil {
 		t.Errorf("full without aux rejected: %v", err)
+	}
+	s.Store, s.StoreCache, s.StoreCacheMiB = "s3://bucket/team/kv", "/ssd/tier", 1024
+	if err := s.Validate(); err != nil {
+		t.Errorf("s3 store with a tier rejected: %v", err)
 	}
 }
 

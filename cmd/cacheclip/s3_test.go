@@ -165,18 +165,8 @@ func TestS3FanOutBuildsEachShardOnce(t *testing.T) {
 		}
 	}
 	// The workers' own counters (summed in the merged stats.json) agree.
-	b, err := os.ReadFile(filepath.Join(out, jobs.StatsFile))
-	if err != nil {
-		t.Fatalf("merged stats: %v", err)
-	}
-	var st struct {
-		Rows     int64            `json:"rows"`
-		Counters map[string]int64 `json:"counters"`
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		t.Fatal(err)
-	}
-	built, downloads := st.Counters["shards_built"], st.Counters["shard_downloads"]
+	c := readCounters(t, out)
+	built, downloads := c["shards_built"], c["shard_downloads"]
 	if built != nc {
 		t.Errorf("workers report %d shards built, want %d", built, nc)
 	}
@@ -236,6 +226,22 @@ func TestS3KillMidUpload(t *testing.T) {
 	}
 }
 
+// readCounters reads the counters of a dataset's merged stats.json.
+func readCounters(t *testing.T, out string) map[string]int64 {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(out, jobs.StatsFile))
+	if err != nil {
+		t.Fatalf("merged stats: %v", err)
+	}
+	var st struct {
+		Counters map[string]int64 `json:"counters"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Counters
+}
+
 // verifyAll downloads and checks every shard under url; any damage fails.
 func verifyAll(t *testing.T, srv *s3test.Server, url string) int {
 	t.Helper()
@@ -249,4 +255,88 @@ func verifyAll(t *testing.T, srv *s3test.Server, url string) int {
 		t.Fatalf("verify %s: %v (%+v)", url, err, rep.Damaged)
 	}
 	return rep.Checked
+}
+
+// shards build/verify/inspect/gc on an s3:// store, and a flipped bit in a
+// remote shard: verify names the object; a read-only job fails exactly the
+// rows that need it, naming the cause; a write-through job rebuilds and
+// replaces it and answers every row as the reference does.
+func TestS3ShardsCommandsAndBitFlip(t *testing.T) {
+	const nq, nc = 30, 20
+	e := newFanOutEnv(t, nq, nc)
+	f := e.f
+	for _, kv := range e.srv.Env(e.px.URL) {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	const store = "s3://shards/cli"
+	tier := func(name string) string { return filepath.Join(f.dir, "tier-"+name) }
+	if code, log := run(t, "shards", "build", "--store", store, "--store-cache", tier("build"), "--corpus", f.corpus, "--model", f.primary); code != 0 {
+		t.Fatalf("shards build: exit %d\n%s", code, log)
+	}
+	if n := len(e.px.Puts(".kvs")); n != nc+1 { // the chunks and the prefix's own shard
+		t.Fatalf("%d shard objects after build, want %d", n, nc+1)
+	}
+	if code, log := run(t, "shards", "verify", "--store", store, "--store-cache", tier("v1"), "--model", f.primary); code != 0 || !strings.Contains(log, fmt.Sprintf("checked %d shards", nc+1)) {
+		t.Fatalf("shards verify: exit %d\n%s", code, log)
+	}
+	ro := filepath.Join(f.dir, "ro")
+	if code, log := run(t, f.fanOutArgs(store, ro, "--store-cache", tier("ro0"), "--write-through=false")...); code != 0 {
+		t.Fatalf("read-only run before the flip: exit %d\n%s", code, log)
+	}
+	// Damage one object the job downloaded (so not the prefix's own shard).
+	used, _ := filepath.Glob(filepath.Join(tier("ro0"), "*", "*", "*.kvs"))
+	if len(used) == 0 {
+		t.Fatal("the read-only run downloaded no shard")
+	}
+	key := strings.TrimSuffix(filepath.Base(used[0]), ".kvs")
+	victim := filepath.Join(e.srv.Root, "shards", "cli", key[0:2], key[2:4], key+".kvs")
+	b, err := os.ReadFile(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-40] ^= 0x04
+	if err := os.WriteFile(victim, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, log := run(t, "shards", "verify", "--store", store, "--store-cache", tier("v2"), "--quarantine=false")
+	if code != 1 || !strings.Contains(log, "DAMAGED "+key) || !strings.Contains(log, "s3://shards/cli/") {
+		t.Fatalf("verify after the flip: exit %d, want 1 naming %s\n%s", code, key, log)
+	}
+	out := filepath.Join(f.dir, "ro2")
+	code, log = run(t, f.fanOutArgs(store, out, "--store-cache", tier("ro1"), "--write-through=false", "--max-errors", "90%")...)
+	rows := readOut(t, out)
+	var failed int
+	for id, r := range rows {
+		if r.Status == "ok" {
+			continue
+		}
+		failed++
+		if msg := deref(r.Error); !strings.Contains(msg, "damaged") || !strings.Contains(msg, key) {
+			t.Errorf("row %s failed with %q; want the damaged shard %s named", id, msg, key)
+		}
+	}
+	if code != 3 || failed == 0 || len(rows) != nq {
+		t.Fatalf("read-only run over the damaged shard: exit %d, %d of %d rows failed; want exit 3 and some failures\n%s", code, failed, len(rows), log)
+	}
+	wt := filepath.Join(f.dir, "wt")
+	if code, log := run(t, f.fanOutArgs(store, wt, "--store-cache", tier("wt"))...); code != 0 {
+		t.Fatalf("write-through run over the damaged shard: exit %d\n%s", code, log)
+	}
+	sameAnswers(t, readOut(t, wt), readOut(t, e.ref))
+	if c := readCounters(t, wt); c["shards_remote_corrupt"] != 1 || c["shards_remote_replaced"] != 1 {
+		t.Errorf("write-through run counters %v: want the damaged download refused once and replaced once", c)
+	}
+	if code, log := run(t, "shards", "verify", "--store", store, "--store-cache", tier("v3")); code != 0 {
+		t.Fatalf("verify after the rebuild: exit %d\n%s", code, log)
+	}
+	if code, log := run(t, "shards", "inspect", "--store", store, "--store-cache", tier("i"), key); code != 0 || !strings.Contains(log, key) {
+		t.Fatalf("inspect %s: exit %d\n%s", key, code, log)
+	}
+	if code, log := run(t, "shards", "gc", "--store", store, "--store-cache", tier("gc"), "--dry-run", "--unused-for", "0s", "--grace", "0s"); code != 0 || !strings.Contains(log, fmt.Sprintf("would remove %d", nc+1)) {
+		t.Fatalf("gc dry run: exit %d\n%s", code, log)
+	}
+	if code, log := run(t, "shards", "gc", "--store", store, "--store-cache", tier("gc"), "--unused-for", "0s"); code != 0 || !strings.Contains(log, "removed 0") {
+		t.Fatalf("gc within the default grace period removed shards: exit %d\n%s", code, log)
+	}
 }

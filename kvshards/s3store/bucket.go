@@ -148,13 +148,17 @@ func newBucket(ctx context.Context, loc Location, c Config) (*bucket, error) {
 	mc, err := minio.New(host, &minio.Options{Creds: creds, Secure: secure, Region: c.Region, BucketLookup: lookup,
 		Transport: c.Transport,
 		// One try per call: the store retries with its own backoff and knows
-		// which failures mean "server unreachable" (see Store.remoteDown).
+		// which failures mean "server unreachable" (see Store.do).
 		MaxRetries: 1})
 	if err != nil {
 		return nil, fmt.Errorf("s3 client for %s: %w", loc, err)
 	}
 	b := &bucket{mc: mc, loc: loc}
-	ok, err := mc.BucketExists(ctx, loc.Bucket)
+	var ok bool
+	err = retry(ctx, 4, 100*time.Millisecond, func() (err error) {
+		ok, err = mc.BucketExists(ctx, loc.Bucket)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("store %s: bucket check at %s: %w", loc, host, err)
 	}
@@ -170,14 +174,17 @@ func (b *bucket) probeConditional(ctx context.Context, name string) error {
 	key := b.loc.key(name)
 	body := []byte("cacheclip conditional-create probe\n")
 	defer b.mc.RemoveObject(context.WithoutCancel(ctx), b.loc.Bucket, key, minio.RemoveObjectOptions{})
-	if _, err := b.put(ctx, key, body, true, nil); err != nil && !isPrecondition(err) {
+	put := func() error {
+		return retry(ctx, 4, 100*time.Millisecond, func() error { _, err := b.put(ctx, key, body, true, nil); return err })
+	}
+	if err := put(); err != nil && !isPrecondition(err) {
 		if notImplemented(err) {
 			b.conditional = false // refused rather than ignored
 			return nil
 		}
 		return err
 	}
-	_, err := b.put(ctx, key, body, true, nil)
+	err := put()
 	b.conditional = isPrecondition(err)
 	if err != nil && !b.conditional {
 		return err
@@ -297,6 +304,20 @@ func usedObject(k string) string { return path.Join(k[0:2], k[2:4], k+".used") }
 
 // lockObject is the build lock of a shard (holder in its body).
 func lockObject(k string) string { return path.Join(k[0:2], k[2:4], k+".lock") }
+
+// retry runs op up to attempts times while it fails transiently.
+func retry(ctx context.Context, attempts int, base time.Duration, op func() error) error {
+	var err error
+	for a := 1; a <= attempts; a++ {
+		if err = op(); !transient(err) || a == attempts {
+			return err
+		}
+		if e := backoff(ctx, base, a); e != nil {
+			return e
+		}
+	}
+	return err
+}
 
 // backoff sleeps before retry attempt (1-based) unless ctx ends.
 func backoff(ctx context.Context, base time.Duration, attempt int) error {
