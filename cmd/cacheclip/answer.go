@@ -12,6 +12,7 @@ import (
 
 	"cacheclip/kernels"
 	"cacheclip/kvshards"
+	"cacheclip/kvshards/s3store"
 	"cacheclip/loader"
 	"cacheclip/model"
 	"cacheclip/prefill"
@@ -75,6 +76,9 @@ func cmdAnswer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	usageErr := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "cacheclip answer: "+format+"\n", a...)
 		return 2
+	}
+	if s3store.IsURL(*storeDir) {
+		return usageErr("--store %s: answer takes a store directory (an s3:// store is for run and shards; point --store at its local tier instead)", *storeDir)
 	}
 	if *dir == "" {
 		return usageErr("--model is required")

@@ -104,6 +104,7 @@ func TestAnswerBadInput(t *testing.T) {
 		{"ratio below 0", append([]string{"--model", primary, "--aux", aux, "--ratio", "-0.5", "--chunks", chunks[0]}, q...), 2, "outside [0, 1]"},
 		{"no aux for cacheclip", append([]string{"--model", primary, "--chunks", chunks[0]}, q...), 2, "needs --aux"},
 		{"no model", q, 2, "--model is required"},
+		{"s3 store", append([]string{"--model", primary, "--method", "reuse", "--store", "s3://b/kv"}, q...), 2, "answer takes a store directory"},
 		{"no question", []string{"--model", primary, "--method", "reuse"}, 2, "--question is required"},
 		{"unknown method", append([]string{"--model", primary, "--method", "magic"}, q...), 2, "unknown"},
 		{"missing chunk file", append([]string{"--model", primary, "--method", "reuse", "--chunks", "/nonexistent/x.txt"}, q...), 1, "chunk"},

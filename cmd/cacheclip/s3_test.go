@@ -78,6 +78,21 @@ func newFanOutEnv(t *testing.T, nq, nc int) *fanOutEnv {
 	return e
 }
 
+// uploadedOnce checks that want shard objects were uploaded, each by one PUT.
+func (e *fanOutEnv) uploadedOnce(t *testing.T, want int) map[string]int {
+	t.Helper()
+	puts := e.px.Puts(".kvs")
+	if len(puts) != want {
+		t.Errorf("%d shard objects uploaded, want one per chunk (%d)", len(puts), want)
+	}
+	for k, n := range puts {
+		if n != 1 {
+			t.Errorf("%s uploaded %d times", k, n)
+		}
+	}
+	return puts
+}
+
 // scriptEnv lets a script run this test binary as "$CACHECLIP" (TestMain)
 // and returns the absolute path of an example under examples/.
 func scriptEnv(t *testing.T, example string) (path string, env []string) {
@@ -155,15 +170,7 @@ func TestS3FanOutBuildsEachShardOnce(t *testing.T) {
 			t.Fatalf("worker %d: %v\n%s", i, err, logs[i])
 		}
 	}
-	puts := px.Puts(".kvs")
-	if len(puts) != nc {
-		t.Errorf("%d shard objects uploaded, want one per chunk (%d)", len(puts), nc)
-	}
-	for k, n := range puts {
-		if n != 1 {
-			t.Errorf("%s uploaded %d times", k, n)
-		}
-	}
+	puts := e.uploadedOnce(t, nc)
 	// The workers' own counters (summed in the merged stats.json) agree.
 	c := readCounters(t, out)
 	built, downloads := c["shards_built"], c["shard_downloads"]

@@ -59,15 +59,7 @@ func TestSlurmArrayFanOut(t *testing.T) {
 		t.Fatalf("no _SUCCESS after the array: %v", err)
 	}
 	sameAnswers(t, readOut(t, out), readOut(t, ref))
-	puts := px.Puts(".kvs")
-	if len(puts) != nc {
-		t.Errorf("%d shard objects, want %d", len(puts), nc)
-	}
-	for k, n := range puts {
-		if n != 1 {
-			t.Errorf("%s uploaded %d times", k, n)
-		}
-	}
+	e.uploadedOnce(t, nc)
 	if code, log := run(t, "stats", out); code != 0 || !strings.Contains(log, fmt.Sprint(nq)) {
 		t.Fatalf("cacheclip stats: exit %d\n%s", code, log)
 	}

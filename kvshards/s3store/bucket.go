@@ -168,12 +168,18 @@ func newBucket(ctx context.Context, loc Location, c Config) (*bucket, error) {
 	return b, nil
 }
 
-// probeConditional writes a probe object twice with If-None-Match: *; a
-// server that honours it refuses the second write.
-func (b *bucket) probeConditional(ctx context.Context, name string) error {
-	key := b.loc.key(name)
+// probeObject is written (once, never removed) to learn whether the server
+// honours If-None-Match: a fixed name, because removing per-worker probes
+// races with other workers' writes on file-backed servers (an emptied
+// directory is removed under a concurrent create).
+const probeObject = ".cacheclip-probe"
+
+// probeConditional writes the probe object twice with If-None-Match: *; a
+// server that honours it refuses the second write (and the first, when
+// another worker wrote it before).
+func (b *bucket) probeConditional(ctx context.Context) error {
+	key := b.loc.key(probeObject)
 	body := []byte("cacheclip conditional-create probe\n")
-	defer b.mc.RemoveObject(context.WithoutCancel(ctx), b.loc.Bucket, key, minio.RemoveObjectOptions{})
 	put := func() error {
 		return retry(ctx, 4, 100*time.Millisecond, func() error { _, err := b.put(ctx, key, body, true, nil); return err })
 	}

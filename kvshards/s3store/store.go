@@ -121,8 +121,7 @@ func Open(ctx context.Context, url string, o Options) (*Store, error) {
 	}
 	host, _ := os.Hostname()
 	s := &Store{b: b, local: local, opts: o, log: lg, host: host, pendingDir: filepath.Join(o.CacheDir, "pending"), pending: map[kvshards.Key]bool{}}
-	probe := fmt.Sprintf("probe/%s.%d.%d", host, os.Getpid(), time.Now().UnixNano())
-	if err := b.probeConditional(ctx, probe); err != nil {
+	if err := b.probeConditional(ctx); err != nil {
 		return nil, fmt.Errorf("store %s: write probe: %w", loc, err)
 	}
 	if !b.conditional {
@@ -359,17 +358,18 @@ func (s *Store) build(ctx context.Context, c kvshards.Computer, k kvshards.Key, 
 		if k2 != k {
 			return r, fmt.Errorf("compute shard %s: encoded key %s differs (engine returned other tokens?)", k, k2)
 		}
-		// The tier first: the worker keeps the shard whatever the upload does.
+		// The pending mark first, cleared after the upload: a worker killed
+		// anywhere from here on leaves it, and the next store opened on the
+		// tier uploads the shard (Close) instead of only serving it locally.
+		s.markPending(k)
+		// Then the tier: the worker keeps the shard whatever the upload does.
 		if err := s.local.Import(k, "built", data, nil); err != nil {
+			s.clearPending(k)
 			return r, err
 		}
 		s.built.Add(1)
 		s.builtBytes.Add(int64(len(data)))
 		r.Built, r.Bytes = true, int64(len(data))
-		// The pending mark goes first and is cleared after the upload: a worker
-		// killed during the upload leaves it, and the next store opened on the
-		// tier uploads the shard (Close) instead of serving it only locally.
-		s.markPending(k)
 		err = s.upload(ctx, k, data, replace)
 		if errors.Is(err, ErrUnreachable) {
 			s.log.Warn("shard kept in the local tier, upload pending", "key", k.String(), "tier", s.local.Path(k))
@@ -519,8 +519,13 @@ func (s *Store) loadPending() error {
 		return fmt.Errorf("local tier: %w", err)
 	}
 	for _, e := range ents {
-		if k, err := kvshards.ParseKey(e.Name()); err == nil && s.local.Has(k) {
+		k, err := kvshards.ParseKey(e.Name())
+		switch {
+		case err != nil:
+		case s.local.Has(k):
 			s.pending[k] = true
+		default: // killed before the shard reached the tier: nothing to upload
+			os.Remove(filepath.Join(s.pendingDir, e.Name()))
 		}
 	}
 	return nil
