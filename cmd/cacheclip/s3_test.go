@@ -196,7 +196,7 @@ func TestS3KillMidUpload(t *testing.T) {
 	out := filepath.Join(f.dir, "out")
 	tier := filepath.Join(f.dir, "tier")
 	args := f.fanOutArgs("s3://shards/k", out, "--store-cache", tier)
-	hit, release := px.StallPut(".kvs")
+	hit, release := px.StallPut(".kvs", 12)
 	defer release()
 	cmd, logb := worker(t, srv.Env(px.URL), args)
 	done := make(chan error, 1)
@@ -218,8 +218,11 @@ func TestS3KillMidUpload(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(srv.Root, "shards", obj)); err == nil {
 		t.Fatalf("%s exists after its upload was killed half way", obj)
 	}
-	vrep := verifyAll(t, srv, "s3://shards/k")
-	t.Logf("killed mid-upload of %s; %d complete shards before the kill", obj, vrep)
+	if n := verifyAll(t, srv, "s3://shards/k"); n < 12 {
+		t.Fatalf("%d complete shards in the store at the kill, want the 12 uploaded before it", n)
+	} else {
+		t.Logf("killed mid-upload of %s; %d complete shards before the kill", obj, n)
+	}
 	cmd, logb = worker(t, srv.Env(px.URL), args)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("rerun: %v\n%s", err, logb)

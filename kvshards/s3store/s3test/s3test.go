@@ -156,6 +156,7 @@ type Proxy struct {
 }
 
 type stallRule struct {
+	skip    atomic.Int64 // matching PUTs let through before the stalled one
 	suffix  string
 	hit     chan string
 	release chan struct{}
@@ -184,7 +185,7 @@ func NewProxy(t testing.TB, s *Server) *Proxy {
 			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code><Message>A header you provided implies functionality that is not implemented</Message></Error>`)
 			return
 		}
-		if rule := p.stall.Load(); rule != nil && r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, rule.suffix) && r.ContentLength > 1 {
+		if rule := p.stall.Load(); rule != nil && r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, rule.suffix) && r.ContentLength > 1 && rule.skip.Add(-1) < 0 {
 			r.Body = &stallBody{r: r.Body, left: r.ContentLength / 2, rule: rule, path: r.URL.Path, ctx: r.Context()}
 		}
 		rec := &statusWriter{ResponseWriter: w, code: 200}
@@ -208,12 +209,13 @@ func (p *Proxy) SetDown(down bool) { p.down.Store(down) }
 // create: a request with If-None-Match gets 501 NotImplemented.
 func (p *Proxy) RefuseConditional(on bool) { p.noConditional.Store(on) }
 
-// StallPut makes the next PUT whose path ends in suffix stop half way; the
-// returned channel receives its path then. release ends the stall: the
+// StallPut lets skip PUTs whose path ends in suffix through and makes the
+// next one stop half way; the returned channel receives its path then. release ends the stall: the
 // request is aborted with half its body sent to the server, as when the
 // client dies mid-upload.
-func (p *Proxy) StallPut(suffix string) (hit <-chan string, release func()) {
+func (p *Proxy) StallPut(suffix string, skip int) (hit <-chan string, release func()) {
 	r := &stallRule{suffix: suffix, hit: make(chan string, 1), release: make(chan struct{})}
+	r.skip.Store(int64(skip))
 	p.stall.Store(r)
 	var once sync.Once
 	return r.hit, func() { once.Do(func() { close(r.release) }) }
