@@ -10,6 +10,7 @@ import (
 	"os"
 
 	"cacheclip/jobs"
+	"cacheclip/kvshards/s3store"
 	"cacheclip/progress"
 	"cacheclip/runner"
 )
@@ -68,6 +69,9 @@ func runJob(ctx context.Context, spec jobs.Spec, log *slog.Logger, mode progress
 		texts = c
 	}
 	eng, err := runner.NewModelEngine(ctx, spec, log)
+	if errors.Is(err, s3store.ErrUnreachable) {
+		return jobs.Stats{}, err // an outage, not a bad setting: exit 1, retried by schedulers
+	}
 	if err != nil {
 		return jobs.Stats{}, &jobs.ConfigError{Err: err}
 	}

@@ -350,3 +350,38 @@ func TestS3ShardsCommandsAndBitFlip(t *testing.T) {
 		t.Fatalf("gc within the default grace period removed shards: exit %d\n%s", code, log)
 	}
 }
+
+// A store that cannot be used stops the job before any work: a missing
+// bucket is a bad setting (exit 2, naming it); a server that does not answer
+// is an outage (exit 1, which schedulers retry).
+func TestS3StoreUnusable(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.MakeBucket(t, "shards")
+	f := newJobFixture(t, 3)
+	closed := "http://127.0.0.1:1" // nothing listens on port 1
+	for _, tc := range []struct {
+		name, endpoint, store string
+		code                  int
+		want                  string
+	}{
+		{"missing bucket", srv.Endpoint, "s3://nosuchbucket/kv", 2, "store s3://nosuchbucket/kv: bucket"},
+		{"server down", closed, "s3://shards/kv", 1, "object store unreachable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, kv := range srv.Env(tc.endpoint) {
+				k, v, _ := strings.Cut(kv, "=")
+				t.Setenv(k, v)
+			}
+			out := filepath.Join(t.TempDir(), "out")
+			args := []string{"run", "--questions", f.questions, "--corpus", f.corpus, "--store", tc.store, "--store-cache", t.TempDir(),
+				"--model", f.primary, "--method", "reuse", "--out", out, "--progress", "none"}
+			code, log := run(t, args...)
+			if code != tc.code || !strings.Contains(log, tc.want) {
+				t.Fatalf("exit %d, want %d mentioning %q\n%s", code, tc.code, tc.want, log)
+			}
+			if parts, _ := filepath.Glob(filepath.Join(out, "part-*")); len(parts) != 0 {
+				t.Fatalf("%d part files written before the store was usable", len(parts))
+			}
+		})
+	}
+}

@@ -159,6 +159,9 @@ func newBucket(ctx context.Context, loc Location, c Config) (*bucket, error) {
 		ok, err = mc.BucketExists(ctx, loc.Bucket)
 		return err
 	})
+	if transient(err) {
+		return nil, fmt.Errorf("store %s: bucket check at %s: %w: %w", loc, host, ErrUnreachable, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store %s: bucket check at %s: %w", loc, host, err)
 	}
