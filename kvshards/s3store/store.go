@@ -39,7 +39,9 @@ type Options struct {
 	Attempts  int
 	RetryBase time.Duration
 	// StaleLock is the age after which another worker's build lock object is
-	// broken (default 10 minutes): a worker killed while building.
+	// broken (default 2 minutes): a worker killed while building. A holder
+	// rewrites its lock every StaleLock/4, so a slow build is not taken for
+	// a dead one.
 	StaleLock time.Duration
 	// DownFor is how long the remote is skipped after an operation found it
 	// unreachable (default 30 s), so a job does not pay the retries per shard.
@@ -101,7 +103,7 @@ func Open(ctx context.Context, url string, o Options) (*Store, error) {
 		o.RetryBase = 100 * time.Millisecond
 	}
 	if o.StaleLock <= 0 {
-		o.StaleLock = 10 * time.Minute
+		o.StaleLock = 2 * time.Minute
 	}
 	if o.DownFor <= 0 {
 		o.DownFor = 30 * time.Second
@@ -432,16 +434,23 @@ func (s *Store) lock(ctx context.Context, k kvshards.Key, replace bool) (release
 		return noop, false, false, nil
 	}
 	lk := s.b.loc.key(lockObject(k.String()))
-	body := []byte(fmt.Sprintf("%d %s %s\n", os.Getpid(), s.host, time.Now().UTC().Format(time.RFC3339)))
 	delay := 20 * time.Millisecond
+	// Staleness is judged by this worker's own clock: how long the lock's
+	// ETag has stayed the same (a live holder rewrites it), not by comparing
+	// the server's LastModified with a clock that may be skewed.
+	var tag string
+	var since time.Time
 	for {
+		body := lockBody(s.host)
 		err := s.do(ctx, "lock "+s.URL(k), func(ctx context.Context) error {
 			_, err := s.b.put(ctx, lk, body, true, nil)
 			return err
 		})
 		switch {
 		case err == nil:
+			stop := s.heartbeat(ctx, lk)
 			release := func() {
+				stop()
 				if err := s.b.remove(context.WithoutCancel(ctx), lk); err != nil {
 					s.log.Debug("removing shard build lock failed (it goes stale)", "key", k.String(), "err", err)
 				}
@@ -462,10 +471,22 @@ func (s *Store) lock(ctx context.Context, k kvshards.Key, replace bool) (release
 				return noop, true, waited, nil
 			}
 		}
-		if stale, why := s.lockStale(ctx, lk); stale {
-			s.log.Info("breaking stale shard build lock", "key", k.String(), "lock", lk, "why", why)
-			_ = s.b.remove(ctx, lk)
-			continue
+		if info, err := s.b.stat(ctx, lk); err == nil {
+			if info.ETag != tag || since.IsZero() {
+				tag, since = info.ETag, time.Now()
+			}
+			why := ""
+			if age := time.Since(since); age > s.opts.StaleLock {
+				why = fmt.Sprintf("not refreshed for %v", age.Round(time.Millisecond))
+			} else if dead, w := s.holderDead(ctx, lk); dead {
+				why = w
+			}
+			if why != "" {
+				s.log.Info("breaking stale shard build lock", "key", k.String(), "lock", lk, "why", why)
+				_ = s.b.remove(ctx, lk)
+				tag, since = "", time.Time{}
+				continue
+			}
 		}
 		if !waited {
 			s.lockWaits.Add(1)
@@ -476,21 +497,46 @@ func (s *Store) lock(ctx context.Context, k kvshards.Key, replace bool) (release
 			return nil, false, waited, fmt.Errorf("waiting for another worker's build of shard %s: %w", s.URL(k), ctx.Err())
 		case <-time.After(delay):
 		}
-		delay = min(2*delay, time.Second)
+		delay = min(2*delay, time.Second, s.opts.StaleLock/4)
 	}
 }
 
-// lockStale reports whether the lock object belongs to no live builder: it
-// is older than StaleLock, or its holder ran on this host and is gone (a
-// worker killed while building; a Slurm array's tasks share a node).
-func (s *Store) lockStale(ctx context.Context, lk string) (bool, string) {
-	info, err := s.b.stat(ctx, lk)
-	if err != nil {
-		return false, "" // gone (the next create takes it) or unreadable
-	}
-	if age := time.Since(info.LastModified); age > s.opts.StaleLock {
-		return true, fmt.Sprintf("older than %v (%v)", s.opts.StaleLock, age.Round(time.Second))
-	}
+// lockBody names the holder; the time (to the nanosecond) makes every
+// heartbeat's body, and so its ETag, differ.
+func lockBody(host string) []byte {
+	return []byte(fmt.Sprintf("%d %s %s\n", os.Getpid(), host, time.Now().UTC().Format(time.RFC3339Nano)))
+}
+
+// heartbeat rewrites a held lock object every StaleLock/4 until stopped, so
+// that its age says whether its holder is alive.
+func (s *Store) heartbeat(ctx context.Context, lk string) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(s.opts.StaleLock / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if _, err := s.b.put(ctx, lk, lockBody(s.host), false, nil); err != nil {
+					s.log.Debug("refreshing shard build lock failed", "lock", lk, "err", err)
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
+}
+
+// holderDead reports whether the lock's holder ran on this host and is gone
+// (a worker killed while building; a Slurm array's tasks share a node).
+func (s *Store) holderDead(ctx context.Context, lk string) (bool, string) {
 	body, err := s.b.get(ctx, lk)
 	if err != nil {
 		return false, ""

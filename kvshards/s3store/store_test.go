@@ -329,3 +329,68 @@ func TestTierBound(t *testing.T) {
 		t.Fatalf("stats %+v: want no builds, %d downloads and evictions", s, 2*len(cs))
 	}
 }
+
+// A build lock whose holder lives is kept fresh however long the build
+// takes, so nobody builds the chunk twice; one left by a dead worker on
+// another host is broken once it has not been refreshed for StaleLock.
+func TestBuildLockStaleness(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.MakeBucket(t, "kvs")
+	const stale = 400 * time.Millisecond
+	short := func(o *s3store.Options) { o.StaleLock = stale }
+	ch := chunks(2, 9)
+	t.Run("slow live holder", func(t *testing.T) {
+		slow, other := kvtest.New(9, 1, 1, 8), kvtest.New(9, 1, 1, 8)
+		slow.Delay = 3 * stale
+		a := open(t, srv, srv.Endpoint, "s3://kvs/l", t.TempDir(), short)
+		b := open(t, srv, srv.Endpoint, "s3://kvs/l", t.TempDir(), short)
+		errs := make(chan error, 1)
+		go func() {
+			h, err := a.GetOrBuild(context.Background(), slow, prefix, ch[0])
+			if err == nil {
+				h.Close()
+			}
+			errs <- err
+		}()
+		// Wait until a holds the lock (its object is on the backend's disk).
+		k := kvshards.KeyOf(slow.Fingerprint(), prefix, ch[0]).String()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if _, err := os.Stat(filepath.Join(srv.Root, "kvs", "l", k[0:2], k[2:4], k+".lock")); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the slow worker never took the build lock")
+			}
+		}
+		h, err := b.GetOrBuild(context.Background(), other, prefix, ch[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		equalKV(t, h, other, ch[0])
+		h.Close()
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		if n := other.Calls.Load() - 1; n != 0 { // minus equalKV's own
+			t.Fatalf("the waiting worker computed the chunk %d times while the holder was alive", n)
+		}
+	})
+	t.Run("dead holder elsewhere", func(t *testing.T) {
+		c := kvtest.New(9, 1, 1, 8)
+		k := kvshards.KeyOf(c.Fingerprint(), prefix, ch[1]).String()
+		srv.Put(t, "kvs", "l/"+k[0:2]+"/"+k[2:4]+"/"+k+".lock", []byte("4242 some-other-host 2026-01-01T00:00:00Z\n"))
+		st := open(t, srv, srv.Endpoint, "s3://kvs/l", t.TempDir(), short)
+		t0 := time.Now()
+		h, err := st.GetOrBuild(context.Background(), c, prefix, ch[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Close()
+		if waited := time.Since(t0); waited < stale {
+			t.Errorf("broke a fresh lock of another host after %v", waited)
+		}
+		if s := st.Stats(); s.Built != 1 || s.LockWaits != 1 {
+			t.Fatalf("stats %+v: want one wait, then one build", s)
+		}
+	})
+}

@@ -8,6 +8,7 @@
 package s3test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -115,16 +116,29 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// MakeBucket creates a bucket.
-func (s *Server) MakeBucket(t testing.TB, name string) {
+func (s *Server) client(t testing.TB) *minio.Client {
 	t.Helper()
 	u, _ := url.Parse(s.Endpoint)
 	mc, err := minio.New(u.Host, &minio.Options{Creds: credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""), BucketLookup: minio.BucketLookupPath, Region: "us-east-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := mc.MakeBucket(context.Background(), name, minio.MakeBucketOptions{}); err != nil {
+	return mc
+}
+
+// MakeBucket creates a bucket.
+func (s *Server) MakeBucket(t testing.TB, name string) {
+	t.Helper()
+	if err := s.client(t).MakeBucket(context.Background(), name, minio.MakeBucketOptions{}); err != nil {
 		t.Fatalf("make bucket %s: %v", name, err)
+	}
+}
+
+// Put writes an object through the S3 API.
+func (s *Server) Put(t testing.TB, bucket, key string, body []byte) {
+	t.Helper()
+	if _, err := s.client(t).PutObject(context.Background(), bucket, key, bytes.NewReader(body), int64(len(body)), minio.PutObjectOptions{}); err != nil {
+		t.Fatalf("put %s/%s: %v", bucket, key, err)
 	}
 }
 
