@@ -385,3 +385,44 @@ func TestS3StoreUnusable(t *testing.T) {
 		})
 	}
 }
+
+// A worker whose object store stops answering right after the job starts
+// keeps answering every question: it builds what it cannot download, keeps
+// those shards in its tier and uploads them when a later run on the same
+// tier ends with the server back.
+func TestS3ConnectionLostMidJob(t *testing.T) {
+	const nq, nc = 40, 20
+	e := newFanOutEnv(t, nq, nc)
+	for _, kv := range e.srv.Env(e.px.URL) {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	tier := filepath.Join(e.f.dir, "tier")
+	e.px.DownAfter(3) // the bucket check and the two probe writes
+	out := filepath.Join(e.f.dir, "out")
+	if code, log := run(t, e.f.fanOutArgs("s3://shards/lost", out, "--store-cache", tier)...); code != 0 {
+		t.Fatalf("run with the store gone: exit %d\n%s", code, log)
+	}
+	sameAnswers(t, readOut(t, out), readOut(t, e.ref))
+	c := readCounters(t, out)
+	if c["shards_built"] != nc || c["shard_uploads"] != 0 || c["shard_uploads_pending"] != nc {
+		t.Fatalf("counters %v: want %d shards built locally and pending, none uploaded", c, nc)
+	}
+	pending, _ := os.ReadDir(filepath.Join(tier, "pending"))
+	if len(pending) != nc {
+		t.Fatalf("%d pending marks in the tier, want %d", len(pending), nc)
+	}
+	e.px.SetDown(false)
+	out2 := filepath.Join(e.f.dir, "out2")
+	if code, log := run(t, e.f.fanOutArgs("s3://shards/lost", out2, "--store-cache", tier)...); code != 0 {
+		t.Fatalf("rerun with the store back: exit %d\n%s", code, log)
+	}
+	sameAnswers(t, readOut(t, out2), readOut(t, e.ref))
+	e.uploadedOnce(t, nc)
+	if pending, _ := os.ReadDir(filepath.Join(tier, "pending")); len(pending) != 0 {
+		t.Fatalf("%d shards still pending after the server came back", len(pending))
+	}
+	if n := verifyAll(t, e.srv, "s3://shards/lost"); n != nc {
+		t.Fatalf("%d shards in the store, want %d", n, nc)
+	}
+}

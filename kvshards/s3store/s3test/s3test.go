@@ -161,6 +161,8 @@ type Proxy struct {
 	puts map[string]int // object path (bucket/key) -> successful PUTs
 
 	down atomic.Bool // refuse every request (connection closed, no answer)
+	// downAfter, when positive, sets down once that many requests passed.
+	downAfter, reqs atomic.Int64
 	// noConditional refuses If-None-Match with 501 NotImplemented, as
 	// servers without conditional create do.
 	noConditional atomic.Bool
@@ -183,6 +185,9 @@ func NewProxy(t testing.TB, s *Server) *Proxy {
 	rp := httputil.NewSingleHostReverseProxy(u)
 	p := &Proxy{puts: map[string]int{}}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n := p.downAfter.Load(); n > 0 && p.reqs.Add(1) > n {
+			p.down.Store(true)
+		}
 		if p.down.Load() {
 			if hj, ok := w.(http.Hijacker); ok {
 				if c, _, err := hj.Hijack(); err == nil {
@@ -217,7 +222,16 @@ func NewProxy(t testing.TB, s *Server) *Proxy {
 }
 
 // SetDown makes the proxy drop every connection (the worker lost its network).
-func (p *Proxy) SetDown(down bool) { p.down.Store(down) }
+func (p *Proxy) SetDown(down bool) {
+	p.downAfter.Store(0)
+	p.down.Store(down)
+}
+
+// DownAfter lets n more requests through, then drops every connection.
+func (p *Proxy) DownAfter(n int) {
+	p.reqs.Store(0)
+	p.downAfter.Store(int64(n))
+}
 
 // RefuseConditional makes the server look like one without conditional
 // create: a request with If-None-Match gets 501 NotImplemented.
