@@ -31,7 +31,7 @@ func slurmUp(t *testing.T) {
 // equals a single-process run, each shard object is uploaded once.
 func TestSlurmArrayFanOut(t *testing.T) {
 	slurmUp(t)
-	const nq, nc = 200, 120
+	const nq, nc = 600, 400
 	e := newFanOutEnv(t, nq, nc)
 	px, f, ref := e.px, e.f, e.ref
 	script, env := scriptEnv(t, "slurm/cacheclip-array.sbatch")
