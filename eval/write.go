@@ -65,6 +65,16 @@ func Rows(exs []Example) ([]QuestionRow, []CorpusRow) {
 // never sees a partial file.
 func WriteDataset(ctx context.Context, questionsPath, corpusPath string, exs []Example) error {
 	qs, cs := Rows(exs)
+	if err := checkUniqueChunks(corpusPath, cs); err != nil {
+		return err
+	}
+	if err := writeParquetAtomic(ctx, questionsPath, qs); err != nil {
+		return err
+	}
+	return writeParquetAtomic(ctx, corpusPath, cs)
+}
+
+func checkUniqueChunks(corpusPath string, cs []CorpusRow) error {
 	seen := map[string]bool{}
 	for _, c := range cs {
 		if seen[c.ChunkID] {
@@ -72,10 +82,7 @@ func WriteDataset(ctx context.Context, questionsPath, corpusPath string, exs []E
 		}
 		seen[c.ChunkID] = true
 	}
-	if err := writeParquetAtomic(ctx, questionsPath, qs); err != nil {
-		return err
-	}
-	return writeParquetAtomic(ctx, corpusPath, cs)
+	return nil
 }
 
 func writeParquetAtomic[T any](ctx context.Context, path string, rows []T) (err error) {

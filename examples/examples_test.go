@@ -193,3 +193,17 @@ func TestSlurmArray(t *testing.T) {
 		t.Error("exit 3 (partial failure) must not fail the array task")
 	}
 }
+
+// The labeling job file is a valid label job: every key known, labels usable.
+func TestLabelingJob(t *testing.T) {
+	s, err := jobs.LoadSpecFile("labeling/job.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Task != jobs.TaskLabel || len(s.Labels) < 2 || !strings.Contains(s.LabelPrompt, "{choices}") {
+		t.Errorf("not a label job showing its choices: task %q labels %q prompt %q", s.Task, s.Labels, s.LabelPrompt)
+	}
+}

@@ -62,6 +62,16 @@ var specFlags = []specFlag{
 		s.MethodParams[strings.TrimSpace(k)] = val
 		return nil
 	}},
+	{name: "task", usage: "generate (free text) or label (score a fixed set of labels per row)", set: str(func(s *Spec) *string { return &s.Task })},
+	{name: "labels", usage: "label job: comma-separated labels for rows without a choices value (a,b,c)", set: func(s *Spec, v string) error {
+		s.Labels = strings.Split(v, ",")
+		for i := range s.Labels {
+			s.Labels[i] = strings.TrimSpace(s.Labels[i])
+		}
+		return nil
+	}},
+	{name: "label-score", usage: "label job: rank labels by the sum or mean of their token log-probabilities", set: str(func(s *Spec) *string { return &s.LabelScore })},
+	{name: "label-prompt", usage: "label job: the question as shown to the model, with {question} and {choices}", set: str(func(s *Spec) *string { return &s.LabelPrompt })},
 	{name: "template", usage: "prompt template: chatml, llama3, plain (default: the model's)", set: str(func(s *Spec) *string { return &s.Template })},
 	{name: "out", usage: "output dataset directory", set: str(func(s *Spec) *string { return &s.Out })},
 	{name: "shard", usage: "fan-out shard i/N (deterministic by query_id)", set: func(s *Spec, v string) error {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -33,6 +34,12 @@ func OutputColumns() []string { return slices.Clone(outputColumns) }
 func DiagnosticColumns() []string { return slices.Clone(diagnosticColumns) }
 
 var diagnosticColumns = []string{"answer_token_ids", "first_token_logprobs"}
+
+// LabelColumns returns the columns a label job appends last (after the
+// diagnostic columns when there are any).
+func LabelColumns() []string { return slices.Clone(labelColumns) }
+
+var labelColumns = []string{"label", "label_logprobs", "label_probs", "label_margin"}
 
 var outputColumns = []string{
 	"query_id", "answer", "status", "error", "method", "recompute_ratio",
@@ -74,6 +81,13 @@ type Result struct {
 	// are written only with OutputOptions.Diagnostics; nil is an empty list.
 	AnswerIDs     []int32
 	FirstLogProbs []float32
+	// Label job results (OutputOptions.Label): the best label (also in
+	// Answer), each label's score and softmax probability aligned with the
+	// row's labels, and the best score minus the second (NaN: null).
+	Label         string
+	LabelLogProbs []float64
+	LabelProbs    []float64
+	LabelMargin   float64
 }
 
 // ErrorResult is the status=error row for a question that failed with err.
@@ -129,6 +143,7 @@ type OutputOptions struct {
 	PartRows       int             // rows per part (default 1000)
 	CommitInterval time.Duration   // commit a part at least this often when rows arrive (0 = by rows only)
 	Diagnostics    bool            // append the DiagnosticColumns (Result.AnswerIDs, Result.FirstLogProbs)
+	Label          bool            // a label job: append the LabelColumns
 	Logger         *slog.Logger    // default slog.Default()
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
@@ -165,6 +180,15 @@ type Output struct {
 // passthrough columns, with the DiagnosticColumns after them when diagnostics
 // is set.
 func OutputSchema(pass []parquet.Field, diagnostics bool) *parquet.Schema {
+	return outputSchema(pass, diagnostics, false)
+}
+
+// LabelOutputSchema is OutputSchema with a label job's LabelColumns last.
+func LabelOutputSchema(pass []parquet.Field, diagnostics bool) *parquet.Schema {
+	return outputSchema(pass, diagnostics, true)
+}
+
+func outputSchema(pass []parquet.Field, diagnostics, label bool) *parquet.Schema {
 	str := parquet.String()
 	fields := []parquet.Field{
 		field("query_id", parquet.Required(str)),
@@ -187,6 +211,14 @@ func OutputSchema(pass []parquet.Field, diagnostics bool) *parquet.Schema {
 		fields = append(fields,
 			field(diagnosticColumns[0], parquet.Repeated(parquet.Leaf(parquet.Int32Type))),
 			field(diagnosticColumns[1], parquet.Repeated(parquet.Leaf(parquet.FloatType))))
+	}
+	if label {
+		dbl := parquet.Leaf(parquet.DoubleType)
+		fields = append(fields,
+			field(labelColumns[0], parquet.Optional(str)),
+			field(labelColumns[1], parquet.Repeated(dbl)),
+			field(labelColumns[2], parquet.Repeated(dbl)),
+			field(labelColumns[3], parquet.Optional(dbl)))
 	}
 	return parquet.NewSchema("cacheclip_output", &orderedGroup{fields: fields})
 }
@@ -218,15 +250,16 @@ func OpenOutput(ctx context.Context, opts OutputOptions) (*Output, error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("output dir %s: %w", opts.Dir, err)
 	}
-	if opts.Diagnostics {
-		for _, f := range opts.Passthrough {
-			if slices.Contains(diagnosticColumns, f.Name()) {
-				return nil, configErr(fmt.Errorf("input column %s is also a diagnostics output column; rename it in the input or run without diagnostics", f.Name()))
-			}
+	for _, f := range opts.Passthrough {
+		if opts.Diagnostics && slices.Contains(diagnosticColumns, f.Name()) {
+			return nil, configErr(fmt.Errorf("input column %s is also a diagnostics output column; rename it in the input or run without diagnostics", f.Name()))
+		}
+		if opts.Label && slices.Contains(labelColumns, f.Name()) {
+			return nil, configErr(fmt.Errorf("input column %s is also a label job's output column; rename it in the input", f.Name()))
 		}
 	}
 	o := &Output{opts: opts, shard: sh, log: opts.Logger, committed: map[xxh3.Uint128]struct{}{},
-		schema: OutputSchema(opts.Passthrough, opts.Diagnostics), nextSeq: 1}
+		schema: outputSchema(opts.Passthrough, opts.Diagnostics, opts.Label), nextSeq: 1}
 	for _, f := range opts.Passthrough {
 		o.nPass += leafCount(f)
 	}
@@ -326,7 +359,14 @@ func (o *Output) recover(ctx context.Context) error {
 // naming the diagnostics setting when flipping it alone would explain it.
 func (o *Output) schemaMismatch(mpath, dataset string) error {
 	d := o.opts.Diagnostics
-	if OutputSchema(o.opts.Passthrough, !d).String() == dataset {
+	if outputSchema(o.opts.Passthrough, d, !o.opts.Label).String() == dataset {
+		was, now := TaskGenerate, TaskLabel
+		if !o.opts.Label {
+			was, now = now, was
+		}
+		return fmt.Errorf("manifest %s: the dataset was written by a %s job and this is a %s job; resume with task: %s or use a new output directory", mpath, was, now, was)
+	}
+	if outputSchema(o.opts.Passthrough, !d, o.opts.Label).String() == dataset {
 		was, now := "without", "with"
 		if !d {
 			was, now = now, was
@@ -455,6 +495,9 @@ func (o *Output) row(r *Result) (parquet.Row, error) {
 	if o.opts.Diagnostics {
 		n += max(1, len(r.AnswerIDs)) + max(1, len(r.FirstLogProbs))
 	}
+	if o.opts.Label {
+		n += 2 + max(1, len(r.LabelLogProbs)) + max(1, len(r.LabelProbs))
+	}
 	row := make(parquet.Row, 0, n)
 	row = append(row,
 		str(r.QueryID, 0),
@@ -474,6 +517,22 @@ func (o *Output) row(r *Result) (parquet.Row, error) {
 		col := len(outputColumns) + o.nPass
 		row = appendList(row, r.AnswerIDs, col, func(x int32) parquet.Value { return parquet.Int32Value(x) })
 		row = appendList(row, r.FirstLogProbs, col+1, func(x float32) parquet.Value { return parquet.FloatValue(x) })
+	}
+	if o.opts.Label {
+		col := len(outputColumns) + o.nPass
+		if o.opts.Diagnostics {
+			col += len(diagnosticColumns)
+		}
+		noLabel := r.Status != StatusOK || r.Label == ""
+		row = append(row, opt(r.Label, noLabel, col))
+		f64 := func(x float64) parquet.Value { return parquet.DoubleValue(x) }
+		row = appendList(row, r.LabelLogProbs, col+1, f64)
+		row = appendList(row, r.LabelProbs, col+2, f64)
+		if noLabel || math.IsNaN(r.LabelMargin) {
+			row = append(row, parquet.NullValue().Level(0, 0, col+3))
+		} else {
+			row = append(row, parquet.DoubleValue(r.LabelMargin).Level(0, 1, col+3))
+		}
 	}
 	return row, nil
 }
@@ -558,6 +617,7 @@ func (o *Output) statsLocked(now time.Time, extra *Stats) Stats {
 	s := o.manifest.Stats
 	s.TTFTHist.Buckets = cloneMap(s.TTFTHist.Buckets)
 	s.TotalHist.Buckets = cloneMap(s.TotalHist.Buckets)
+	s.Labels = cloneMap(s.Labels)
 	if extra != nil {
 		s.addRows(extra)
 	}

@@ -20,6 +20,7 @@ const (
 	ColChunkIDs     = "chunk_ids"
 	ColAnswers      = "answers"
 	ColMaxNewTokens = "max_new_tokens"
+	ColChoices      = "choices" // label jobs: the row's own labels
 )
 
 // NullQueryIDPrefix starts the key given to a row whose query_id is null or
@@ -37,6 +38,9 @@ type Question struct {
 	ChunkIDs     []string // retrieved chunks, in prompt order
 	Answers      []string // reference answers (nil when absent)
 	MaxNewTokens int      // 0 when the row has none: use the job default
+	// Choices are the row's labels (QuestionsOptions.Choices); nil when the
+	// column is absent or the row's value is null or empty.
+	Choices []string
 	// Passthrough holds the row's values for the passthrough columns, already
 	// placed at their output column indexes; OutputRow carries it to the writer.
 	Passthrough parquet.Row
@@ -66,6 +70,9 @@ type QuestionsOptions struct {
 	BatchSize int
 	// Shard keeps only the rows whose query_id the shard owns.
 	Shard Shard
+	// Choices reads and checks the choices column (label jobs); it is passed
+	// through to the output either way.
+	Choices bool
 }
 
 // ReaderStats show how the reader streamed (tests check memory stays bounded).
@@ -86,8 +93,9 @@ type QuestionsReader struct {
 	opts QuestionsOptions
 
 	qid, question, chunks, answers, mnt  int // leaf column indexes; -1 = absent
-	chunkDef, answerDef                  int // def level at which a list element exists
-	chunkMaxDef, answerMaxDef            int
+	choices                              int
+	chunkDef, answerDef, choiceDef       int // def level at which a list element exists
+	chunkMaxDef, answerMaxDef, choiceMax int
 	qidMaxDef, questionMaxDef, mntMaxDef int
 	outCol                               []int // input leaf -> output column, -1 = not passed through
 	passFields                           []parquet.Field
@@ -114,7 +122,7 @@ func OpenQuestions(path string, opts QuestionsOptions) (*QuestionsReader, error)
 		return nil, err
 	}
 	r := &QuestionsReader{path: path, f: f, pf: pf, opts: opts,
-		qid: -1, question: -1, chunks: -1, answers: -1, mnt: -1,
+		qid: -1, question: -1, chunks: -1, answers: -1, mnt: -1, choices: -1,
 		seen: map[xxh3.Uint128]int64{}}
 	if err := r.checkSchema(); err != nil {
 		f.Close()
@@ -179,6 +187,14 @@ func (r *QuestionsReader) checkSchema() error {
 					continue
 				}
 				r.answers, r.answerDef, r.answerMaxDef = leaf.Index(), def, leaf.MaxDefinitionLevel()
+			}
+			if name == ColChoices && r.opts.Choices {
+				leaf, def, ok := listLeaf(c)
+				if !ok {
+					errs = append(errs, r.schemaErr(name, "want list<string>, found %s", typeName(c)))
+					continue
+				}
+				r.choices, r.choiceDef, r.choiceMax = leaf.Index(), def, leaf.MaxDefinitionLevel()
 			}
 			// Every other top-level column (answers included, so a scorer needs
 			// only the output) goes to the output with its type unchanged.
@@ -293,7 +309,7 @@ func (r *QuestionsReader) rowErr(col, format string, args ...any) *RowError {
 // owns it.
 func (r *QuestionsReader) decode(row parquet.Row) (q Question, keep bool) {
 	q.Row = r.row
-	var qidVals, qVals, chunkVals, ansVals, mntVals []parquet.Value
+	var qidVals, qVals, chunkVals, ansVals, mntVals, choiceVals []parquet.Value
 	pass := 0
 	row.Range(func(col int, vals []parquet.Value) bool {
 		switch col {
@@ -308,6 +324,9 @@ func (r *QuestionsReader) decode(row parquet.Row) (q Question, keep bool) {
 		}
 		if col == r.answers {
 			ansVals = vals
+		}
+		if col == r.choices {
+			choiceVals = vals
 		}
 		if col < len(r.outCol) && r.outCol[col] >= 0 {
 			pass += len(vals)
@@ -354,6 +373,17 @@ func (r *QuestionsReader) decode(row parquet.Row) (q Question, keep bool) {
 	if r.answers >= 0 {
 		// References are for scoring only: null elements are left out, not fatal.
 		q.Answers, _ = r.stringList(ansVals, r.answerDef, r.answerMaxDef, true)
+	}
+	if r.choices >= 0 {
+		var bad string
+		q.Choices, bad = r.stringList(choiceVals, r.choiceDef, r.choiceMax, false)
+		if bad == "" {
+			bad = CheckLabels(q.Choices)
+		}
+		if bad != "" {
+			q.Choices = nil
+			errs = append(errs, r.rowErr(ColChoices, "%s", bad))
+		}
 	}
 	if len(mntVals) > 0 && mntVals[0].DefinitionLevel() >= r.mntMaxDef {
 		v := mntVals[0]

@@ -19,6 +19,37 @@ func Methods() []string { return slices.Clone(methods) }
 
 var methods = []string{"full", "reuse", "ape", "cacheblend", "cacheclip"}
 
+// Tasks of a job.
+const (
+	TaskGenerate = "generate"
+	TaskLabel    = "label"
+)
+
+// DefaultLabelPrompt shows a label job's choices after its question.
+const DefaultLabelPrompt = "{question}\nChoices: {choices}"
+
+// LabelQuestion is the question text of a label job's row: prompt with
+// {question} and {choices} (the labels joined by ", ") substituted.
+func LabelQuestion(prompt, question string, labels []string) string {
+	return strings.NewReplacer("{question}", question, "{choices}", strings.Join(labels, ", ")).Replace(prompt)
+}
+
+// CheckLabels says what is wrong with a list of labels (empty or duplicate
+// labels), or "" when nothing is.
+func CheckLabels(labels []string) string {
+	seen := make(map[string]int, len(labels))
+	for i, l := range labels {
+		if strings.TrimSpace(l) == "" {
+			return fmt.Sprintf("label %d is empty", i)
+		}
+		if j, dup := seen[l]; dup {
+			return fmt.Sprintf("label %q appears twice (at %d and %d)", l, j, i)
+		}
+		seen[l] = i
+	}
+	return ""
+}
+
 // templates are the prompt templates a job may name; "" means "from the model".
 var templates = []string{"", "chatml", "llama3", "plain"}
 
@@ -39,6 +70,16 @@ type Spec struct {
 	Ratio        float64           `yaml:"ratio"`         // recompute ratio in [0,1]
 	MethodParams map[string]string `yaml:"method_params"` // method-specific, e.g. window: "8"
 	Template     string            `yaml:"template"`
+
+	// Task is "generate" (free text) or "label" (score a fixed set of labels per
+	// row; docs/JOBS.md). Labels are a label job's labels for rows whose choices
+	// column is null or absent; LabelScore ranks them by the "sum" or "mean" of
+	// their token log-probabilities; LabelPrompt shows the choices in the
+	// question ({question}, {choices}).
+	Task        string   `yaml:"task"`
+	Labels      []string `yaml:"labels"`
+	LabelScore  string   `yaml:"label_score"`
+	LabelPrompt string   `yaml:"label_prompt"`
 
 	Out   string `yaml:"out"`   // output dataset directory
 	Shard Shard  `yaml:"shard"` // "i/N"; 0/1 when not fanned out
@@ -65,6 +106,9 @@ type Spec struct {
 func DefaultSpec() Spec {
 	return Spec{
 		Method:         "cacheclip",
+		Task:           TaskGenerate,
+		LabelScore:     "sum",
+		LabelPrompt:    DefaultLabelPrompt,
 		Ratio:          0.2,
 		Shard:          whole,
 		BatchSize:      8,
@@ -151,6 +195,24 @@ func (s *Spec) Validate() error {
 	}
 	if s.Method == "cacheclip" && s.Aux == "" {
 		bad("aux", "method cacheclip needs an auxiliary model directory")
+	}
+	switch s.Task {
+	case TaskGenerate:
+		if len(s.Labels) > 0 {
+			bad("labels", "given, but task is generate (set task: label to score them)")
+		}
+	case TaskLabel:
+		if msg := CheckLabels(s.Labels); msg != "" {
+			bad("labels", "%s", msg)
+		}
+		if !strings.Contains(s.LabelPrompt, "{question}") {
+			bad("label_prompt", "%q does not contain {question}", s.LabelPrompt)
+		}
+	default:
+		bad("task", "%q is not generate or label", s.Task)
+	}
+	if s.LabelScore != "sum" && s.LabelScore != "mean" {
+		bad("label_score", "%q is not sum or mean", s.LabelScore)
 	}
 	if !(s.Ratio >= 0 && s.Ratio <= 1) { // also rejects NaN
 		bad("ratio", "%v is not in [0, 1]", s.Ratio)

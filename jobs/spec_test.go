@@ -160,6 +160,12 @@ func TestValidateNamesField(t *testing.T) {
 		{"s3 store without bucket", func(s *Spec) { s.Store = "s3:///kv" }, "store"},
 		{"tier without s3 store", func(s *Spec) { s.Store, s.StoreCache = "/kv", "/tier" }, "store_cache"},
 		{"negative tier bound", func(s *Spec) { s.Store, s.StoreCacheMiB = "s3://b/kv", -1 }, "store_cache_mib"},
+		{"task", func(s *Spec) { s.Task = "classify" }, "task"},
+		{"labels on a generate job", func(s *Spec) { s.Labels = []string{"a", "b"} }, "labels"},
+		{"empty label", func(s *Spec) { s.Task, s.Labels = TaskLabel, []string{"a", " "} }, "labels"},
+		{"duplicate label", func(s *Spec) { s.Task, s.Labels = TaskLabel, []string{"a", "b", "a"} }, "labels"},
+		{"label score", func(s *Spec) { s.Task, s.LabelScore = TaskLabel, "max" }, "label_score"},
+		{"label prompt", func(s *Spec) { s.Task, s.LabelPrompt = TaskLabel, "Pick one of {choices}" }, "label_prompt"},
 	}
 	for _, c := range cases {
 		s := validSpec()
@@ -242,6 +248,12 @@ diagnostics: true
 			}
 		}, ""},
 		{"bad diagnostics flag", []string{"--diagnostics=maybe"}, nil, "diagnostics"},
+		{"label job flags", []string{"--job", yml, "--task", "label", "--labels", "yes, no,maybe", "--label-score", "mean"}, func(t *testing.T, s Spec) {
+			if s.Task != TaskLabel || strings.Join(s.Labels, "|") != "yes|no|maybe" || s.LabelScore != "mean" || s.LabelPrompt != DefaultLabelPrompt {
+				t.Errorf("got task %q labels %q score %q prompt %q", s.Task, s.Labels, s.LabelScore, s.LabelPrompt)
+			}
+		}, ""},
+		{"duplicate labels stop the job", []string{"--job", yml, "--task", "label", "--labels", "a,b,a"}, nil, "labels"},
 		{"json file", []string{"--job", jsn}, func(t *testing.T, s Spec) {
 			if s.Method != "full" || s.MaxErrors.Fraction != 0.02 || s.Shard != (Shard{0, 2}) || s.Diagnostics {
 				t.Errorf("got %+v", s)

@@ -151,6 +151,9 @@ type Stats struct {
 
 	TTFTHist  Histogram `json:"ttft_hist"`
 	TotalHist Histogram `json:"total_hist"`
+
+	// Labels is a label job's distribution of chosen labels over ok rows.
+	Labels map[string]int64 `json:"labels,omitempty"`
 }
 
 // addRow records one committed result.
@@ -166,6 +169,12 @@ func (s *Stats) addRow(r *Result) {
 	s.GeneratedTokens += int64(r.NGenerated)
 	s.ContextTokens += int64(r.NContextTokens)
 	s.Recomputed += int64(r.NRecomputed)
+	if r.Status == StatusOK && r.Label != "" {
+		if s.Labels == nil {
+			s.Labels = map[string]int64{}
+		}
+		s.Labels[r.Label]++
+	}
 }
 
 // addRows adds o's row figures (not run-level figures) to s.
@@ -178,6 +187,7 @@ func (s *Stats) addRows(o *Stats) {
 	s.Recomputed += o.Recomputed
 	s.TTFTHist.Merge(o.TTFTHist)
 	s.TotalHist.Merge(o.TotalHist)
+	s.Labels = addMaps(s.Labels, o.Labels)
 }
 
 func addMaps[V int64 | float64](dst map[string]V, src map[string]V) map[string]V {

@@ -81,6 +81,17 @@ func (b *Bundle) ChunkIDs(text string) ([]int32, error) {
 	return s.IDs, nil
 }
 
+// AnswerIDs is answer's token ids as the model writes it after question's Q
+// (prompt.Template.EncodeAnswer): what label scoring teacher-forces.
+func (b *Bundle) AnswerIDs(question, answer string) ([]int32, error) {
+	return b.Template.EncodeAnswer(b.Tok, question, answer)
+}
+
+// LabelIDs is AnswerIDs for each of a row's labels.
+func (b *Bundle) LabelIDs(question string, labels []string) ([][]int32, error) {
+	return b.Template.EncodeAnswers(b.Tok, question, labels)
+}
+
 func seg(s prompt.Segment) prefill.Segment {
 	return prefill.Segment{Text: s.Text, IDs: s.IDs, Offsets: s.Offsets}
 }

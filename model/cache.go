@@ -63,6 +63,18 @@ func (c *Cache) Alloc(n int) int {
 	return first
 }
 
+// View returns a cache that shares c's keys and values but has its own copy of
+// the slot positions. Several views in one forward call give their sequences
+// different visibility over the same slots (a slot at position -1 in a view is
+// invisible to that view's rows): label scoring branches every label from one
+// context this way without copying it. Allocate every slot before taking views;
+// a view must not Alloc (growing would detach it from the shared storage).
+func (c *Cache) View() *Cache {
+	v := *c
+	v.Pos = append([]int32(nil), c.Pos...)
+	return &v
+}
+
 // Reset empties the cache without freeing memory.
 func (c *Cache) Reset() {
 	for i := range c.Pos[:c.n] {

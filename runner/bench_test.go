@@ -25,34 +25,7 @@ func BenchmarkJob(b *testing.B) {
 		b.Fatalf("test-bed models missing: %v", err)
 	}
 	dir := b.TempDir()
-	type c struct {
-		ChunkID string `parquet:"chunk_id"`
-		Text    string `parquet:"text"`
-	}
-	type q struct {
-		QueryID  string   `parquet:"query_id"`
-		Question string   `parquet:"question"`
-		ChunkIDs []string `parquet:"chunk_ids,list"`
-	}
-	var cs []c
-	for i := 0; i < 64; i++ {
-		cs = append(cs, c{fmt.Sprintf("c%02d", i), fmt.Sprintf("The grass is green. The sky is blue. One of the special magic numbers for key-%d is: %d. The sun is yellow. Here we go. There and back again.", i, 4000+i*71)})
-	}
-	var qs []q
-	for i := 0; i < 200; i++ {
-		ids := make([]string, 8)
-		for j := range ids {
-			ids[j] = fmt.Sprintf("c%02d", (i*5+j*7)%64)
-		}
-		qs = append(qs, q{fmt.Sprintf("q%03d", i), fmt.Sprintf("What is the special magic number for key-%d?", (i*5)%64), ids})
-	}
-	corpus, questions := filepath.Join(dir, "corpus.parquet"), filepath.Join(dir, "questions.parquet")
-	if err := parquet.WriteFile(corpus, cs); err != nil {
-		b.Fatal(err)
-	}
-	if err := parquet.WriteFile(questions, qs); err != nil {
-		b.Fatal(err)
-	}
+	corpus, questions := writeBenchData(b, dir)
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	texts, err := jobs.LoadCorpus(ctx, corpus, jobs.CorpusOptions{})
@@ -96,4 +69,45 @@ func BenchmarkJob(b *testing.B) {
 			}
 		})
 	}
+}
+
+// writeBenchData writes 64 chunks, each holding one key's magic number, and
+// 200 questions over 8 of them, each asking one key's number with four
+// choices (the right number first, then three other keys' numbers).
+func writeBenchData(b *testing.B, dir string) (corpus, questions string) {
+	type c struct {
+		ChunkID string `parquet:"chunk_id"`
+		Text    string `parquet:"text"`
+	}
+	type q struct {
+		QueryID  string   `parquet:"query_id"`
+		Question string   `parquet:"question"`
+		ChunkIDs []string `parquet:"chunk_ids,list"`
+		Choices  []string `parquet:"choices,list"`
+	}
+	var cs []c
+	for i := 0; i < 64; i++ {
+		cs = append(cs, c{fmt.Sprintf("c%02d", i), fmt.Sprintf("The grass is green. The sky is blue. One of the special magic numbers for key-%d is: %d. The sun is yellow. Here we go. There and back again.", i, 4000+i*71)})
+	}
+	var qs []q
+	for i := 0; i < 200; i++ {
+		ids := make([]string, 8)
+		for j := range ids {
+			ids[j] = fmt.Sprintf("c%02d", (i*5+j*7)%64)
+		}
+		key := (i * 5) % 64
+		var choices []string
+		for _, k := range []int{key, (key + 7) % 64, (key + 14) % 64, (key + 21) % 64} {
+			choices = append(choices, fmt.Sprint(4000+k*71))
+		}
+		qs = append(qs, q{fmt.Sprintf("q%03d", i), fmt.Sprintf("What is the special magic number for key-%d?", key), ids, choices})
+	}
+	corpus, questions = filepath.Join(dir, "corpus.parquet"), filepath.Join(dir, "questions.parquet")
+	if err := parquet.WriteFile(corpus, cs); err != nil {
+		b.Fatal(err)
+	}
+	if err := parquet.WriteFile(questions, qs); err != nil {
+		b.Fatal(err)
+	}
+	return corpus, questions
 }

@@ -43,7 +43,8 @@ type ModelEngine struct {
 type workState struct {
 	lay    prefill.Layout
 	q      prefill.Query
-	maxNew int
+	maxNew int // slots after the prompt: answer tokens, or the label trie's nodes
+	labels *labelState
 }
 
 // NewModelEngine loads the models and opens the store a job names.
@@ -225,6 +226,9 @@ func (e *ModelEngine) Close() error {
 
 // Plan tokenises the question's layout and checks it fits the model.
 func (e *ModelEngine) Plan(ctx context.Context, w *Work) error {
+	if e.spec.Task == jobs.TaskLabel {
+		return e.planLabels(w)
+	}
 	lay, err := e.primary.Layout(w.Texts, w.Q.Question)
 	if err != nil {
 		return fmt.Errorf("layout: %w", err)
@@ -299,6 +303,9 @@ func (e *ModelEngine) Score(ctx context.Context, w *Work) error {
 // Answer prefills each question with the method, then decodes all of them
 // together (one batched forward call per step).
 func (e *ModelEngine) Answer(ctx context.Context, batch []*Work) error {
+	if e.spec.Task == jobs.TaskLabel {
+		return e.answerLabels(ctx, batch)
+	}
 	var gens []*model.GenState
 	var owners []*Work
 	for _, w := range batch {

@@ -74,13 +74,13 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	qr, err := jobs.OpenQuestions(spec.Questions, jobs.QuestionsOptions{BatchSize: max(256, spec.BatchSize), Shard: spec.Shard})
+	qr, err := jobs.OpenQuestions(spec.Questions, jobs.QuestionsOptions{BatchSize: max(256, spec.BatchSize), Shard: spec.Shard, Choices: spec.Task == jobs.TaskLabel})
 	if err != nil {
 		return jobs.Stats{}, &jobs.ConfigError{Err: err}
 	}
 	defer qr.Close()
 	out, err := jobs.OpenOutput(ctx, jobs.OutputOptions{Dir: spec.Out, Shard: spec.Shard, Passthrough: qr.PassthroughFields(),
-		PartRows: spec.PartRows, CommitInterval: spec.CommitInterval, Diagnostics: spec.Diagnostics, Logger: log})
+		PartRows: spec.PartRows, CommitInterval: spec.CommitInterval, Diagnostics: spec.Diagnostics, Label: spec.Task == jobs.TaskLabel, Logger: log})
 	if err != nil {
 		return jobs.Stats{}, err
 	}

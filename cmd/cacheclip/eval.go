@@ -49,6 +49,10 @@ type evalConfig struct {
 	// (0: none); AgreementRatio sets its top-k.
 	AgreementN     int     `yaml:"agreement_n"`
 	AgreementRatio float64 `yaml:"agreement_ratio"`
+	// LabelTasks are run again in multiple-choice form as label jobs with
+	// LabelChoices choices each (evalLabelTask).
+	LabelTasks   []string `yaml:"label_tasks"`
+	LabelChoices int      `yaml:"label_choices"`
 }
 
 // ratioFree methods do not take a recompute ratio, so they run once per task.
@@ -70,6 +74,7 @@ func defaultEvalConfig() evalConfig {
 		Out:            "out/eval",
 		AgreementN:     16,
 		AgreementRatio: 0.2,
+		LabelChoices:   4,
 	}
 }
 
@@ -94,6 +99,14 @@ func (c *evalConfig) validate() error {
 		if !slices.Contains(eval.Tasks, t) {
 			return fmt.Errorf("tasks: %q is not one of %s", t, strings.Join(eval.Tasks, ", "))
 		}
+	}
+	for _, t := range c.LabelTasks {
+		if !slices.Contains(eval.Tasks, t) {
+			return fmt.Errorf("label_tasks: %q is not one of %s", t, strings.Join(eval.Tasks, ", "))
+		}
+	}
+	if len(c.LabelTasks) > 0 && c.LabelChoices < 2 {
+		return fmt.Errorf("label_choices: %d, want at least 2", c.LabelChoices)
 	}
 	if len(c.Methods) == 0 {
 		return errors.New("methods: none given")
@@ -190,7 +203,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	d := defaultEvalConfig()
-	configPath := fs.String("config", "", "YAML file with the keys below (tasks, methods, ratios, model, aux, n, context_tokens, chunk_tokens, max_new_tokens, chain_length, seed, out, agreement_n, agreement_ratio); flags override it")
+	configPath := fs.String("config", "", "YAML file with the keys below (tasks, methods, ratios, model, aux, n, context_tokens, chunk_tokens, max_new_tokens, chain_length, seed, out, agreement_n, agreement_ratio, label_tasks, label_choices); flags override it")
 	tasksFlag := fs.String("tasks", strings.Join(d.Tasks, ","), "comma-separated tasks: "+strings.Join(eval.Tasks, ", "))
 	methodsFlag := fs.String("methods", strings.Join(d.Methods, ","), "comma-separated methods: "+strings.Join(evalMethods, ", "))
 	ratiosFlag := fs.String("ratios", "0.1,0.2,0.4", "comma-separated recompute ratios for cacheblend and cacheclip")
@@ -204,6 +217,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	seedFlag := fs.Uint64("seed", d.Seed, "generator seed")
 	outFlag := fs.String("out", d.Out, "output directory (data, shards, runs, report)")
 	agreeNFlag := fs.Int("agreement-n", d.AgreementN, "questions per task in the attention-agreement analysis (0: skip it)")
+	labelTasksFlag := fs.String("label-tasks", "", "comma-separated tasks also run in multiple-choice form as label jobs")
 	agreeRatioFlag := fs.Float64("agreement-ratio", d.AgreementRatio, "top-k share of context tokens for the agreement's Jaccard")
 	progressMode := fs.String("progress", "auto", "progress display: auto, bar, log or none")
 	if err := fs.Parse(args); err != nil {
@@ -258,6 +272,8 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			cfg.AgreementN = *agreeNFlag
 		case "agreement-ratio":
 			cfg.AgreementRatio = *agreeRatioFlag
+		case "label-tasks":
+			cfg.LabelTasks = splitList(*labelTasksFlag)
 		}
 	})
 	if perr != nil {
@@ -284,6 +300,9 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(1, err)
 	}
 	if err := report.Markdown(stdout, "", report.Sorted(res.Rows)); err != nil {
+		return fail(1, err)
+	}
+	if err := report.LabelMarkdown(stdout, res.Labels); err != nil {
 		return fail(1, err)
 	}
 	if err := report.AgreementMarkdown(stdout, res.Agreement, res.TopK); err != nil {
@@ -324,7 +343,7 @@ func runEval(ctx context.Context, cfg evalConfig, mode progress.Mode, stderr io.
 		return res, err
 	}
 	plan := evalPlan(cfg)
-	total := len(plan) * len(cfg.Tasks)
+	total := len(plan) * (len(cfg.Tasks) + len(cfg.LabelTasks))
 	if cfg.AgreementN > 0 {
 		total += len(cfg.Tasks)
 	}
@@ -339,6 +358,13 @@ func runEval(ctx context.Context, cfg evalConfig, mode progress.Mode, stderr io.
 		}
 		res.Rows = append(res.Rows, tr...)
 		examples[task] = exs
+	}
+	for _, task := range cfg.LabelTasks {
+		lr, err := evalLabelTask(ctx, cfg, task, plan, count, bar)
+		if err != nil {
+			return res, fmt.Errorf("label task %s: %w", task, err)
+		}
+		res.Labels = append(res.Labels, lr...)
 	}
 	if cfg.AgreementN == 0 {
 		return res, nil

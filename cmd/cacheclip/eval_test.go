@@ -304,3 +304,44 @@ func readCSV(t *testing.T, path string) [][]string {
 	}
 	return recs
 }
+
+// The labeling task runs every planned run as a label job over the task's
+// questions in multiple-choice form: full agrees with itself on every label
+// and gives its own label a probability above chance, and the report lists
+// one labeling row per run.
+func TestEvalLabelTask(t *testing.T) {
+	dir := t.TempDir()
+	primary, aux := writeTestModels(t, dir)
+	out := filepath.Join(dir, "out")
+	var stdout, stderr bytes.Buffer
+	code := cmdEval(context.Background(), []string{"--tasks", "niah_single", "--label-tasks", "vt_distractor", "--methods", "full,reuse,cacheclip", "--ratios", "0.2",
+		"--model", primary, "--aux", aux, "--n", "3", "--context-tokens", "192", "--chunk-tokens", "64", "--max-new-tokens", "2",
+		"--seed", "5", "--out", out, "--progress", "none", "--agreement-n", "0"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	md, err := os.ReadFile(filepath.Join(out, "results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	for _, l := range strings.Split(string(md), "\n") {
+		if strings.HasPrefix(l, "| vt_distractor | ") {
+			rows = append(rows, l)
+		}
+	}
+	if len(rows) != 3 || !strings.Contains(string(md), "## Labeling task") {
+		t.Fatalf("results.md labeling rows %q:\n%s", rows, md)
+	}
+	f := strings.Split(rows[0], "|")
+	// | task | method | ratio | choices | answered | accuracy | agree | P(full) | ttft |
+	if strings.TrimSpace(f[2]) != "full" || strings.TrimSpace(f[4]) != "4" || strings.TrimSpace(f[5]) != "3/3" || strings.TrimSpace(f[7]) != "100.0" {
+		t.Errorf("full's labeling row %q", rows[0])
+	}
+	if p, err := strconv.ParseFloat(strings.TrimSpace(f[8]), 64); err != nil || !(p > 0.25 && p <= 1) {
+		t.Errorf("full gives its own label probability %q, want above chance (0.25)", f[8])
+	}
+	if !strings.Contains(rows[2], "| cacheclip | 0.2 |") || !strings.Contains(stdout.String(), "## Labeling task") {
+		t.Errorf("cacheclip row %q or stdout table missing", rows[2])
+	}
+}

@@ -68,6 +68,44 @@ type Results struct {
 	Agreement []Agreement // optional
 	// TopK describes the agreement's top-k, e.g. "top 20%".
 	TopK string
+	// Labels are the labeling task's runs (optional).
+	Labels []LabelRow
+}
+
+// LabelRow is one (task, method, ratio) run of the labeling task: the task's
+// questions in multiple-choice form, answered by a label job.
+type LabelRow struct {
+	Task      string
+	Method    string
+	Ratio     float64
+	RatioFree bool
+	Choices   int // per question
+	Questions int
+	Answered  int
+	Accuracy  float64 // ×100
+	AgreeFull float64 // ×100; NaN without full
+	ProbFull  float64 // mean probability of full's label; NaN without full
+	TTFTP50ms float64
+}
+
+// LabelMarkdown writes the labeling task's table (nothing without rows).
+func LabelMarkdown(w io.Writer, rows []LabelRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	var b bytes.Buffer
+	b.WriteString("\n## Labeling task\n\nEach question in multiple-choice form (the right answer among distractors, " +
+		"those in the context first), answered by a label job (`task: label`). Accuracy: share of right labels. " +
+		"Agree: share of labels equal to full's. P(full): mean probability given to full's label.\n\n")
+	b.WriteString("| task | method | ratio | choices | answered | accuracy % | agree with full % | P(full's label) | TTFT p50 ms |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d/%d | %s | %s | %s | %s |\n", r.Task, r.Method,
+			RatioLabel(Row{Method: r.Method, Ratio: r.Ratio, RatioFree: r.RatioFree}), r.Choices, r.Answered, r.Questions,
+			num(r.Accuracy, 1), num(r.AgreeFull, 1), num(r.ProbFull, 3), num(r.TTFTP50ms, 1))
+	}
+	_, err := w.Write(b.Bytes())
+	return err
 }
 
 // Baseline is the method every other method is compared against.
@@ -96,6 +134,9 @@ func Write(ctx context.Context, dir string, res Results) (Files, error) {
 	f.Markdown, f.CSV, f.Parquet = "results.md", "results.csv", "results.parquet"
 	if err := writeAtomic(filepath.Join(dir, f.Markdown), func(w io.Writer) error {
 		if err := Markdown(w, res.Title, rows); err != nil {
+			return err
+		}
+		if err := LabelMarkdown(w, res.Labels); err != nil {
 			return err
 		}
 		return AgreementMarkdown(w, res.Agreement, res.TopK)

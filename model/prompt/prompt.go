@@ -21,6 +21,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"cacheclip/model/tokenizer"
@@ -58,6 +59,10 @@ type Template struct {
 	// bos prepends the tokenizer's BOS to P when the tokenizer says its model
 	// wants one (plain and Llama 2); formats that write BOS themselves don't.
 	bos bool
+	// answerLead is what the model writes between Q and its answer: " " after
+	// "Answer:" (plain) and "[/INST]" (Llama 2), nothing after a chat format's
+	// assistant header, which ends in a newline.
+	answerLead string
 }
 
 // part is literal text, or a special token resolved by TokenID.
@@ -106,6 +111,7 @@ func ByName(name string) (Template, error) {
 		t.bos = true
 		t.head = []part{txt("[INST]"), sysTxt(" <<SYS>>\n"), sys(), sysTxt("\n<</SYS>>\n\n")}
 		t.tail = []part{txt(" [/INST]")}
+		t.answerLead = " "
 	case "plain":
 		t.System = ""
 		t.bos = true
@@ -113,6 +119,7 @@ func ByName(name string) (Template, error) {
 		// needs the cue (docs/PROMPT_LAYOUT.md, which the test bed was trained on).
 		t.qhead = []part{txt("Question: ")}
 		t.tail = []part{txt("\nAnswer:")}
+		t.answerLead = " "
 	default:
 		return Template{}, fmt.Errorf("prompt: unknown template %q (known: %s)", name, strings.Join(Names, ", "))
 	}
@@ -200,6 +207,51 @@ func (t Template) EncodeQuestion(tok *tokenizer.Tokenizer, question string) (Seg
 	parts := append(append(append([]part(nil), t.qhead...), txt(question)), t.tail...)
 	err := t.render(tok, &s, parts)
 	return s, err
+}
+
+// EncodeAnswer is the token ids of answer as the model would write it right
+// after Q: the template's lead (a space after "Answer:") unless the answer
+// starts with whitespace, then the answer, tokenised together with Q's last
+// run of text and cut where Q's own tokens end. Tokenising the answer alone
+// would differ where a tokenizer treats a word's leading space or the start
+// of a text specially (SentencePiece's "▁", byte-level BPE's "Ġ"). An answer
+// whose first token merges with Q's last one cannot follow Q's cache: that is
+// an error naming the answer.
+func (t Template) EncodeAnswer(tok *tokenizer.Tokenizer, question, answer string) ([]int32, error) {
+	ids, err := t.EncodeAnswers(tok, question, []string{answer})
+	if err != nil {
+		return nil, err
+	}
+	return ids[0], nil
+}
+
+// EncodeAnswers is EncodeAnswer for several answers after the same question
+// (the labels of a row), encoding Q on its own once.
+func (t Template) EncodeAnswers(tok *tokenizer.Tokenizer, question string, answers []string) ([][]int32, error) {
+	q, err := t.EncodeQuestion(tok, question)
+	if err != nil {
+		return nil, err
+	}
+	parts := append(append(append([]part(nil), t.qhead...), txt(question)), t.tail...)
+	out := make([][]int32, len(answers))
+	for i, answer := range answers {
+		if answer == "" {
+			return nil, fmt.Errorf("prompt: empty answer")
+		}
+		text := answer
+		if r := answer[0]; r != ' ' && r != '\n' && r != '\t' {
+			text = t.answerLead + answer
+		}
+		var s Segment
+		if err := t.render(tok, &s, append(slices.Clip(parts), txt(text))); err != nil {
+			return nil, err
+		}
+		if len(s.IDs) <= len(q.IDs) || !slices.Equal(s.IDs[:len(q.IDs)], q.IDs) {
+			return nil, fmt.Errorf("prompt: answer %q merges with the end of the prompt under this tokenizer (template %s), so it cannot be scored after the prompt's tokens", answer, t.Name)
+		}
+		out[i] = s.IDs[len(q.IDs):]
+	}
+	return out, nil
 }
 
 // render appends parts to s: text parts are encoded as ordinary text (one

@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // Usage: node parquetcheck.mjs OUTPUT_DIR
 // Prints {"files": n, "rows": n, "distinct_query_ids": n, "columns": [{"name", "type"}]}
-// for the committed part files of a cacheclip output dataset, read by DuckDB.
+// for the committed part files of a cacheclip output dataset, read by DuckDB;
+// for a label job also "label_rows" (rows with a label), "label_probs_max_dev"
+// (the largest |sum(label_probs) - 1| over them) and "label_is_answer" (rows
+// whose label equals their answer).
 // Only files listed in the manifests are read, as a resuming writer may have
 // left an uncommitted part behind until its next start.
 import { DuckDBInstance } from '@duckdb/node-api';
@@ -39,12 +42,23 @@ async function main() {
   const counted = await conn.runAndReadAll(
     `SELECT count(*)::BIGINT AS n, count(DISTINCT query_id)::BIGINT AS d FROM ${src}`);
   const [row] = counted.getRowObjects();
-  console.log(JSON.stringify({
+  const out = {
     files: files.length,
     rows: Number(row.n),
     distinct_query_ids: Number(row.d),
     columns,
-  }));
+  };
+  if (columns.some((c) => c.name === 'label_probs')) {
+    const lab = await conn.runAndReadAll(
+      `SELECT count(label)::BIGINT AS n, coalesce(max(abs(list_sum(label_probs) - 1)), 0)::DOUBLE AS dev,
+              count(*) FILTER (WHERE label = answer)::BIGINT AS same
+       FROM ${src} WHERE label IS NOT NULL`);
+    const [l] = lab.getRowObjects();
+    out.label_rows = Number(l.n);
+    out.label_probs_max_dev = Number(l.dev);
+    out.label_is_answer = Number(l.same);
+  }
+  console.log(JSON.stringify(out));
   conn.closeSync?.();
 }
 

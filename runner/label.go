@@ -1,0 +1,98 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"cacheclip/jobs"
+	"cacheclip/prefill"
+)
+
+// labelState is a label job's per-question state: the row's labels and their
+// token ids as the model would write them after the question.
+type labelState struct {
+	labels []string
+	ids    [][]int32
+}
+
+// planLabels lays out a label job's question (its choices shown through the
+// job's label prompt) and tokenises every label after it.
+func (e *ModelEngine) planLabels(w *Work) error {
+	labels := w.Q.Choices
+	if len(labels) == 0 {
+		labels = e.spec.Labels
+	}
+	if len(labels) == 0 {
+		return fmt.Errorf("row %d, column %s: a label job needs labels, and this row has no choices and the job no labels", w.Q.Row, jobs.ColChoices)
+	}
+	question := jobs.LabelQuestion(e.spec.LabelPrompt, w.Q.Question, labels)
+	lay, err := e.primary.Layout(w.Texts, question)
+	if err != nil {
+		return fmt.Errorf("layout: %w", err)
+	}
+	ls := &labelState{labels: labels}
+	if ls.ids, err = e.primary.LabelIDs(question, labels); err != nil {
+		return fmt.Errorf("row %d, column %s: %w", w.Q.Row, jobs.ColChoices, err)
+	}
+	reserve := prefill.LabelReserve(ls.ids)
+	if lim := e.primary.Model.Config.MaxPos; lay.Len()+reserve > lim {
+		return fmt.Errorf("context too long: prompt of %d tokens (%d in %d chunks) plus %d label tokens exceeds the model's limit of %d",
+			lay.Len(), lay.ContextTokens(), len(lay.Chunks), reserve, lim)
+	}
+	w.State = &workState{lay: lay, q: prefill.Query{Chunks: w.Texts, Question: question}, maxNew: reserve, labels: ls}
+	return nil
+}
+
+// answerLabels prefills each question with the method, then scores every
+// label of the whole batch in one forward call branching from the prompts.
+func (e *ModelEngine) answerLabels(ctx context.Context, batch []*Work) error {
+	var items []*prefill.LabelItem
+	var owners []*Work
+	for _, w := range batch {
+		st := w.State.(*workState)
+		t0 := time.Now()
+		res, err := e.eng.PrefillLayout(ctx, st.q, st.lay, e.method, st.maxNew)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			w.Fail(err)
+			continue
+		}
+		r := &w.Result
+		r.NContextTokens = int32(res.Stats.ContextTokens)
+		r.NRecomputed = int32(res.Stats.RecomputedTokens)
+		r.PrefillMS = ms(time.Since(t0) - res.Stats.Aux)
+		if e.spec.Diagnostics {
+			r.FirstLogProbs = logSoftmax(res.Logits)
+		}
+		items = append(items, &prefill.LabelItem{Res: res, Labels: st.labels.ids})
+		owners = append(owners, w)
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	t0 := time.Now()
+	if err := prefill.ScoreLabels(ctx, e.primary.Model, e.eng.Pool, items); err != nil {
+		return err
+	}
+	// The batch is scored together: each question is charged the batch's time.
+	dec := ms(time.Since(t0))
+	for i, it := range items {
+		w := owners[i]
+		ls := w.State.(*workState).labels
+		d := prefill.DecideLabels(it.LogProbs, e.spec.LabelScore)
+		r := &w.Result
+		r.Label = ls.labels[d.Best]
+		r.Answer = r.Label
+		r.LabelLogProbs = d.LogLik
+		r.LabelProbs = d.Probs
+		r.LabelMargin = d.Margin
+		if e.spec.Diagnostics {
+			r.AnswerIDs = ls.ids[d.Best]
+		}
+		r.DecodeMS = dec
+	}
+	return nil
+}
