@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/cacheclip
 
-.PHONY: all build test test-generic demo bench eval lint fmt clean
+.PHONY: all build test test-generic demo bench eval lint fmt clean fuzz
 
 all: build
 
@@ -14,6 +14,31 @@ test:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	CACHECLIP_KERNELS=generic $(GO) test -count=1 -timeout 10m ./kernels/... ./model/...
+
+# Every parser of files a user (or an attacker) can hand the tool, fuzzed from
+# the committed seed corpora (testdata/fuzz): 0 panics, no hang. Each target
+# runs a number of inputs sized to about 10 s on an idle 2-core machine (~90 s
+# in all): a count, not a duration, because a duration-based -fuzztime can
+# fail spuriously with "context deadline exceeded" (go.dev/issue/75804, not
+# fixed in Go 1.26). FUZZTIME=30s runs each target for a duration instead. The
+# minimisation limit keeps new inputs from stalling a short run.
+FUZZ_TARGETS := \
+	./model/safetensors:FuzzParse:400000x \
+	./model:FuzzParseConfig:400000x \
+	./model/tokenizer:FuzzLoadHF:10000x \
+	./jobs:FuzzQuestions:8000x \
+	./jobs:FuzzCorpus:8000x \
+	./jobs:FuzzSpecFile:40000x \
+	./kvshards:FuzzParse:400000x \
+	./kvshards:FuzzHeaderFields:250000x \
+	./kvshards:FuzzDamage:250000x
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; rest=$${t#*:}; fn=$${rest%%:*}; n=$${rest#*:}; \
+		n=$${FUZZTIME:-$$n}; \
+		echo "fuzz $$pkg $$fn ($$n)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $$n -fuzzminimizetime 50x $$pkg; \
+	done
 
 demo: build
 	./$(BIN) demo --workdir out/demo

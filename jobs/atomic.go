@@ -38,7 +38,23 @@ func writeFileAtomic(path string, data []byte) error {
 
 // writeAtomic creates path from fill so that readers see either the old file
 // or the complete new one, also across a power loss.
-func writeAtomic(path, owner string, fill func(w io.Writer) error) (err error) {
+func writeAtomic(path, owner string, fill func(w io.Writer) error) error {
+	return writeTemp(path, owner, fill, os.Rename)
+}
+
+// writeAtomicNew is writeAtomic for a file that must not exist yet: the final
+// step is a hard link, which fails with os.ErrExist instead of replacing.
+func writeAtomicNew(path, owner string, fill func(w io.Writer) error) error {
+	return writeTemp(path, owner, fill, func(tmp, path string) error {
+		if err := os.Link(tmp, path); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+		return os.Remove(tmp)
+	})
+}
+
+func writeTemp(path, owner string, fill func(w io.Writer) error, publish func(tmp, path string) error) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -63,7 +79,7 @@ func writeAtomic(path, owner string, fill func(w io.Writer) error) (err error) {
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", tmp, err)
 	}
-	if err = os.Rename(tmp, path); err != nil {
+	if err = publish(tmp, path); err != nil {
 		return fmt.Errorf("rename %s: %w", path, err)
 	}
 	return syncDir(dir)

@@ -101,3 +101,36 @@ func BenchmarkCorpusIndex(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)/build.Seconds(), "build-chunks/s")
 }
+
+// BenchmarkCommitCadence measures what committing often costs: 4,000 rows
+// written in parts of 8 (one batch), 64 and 1,000 rows. Each commit writes
+// and fsyncs a part, renames it, rewrites and fsyncs the manifest (which
+// lists every part so far) and checks the lease.
+func BenchmarkCommitCadence(b *testing.B) {
+	const n = 4000
+	for _, per := range []int{8, 64, 1000} {
+		b.Run(fmt.Sprintf("part_rows=%d", per), func(b *testing.B) {
+			var commits int
+			for it := 0; it < b.N; it++ {
+				dir := filepath.Join(b.TempDir(), fmt.Sprint(it))
+				o, err := OpenOutput(context.Background(), OutputOptions{Dir: dir, PartRows: per, Logger: quiet})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for i := 0; i < n; i++ {
+					err := o.Write(context.Background(), Result{QueryID: fmt.Sprintf("query-%09d", i), Answer: "an answer of a few words",
+						Status: StatusOK, Method: "cacheclip", RecomputeRatio: 0.2, TTFTMS: float64(i % 300), TotalMS: float64(i % 900)})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				if _, err := o.Finish(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				commits += (n + per - 1) / per
+			}
+			b.ReportMetric(b.Elapsed().Seconds()*1000/float64(commits), "ms/commit")
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(n*b.N), "µs/row")
+		})
+	}
+}

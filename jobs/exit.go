@@ -21,6 +21,12 @@ const (
 	ExitPartial ExitCode = 3
 	// ExitBudgetExceeded: more rows failed than the error budget allows.
 	ExitBudgetExceeded ExitCode = 4
+	// ExitLeaseHeld: another live process holds this shard's lease (or took it
+	// over from this one); nothing was written by this process after that.
+	ExitLeaseHeld ExitCode = 5
+	// ExitIncomplete: `cacheclip stats` on a dataset some of whose shards are
+	// not complete (never started or not finished).
+	ExitIncomplete ExitCode = 6
 	// ExitInterrupted: SIGINT/SIGTERM; committed parts are kept, rerun to resume.
 	ExitInterrupted ExitCode = 130
 )
@@ -37,6 +43,10 @@ func (c ExitCode) String() string {
 		return "partial failure"
 	case ExitBudgetExceeded:
 		return "error budget exceeded"
+	case ExitLeaseHeld:
+		return "shard held by another process"
+	case ExitIncomplete:
+		return "incomplete: shards missing"
 	case ExitInterrupted:
 		return "interrupted"
 	}
@@ -72,9 +82,14 @@ var ErrBudgetExceeded = errors.New("error budget exceeded")
 
 // ExitCodeOf maps the outcome of a run to an exit code. err is the run's error
 // (nil when it finished); interrupted is whether a signal stopped it; s is the
-// dataset's statistics for this shard when the run finished.
+// dataset's statistics for this shard when the run finished; its own
+// MaxErrors, when set, is the budget that applies (it may be the dataset's
+// recorded one rather than budget).
 func ExitCodeOf(err error, interrupted bool, s *Stats, budget ErrorBudget) ExitCode {
+	var held *LeaseHeldError
 	switch {
+	case errors.As(err, &held):
+		return ExitLeaseHeld
 	case interrupted:
 		return ExitInterrupted
 	case errors.Is(err, ErrBudgetExceeded):
@@ -89,8 +104,11 @@ func ExitCodeOf(err error, interrupted bool, s *Stats, budget ErrorBudget) ExitC
 	if s == nil {
 		return ExitOK
 	}
+	if s.MaxErrors != nil {
+		budget = *s.MaxErrors
+	}
 	bad := s.Errors + s.Duplicates
-	if budget.Exceeded(bad, s.Rows+s.Duplicates) {
+	if s.BudgetExceeded || budget.Exceeded(bad, s.Rows+s.Duplicates) {
 		return ExitBudgetExceeded
 	}
 	if bad > 0 {

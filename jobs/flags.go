@@ -3,9 +3,12 @@ package jobs
 import (
 	"flag"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // specFlag is one command-line flag of `cacheclip run`. This table is the one
@@ -98,14 +101,8 @@ var specFlags = []specFlag{
 	}},
 	{name: "max-new-tokens", usage: "tokens generated per question when its row has no max_new_tokens", set: integer(func(s *Spec) *int { return &s.MaxNewTokens })},
 	{name: "part-rows", usage: "rows per output part file", set: integer(func(s *Spec) *int { return &s.PartRows })},
-	{name: "commit-interval", usage: "commit a part at least this often (e.g. 60s)", set: func(s *Spec, v string) error {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return err
-		}
-		s.CommitInterval = d
-		return nil
-	}},
+	{name: "commit-interval", usage: "longest an answered row stays uncommitted (what a kill can lose), e.g. 10s", set: duration(func(s *Spec) *time.Duration { return &s.CommitInterval })},
+	{name: "lease-timeout", usage: "another process may take over this shard after its writer is silent this long", set: duration(func(s *Spec) *time.Duration { return &s.LeaseTimeout })},
 	{name: "write-through", usage: "build and store missing KV shards", isBool: true, set: func(s *Spec, v string) error {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -134,6 +131,17 @@ var specFlags = []specFlag{
 	}},
 }
 
+func duration(field func(*Spec) *time.Duration) func(*Spec, string) error {
+	return func(s *Spec, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return err
+		}
+		*field(s) = d
+		return nil
+	}
+}
+
 // JobFlag is the flag naming a YAML/JSON job file.
 const JobFlag = "job"
 
@@ -151,6 +159,29 @@ func FlagNames() []string {
 type SpecFlags struct {
 	job     string
 	pending []func(*Spec) error
+	given   map[string]bool // flag names given on the command line
+}
+
+// Given reports whether the setting with this flag name (e.g. "max-errors")
+// was set explicitly, by a flag or by its key in the job file, rather than
+// left at its default. Call it after Resolve.
+func (sf *SpecFlags) Given(flagName string) bool {
+	if sf.given[flagName] {
+		return true
+	}
+	if sf.job == "" {
+		return false
+	}
+	b, err := os.ReadFile(sf.job)
+	if err != nil {
+		return false
+	}
+	var keys map[string]any
+	if yaml.Unmarshal(b, &keys) != nil {
+		return false
+	}
+	_, ok := keys[strings.ReplaceAll(flagName, "-", "_")]
+	return ok
 }
 
 type flagValue struct {
@@ -168,6 +199,10 @@ func (v *flagValue) Set(s string) error {
 	}
 	v.cur = s
 	f := v.f
+	if v.sf.given == nil {
+		v.sf.given = map[string]bool{}
+	}
+	v.sf.given[f.name] = true
 	v.sf.pending = append(v.sf.pending, func(sp *Spec) error { return f.set(sp, s) })
 	return nil
 }

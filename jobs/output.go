@@ -125,6 +125,18 @@ type Manifest struct {
 	Parts    []PartInfo `json:"parts"`
 	Complete bool       `json:"complete"` // the shard has read all its input
 	Stats    Stats      `json:"stats"`    // cumulative over the parts listed
+	// MaxErrors is the error budget the shard's rows are judged against,
+	// across all runs; BudgetChanges records every run that changed it.
+	MaxErrors     string         `json:"max_errors,omitempty"`
+	BudgetChanges []BudgetChange `json:"budget_changes,omitempty"`
+}
+
+// BudgetChange is one explicit change of a dataset's error budget on a rerun.
+type BudgetChange struct {
+	From string    `json:"from"`
+	To   string    `json:"to"`
+	At   time.Time `json:"at"`
+	By   string    `json:"by"` // the process that changed it
 }
 
 // PartInfo is one committed part file.
@@ -137,14 +149,26 @@ type PartInfo struct {
 
 // OutputOptions configure OpenOutput.
 type OutputOptions struct {
-	Dir            string
-	Shard          Shard
-	Passthrough    []parquet.Field // QuestionsReader.PassthroughFields()
-	PartRows       int             // rows per part (default 1000)
-	CommitInterval time.Duration   // commit a part at least this often when rows arrive (0 = by rows only)
-	Diagnostics    bool            // append the DiagnosticColumns (Result.AnswerIDs, Result.FirstLogProbs)
-	Label          bool            // a label job: append the LabelColumns
-	Logger         *slog.Logger    // default slog.Default()
+	Dir         string
+	Shard       Shard
+	Passthrough []parquet.Field // QuestionsReader.PassthroughFields()
+	PartRows    int             // rows per part (default 1000)
+	// CommitInterval bounds how long an answered row stays uncommitted (0 =
+	// by rows only): a timer commits the pending rows this long after the
+	// oldest of them arrived, so a kill loses at most this much work.
+	CommitInterval time.Duration
+	// MaxErrors is the error budget. The first run records it in the
+	// manifest; a rerun keeps the recorded budget unless MaxErrorsGiven (the
+	// user set it explicitly), in which case a change is logged and recorded.
+	// nil: the job default (DefaultSpec).
+	MaxErrors      *ErrorBudget
+	MaxErrorsGiven bool
+	// LeaseTimeout is how long this writer's lease outlives its last
+	// heartbeat (default DefaultLeaseTimeout).
+	LeaseTimeout time.Duration
+	Diagnostics  bool         // append the DiagnosticColumns (Result.AnswerIDs, Result.FirstLogProbs)
+	Label        bool         // a label job: append the LabelColumns
+	Logger       *slog.Logger // default slog.Default()
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
@@ -174,6 +198,10 @@ type Output struct {
 	runCounters  map[string]int64
 	duplicates   int64
 	closed       bool
+	budget       ErrorBudget
+	lease        *Lease
+	timer        *time.Timer // commits pending rows CommitInterval after the first
+	timerErr     error       // a failed timed commit, returned by the next call
 }
 
 // OutputSchema is the Parquet schema of the part files for the given
@@ -264,9 +292,19 @@ func OpenOutput(ctx context.Context, opts OutputOptions) (*Output, error) {
 		o.nPass += leafCount(f)
 	}
 	o.manifest = Manifest{Format: manifestFormat, Shard: sh.String(), Schema: o.schema.String()}
-	if err := o.recover(ctx); err != nil {
+	// The lease comes first: recovery deletes uncommitted files, which must
+	// never happen under a live writer.
+	lease, err := AcquireLease(opts.Dir, sh, opts.LeaseTimeout, o.log)
+	if err != nil {
 		return nil, err
 	}
+	o.lease = lease
+	if err := o.recover(ctx); err != nil {
+		lease.Release()
+		return nil, err
+	}
+	o.budget = o.effectiveBudget()
+	o.manifest.MaxErrors = o.budget.String()
 	o.started = opts.Now()
 	o.lastCommit = o.started
 	o.baseWall = o.manifest.Stats.WallSeconds
@@ -276,6 +314,34 @@ func OpenOutput(ctx context.Context, opts OutputOptions) (*Output, error) {
 	o.duplicates = o.manifest.Stats.Duplicates
 	return o, nil
 }
+
+// effectiveBudget decides the error budget of this run: the dataset's own
+// unless the user gave one explicitly (then the change is logged and
+// recorded in the manifest with the next commit).
+func (o *Output) effectiveBudget() ErrorBudget {
+	prev := o.manifest.MaxErrors
+	want := DefaultSpec().MaxErrors
+	if o.opts.MaxErrors != nil {
+		want = *o.opts.MaxErrors
+	}
+	if prev == "" || prev == want.String() {
+		return want
+	}
+	old, err := ParseErrorBudget(prev)
+	if err != nil || o.opts.MaxErrorsGiven {
+		o.log.Warn("error budget changed on rerun", "shard", o.shard.String(), "previous_max_errors", prev,
+			"effective_max_errors", want.String(), "errors_so_far", o.manifest.Stats.Errors+o.manifest.Stats.Duplicates)
+		o.manifest.BudgetChanges = append(slices.Clone(o.manifest.BudgetChanges),
+			BudgetChange{From: prev, To: want.String(), At: o.opts.Now().UTC(), By: o.lease.info.ID.String()})
+		return want
+	}
+	o.log.Info("keeping the dataset's error budget (give --max-errors explicitly to change it)", "shard", o.shard.String(),
+		"max_errors", prev, "default", want.String())
+	return old
+}
+
+// Budget is the error budget this run applies (see OutputOptions.MaxErrors).
+func (o *Output) Budget() ErrorBudget { return o.budget }
 
 func (o *Output) recover(ctx context.Context) error {
 	dir := o.opts.Dir
@@ -333,7 +399,7 @@ func (o *Output) recover(ctx context.Context) error {
 			why = "temporary file of an interrupted write"
 		case partRE.MatchString(name) && partRE.FindStringSubmatch(name)[1] == tag && !listed[name]:
 			why = "part not in the manifest (never committed)"
-		case strings.HasPrefix(name, tmpPrefix+"final-") || strings.HasPrefix(name, tmpPrefix+"any-"):
+		case strings.HasPrefix(name, tmpPrefix+"final-") || strings.HasPrefix(name, tmpPrefix+"any-") || strings.HasPrefix(name, tmpPrefix+"lease-"):
 			// Shared files (stats.json, _SUCCESS, job.effective.yaml) are written
 			// by any shard in milliseconds; a temp file of theirs that is old is
 			// left by a crash.
@@ -453,6 +519,9 @@ func (o *Output) Write(ctx context.Context, r Result) error {
 	if o.closed {
 		return errors.New("output: write after close")
 	}
+	if err := o.timerErr; err != nil {
+		return err
+	}
 	row, err := o.row(&r)
 	if err != nil {
 		return err
@@ -463,7 +532,36 @@ func (o *Output) Write(ctx context.Context, r Result) error {
 		(o.opts.CommitInterval > 0 && o.opts.Now().Sub(o.lastCommit) >= o.opts.CommitInterval) {
 		return o.commitLocked(ctx)
 	}
+	if len(o.pending) == 1 && o.opts.CommitInterval > 0 {
+		o.armTimer()
+	}
 	return nil
+}
+
+// armTimer commits the pending rows CommitInterval from now, so that rows
+// answered just before a long pause (a slow batch, a stall) are not left
+// uncommitted until the next row arrives.
+func (o *Output) armTimer() {
+	if o.timer != nil {
+		o.timer.Stop()
+	}
+	o.timer = time.AfterFunc(o.opts.CommitInterval, func() {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if o.closed || len(o.pending) == 0 || o.timerErr != nil {
+			return
+		}
+		if err := o.commitLocked(context.Background()); err != nil {
+			o.timerErr = err
+			o.log.Error("timed commit failed", "error", err)
+		}
+	})
+}
+
+func (o *Output) stopTimer() {
+	if o.timer != nil {
+		o.timer.Stop()
+	}
 }
 
 func (o *Output) row(r *Result) (parquet.Row, error) {
@@ -568,10 +666,16 @@ func (o *Output) commitLocked(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := o.lease.Check(); err != nil {
+		return err
+	}
 	name := PartName(o.shard, o.nextSeq)
 	path := filepath.Join(o.opts.Dir, name)
 	var size int64
-	err := writeAtomic(path, o.shard.Tag(), func(w io.Writer) (err error) {
+	// A part is never replaced: were the lease check above wrong (a writer
+	// paused between it and here), the rename fails rather than overwrite a
+	// part that the new holder committed under the same name.
+	err := writeAtomicNew(path, o.shard.Tag(), func(w io.Writer) (err error) {
 		defer func() {
 			if p := recover(); p != nil { // a malformed passthrough row
 				err = fmt.Errorf("encode part: %v", p)
@@ -595,6 +699,10 @@ func (o *Output) commitLocked(ctx context.Context) error {
 	next := o.manifest
 	next.Parts = append(slices.Clone(o.manifest.Parts), PartInfo{File: name, Rows: int64(len(o.pending)), Bytes: size, Committed: now.UTC()})
 	next.Stats = o.statsLocked(now, &o.pendingStats)
+	if err := o.lease.Check(); err != nil {
+		os.Remove(path) // never listed: not committed
+		return err
+	}
 	if err := o.writeManifest(&next); err != nil {
 		// The part is on disk but not listed: the next open removes it and the
 		// rows are recomputed, so nothing is lost or duplicated.
@@ -632,6 +740,9 @@ func (o *Output) statsLocked(now time.Time, extra *Stats) Stats {
 	s.StageBusySeconds = addMaps(addMaps(nil, o.baseBusy), o.runBusy)
 	s.Counters = addMaps(addMaps(nil, o.baseCounters), o.runCounters)
 	s.QuestionsPerSec, s.TokensPerSec = 0, 0
+	b := o.budget
+	s.MaxErrors = &b
+	s.BudgetExceeded = b.Exceeded(s.Errors+s.Duplicates, s.Rows+s.Duplicates)
 	s.finish()
 	return s
 }
@@ -691,17 +802,25 @@ func (o *Output) Stats() Stats {
 func (o *Output) Finish(ctx context.Context) (Stats, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.stopTimer()
+	if err := o.timerErr; err != nil {
+		return Stats{}, err
+	}
 	if err := o.commitLocked(ctx); err != nil {
 		return Stats{}, err
 	}
 	next := o.manifest
 	next.Complete = true
 	next.Stats = o.statsLocked(o.opts.Now(), nil)
+	if err := o.lease.Check(); err != nil {
+		return Stats{}, err
+	}
 	if err := o.writeManifest(&next); err != nil {
 		return Stats{}, err
 	}
 	o.manifest = next
 	o.closed = true
+	defer o.lease.Release()
 	st := next.Stats
 	if err := writeJSONAtomic(filepath.Join(o.opts.Dir, ShardStatsName(o.shard)), o.shard.Tag(), &st); err != nil {
 		return st, err
@@ -720,8 +839,10 @@ func (o *Output) Close() error {
 	if n := len(o.pending); n > 0 && !o.closed {
 		o.log.Info("abandoning uncommitted rows", "rows", n)
 	}
+	o.stopTimer()
 	o.pending = nil
 	o.closed = true
+	o.lease.Release()
 	return nil
 }
 
@@ -736,10 +857,17 @@ func writeJSONAtomic(path, owner string, v any) error {
 // DatasetStats are the merged stats of an output dataset.
 type DatasetStats struct {
 	Stats
-	ShardCount     int      `json:"shard_count"`     // N of --shard i/N
-	ShardsComplete int      `json:"shards_complete"` // shards whose manifest is complete
-	Missing        []string `json:"missing_shards,omitempty"`
-	Complete       bool     `json:"complete"` // every shard complete
+	ShardCount     int `json:"shard_count"`     // N of --shard i/N
+	ShardsComplete int `json:"shards_complete"` // shards whose manifest is complete
+	// Missing lists the shards that are not complete: never started (no
+	// manifest) or not finished.
+	Missing  []string `json:"missing_shards,omitempty"`
+	Complete bool     `json:"complete"` // every shard complete
+	// OverBudget lists the shards whose error rows exceed their budget:
+	// the dataset gets no _SUCCESS while any does.
+	OverBudget []string `json:"over_budget_shards,omitempty"`
+	// Success is Complete with no shard over its budget: _SUCCESS is written.
+	Success bool `json:"success"`
 }
 
 // MergeStats merges every shard's manifest of the dataset in dir. Percentiles
@@ -750,7 +878,7 @@ func MergeStats(dir string) (*DatasetStats, error) {
 		return nil, fmt.Errorf("output dir: %w", err)
 	}
 	ds := &DatasetStats{}
-	seen := map[int]bool{}
+	complete := map[int]bool{}
 	var names []string
 	for _, e := range entries {
 		if manifestRE.MatchString(e.Name()) {
@@ -777,39 +905,53 @@ func MergeStats(dir string) (*DatasetStats, error) {
 		if err := json.Unmarshal(b, &man); err != nil {
 			return nil, fmt.Errorf("manifest %s: %w", filepath.Join(dir, name), err)
 		}
-		seen[i] = true
 		if man.Complete {
 			ds.ShardsComplete++
+			complete[i] = true
 		}
 		st := man.Stats
+		if st.BudgetExceeded {
+			ds.OverBudget = append(ds.OverBudget, Shard{I: i, N: n}.String())
+		}
 		ds.mergeShard(&st)
 	}
 	for i := 0; i < ds.ShardCount; i++ {
-		if !seen[i] {
+		if !complete[i] {
 			ds.Missing = append(ds.Missing, Shard{I: i, N: ds.ShardCount}.String())
 		}
 	}
 	ds.Complete = ds.ShardsComplete == ds.ShardCount
+	ds.Success = ds.Complete && len(ds.OverBudget) == 0
 	ds.finish()
 	return ds, nil
 }
 
-// FinalizeDataset merges the shards' stats into stats.json and, when every
-// shard is complete, writes _SUCCESS. Any shard's Finish calls it, and so can
-// a final `cacheclip stats` task; it is idempotent, and concurrent calls each
-// write whole files.
+// FinalizeDataset merges the shards' stats and, once every shard is complete,
+// writes them to stats.json and, when no shard is over its error budget,
+// writes _SUCCESS (and removes a _SUCCESS that no longer holds). The last
+// shard to finish calls it, and so can a final `cacheclip stats` task; it is
+// idempotent, and concurrent calls each write whole files. An incomplete
+// dataset gets neither file: stats.json always describes a finished dataset.
 func FinalizeDataset(dir string) (*DatasetStats, error) {
 	ds, err := MergeStats(dir)
 	if err != nil {
 		return nil, err
 	}
+	if !ds.Complete {
+		return ds, nil
+	}
 	if err := writeJSONAtomic(filepath.Join(dir, StatsFile), "final", ds); err != nil {
 		return ds, err
 	}
-	if ds.Complete {
-		if err := writeFileAtomic(filepath.Join(dir, SuccessFile), nil); err != nil {
+	success := filepath.Join(dir, SuccessFile)
+	if !ds.Success {
+		if err := os.Remove(success); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return ds, err
 		}
+		return ds, nil
+	}
+	if err := writeFileAtomic(success, nil); err != nil {
+		return ds, err
 	}
 	return ds, nil
 }

@@ -65,7 +65,9 @@ func runJobDiag(t *testing.T, qpath, out string, sh Shard, partRows, stopAfter i
 		t.Fatal(err)
 	}
 	defer r.Close()
-	o, err := OpenOutput(ctx, OutputOptions{Dir: out, Shard: sh, Passthrough: r.PassthroughFields(), PartRows: partRows, Diagnostics: diag, Logger: quiet})
+	// fakeResult fails every 10th row: a budget of 20% keeps the dataset a success.
+	budget := ErrorBudget{Fraction: 0.2, IsFraction: true}
+	o, err := OpenOutput(ctx, OutputOptions{Dir: out, Shard: sh, Passthrough: r.PassthroughFields(), PartRows: partRows, Diagnostics: diag, Logger: quiet, MaxErrors: &budget})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,5 +508,54 @@ func TestOutputRemovesStaleSharedTemps(t *testing.T) {
 	}
 	if _, err := os.Stat(fresh); err != nil {
 		t.Error("fresh temp of another writer removed")
+	}
+}
+
+// stats.json describes finished datasets only: a shard that is not the last
+// to finish does not write it (docs/JOBS.md, Fan-out).
+func TestStatsJSONOnlyFromTheLastShard(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		o, err := OpenOutput(ctx, OutputOptions{Dir: dir, Shard: Shard{i, 3}, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Write(ctx, Result{QueryID: fmt.Sprint("q", i), Status: StatusOK})
+		if _, err := o.Finish(ctx); err != nil {
+			t.Fatal(err)
+		}
+		_, err = os.Stat(filepath.Join(dir, StatsFile))
+		if last := i == 2; last != (err == nil) {
+			t.Errorf("after shard %d of 3: stats.json present = %v", i, err == nil)
+		}
+	}
+}
+
+// With the job's default settings, an answered row is committed within 10 s
+// even when no further row arrives to trigger the commit.
+func TestOutputCommitsOnTimeWithoutFurtherRows(t *testing.T) {
+	if d := DefaultSpec().CommitInterval; d <= 0 || d > 10*time.Second {
+		t.Errorf("default commit_interval %v: a kill could lose more than 10 s of answered rows", d)
+	}
+	dir := t.TempDir()
+	o, err := OpenOutput(context.Background(), OutputOptions{Dir: dir, PartRows: 1000, CommitInterval: 150 * time.Millisecond, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if err := o.Write(context.Background(), Result{QueryID: "a", Status: StatusOK}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !o.Committed("a") {
+		if time.Now().After(deadline) {
+			t.Fatal("a pending row was not committed after its commit interval passed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, ManifestName(Shard{})))
+	if err != nil || !strings.Contains(string(b), PartName(Shard{}, 1)) {
+		t.Fatalf("manifest does not list the timed part: %v\n%s", err, b)
 	}
 }

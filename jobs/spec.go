@@ -94,7 +94,8 @@ type Spec struct {
 	MaxErrors      ErrorBudget   `yaml:"max_errors"`      // "25", "0.01", "1%"
 	MaxNewTokens   int           `yaml:"max_new_tokens"`  // default when a row has none
 	PartRows       int           `yaml:"part_rows"`       // rows per output part file
-	CommitInterval time.Duration `yaml:"commit_interval"` // commit a part at least this often
+	CommitInterval time.Duration `yaml:"commit_interval"` // longest an answered row waits uncommitted
+	LeaseTimeout   time.Duration `yaml:"lease_timeout"`   // another process may take over a shard silent this long
 	WriteThrough   bool          `yaml:"write_through"`   // build and store missing shards
 	Diagnostics    bool          `yaml:"diagnostics"`     // also write answer_token_ids, first_token_logprobs (evaluation; large)
 	Device         string        `yaml:"device"`          // "auto", "cpu", "cuda", "cuda:1"
@@ -119,7 +120,8 @@ func DefaultSpec() Spec {
 		MaxErrors:      ErrorBudget{Fraction: 0.01, IsFraction: true},
 		MaxNewTokens:   64,
 		PartRows:       1000,
-		CommitInterval: time.Minute,
+		CommitInterval: 10 * time.Second,
+		LeaseTimeout:   DefaultLeaseTimeout,
 		WriteThrough:   true,
 		Device:         "auto",
 		LogFormat:      "text",
@@ -243,6 +245,9 @@ func (s *Spec) Validate() error {
 	}
 	if s.CommitInterval < 0 {
 		bad("commit_interval", "%v is negative", s.CommitInterval)
+	}
+	if s.LeaseTimeout < 100*time.Millisecond {
+		bad("lease_timeout", "%v is below the minimum 100ms (the heartbeat runs every quarter of it)", s.LeaseTimeout)
 	}
 	if s.LogFormat != "text" && s.LogFormat != "json" {
 		bad("log_format", "%q is not text or json", s.LogFormat)

@@ -369,3 +369,34 @@ func TestExitCodeOf(t *testing.T) {
 		}
 	}
 }
+
+// Given tells a setting the user chose (flag or job file key) from a default,
+// which is what lets a rerun change the error budget only on purpose.
+func TestSpecFlagsGiven(t *testing.T) {
+	dir := t.TempDir()
+	job := filepath.Join(dir, "job.yaml")
+	os.WriteFile(job, []byte("questions: q\nmodel: m\nout: o\ncorpus: c\nmethod: full\nmax_errors: 5%\n"), 0o644)
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"--questions", "q", "--model", "m", "--out", "o", "--corpus", "c", "--method", "full"}, false},
+		{[]string{"--questions", "q", "--model", "m", "--out", "o", "--corpus", "c", "--method", "full", "--max-errors", "1%"}, true},
+		{[]string{"--job", job}, true},
+	} {
+		fs := flag.NewFlagSet("run", flag.ContinueOnError)
+		sf := RegisterFlags(fs)
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sf.Resolve(); err != nil {
+			t.Fatal(err)
+		}
+		if got := sf.Given("max-errors"); got != c.want {
+			t.Errorf("%v: Given(max-errors) = %v, want %v", c.args, got, c.want)
+		}
+		if sf.Given("ratio") {
+			t.Errorf("%v: ratio reported as given", c.args)
+		}
+	}
+}

@@ -149,6 +149,12 @@ type Stats struct {
 	// summed over runs and shards.
 	Counters map[string]int64 `json:"counters,omitempty"`
 
+	// MaxErrors is the error budget a shard's rows are judged against (nil in
+	// merged stats: shards judge themselves); BudgetExceeded is whether its
+	// errors and duplicates, over all runs, exceed it (merged: any shard's).
+	MaxErrors      *ErrorBudget `json:"max_errors,omitempty"`
+	BudgetExceeded bool         `json:"budget_exceeded"`
+
 	TTFTHist  Histogram `json:"ttft_hist"`
 	TotalHist Histogram `json:"total_hist"`
 
@@ -232,4 +238,5 @@ func (s *Stats) mergeShard(o *Stats) {
 	}
 	s.StageBusySeconds = addMaps(s.StageBusySeconds, o.StageBusySeconds)
 	s.Counters = addMaps(s.Counters, o.Counters)
+	s.BudgetExceeded = s.BudgetExceeded || o.BudgetExceeded
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 // benchMatMul times one product shape and reports GFLOP/s and weight bytes/s.
@@ -125,4 +126,89 @@ func BenchmarkAttentionVariants(b *testing.B) {
 		sec := b.Elapsed().Seconds() / float64(b.N)
 		b.ReportMetric(4*D*H*float64(slots)*float64(slots+1)/2/sec/1e9, "GFLOP/s")
 	})
+}
+
+// linearShapes are the prefill products of the supported architectures (Q, K/V
+// with GQA, O, gate/up, down) at 2048 tokens: Qwen2.5-0.5B and SmolLM2-135M, and
+// Llama-3.2-1B at 512 tokens to keep one iteration short. The LM head is left
+// out: prefill applies it to the last row only, a matrix–vector product.
+var linearShapes = []struct {
+	name      string
+	n, k, out int
+}{
+	{"qwen-q/o", 2048, 896, 896}, {"qwen-kv", 2048, 896, 128},
+	{"qwen-up", 2048, 896, 4864}, {"qwen-down", 2048, 4864, 896},
+	{"smol-q/o", 2048, 576, 576}, {"smol-kv", 2048, 576, 192},
+	{"smol-up", 2048, 576, 1536}, {"smol-down", 2048, 1536, 576},
+	{"llama1b-q/o", 512, 2048, 2048}, {"llama1b-kv", 512, 2048, 512},
+	{"llama1b-up", 512, 2048, 8192}, {"llama1b-down", 512, 8192, 2048},
+}
+
+// BenchmarkMatMulShapes runs every linear shape once per iteration, in turn, so
+// that all of them see the same load, and reports each shape's best iteration in
+// GFLOP/s and as a fraction of the fastest shape's (ofBest; the target
+// is ≥ 0.9 for every shape).
+func BenchmarkMatMulShapes(b *testing.B) {
+	p := NewPool(0)
+	for _, d := range []DType{F32, BF16} {
+		b.Run(fmt.Sprintf("%s/%s", p.Kernels().Name(), d), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(9, 10))
+			type run struct {
+				w    Mat
+				x    []float32
+				dst  []float32
+				best time.Duration
+			}
+			runs := make([]run, len(linearShapes))
+			for i, s := range linearShapes {
+				runs[i] = run{randMat(rng, d, s.out, s.k), randVec(rng, s.n*s.k), make([]float32, s.n*s.out), time.Duration(1 << 62)}
+			}
+			for b.Loop() {
+				for i, s := range linearShapes {
+					t := time.Now()
+					MatMul(p, runs[i].dst, runs[i].x, s.n, runs[i].w)
+					runs[i].best = min(runs[i].best, time.Since(t))
+				}
+			}
+			rates := make([]float64, len(runs))
+			top := 0.0
+			for i, s := range linearShapes {
+				rates[i] = 2 * float64(s.n) * float64(s.k) * float64(s.out) / runs[i].best.Seconds() / 1e9
+				top = max(top, rates[i])
+			}
+			for i, s := range linearShapes {
+				b.ReportMetric(rates[i], s.name+"-GFLOP/s")
+				b.ReportMetric(rates[i]/top, s.name+"-ofBest")
+			}
+		})
+	}
+}
+
+// BenchmarkMatMulNarrow compares, alternately in one run, the two f32 product
+// splits on narrow and wide outputs: over output columns (matMulPacked) and over
+// activation rows (matMulRows); MatMul picks rows below narrowPanels panels per
+// worker. rowsOverCols > 1 means the row split is faster.
+func BenchmarkMatMulNarrow(b *testing.B) {
+	p := NewPool(0)
+	ks := p.Kernels()
+	for _, s := range [][3]int{{2048, 896, 128}, {2048, 576, 192}, {512, 2048, 512}, {2048, 896, 896}} {
+		n, k, out := s[0], s[1], s[2]
+		b.Run(fmt.Sprintf("%s/%dx%dx%d", ks.Name(), n, k, out), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(3, 4))
+			w, x, dst := randMat(rng, F32, out, k), randVec(rng, n*k), make([]float32, n*out)
+			cols, rows := time.Duration(1<<62), time.Duration(1<<62)
+			for b.Loop() {
+				t := time.Now()
+				matMulPacked(p, ks, dst, x, n, w)
+				cols = min(cols, time.Since(t))
+				t = time.Now()
+				matMulRows(p, ks, dst, x, n, w)
+				rows = min(rows, time.Since(t))
+			}
+			fl := 2 * float64(n) * float64(k) * float64(out) / 1e9
+			b.ReportMetric(fl/cols.Seconds(), "cols-GFLOP/s")
+			b.ReportMetric(fl/rows.Seconds(), "rows-GFLOP/s")
+			b.ReportMetric(cols.Seconds()/rows.Seconds(), "rowsOverCols")
+		})
+	}
 }

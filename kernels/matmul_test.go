@@ -85,7 +85,7 @@ func TestMatMulMatchesReference(t *testing.T) {
 	shapes := [][3]int{ // n, k, out
 		{1, 1, 1}, {1, 31, 5}, {1, 64, 4}, {1, 97, 13}, {3, 130, 33},
 		{8, 256, 40}, {9, 33, 17}, {12, 32, 32}, {13, 300, 65}, {25, 257, 100},
-		{40, 513, 70}, {7, 1000, 9}, {30, 17, 600},
+		{40, 513, 70}, {7, 1000, 9}, {30, 17, 600}, {20, 2100, 40},
 	}
 	for i := 0; i < 6; i++ {
 		shapes = append(shapes, [3]int{1 + rng.IntN(40), 1 + rng.IntN(600), 1 + rng.IntN(120)})
@@ -106,6 +106,7 @@ func TestMatMulMatchesReference(t *testing.T) {
 						{"MatMul", func(dst []float32) { MatMul(p, dst, x, n, w) }},
 						{"matVec", func(dst []float32) { matVec(p, p.Kernels(), dst, x, n, w) }},
 						{"packed", func(dst []float32) { matMulPacked(p, p.Kernels(), dst, x, n, w) }},
+						{"rows", func(dst []float32) { matMulRows(p, p.Kernels(), dst, x, n, w) }},
 					} {
 						dst := randVec(rng, n*o) // garbage must be overwritten
 						path.run(dst)

@@ -3,8 +3,11 @@
 package kernels
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/cpu"
 )
@@ -30,4 +33,105 @@ func BenchmarkFMAPeak(b *testing.B) {
 	}
 	sec := b.Elapsed().Seconds() / float64(b.N)
 	b.ReportMetric(float64(threads)*iters*24*32/sec/1e9, "GFLOP/s")
+}
+
+// readProbe streams buf once, split evenly over threads goroutines, with the
+// AVX-512 read probe; it returns the OR of what was read so the work is used.
+func readProbe(buf []byte, threads int) uint64 {
+	var wg sync.WaitGroup
+	res := make([]uint64, threads)
+	part := len(buf) / threads &^ 255
+	for t := range threads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[t] = readBWAVX512(&buf[t*part], part)
+		}()
+	}
+	wg.Wait()
+	var or uint64
+	for _, r := range res {
+		or |= r
+	}
+	return or
+}
+
+// TestReadProbe checks what the probe reads: it ORs all 64-byte lines together
+// and returns the first 8 bytes of that, so a lone set byte shows up exactly
+// when its offset within its line is below 8, wherever the line is.
+func TestReadProbe(t *testing.T) {
+	if !cpu.X86.HasAVX512F {
+		t.Skip("no AVX-512")
+	}
+	buf := make([]byte, 4096)
+	for _, off := range []int{0, 7, 64, 1000 * 4, 4095 &^ 63} {
+		clear(buf)
+		buf[off] = 0x80
+		want := uint64(0)
+		if off%64 < 8 {
+			want = 0x80 << (8 * (off % 64))
+		}
+		if got := readBWAVX512(&buf[0], len(buf)); got != want {
+			t.Errorf("bit at byte %d: got %#x, want %#x", off, got, want)
+		}
+	}
+}
+
+// BenchmarkDecodeBandwidth holds the decode matrix–vector products to the
+// machine's read bandwidth: each iteration streams a 1 GiB array with the
+// two-thread probe (which also evicts the weights from the last-level cache)
+// and then runs one product, so the two are measured alternately under the
+// same load. ofProbe is the product's weight bytes/s over the probe's bytes/s,
+// both from their fastest iteration.
+func BenchmarkDecodeBandwidth(b *testing.B) {
+	if !cpu.X86.HasAVX512F {
+		b.Skip("no AVX-512")
+	}
+	p := NewPool(0)
+	buf := make([]byte, 1<<30)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	for _, sh := range []struct {
+		d         DType
+		n, k, out int
+	}{
+		{BF16, 1, 4096, 14336}, {F16, 1, 4096, 14336},
+		{BF16, 1, 896, 4864}, {BF16, 1, 4864, 896},
+	} {
+		rng := rand.New(rand.NewPCG(7, 8))
+		w := randMat(rng, sh.d, sh.out, sh.k)
+		x := randVec(rng, sh.n*sh.k)
+		dst := make([]float32, sh.n*sh.out)
+		b.Run(fmt.Sprintf("%s/%s/%dx%dx%d", p.Kernels().Name(), sh.d, sh.n, sh.k, sh.out), func(b *testing.B) {
+			// Best of the iterations for both: on the shared machine an
+			// iteration that lost a core to another process says nothing
+			// about either kernel, and the minimum discards it.
+			probe, prod := time.Duration(1<<62), time.Duration(1<<62)
+			for b.Loop() {
+				t0 := time.Now()
+				readProbe(buf, p.Threads())
+				t1 := time.Now()
+				MatMul(p, dst, x, sh.n, w)
+				prod = min(prod, time.Since(t1))
+				probe = min(probe, t1.Sub(t0))
+			}
+			probeBW := float64(len(buf)) / probe.Seconds() / 1e9
+			prodBW := float64(w.Bytes()) / prod.Seconds() / 1e9
+			b.ReportMetric(probeBW, "probeGB/s")
+			b.ReportMetric(prodBW, "weightGB/s")
+			b.ReportMetric(prodBW/probeBW, "ofProbe")
+		})
+	}
+}
+
+// BenchmarkMatVecL2: one thread, a 1 MiB weight matrix that stays in L2, so the
+// figure is the kernel's own ceiling in weight bytes/s; where it is not well
+// above half the probe's two-thread rate, the kernel and not memory bounds decode.
+func BenchmarkMatVecL2(b *testing.B) {
+	p, _ := NewPoolWith(PoolOptions{Threads: 1})
+	for _, d := range []DType{BF16, F16, F32} {
+		const n, k, out = 1, 2048, 256
+		b.Run(fmt.Sprintf("%s/%s/%dx%dx%d", p.Kernels().Name(), d, n, k, out), func(b *testing.B) { benchMatMul(b, p, d, n, k, out) })
+	}
 }

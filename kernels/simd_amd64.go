@@ -141,3 +141,6 @@ func ropeHalfAVX512(x *float32, heads, hd int, cos, sin *float32)
 
 //go:noescape
 func ropeInterAVX512(x *float32, heads, hd int, cos, sin *float32)
+
+//go:noescape
+func readBWAVX512(p *byte, n int) uint64

@@ -15,9 +15,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
+	"cacheclip/internal/proc"
 	"cacheclip/kernels"
 
 	"golang.org/x/sync/singleflight"
@@ -355,7 +355,14 @@ func (s *Store) damaged(k Key, path string, id fileID, cause error, quarantine b
 			ce.Quarantined = q
 		}
 	}
-	s.log.Warn("kv shard damaged", "key", k.String(), "path", path, "block", ce.Block, "reason", ce.Reason, "quarantined", ce.Quarantined)
+	attrs := []any{"key", k.String(), "path", path, "block", ce.Block, "reason", ce.Reason}
+	if quarantine {
+		// Only a caller that quarantines reports where to; a check that
+		// leaves the decision to its caller (VerifyFile) says nothing, rather
+		// than an empty destination for a file the caller then moves.
+		attrs = append(attrs, "quarantined", ce.Quarantined)
+	}
+	s.log.Warn("kv shard damaged", attrs...)
 	return ce
 }
 
@@ -523,10 +530,8 @@ func (s *Store) tryLock(k Key) (unlock func(), held bool, err error) {
 		return nil, false, fmt.Errorf("lock shard %s: %w", k, err)
 	}
 	for attempt := 0; attempt < 2; attempt++ {
-		f, err := os.OpenFile(lp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		err := s.createLock(k, lp)
 		if err == nil {
-			fmt.Fprintf(f, "%d %s %s\n", os.Getpid(), s.host, time.Now().UTC().Format(time.RFC3339))
-			f.Close()
 			s.heldMu.Lock()
 			s.held[k] = true
 			s.heldMu.Unlock()
@@ -550,6 +555,33 @@ func (s *Store) tryLock(k Key) (unlock func(), held bool, err error) {
 	return nil, false, nil
 }
 
+// createLock creates the lock file lp whole, or fails with fs.ErrExist: the
+// owner line (pid, host, time and the pid's start time, so that a reused pid
+// is not mistaken for this builder) goes into a temporary file that is then
+// hard-linked into place. A builder killed between an O_EXCL create and its
+// write would leave an empty lock that names no owner to check.
+func (s *Store) createLock(k Key, lp string) error {
+	f, err := os.CreateTemp(filepath.Dir(lp), fmt.Sprintf(".%s.%d.*%s", k, os.Getpid(), tmpExt))
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	me := proc.Self()
+	_, err = fmt.Fprintf(f, "%d %s %s %d\n", me.PID, s.host, time.Now().UTC().Format(time.RFC3339), me.Start)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Link(tmp, lp)
+}
+
+// emptyLockGrace is how old a lock file that names no owner (written by an
+// older version killed between create and write) must be to be broken.
+const emptyLockGrace = 10 * time.Second
+
 // lockStale reports whether the lock file at lp belongs to no live builder.
 func (s *Store) lockStale(k Key, lp string) (bool, string) {
 	st, err := os.Stat(lp)
@@ -563,10 +595,15 @@ func (s *Store) lockStale(k Key, lp string) (bool, string) {
 	if err != nil {
 		return false, ""
 	}
+	if len(strings.Fields(string(b))) < 2 && time.Since(st.ModTime()) > emptyLockGrace {
+		return true, "names no owner (its builder died while creating it)"
+	}
 	return s.ownerDead(b)
 }
 
-// ownerDead parses "pid host time" and checks the pid when it is on this host.
+// ownerDead parses "pid host [time [start_ticks]]" and, when the owner is on
+// this host, checks that its pid still runs and, if the start time is
+// recorded, that the pid was not reused by another process since.
 func (s *Store) ownerDead(b []byte) (bool, string) {
 	f := strings.Fields(string(bytes.TrimSpace(b)))
 	if len(f) < 2 || f[1] != s.host {
@@ -576,13 +613,32 @@ func (s *Store) ownerDead(b []byte) (bool, string) {
 	if err != nil || pid <= 0 {
 		return false, ""
 	}
-	if pid == os.Getpid() {
-		return false, "" // ours: held by another goroutine of this process
+	id := proc.ID{Host: proc.Self().Host, PID: pid}
+	if len(f) >= 4 {
+		id.Start, _ = strconv.ParseUint(f[3], 10, 64)
 	}
-	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-		return true, fmt.Sprintf("process %d is gone", pid)
+	return id.Gone()
+}
+
+// clearDeadLock removes k's lock file when its holder is gone or it is older
+// than StaleLock. A builder killed after renaming its shard into place leaves
+// its lock behind; the next builder meets the shard present and would never
+// look at the lock otherwise.
+func (s *Store) clearDeadLock(k Key) {
+	s.heldMu.Lock()
+	ours := s.held[k]
+	s.heldMu.Unlock()
+	if ours {
+		return
 	}
-	return false, ""
+	lp := s.lockPath(k)
+	if _, err := os.Stat(lp); err != nil {
+		return
+	}
+	if stale, why := s.lockStale(k, lp); stale {
+		s.log.Info("removing the stale lock of a finished shard", "key", k.String(), "lock", lp, "why", why)
+		os.Remove(lp)
+	}
 }
 
 // EnsureResult says what Ensure did.
@@ -620,6 +676,7 @@ func (s *Store) ensureOnce(ctx context.Context, c Computer, k Key, fp, ph [32]by
 	delay := 20 * time.Millisecond
 	for {
 		if s.Has(k) {
+			s.clearDeadLock(k)
 			r.Present = true
 			return r, nil
 		}
@@ -731,6 +788,7 @@ func (s *Store) Quarantine(k Key) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("quarantine shard %s (%s): %w", k, path, err)
 	}
+	s.log.Warn("kv shard quarantined", "key", k.String(), "path", path, "quarantined", q)
 	return q, nil
 }
 

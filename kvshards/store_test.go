@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -547,4 +548,67 @@ func TestFileTruncatedWhileMappedIsAnErrorNotACrash(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "fault") || !strings.Contains(err.Error(), h.Key().String()) {
 		t.Fatalf("CopyInto over a truncated mapping: %v", err)
 	}
+}
+
+// A builder killed after renaming its shard into place leaves its lock; the
+// next builder that meets the (present) shard breaks the lock when its holder
+// is dead, and leaves a live holder's lock alone.
+func TestDeadLockOfAFinishedShardIsBroken(t *testing.T) {
+	parent := os.Getppid()
+	pst := procStart(t, parent)
+	for _, tc := range []struct {
+		name    string
+		content string
+		age     time.Duration
+		broken  bool
+	}{
+		{"dead local process", fmt.Sprintf("%d %s 2026-01-01T00:00:00Z 12345\n", deadPID(t), hostname()), 0, true},
+		{"pid reused by another process", fmt.Sprintf("%d %s 2026-01-01T00:00:00Z %d\n", parent, hostname(), pst+1), 0, true},
+		{"old lock of another host", "1 other-host 2026-01-01T00:00:00Z 5\n", time.Hour, true},
+		{"live local process", fmt.Sprintf("%d %s 2026-01-01T00:00:00Z %d\n", parent, hostname(), pst), 0, false},
+		{"fresh lock of another host", "1 other-host 2026-01-01T00:00:00Z 5\n", 0, false},
+		{"empty lock older than the grace", "", time.Minute, true},
+		{"empty lock being written", "", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := quietOpts(kernels.BF16)
+			o.StaleLock = 30 * time.Minute
+			s, err := kvshards.OpenStore(t.TempDir(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := kvtest.New(1, 1, 1, 4)
+			ctx := context.Background()
+			if r, err := s.Ensure(ctx, c, nil, seq(1, 4)); err != nil || !r.Built {
+				t.Fatalf("build: %+v %v", r, err)
+			}
+			k := kvshards.KeyOf(c.Fingerprint(), nil, seq(1, 4))
+			lock := strings.TrimSuffix(s.Path(k), ".kvs") + ".lock"
+			os.WriteFile(lock, []byte(tc.content), 0o644)
+			old := time.Now().Add(-tc.age)
+			os.Chtimes(lock, old, old)
+			if r, err := s.Ensure(ctx, c, nil, seq(1, 4)); err != nil || !r.Present {
+				t.Fatalf("second ensure: %+v %v", r, err)
+			}
+			_, err = os.Stat(lock)
+			if gone := errors.Is(err, os.ErrNotExist); gone != tc.broken {
+				t.Fatalf("lock removed = %v, want %v", gone, tc.broken)
+			}
+		})
+	}
+}
+
+func procStart(t *testing.T, pid int) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	v, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

@@ -62,6 +62,11 @@ func (c *Config) Validate() error {
 		if v <= 0 {
 			return fmt.Errorf("field %s must be positive, got %d", name, v)
 		}
+		// No real checkpoint comes near this; a file claiming more is
+		// damaged or hostile, and buffers are sized from these fields.
+		if v > maxDim {
+			return fmt.Errorf("field %s is %d, above the %d any supported checkpoint has", name, v, maxDim)
+		}
 		return nil
 	}
 	for _, f := range []struct {
@@ -86,6 +91,10 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// maxDim bounds every dimension of a config (2^24: vocabularies reach 256k,
+// intermediate sizes 50k).
+const maxDim = 1 << 24
 
 // hfConfig mirrors the config.json fields this engine reads.
 type hfConfig struct {

@@ -24,7 +24,8 @@ func (e *ModelEngine) planLabels(w *Work) error {
 		labels = e.spec.Labels
 	}
 	if len(labels) == 0 {
-		return fmt.Errorf("row %d, column %s: a label job needs labels, and this row has no choices and the job no labels", w.Q.Row, jobs.ColChoices)
+		return &jobs.RowError{File: e.spec.Questions, Row: w.Q.Row, Column: jobs.ColChoices,
+			Msg: "a label job needs labels, and this row has no choices and the job no labels"}
 	}
 	question := jobs.LabelQuestion(e.spec.LabelPrompt, w.Q.Question, labels)
 	lay, err := e.primary.Layout(w.Texts, question)

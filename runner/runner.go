@@ -27,6 +27,7 @@ type Work struct {
 	Result jobs.Result
 	// Stage timings filled by the runner; the engine fills the prefill/decode ones.
 	planT, loadT, auxT time.Duration
+	stage              string // the stage that failed the question
 }
 
 // Fail marks the work as failed (first error wins).
@@ -65,6 +66,9 @@ type Options struct {
 	Progress func(total int64) progress.Reporter
 	// Overlap off runs the stages one batch at a time (for measuring the overlap).
 	NoOverlap bool
+	// MaxErrorsGiven says the user set Spec.MaxErrors explicitly; only then
+	// may a rerun change the budget the dataset was started with.
+	MaxErrorsGiven bool
 }
 
 // Run executes the job into spec.Out and returns the shard's statistics.
@@ -80,11 +84,14 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 	}
 	defer qr.Close()
 	out, err := jobs.OpenOutput(ctx, jobs.OutputOptions{Dir: spec.Out, Shard: spec.Shard, Passthrough: qr.PassthroughFields(),
-		PartRows: spec.PartRows, CommitInterval: spec.CommitInterval, Diagnostics: spec.Diagnostics, Label: spec.Task == jobs.TaskLabel, Logger: log})
+		PartRows: spec.PartRows, CommitInterval: spec.CommitInterval, Diagnostics: spec.Diagnostics, Label: spec.Task == jobs.TaskLabel, Logger: log,
+		MaxErrors: &spec.MaxErrors, MaxErrorsGiven: o.MaxErrorsGiven, LeaseTimeout: spec.LeaseTimeout})
 	if err != nil {
 		return jobs.Stats{}, err
 	}
 	committedBefore := out.NumCommitted()
+	budget := out.Budget()
+	before := out.Stats()
 	var rep progress.Reporter = nopReporter{}
 	if o.Progress != nil {
 		rep = o.Progress(qr.NumRows())
@@ -103,6 +110,9 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 		buf = 0
 	}
 	var seen, failed atomic.Int64
+	// The budget counts the shard's error rows of every run, so that a retry
+	// cannot launder a budget an earlier run exceeded.
+	failed.Store(before.Errors + before.Duplicates)
 	batchSize := max(1, spec.BatchSize)
 	// Without overlap a batch enters only after the previous one is written, so
 	// stages never work at the same time (the baseline the overlap is measured against).
@@ -161,6 +171,7 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 		return flush()
 	})
 	stage := func(in <-chan []*Work, name string, workers int, fn func(ctx context.Context, w *Work) error, timer func(w *Work) *time.Duration) <-chan []*Work {
+		fn = failsIn(name, fn)
 		return pipeline.Map(p, in, pipeline.Opts{Name: name, Workers: max(1, workers), Ordered: true, Buffer: buf}, func(ctx context.Context, b []*Work) ([]*Work, error) {
 			for _, w := range b {
 				if w.Err != nil {
@@ -193,7 +204,8 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 				w.Texts[i] = t
 			}
 			if len(missing) > 0 {
-				return fmt.Errorf("row %d, column chunk_ids: unknown chunk id %s (not in the corpus)", w.Q.Row, quoteList(missing))
+				return &jobs.RowError{File: spec.Questions, Row: w.Q.Row, Column: "chunk_ids",
+					Msg: fmt.Sprintf("unknown chunk id %s (not in the corpus)", quoteList(missing))}
 			}
 		}
 		return o.Engine.Plan(ctx, w)
@@ -211,6 +223,11 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 			if err := o.Engine.Answer(ctx, live); err != nil {
 				return nil, fmt.Errorf("primary: %w", err)
 			}
+			for _, w := range live {
+				if w.Err != nil && w.stage == "" {
+					w.stage = "primary"
+				}
+			}
 		}
 		return b, nil
 	})
@@ -224,8 +241,9 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 			if r.Status != jobs.StatusOK {
 				f := failed.Add(1)
 				log.Warn("row failed", "query_id", r.QueryID, "error", r.Error)
-				if spec.MaxErrors.ExceededEarly(f, qr.NumRows()) {
-					cancel(fmt.Errorf("%w: %d rows failed of %d seen", jobs.ErrBudgetExceeded, f, n))
+				if budget.ExceededEarly(f, qr.NumRows()) {
+					cancel(fmt.Errorf("%w: %d rows of this shard failed over all runs (%d in this run of %d rows seen), max_errors %s",
+						jobs.ErrBudgetExceeded, f, f-before.Errors-before.Duplicates, n, budget))
 					return context.Cause(ctx)
 				}
 			}
@@ -257,14 +275,17 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 	if err != nil {
 		return st, err
 	}
+	if st.BudgetExceeded {
+		log.Error("error budget exceeded over all runs of this shard: the dataset gets no _SUCCESS", "errors", st.Errors,
+			"duplicates", st.Duplicates, "rows", st.Rows, "max_errors", budget.String())
+	}
 	log.Info("job done", "rows", st.Rows, "ok", st.OK, "errors", st.Errors, "questions_per_s", st.QuestionsPerSec)
 	return st, nil
 }
 
 func finishResult(w *Work, spec jobs.Spec) jobs.Result {
 	if w.Err != nil {
-		r := jobs.ErrorResult(&w.Q, spec.Method, spec.Ratio, w.Err)
-		return r
+		return jobs.ErrorResult(&w.Q, spec.Method, spec.Ratio, rowError(w, spec.Questions))
 	}
 	r := w.Result
 	r.QueryID = w.Q.QueryID
@@ -279,6 +300,37 @@ func finishResult(w *Work, spec jobs.Spec) jobs.Result {
 	r.TTFTMS = ms(w.planT) + r.LoadMS + r.AuxMS + r.PrefillMS
 	r.TotalMS = r.TTFTMS + r.DecodeMS
 	return r
+}
+
+// failsIn records which stage failed a question, for rowError.
+func failsIn(stage string, fn func(ctx context.Context, w *Work) error) func(ctx context.Context, w *Work) error {
+	return func(ctx context.Context, w *Work) error {
+		err := fn(ctx, w)
+		if err != nil && w.stage == "" {
+			w.stage = stage
+		}
+		return err
+	}
+}
+
+// stageColumns names the input columns behind a stage's failure: the layout
+// and the model work depend on both the question and its chunks; loading
+// depends on the chunks.
+var stageColumns = map[string]string{"plan": "question, chunk_ids", "load": "chunk_ids", "aux": "question, chunk_ids", "primary": "question, chunk_ids"}
+
+// rowError makes every error row name the file, row, column and cause: errors
+// of the reader and of the corpus lookup already do (*jobs.RowError); the
+// engine's are wrapped here.
+func rowError(w *Work, questions string) error {
+	var re *jobs.RowError
+	if errors.As(w.Err, &re) {
+		return w.Err
+	}
+	col := stageColumns[w.stage]
+	if col == "" {
+		col = "question, chunk_ids"
+	}
+	return &jobs.RowError{File: questions, Row: w.Q.Row, Column: col, Msg: w.stage + ": " + w.Err.Error()}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -2,8 +2,10 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -235,4 +237,95 @@ func keys(m map[string]string) []string {
 	}
 	sort.Strings(k)
 	return k
+}
+
+// A retry must not launder an exceeded error budget: the budget counts the
+// shard's error rows of every run, _SUCCESS never appears while they exceed
+// it, and only an explicit --max-errors changes it on a rerun.
+func TestRetryCannotLaunderBudget(t *testing.T) {
+	_, corpus, spec := setup(t, 60)
+	// 10 rows with unknown chunk ids (every 6th), budget 3 rows.
+	rows := make([]qRow, 60)
+	for i := range rows {
+		rows[i] = qRow{QueryID: fmt.Sprintf("q%03d", i), Question: fmt.Sprintf("question %d", i), ChunkIDs: []string{"c1"}, Lang: "en"}
+		if i%6 == 2 {
+			rows[i].ChunkIDs = []string{"c1", fmt.Sprintf("nope%03d", i)}
+		}
+	}
+	spec.Questions = writeQuestions(t, filepath.Dir(spec.Out), rows)
+	spec.MaxErrors = jobs.ErrorBudget{Count: 3}
+	success := filepath.Join(spec.Out, jobs.SuccessFile)
+	var st jobs.Stats
+	var err error
+	completed := false
+	for run := 1; run <= 12 && !completed; run++ {
+		st, err = Run(context.Background(), Options{Spec: spec, Engine: &fakeEngine{}, Corpus: corpus})
+		if code := jobs.ExitCodeOf(err, false, &st, spec.MaxErrors); code != jobs.ExitBudgetExceeded {
+			t.Fatalf("run %d: exit %v (%v), want budget exceeded", run, code, err)
+		}
+		if _, serr := os.Stat(success); serr == nil {
+			t.Fatalf("run %d wrote _SUCCESS with %d error rows over all runs, budget 3", run, st.Errors)
+		}
+		if run == 1 && !errors.Is(err, jobs.ErrBudgetExceeded) {
+			t.Fatalf("run 1 did not stop on the budget: %v", err)
+		}
+		if run == 2 && err == nil {
+			t.Fatal("run 2 answered on past a budget run 1 had already exceeded")
+		}
+		completed = err == nil
+	}
+	if !completed || st.Errors != 10 || st.Rows != 60 {
+		t.Fatalf("after the reruns: completed %v, rows %d, errors %d", completed, st.Rows, st.Errors)
+	}
+	ds, err := jobs.FinalizeDataset(spec.Out)
+	if err != nil || ds.Success || len(ds.OverBudget) != 1 {
+		t.Fatalf("finalize: %+v %v", ds, err)
+	}
+
+	// The default budget, not given explicitly, does not replace the dataset's.
+	loose := spec
+	loose.MaxErrors = jobs.ErrorBudget{Count: 20}
+	var logb strings.Builder
+	log := slog.New(slog.NewTextHandler(&logb, nil))
+	st, err = Run(context.Background(), Options{Spec: loose, Engine: &fakeEngine{}, Corpus: corpus, Logger: log})
+	if code := jobs.ExitCodeOf(err, false, &st, loose.MaxErrors); code != jobs.ExitBudgetExceeded {
+		t.Fatalf("rerun with a budget not given explicitly: exit %v (%v)", code, err)
+	}
+	if _, serr := os.Stat(success); serr == nil {
+		t.Fatal("a budget not given explicitly laundered the failure")
+	}
+	// Given explicitly: accepted, logged with both budgets, recorded.
+	logb.Reset()
+	st, err = Run(context.Background(), Options{Spec: loose, Engine: &fakeEngine{}, Corpus: corpus, Logger: log, MaxErrorsGiven: true})
+	if code := jobs.ExitCodeOf(err, false, &st, loose.MaxErrors); code != jobs.ExitPartial {
+		t.Fatalf("rerun with an explicit budget of 20: exit %v (%v)", code, err)
+	}
+	if _, serr := os.Stat(success); serr != nil {
+		t.Error("no _SUCCESS after the budget was raised explicitly")
+	}
+	if l := logb.String(); !strings.Contains(l, "error budget changed") || !strings.Contains(l, "previous_max_errors=3") || !strings.Contains(l, "effective_max_errors=20") {
+		t.Errorf("budget change not logged with both budgets:\n%s", l)
+	}
+	b, _ := os.ReadFile(filepath.Join(spec.Out, jobs.ManifestName(spec.Shard)))
+	var m jobs.Manifest
+	if err := json.Unmarshal(b, &m); err != nil || m.MaxErrors != "20" || len(m.BudgetChanges) != 1 || m.BudgetChanges[0].From != "3" {
+		t.Errorf("manifest budget %q changes %+v (%v)", m.MaxErrors, m.BudgetChanges, err)
+	}
+}
+
+// Every error row names the file, row, column and cause.
+func TestErrorRowsNameFileRowColumn(t *testing.T) {
+	_, corpus, spec := setup(t, 12)
+	if _, err := Run(context.Background(), Options{Spec: spec, Engine: &fakeEngine{}, Corpus: corpus}); err != nil {
+		t.Fatal(err)
+	}
+	got := readAnswers(t, spec.Out)
+	for id, want := range map[string]string{
+		"q005": `questions.parquet row 5, column chunk_ids: unknown chunk id "nope"`,
+		"q009": `questions.parquet row 9, column question, chunk_ids: plan: question: planning failed on purpose`,
+	} {
+		if !strings.Contains(got[id], want) {
+			t.Errorf("%s: %q, want it to contain %q", id, got[id], want)
+		}
+	}
 }

@@ -46,7 +46,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	} else {
 		log.Info("effective configuration written", "path", path)
 	}
-	st, err := runJob(ctx, spec, log, mode, stderr)
+	st, err := runJob(ctx, spec, sf.Given("max-errors"), log, mode, stderr)
 	code := jobs.ExitCodeOf(err, ctx.Err() != nil, &st, spec.MaxErrors)
 	if err != nil {
 		log.Error("job ended", "error", err, "exit_code", int(code), "meaning", code.String())
@@ -59,7 +59,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return int(code)
 }
 
-func runJob(ctx context.Context, spec jobs.Spec, log *slog.Logger, mode progress.Mode, stderr io.Writer) (jobs.Stats, error) {
+func runJob(ctx context.Context, spec jobs.Spec, budgetGiven bool, log *slog.Logger, mode progress.Mode, stderr io.Writer) (jobs.Stats, error) {
 	var texts runner.ChunkTexts
 	if spec.Corpus != "" {
 		c, err := jobs.LoadCorpus(ctx, spec.Corpus, jobs.CorpusOptions{})
@@ -76,7 +76,7 @@ func runJob(ctx context.Context, spec jobs.Spec, log *slog.Logger, mode progress
 		return jobs.Stats{}, &jobs.ConfigError{Err: err}
 	}
 	defer eng.Close()
-	return runner.Run(ctx, runner.Options{Spec: spec, Engine: eng, Corpus: texts, Logger: log,
+	return runner.Run(ctx, runner.Options{Spec: spec, Engine: eng, Corpus: texts, Logger: log, MaxErrorsGiven: budgetGiven,
 		Progress: func(total int64) progress.Reporter {
 			return progress.New(progress.Options{Mode: mode, Description: "answering", Unit: "rows", Total: total, Out: stderr, Logger: log})
 		}})

@@ -6,12 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"cacheclip/jobs"
 )
 
-// cmdStats merges the statistics of every shard of an output dataset, writes
-// stats.json (and _SUCCESS when every shard is complete) and prints a summary.
+// cmdStats merges the statistics of every shard of an output dataset and
+// prints a summary; once every shard is complete it writes stats.json (and
+// _SUCCESS when no shard is over its error budget). Exit codes: 6 while shards
+// are missing, 4 when a shard is over its budget, 3 with error rows, else 0.
 func cmdStats(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("stats", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -35,11 +38,22 @@ func cmdStats(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	} else {
 		printStats(stdout, &ds.Stats)
 		fmt.Fprintf(stdout, "shards complete  %d of %d\n", ds.ShardsComplete, ds.ShardCount)
+		if len(ds.Missing) > 0 {
+			fmt.Fprintf(stdout, "missing shards   %s\n", strings.Join(ds.Missing, " "))
+		}
+		if len(ds.OverBudget) > 0 {
+			fmt.Fprintf(stdout, "over budget      %s (no _SUCCESS)\n", strings.Join(ds.OverBudget, " "))
+		}
 	}
-	if !ds.Complete {
+	switch {
+	case !ds.Complete:
+		return int(jobs.ExitIncomplete)
+	case len(ds.OverBudget) > 0:
+		return int(jobs.ExitBudgetExceeded)
+	case ds.Errors+ds.Duplicates > 0:
 		return int(jobs.ExitPartial)
 	}
-	return 0
+	return int(jobs.ExitOK)
 }
 
 func printStats(w io.Writer, s *jobs.Stats) {

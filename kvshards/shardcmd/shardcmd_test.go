@@ -212,3 +212,36 @@ func TestHumanBytes(t *testing.T) {
 		}
 	}
 }
+
+// The log names where a damaged shard went, never an empty destination.
+func TestVerifyLogsQuarantineDestination(t *testing.T) {
+	var logb bytes.Buffer
+	o := kvshards.DefaultOptions()
+	o.NoSync, o.Logger = true, slog.New(slog.NewTextHandler(&logb, nil))
+	s, err := kvshards.OpenStore(t.TempDir(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := kvtest.New(1, 2, 1, 8)
+	if _, err := build(t, s, c, 2, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	k := kvshards.KeyOf(c.Fingerprint(), prefix, []int32{1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007})
+	data, err := os.ReadFile(s.Path(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)-3] ^= 0x40
+	os.WriteFile(s.Path(k), data, 0o644)
+	rep, err := shardcmd.Verify(context.Background(), s, shardcmd.VerifyOptions{Quarantine: true})
+	if !errors.Is(err, shardcmd.ErrDamaged) || len(rep.Damaged) != 1 || rep.Damaged[0].Quarantined == "" {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+	l := logb.String()
+	if strings.Contains(l, `quarantined=""`) {
+		t.Errorf("log has an empty quarantine destination for a file that was moved:\n%s", l)
+	}
+	if !strings.Contains(l, "quarantined="+rep.Damaged[0].Quarantined) {
+		t.Errorf("log does not name the quarantine destination %s:\n%s", rep.Damaged[0].Quarantined, l)
+	}
+}

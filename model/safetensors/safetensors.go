@@ -155,19 +155,44 @@ func parse(path string, data []byte) (*File, error) {
 		if h.Offsets[1] > uint64(len(body)) {
 			return nil, fmt.Errorf("safetensors: %s: tensor %q: data ends at byte %d but the file holds %d (truncated file)", path, name, h.Offsets[1], len(body))
 		}
-		n := uint64(1)
+		// The byte count the shape needs, computed without overflow: a shape
+		// whose product wraps around must not pass for a small tensor.
+		n := uint64(es)
 		for _, d := range h.Shape {
 			if d < 0 {
 				return nil, fmt.Errorf("safetensors: %s: tensor %q: negative dimension in shape %v", path, name, h.Shape)
 			}
+			if d != 0 && n > uint64(len(body))/uint64(d) {
+				n = uint64(len(body)) + 1 // more than the file holds: fails below
+				break
+			}
 			n *= uint64(d)
 		}
-		if n*uint64(es) != h.Offsets[1]-h.Offsets[0] {
-			return nil, fmt.Errorf("safetensors: %s: tensor %q: shape %v of %s needs %d bytes, offsets give %d", path, name, h.Shape, h.DType, n*uint64(es), h.Offsets[1]-h.Offsets[0])
+		if hasZero(h.Shape) {
+			n = 0
+		}
+		if n != h.Offsets[1]-h.Offsets[0] {
+			return nil, fmt.Errorf("safetensors: %s: tensor %q: shape %v of %s needs %s, offsets give %d bytes", path, name, h.Shape, h.DType, shapeBytes(n, len(body)), h.Offsets[1]-h.Offsets[0])
 		}
 		file.Tensors[name] = &Tensor{Name: name, DType: h.DType, Shape: h.Shape, Data: body[h.Offsets[0]:h.Offsets[1]:h.Offsets[1]], File: path}
 	}
 	return file, nil
+}
+
+func hasZero(shape []int) bool {
+	for _, d := range shape {
+		if d == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func shapeBytes(n uint64, body int) string {
+	if n > uint64(body) {
+		return fmt.Sprintf("more than the file's %d bytes", body)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // Close unmaps the file; tensors must not be used afterwards.

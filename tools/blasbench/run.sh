@@ -15,5 +15,5 @@ echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 go version
 (cd "$here" && go build -o "${TMPDIR:-/tmp}/blasbench" . && "${TMPDIR:-/tmp}/blasbench" -threads "$threads")
 cd "$root"
-GOMAXPROCS=$threads go test ./kernels -run '^$' -bench 'FMAPeak|MatMul|MatVec|Attention' -benchtime 10x
+GOMAXPROCS=$threads go test ./kernels -run '^$' -bench 'FMAPeak|MatMul|MatVec|Attention|DecodeBandwidth' -benchtime 10x
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
