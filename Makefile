@@ -31,7 +31,8 @@ FUZZ_TARGETS := \
 	./jobs:FuzzSpecFile:40000x \
 	./kvshards:FuzzParse:400000x \
 	./kvshards:FuzzHeaderFields:250000x \
-	./kvshards:FuzzDamage:250000x
+	./kvshards:FuzzDamage:250000x \
+	./model/gguf:FuzzGGUFParse:60000x
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; rest=$${t#*:}; fn=$${rest%%:*}; n=$${rest#*:}; \
@@ -40,7 +41,10 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $$n -fuzzminimizetime 50x $$pkg; \
 	done
 
+# SmolLM2-135M-Instruct when it can be fetched (scripts/fetch-smollm2.sh), else
+# the test-bed pair; the demo says which in one line.
 demo: build
+	@scripts/fetch-smollm2.sh >/dev/null 2>&1 || true
 	./$(BIN) demo --workdir out/demo
 
 bench:

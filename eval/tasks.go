@@ -94,7 +94,9 @@ type Config struct {
 	ContextTokens int    // target context length over all chunks, in Count's tokens
 	ChunkTokens   int    // target tokens per chunk (each chunk counted with its "\n\n")
 	ValueType     string // numbers (default), words, uuids; vt and multihop always use numbers
-	Haystack      string // noise (default) or needle
+	Haystack      string // noise (default), needle, or text (niah tasks; Text holds the sentences)
+	// Text is the real-text haystack's sentences in document order (TextSentences).
+	Text []string
 	// NumQueries: keys asked by niah_multiquery (default 2).
 	NumQueries int
 	// NumValues: values per key of niah_multivalue (default 2).
@@ -191,8 +193,10 @@ func (c *Config) withDefaults() (Config, error) {
 		return d, fmt.Errorf("eval: task %s: chunk_tokens %d and context_tokens %d: want 0 < chunk_tokens <= context_tokens", d.Task, d.ChunkTokens, d.ContextTokens)
 	case d.ValueType != ValueNumbers && d.ValueType != ValueWords && d.ValueType != ValueUUIDs:
 		return d, fmt.Errorf("eval: task %s: unknown value type %q (numbers, words, uuids)", d.Task, d.ValueType)
-	case d.Haystack != HaystackNoise && d.Haystack != HaystackNeedle:
-		return d, fmt.Errorf("eval: task %s: unknown haystack %q (noise, needle)", d.Task, d.Haystack)
+	case d.Haystack != HaystackNoise && d.Haystack != HaystackNeedle && d.Haystack != HaystackText:
+		return d, fmt.Errorf("eval: task %s: unknown haystack %q (noise, needle, text)", d.Task, d.Haystack)
+	case d.Haystack == HaystackText && (len(d.Text) == 0 || IsVT(d.Task) || d.Task == TaskMultiHop):
+		return d, fmt.Errorf("eval: task %s: haystack text needs a niah task and sentences in Text (%d given)", d.Task, len(d.Text))
 	case d.NumQueries < 1 || d.NumValues < 1 || d.NumDistractors < 0 || d.ChainLength < 2 || d.MaxNewTokens < 0:
 		return d, fmt.Errorf("eval: task %s: bad counts (queries %d, values %d, distractors %d, chain %d, max_new_tokens %d)", d.Task, d.NumQueries, d.NumValues, d.NumDistractors, d.ChainLength, d.MaxNewTokens)
 	case d.Task == TaskMultiHop && d.ContextTokens/d.ChunkTokens < 2:
@@ -476,6 +480,9 @@ func (g *gen) niah(ex *Example) error {
 		if fillKeys, err = g.keys(8, used); err != nil {
 			return err
 		}
+	}
+	if c.Haystack == HaystackText {
+		filler = g.textFiller()
 	}
 	var ins []insert
 	for i, k := range keys {

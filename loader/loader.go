@@ -1,11 +1,15 @@
-// Package loader opens a Hugging Face model directory as one unit: weights,
-// tokenizer, prompt template and the layout function the prefill methods use.
+// Package loader opens a model as one unit: weights, tokenizer, prompt
+// template and the layout function the prefill methods use. A model is a
+// Hugging Face directory or a single GGUF file (a path ending in .gguf).
 package loader
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 
 	"cacheclip/model"
+	"cacheclip/model/gguf"
 	"cacheclip/model/prompt"
 	"cacheclip/model/tokenizer"
 	"cacheclip/prefill"
@@ -20,11 +24,45 @@ type Bundle struct {
 	// Stops are the ids that end an answer: the config's EOS and the tokenizer's
 	// end-of-turn tokens.
 	Stops []int32
+
+	closer interface{ Close() error } // the full model under a cut one
 }
 
-// Open loads dir; templateName overrides the template detected from
-// tokenizer_config.json ("" detects).
+// Open loads dir, a model directory or a .gguf file; templateName overrides
+// the template detected from tokenizer_config.json or the GGUF's
+// tokenizer.chat_template ("" detects).
+//
+// A path ending in "#layers=K" opens the model cut to its first K layers: the
+// primary's own first layers as a CacheClip auxiliary, with no second model
+// (its attention at layer K-1 is what the scorer reads).
 func Open(dir, templateName string) (*Bundle, error) {
+	if base, k, ok, err := firstLayers(dir); err != nil {
+		return nil, err
+	} else if ok {
+		b, err := Open(base, templateName)
+		if err != nil {
+			return nil, err
+		}
+		if k > b.Model.Config.Layers {
+			b.Close()
+			return nil, fmt.Errorf("%s: #layers=%d but the model has %d layers", dir, k, b.Model.Config.Layers)
+		}
+		cfg := b.Model.Config
+		cfg.Layers = k
+		w := b.Model.W
+		w.Layers = w.Layers[:k]
+		m, err := model.FromWeights(&cfg, w)
+		if err != nil {
+			b.Close()
+			return nil, err
+		}
+		m.Dir = dir
+		// The full model's mapped weights stay open under the cut one.
+		return &Bundle{Dir: dir, Model: m, Tok: b.Tok, Template: b.Template, Stops: b.Stops, closer: b}, nil
+	}
+	if IsGGUF(dir) {
+		return openGGUF(dir, templateName)
+	}
 	m, err := model.LoadDir(dir)
 	if err != nil {
 		return nil, err
@@ -44,6 +82,44 @@ func Open(dir, templateName string) (*Bundle, error) {
 		m.Close()
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
+	return bundle(dir, m, tok, tmpl)
+}
+
+// IsGGUF reports whether a model path names a GGUF file rather than a
+// Hugging Face directory.
+func IsGGUF(path string) bool { return strings.HasSuffix(strings.ToLower(path), ".gguf") }
+
+// openGGUF loads weights (dequantized to f32), tokenizer and chat template
+// from one GGUF file; the template is detected from tokenizer.chat_template.
+func openGGUF(path, templateName string) (*Bundle, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close() // the model owns dequantized copies
+	m, err := f.Model()
+	if err != nil {
+		return nil, err
+	}
+	tok, err := f.Tokenizer()
+	if err != nil {
+		return nil, err
+	}
+	if templateName == "" {
+		ct, err := f.ChatTemplate()
+		if err != nil {
+			return nil, err
+		}
+		templateName = prompt.DetectName(ct)
+	}
+	tmpl, err := prompt.ByName(templateName)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return bundle(path, m, tok, tmpl)
+}
+
+func bundle(dir string, m *model.Model, tok *tokenizer.Tokenizer, tmpl prompt.Template) (*Bundle, error) {
 	if tok.VocabSize() > m.Config.Vocab {
 		m.Close()
 		return nil, fmt.Errorf("%s: tokenizer has %d tokens but the model's vocabulary is %d", dir, tok.VocabSize(), m.Config.Vocab)
@@ -53,7 +129,25 @@ func Open(dir, templateName string) (*Bundle, error) {
 }
 
 // Close releases the model's mapped weights.
-func (b *Bundle) Close() error { return b.Model.Close() }
+func (b *Bundle) Close() error {
+	if b.closer != nil {
+		return b.closer.Close()
+	}
+	return b.Model.Close()
+}
+
+// firstLayers splits "PATH#layers=K".
+func firstLayers(path string) (string, int, bool, error) {
+	base, spec, ok := strings.Cut(path, "#layers=")
+	if !ok {
+		return path, 0, false, nil
+	}
+	k, err := strconv.Atoi(spec)
+	if err != nil || k < 1 {
+		return "", 0, false, fmt.Errorf("%s: #layers= wants a positive layer count, got %q", path, spec)
+	}
+	return base, k, true, nil
+}
 
 // Layout lays out chunks and a question with the bundle's tokenizer and template
 // (prefill.Layouter).

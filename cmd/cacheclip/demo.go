@@ -7,12 +7,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
 
 	"cacheclip/eval"
+	"cacheclip/internal/realmodel"
 	"cacheclip/jobs"
 	"cacheclip/loader"
 	"cacheclip/model/testmodel"
@@ -25,21 +27,43 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	work := fs.String("workdir", "out/demo", "directory for the demo's data, shards and outputs (recreated)")
-	primary := fs.String("model", "testdata/testbed/primary", "primary model directory")
+	primary := fs.String("model", "", "primary model directory or .gguf file (default: SmolLM2-135M-Instruct when fetched, else the test-bed primary)")
 	aux := fs.String("aux", "testdata/testbed/aux", "auxiliary model directory")
-	n := fs.Int("questions", 24, "questions to generate")
+	n := fs.Int("questions", 0, "questions to generate (default 24 on the test bed, 8 on SmolLM2)")
 	ratio := fs.Float64("ratio", 0.2, "CacheClip recompute ratio")
+	textDir := fs.String("text", "testdata/realtext", "directory of real documents for the real model's haystack")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	fail := func(err error) int { fmt.Fprintf(stderr, "cacheclip demo: %v\n", err); return 1 }
+	// A real model when one was fetched (scripts/fetch-smollm2.sh): questions
+	// over real text. Otherwise the test-bed pair on its synthetic task.
+	task := eval.Config{Task: eval.TaskNIAHSingle, N: 24, Seed: 2026, ContextTokens: 512, ChunkTokens: 64, MaxNewTokens: 8, Haystack: eval.HaystackNoise}
+	if *primary == "" {
+		if p, ok := realmodel.Find(); ok {
+			*primary = p
+			text, err := eval.ReadTextSources(textFiles(*textDir))
+			if err != nil {
+				return fail(err)
+			}
+			task = eval.Config{Task: eval.TaskNIAHSingle, N: 8, Seed: 2026, ContextTokens: 512, ChunkTokens: 128, MaxNewTokens: 32,
+				Haystack: eval.HaystackText, Text: text}
+			fmt.Fprintf(stdout, "primary: SmolLM2-135M-Instruct (%s); haystack: real text from %s\n", p, *textDir)
+		} else {
+			*primary = "testdata/testbed/primary"
+			fmt.Fprintf(stdout, "SmolLM2 GGUF not found at %s (scripts/fetch-smollm2.sh fetches it): running the test-bed pair\n", p)
+		}
+	}
+	if *n > 0 {
+		task.N = *n
+	}
 	if err := os.RemoveAll(*work); err != nil {
 		return fail(err)
 	}
 	if err := os.MkdirAll(*work, 0o755); err != nil {
 		return fail(err)
 	}
-	if _, err := os.Stat(filepath.Join(*primary, "config.json")); err != nil {
+	if _, err := os.Stat(filepath.Join(*primary, "config.json")); err != nil && !loader.IsGGUF(*primary) {
 		fmt.Fprintf(stdout, "no model at %s: using generated random models (answers will be noise)\n", *primary)
 		*primary, *aux = filepath.Join(*work, "primary"), filepath.Join(*work, "aux")
 		for _, s := range testmodel.Variants() {
@@ -55,7 +79,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	exs, err := eval.Generate(ctx, eval.Config{Task: eval.TaskNIAHSingle, N: *n, Seed: 2026, ContextTokens: 512, ChunkTokens: 64, MaxNewTokens: 8, Count: b.CountTokens})
+	task.Count = b.CountTokens
+	exs, err := eval.Generate(ctx, task)
 	b.Close()
 	if err != nil {
 		return fail(err)
@@ -64,7 +89,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := eval.WriteDataset(ctx, q, c, exs); err != nil {
 		return fail(err)
 	}
-	fmt.Fprintf(stdout, "generated %d niah_single questions over %d-token contexts in %s\n", len(exs), 512, *work)
+	fmt.Fprintf(stdout, "generated %d niah_single questions (%s haystack) over %d-token contexts in %s\n", len(exs), task.Haystack, task.ContextTokens, *work)
 	store := filepath.Join(*work, "shards")
 	start := time.Now()
 	if code := cmdShards(ctx, []string{"build", "--store", store, "--corpus", c, "--model", *primary}, stdout, stderr); code != 0 {
@@ -156,4 +181,20 @@ func readParts[T any](dir string) ([]T, error) {
 		out = append(out, rows...)
 	}
 	return out, nil
+}
+
+// textFiles lists the regular files of dir (the real-text haystack's sources;
+// a PROVENANCE.md or README.md beside them is not text to read).
+func textFiles(dir string) []string {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return []string{dir} // ReadTextSources reports the error
+	}
+	var out []string
+	for _, e := range ents {
+		if e.Type().IsRegular() && !strings.HasSuffix(e.Name(), ".md") {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	return out
 }

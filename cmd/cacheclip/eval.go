@@ -45,6 +45,10 @@ type evalConfig struct {
 	ChainLength int    `yaml:"chain_length"`
 	Seed        uint64 `yaml:"seed"`
 	Out         string `yaml:"out"`
+	// Haystack: noise (default), needle, or text: sentences of the real
+	// documents TextSources (files; relative paths from the working directory).
+	Haystack    string   `yaml:"haystack"`
+	TextSources []string `yaml:"text_sources"`
 	// AgreementN questions per task go into the attention-agreement analysis
 	// (0: none); AgreementRatio sets its top-k.
 	AgreementN     int     `yaml:"agreement_n"`
@@ -428,8 +432,16 @@ func tokenCounter(modelDir string) (eval.TokenCounter, error) {
 }
 
 func evalTask(ctx context.Context, cfg evalConfig, task string, plan []evalRun, count eval.TokenCounter, bar progress.Reporter) ([]report.Row, []eval.Example, error) {
+	var text []string
+	if len(cfg.TextSources) > 0 {
+		var err error
+		if text, err = eval.ReadTextSources(cfg.TextSources); err != nil {
+			return nil, nil, err
+		}
+	}
 	exs, err := eval.Generate(ctx, eval.Config{Task: task, N: cfg.N, Seed: cfg.Seed, ContextTokens: cfg.ContextTokens,
-		ChunkTokens: cfg.ChunkTokens, MaxNewTokens: cfg.MaxNewTokens, ChainLength: cfg.ChainLength, Count: count})
+		ChunkTokens: cfg.ChunkTokens, MaxNewTokens: cfg.MaxNewTokens, ChainLength: cfg.ChainLength, Count: count,
+		Haystack: cfg.Haystack, Text: text})
 	if err != nil {
 		return nil, nil, err
 	}

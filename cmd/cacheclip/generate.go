@@ -8,15 +8,15 @@ import (
 	"time"
 
 	"cacheclip/kernels"
+	"cacheclip/loader"
 	"cacheclip/model"
-	"cacheclip/model/prompt"
 	"cacheclip/model/tokenizer"
 )
 
 func cmdGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := fs.String("model", "", "Hugging Face model directory (required)")
+	dir := fs.String("model", "", "Hugging Face model directory or .gguf file (required)")
 	text := fs.String("prompt", "", "prompt text (the question, with --chat)")
 	chat := fs.Bool("chat", true, "wrap the prompt in the model's chat template")
 	tmplName := fs.String("template", "", "template name overriding detection: chatml, llama3, plain")
@@ -33,30 +33,17 @@ func cmdGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, "cacheclip generate: --model is required")
 		return 2
 	}
-	m, err := model.LoadDir(*dir)
+	b, err := loader.Open(*dir, *tmplName)
 	if err != nil {
 		fmt.Fprintf(stderr, "cacheclip generate: %v\n", err)
 		return 1
 	}
-	defer m.Close()
-	tok, err := tokenizer.Load(*dir)
-	if err != nil {
-		fmt.Fprintf(stderr, "cacheclip generate: %v\n", err)
-		return 1
-	}
+	defer b.Close()
+	m, tok := b.Model, b.Tok
 	var ids []int32
 	var stops []int32
 	if *chat {
-		var tmpl prompt.Template
-		if *tmplName != "" {
-			tmpl, err = prompt.ByName(*tmplName)
-		} else {
-			tmpl, err = prompt.Detect(*dir)
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "cacheclip generate: %v\n", err)
-			return 1
-		}
+		tmpl := b.Template
 		lay, err := tmpl.Build(tok, nil, *text)
 		if err != nil {
 			fmt.Fprintf(stderr, "cacheclip generate: %v\n", err)

@@ -26,6 +26,7 @@ func commands() []command {
 		{"shards", "build, verify, inspect or gc a KV shard store", cmdShards},
 		{"answer", "answer one question over chunk files by hand", cmdAnswer},
 		{"generate", "generate text from a model directory (plain or chat prompt)", cmdGenerate},
+		{"convert", "write a GGUF file out as a Hugging Face model directory", cmdConvert},
 		{"testmodel", "write a generated random test model as a Hugging Face directory", cmdTestModel},
 	}
 }

@@ -48,6 +48,28 @@ func loadHF(path string) (*Tokenizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
+	cfg, err := readConfig(filepath.Join(filepath.Dir(path), "tokenizer_config.json"))
+	if err != nil {
+		return nil, err
+	}
+	return parseHF(path, data, cfg)
+}
+
+// LoadJSON builds a tokenizer from the contents of a tokenizer.json and a
+// tokenizer_config.json (nil for none) that are not files on disk, such as the
+// ones a GGUF file's metadata describes; name stands for the file in errors.
+func LoadJSON(name string, tokenizerJSON, configJSON []byte) (*Tokenizer, error) {
+	var cfg tokenConfig
+	if configJSON != nil {
+		var err error
+		if cfg, err = parseConfig(name, configJSON); err != nil {
+			return nil, err
+		}
+	}
+	return parseHF(name, tokenizerJSON, cfg)
+}
+
+func parseHF(path string, data []byte, cfg tokenConfig) (*Tokenizer, error) {
 	var f hfFile
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, fmt.Errorf("tokenizer %s: malformed JSON: %w", path, err)
@@ -160,10 +182,6 @@ func loadHF(path string) (*Tokenizer, error) {
 	t.trieAll, t.trieNS = buildTries(t.added)
 
 	t.spec = Special{BOS: -1, EOS: -1, Pad: -1, Unk: bm.unk}
-	cfg, err := readConfig(filepath.Join(filepath.Dir(path), "tokenizer_config.json"))
-	if err != nil {
-		return nil, err
-	}
 	t.applyConfig(cfg, f.PostProcessor)
 	return t, nil
 }
@@ -314,6 +332,11 @@ func readConfig(path string) (tokenConfig, error) {
 	if err != nil {
 		return c, fmt.Errorf("tokenizer: %w", err)
 	}
+	return parseConfig(path, data)
+}
+
+func parseConfig(path string, data []byte) (tokenConfig, error) {
+	var c tokenConfig
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return c, fmt.Errorf("tokenizer %s: malformed JSON: %w", path, err)
@@ -339,6 +362,7 @@ func readConfig(path string) (tokenConfig, error) {
 		field string
 		dst   *string
 	}{{"bos_token", &c.BOS}, {"eos_token", &c.EOS}, {"pad_token", &c.Pad}, {"unk_token", &c.Unk}} {
+		var err error
 		if *x.dst, err = tokName(x.field); err != nil {
 			return c, err
 		}

@@ -1,0 +1,84 @@
+package gguf
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"cacheclip/internal/realmodel"
+	"cacheclip/kernels"
+	"cacheclip/model"
+)
+
+// BenchmarkSmolLM2 measures the real model (weights dequantized to f32) on
+// the prompt of the golden's long reading task: prefill of the first n
+// tokens in one call, then 32 greedy decode steps after it. Threads:
+// $GOMAXPROCS (docs/BENCHMARKS.md runs it with 2, as llama.cpp's figures).
+func BenchmarkSmolLM2(b *testing.B) {
+	p := realmodel.Path(b)
+	f, err := Open(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := f.Model()
+	f.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids := benchIDs(b)
+	pool := kernels.NewPool(0)
+	ctx := context.Background()
+	for _, n := range []int{128, 512, 2048} {
+		prefill := func(c *model.Cache) []float32 {
+			c.Reset()
+			s := &model.Seq{Cache: c, Tokens: ids[:n], Pos: make([]int32, n), Slots: make([]int32, n), Logits: []int{n - 1}}
+			first := c.Alloc(n)
+			for j := range s.Pos {
+				s.Pos[j], s.Slots[j] = int32(j), int32(first+j)
+			}
+			out, err := m.Forward(ctx, pool, []*model.Seq{s})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return out[0].Logits[0]
+		}
+		b.Run(fmt.Sprintf("prefill/n=%d", n), func(b *testing.B) {
+			c := m.NewCache(n)
+			for b.Loop() {
+				prefill(c)
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+		})
+		b.Run(fmt.Sprintf("decode/after=%d", n), func(b *testing.B) {
+			const steps = 32
+			c := m.NewCache(n + steps)
+			var dec float64
+			for b.Loop() {
+				b.StopTimer()
+				logits := prefill(c)
+				b.StartTimer()
+				st := &model.GenState{Cache: c, NextPos: int32(n), Logits: logits, Opts: model.GenOptions{MaxNewTokens: steps}, Tok: nopDetok{}}
+				if err := m.Generate(ctx, pool, []*model.GenState{st}); err != nil {
+					b.Fatal(err)
+				}
+				dec += steps
+			}
+			b.ReportMetric(dec/b.Elapsed().Seconds(), "tok/s")
+		})
+	}
+}
+
+// benchIDs is the token ids of the golden's longest prompt (real text).
+func benchIDs(b *testing.B) []int32 {
+	g := readGoldenFile(b)
+	var ids []int32
+	for _, p := range g.Prompts {
+		if len(p.IDs) > len(ids) {
+			ids = p.IDs
+		}
+	}
+	if len(ids) < 2048 {
+		b.Fatalf("longest golden prompt has %d tokens, want 2048", len(ids))
+	}
+	return ids
+}
