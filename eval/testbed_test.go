@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"cacheclip/kernels"
 	"cacheclip/loader"
 	"cacheclip/model"
 	"cacheclip/model/tokenizer"
@@ -184,14 +183,14 @@ func TestTestbedEngineMatchesTraining(t *testing.T) {
 				t.Fatalf("load %s: %v", dir, err)
 			}
 			defer m.Close()
-			c := m.NewCache(len(ref.IDs))
-			first := c.Alloc(len(ref.IDs))
+			c := m.HostCache(len(ref.IDs))
+			first, _ := c.Alloc(len(ref.IDs))
 			s := &model.Seq{Cache: c, Tokens: ref.IDs, Logits: ref.Rows}
 			for i := range ref.IDs {
 				s.Pos = append(s.Pos, int32(i))
 				s.Slots = append(s.Slots, int32(first+i))
 			}
-			out, err := m.Forward(context.Background(), kernels.NewPool(0), []*model.Seq{s})
+			out, err := m.Forward(context.Background(), []*model.Seq{s})
 			if err != nil {
 				t.Fatal(err)
 			}

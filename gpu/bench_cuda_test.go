@@ -134,7 +134,7 @@ func shardChunks(cfg model.Config, chunks, tokens, prefix int) []Placement {
 			from[i] = int32(prefix + i)
 			pos[i] = int32(first + i)
 		}
-		ps = append(ps, Placement{First: first, Pos: pos, Chunk: ChunkKV{Key: fmt.Sprintf("chunk-%d", c), DType: kernels.BF16, Tokens: tokens, FromPos: from,
+		ps = append(ps, Placement{First: first, Pos: pos, Chunk: StoredKV{Key: fmt.Sprintf("chunk-%d", c), DType: kernels.BF16, Tokens: tokens, FromPos: from,
 			Layer: func(l int) ([]byte, []byte) { return data[2*l*lb : (2*l+1)*lb], data[(2*l+1)*lb : (2*l+2)*lb] }}})
 		first += tokens
 	}
@@ -172,7 +172,7 @@ func BenchmarkH2D(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer gm.Close()
-	c, err := gm.NewCache(16 + chunks*tokens)
+	c, err := gm.DeviceCache(16 + chunks*tokens)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func BenchmarkTTFT7B(b *testing.B) {
 	for i := range toks {
 		toks[i] = int32(rng.IntN(cfg.Vocab))
 	}
-	c, err := gm.NewCache(total)
+	c, err := gm.DeviceCache(total)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -241,8 +241,8 @@ func BenchmarkTTFT7B(b *testing.B) {
 	b.Logf("model %.1f GB of bf16 weights on %s; %.1f GB free", float64(gm.WeightBytes())/1e9, d, float64(free)/1e9)
 
 	// rowsFor: context rows sel (indices into the chunks) plus the question.
-	rowsFor := func(sel []int) *Seq {
-		s := &Seq{Cache: c}
+	rowsFor := func(sel []int) *model.Seq {
+		s := &model.Seq{Cache: c}
 		for _, i := range sel {
 			p := int32(prefix + i)
 			s.Tokens, s.Pos, s.Slots = append(s.Tokens, toks[p]), append(s.Pos, p), append(s.Slots, p)
@@ -316,8 +316,8 @@ func BenchmarkTTFT7B(b *testing.B) {
 	for i := range all {
 		all[i] = i
 	}
-	fullSeq := func() *Seq {
-		s := &Seq{Cache: c}
+	fullSeq := func() *model.Seq {
+		s := &model.Seq{Cache: c}
 		for i := 0; i < total; i++ {
 			s.Tokens, s.Pos, s.Slots = append(s.Tokens, toks[i]), append(s.Pos, int32(i)), append(s.Slots, int32(i))
 		}
@@ -354,7 +354,7 @@ func BenchmarkTTFT7B(b *testing.B) {
 					sel = all
 				}
 				s = rowsFor(sel)
-				s.Ready = pd
+				c.Await(pd)
 				if m.groups {
 					s.Groups = apeGroups()
 				}
@@ -362,7 +362,7 @@ func BenchmarkTTFT7B(b *testing.B) {
 					s.PruneLayer, s.Prune = blendPrune(m.blend)
 				}
 			}
-			if _, err := gm.Forward(ctx, []*Seq{s}); err != nil {
+			if _, err := gm.Forward(ctx, []*model.Seq{s}); err != nil {
 				b.Fatal(err)
 			}
 			dt := time.Since(t0)
@@ -385,7 +385,7 @@ func BenchmarkTTFT7B(b *testing.B) {
 			b.Fatal(err)
 		}
 		return timeIt(b, 2, func() {
-			if _, err := gm.Forward(ctx, []*Seq{rowsFor(sel)}); err != nil {
+			if _, err := gm.Forward(ctx, []*model.Seq{rowsFor(sel)}); err != nil {
 				b.Fatal(err)
 			}
 		})

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"cacheclip/kernels"
+	"cacheclip/model"
 )
 
 // Cache is model.Cache on the device: f32 keys (rotated at the slot's position)
@@ -17,10 +18,30 @@ type Cache struct {
 	n                      int
 	posDirty               bool
 	dev                    *Device
+	// ready holds shard loads into the cache still in flight (Await): the next
+	// Forward writes rows of layer l only after load l has landed, so a
+	// recomputed row always overwrites the shard's copy, never the reverse.
+	ready *Pending
 }
 
-// NewCache allocates a device cache with room for capacity slots.
-func (m *Model) NewCache(capacity int) (*Cache, error) {
+var _ model.KVCache = (*Cache)(nil)
+
+// NewCache allocates a device cache with room for capacity slots (model.Backend).
+func (m *Model) NewCache(capacity int) (model.KVCache, error) {
+	c, err := m.DeviceCache(capacity)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Await makes the next Forward over c wait, layer by layer, for the loads of p
+// (from Loader.Load into c) before writing into the cache; that Forward
+// consumes it. The caller still Waits on p to release it.
+func (c *Cache) Await(p *Pending) { c.ready = p }
+
+// DeviceCache is NewCache with the concrete type (Loader.Load, Download).
+func (m *Model) DeviceCache(capacity int) (*Cache, error) {
 	if capacity <= 0 {
 		return nil, fmt.Errorf("gpu cache: capacity %d", capacity)
 	}
@@ -145,7 +166,11 @@ func (c *Cache) freeLocked() {
 // Fill is model.Fill on the device: keys and values computed elsewhere (rotated
 // at fromPos) go into slots [first, first+len(pos)) of one layer, keys re-rotated
 // to pos. Synchronous; the Loader is the overlapped path.
-func (m *Model) Fill(c *Cache, layer, first int, pos []int32, k, v []float32, fromPos []int32) error {
+func (m *Model) Fill(kc model.KVCache, layer, first int, pos []int32, k, v []float32, fromPos []int32) error {
+	c, ok := kc.(*Cache)
+	if !ok {
+		return fmt.Errorf("gpu cache fill: a %T is not a device cache", kc)
+	}
 	n := len(pos)
 	if layer < 0 || layer >= c.Layers {
 		return fmt.Errorf("gpu cache fill: layer %d of %d", layer, c.Layers)
@@ -191,18 +216,23 @@ func (m *Model) Fill(c *Cache, layer, first int, pos []int32, k, v []float32, fr
 }
 
 // Download copies one layer's keys and values of the used slots to the host.
-func (c *Cache) Download(layer int) (k, v []float32, err error) {
-	if layer < 0 || layer >= c.Layers {
-		return nil, nil, fmt.Errorf("gpu cache: layer %d of %d", layer, c.Layers)
+func (c *Cache) Download(layer int) (k, v []float32, err error) { return c.ReadKV(layer, 0, c.n) }
+
+// ReadKV copies the keys and values of slots [from, to) of one layer to the
+// host (model.KVCache).
+func (c *Cache) ReadKV(layer, from, to int) (k, v []float32, err error) {
+	if layer < 0 || layer >= c.Layers || from < 0 || from > to || to > c.n {
+		return nil, nil, fmt.Errorf("gpu cache read: layer %d slots [%d,%d) outside %d layers × %d slots", layer, from, to, c.Layers, c.n)
 	}
 	unlock := c.dev.bind()
 	defer unlock()
-	k = make([]float32, c.n*c.KVDim)
-	v = make([]float32, c.n*c.KVDim)
-	if err := download(c.dev, k, c.K[layer].Ptr); err != nil {
+	k = make([]float32, (to-from)*c.KVDim)
+	v = make([]float32, (to-from)*c.KVDim)
+	at := DevPtr(uint64(from) * uint64(c.KVDim) * 4)
+	if err := download(c.dev, k, c.K[layer].Ptr+at); err != nil {
 		return nil, nil, err
 	}
-	if err := download(c.dev, v, c.V[layer].Ptr); err != nil {
+	if err := download(c.dev, v, c.V[layer].Ptr+at); err != nil {
 		return nil, nil, err
 	}
 	return k, v, nil

@@ -8,32 +8,6 @@ import (
 	"cacheclip/model"
 )
 
-// Seq is model.Seq with a device cache; the fields mean the same.
-type Seq struct {
-	Cache      *Cache
-	Tokens     []int32
-	Pos        []int32
-	Slots      []int32
-	Logits     []int
-	Groups     *model.AttnGroups
-	Probe      func(layer int) []float32
-	PruneLayer int
-	Prune      func(layer int, rows []int, k, v []float32) []int
-	// Ready, when set, holds shard loads into Cache still in flight: the rows'
-	// keys and values of layer l are written only after load l has landed, so a
-	// recomputed row always overwrites the shard's copy, never the reverse.
-	Ready *Pending
-}
-
-// toModelSeqs are the views of seqs that model.Rows reads (no cache).
-func toModelSeqs(seqs []*Seq) []*model.Seq {
-	out := make([]*model.Seq, len(seqs))
-	for i, s := range seqs {
-		out[i] = &model.Seq{Tokens: s.Tokens, Pos: s.Pos, Slots: s.Slots, Logits: s.Logits, PruneLayer: s.PruneLayer, Prune: s.Prune}
-	}
-	return out
-}
-
 // maxAttnGroups is the most slot groups the fused attention kernels take.
 const maxAttnGroups = 4
 
@@ -108,18 +82,25 @@ func off(b Buffer, elems, size int) DevPtr { return b.Ptr + DevPtr(uint64(elems)
 
 // checkSeq validates a sequence as model.Forward does, so bad input is an error
 // on either backend.
-func (m *Model) checkSeq(s *Seq) error {
+func (m *Model) checkSeq(s *model.Seq) (*Cache, error) {
 	cfg := &m.Config
 	if s.Cache == nil {
-		return fmt.Errorf("no cache")
+		return nil, fmt.Errorf("no cache")
 	}
-	if s.Cache.Layers != cfg.Layers || s.Cache.KVDim != cfg.KVDim() {
-		return fmt.Errorf("cache shaped for %d layers × %d, model has %d × %d", s.Cache.Layers, s.Cache.KVDim, cfg.Layers, cfg.KVDim())
+	c, ok := s.Cache.(*Cache)
+	if !ok {
+		return nil, fmt.Errorf("a %T is not a device cache", s.Cache)
+	}
+	if c.dev != m.dev {
+		return nil, fmt.Errorf("cache lives on another device")
+	}
+	if c.Layers != cfg.Layers || c.KVDim != cfg.KVDim() {
+		return nil, fmt.Errorf("cache shaped for %d layers × %d, model has %d × %d", c.Layers, c.KVDim, cfg.Layers, cfg.KVDim())
 	}
 	if g := s.Groups; g != nil && len(g.Temp) > maxAttnGroups {
-		return fmt.Errorf("attention groups: %d groups, the CUDA kernels take at most %d", len(g.Temp), maxAttnGroups)
+		return nil, fmt.Errorf("attention groups: %d groups, the CUDA kernels take at most %d", len(g.Temp), maxAttnGroups)
 	}
-	return cfg.CheckRows(s.Tokens, s.Pos, s.Slots, s.Logits, s.Cache.Len(), s.Groups)
+	return c, cfg.CheckRows(s.Tokens, s.Pos, s.Slots, s.Logits, c.Len(), s.Groups)
 }
 
 // seqGroups is a sequence's attention groups on the device.
@@ -128,22 +109,20 @@ type seqGroups struct {
 	n                         int
 }
 
-// Forward is model.Forward on the device: the same rows, slots, positions,
-// groups, probes and pruning, with GEMMs in bf16 (f32 accumulation) and
-// everything else in f32.
-func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]model.Output, error) {
+// Forward is model.Forward on the device (model.Backend): the same rows,
+// slots, positions, groups, probes and pruning, with GEMMs in bf16 (f32
+// accumulation) and everything else in f32. A cache with loads in flight
+// (Cache.Await) is written layer by layer as its loads land.
+func (m *Model) Forward(ctx context.Context, seqs []*model.Seq) ([]model.Output, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cfg := &m.Config
-	var R, W int
-	for si, s := range seqs {
-		if err := m.checkSeq(s); err != nil {
-			return nil, fmt.Errorf("forward: sequence %d: %w", si, err)
-		}
-		if s.Cache.dev != m.dev {
-			return nil, fmt.Errorf("forward: sequence %d: cache lives on another device", si)
-		}
-		R += len(s.Tokens)
+	caches, R, err := model.CheckSeqs(seqs, m.checkSeq)
+	if err != nil {
+		return nil, err
+	}
+	W := 0
+	for _, s := range seqs {
 		W += len(s.Logits)
 	}
 	outs := make([]model.Output, len(seqs))
@@ -159,16 +138,18 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]model.Output, error
 	}
 	H, D, QD, KD, I := cfg.Hidden, cfg.HeadDim, cfg.QDim(), cfg.KVDim(), cfg.Intermediate
 	half := D / 2
-	mseqs := toModelSeqs(seqs)
-	rows := model.NewRows(mseqs)
+	rows := model.NewRows(seqs)
 	pos, slot, spans := rows.Pos, rows.Slot, rows.Spans
 	tok := make([]int32, 0, R)
-	for _, s := range seqs {
+	ready := make([]*Pending, len(seqs))
+	for si, s := range seqs {
+		c := caches[si]
 		tok = append(tok, s.Tokens...)
 		for i, sl := range s.Slots {
-			s.Cache.Pos[sl] = s.Pos[i]
+			c.Pos[sl] = s.Pos[i]
 		}
-		s.Cache.posDirty = true
+		c.posDirty = true
+		ready[si], c.ready = c.ready, nil
 	}
 	groups := make([]*seqGroups, len(seqs))
 	defer func() {
@@ -182,11 +163,11 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]model.Output, error
 		}
 	}()
 	for si, s := range seqs {
-		if err := s.Cache.syncPos(); err != nil {
+		if err := caches[si].syncPos(); err != nil {
 			return nil, err
 		}
 		if g := s.Groups; g != nil {
-			n := s.Cache.Len()
+			n := caches[si].Len()
 			sg := &seqGroups{n: len(g.Temp)}
 			groups[si] = sg
 			if sg.slotGroup, err = allocUpload(d, g.SlotGroup[:n]); err != nil {
@@ -264,9 +245,19 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]model.Output, error
 				return nil, fmt.Errorf("forward layer %d: %w", l, err)
 			}
 		}
+		// A sequence's rows of layer l go into its cache only after the
+		// shard loads of layer l have landed; so does a prune hook's look at
+		// the cache.
+		for si := range seqs {
+			if ready[si] != nil && spans[si].Hi > spans[si].Lo {
+				if err := ready[si].waitLayer(d, l); err != nil {
+					return nil, err
+				}
+			}
+		}
 		// Pruning (CacheBlend's selection at its check layer) needs the fresh
 		// keys and values on the host.
-		keep, pruned, err := rows.Prune(mseqs, l, func(lo, hi int) ([]float32, []float32, error) {
+		keep, pruned, err := rows.Prune(seqs, l, func(lo, hi int) ([]float32, []float32, error) {
 			hk := make([]float32, (hi-lo)*KD)
 			hv := make([]float32, (hi-lo)*KD)
 			if err := download(d, hk, off(ws.k, lo*KD, 4)); err != nil {
@@ -284,7 +275,7 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]model.Output, error
 			if err := m.compact(ws, keep, []rowBuf{{ws.x, H}, {ws.q, QD}, {ws.k, KD}, {ws.v, KD}, {ws.cosT, half}, {ws.sinT, half}}); err != nil {
 				return nil, err
 			}
-			if err := rows.Keep(mseqs, l, keep); err != nil {
+			if err := rows.Keep(seqs, l, keep); err != nil {
 				return nil, err
 			}
 			pos, slot, spans = rows.Pos, rows.Slot, rows.Spans
@@ -296,18 +287,13 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]model.Output, error
 				return nil, err
 			}
 		}
-		for si, s := range seqs {
+		for si := range seqs {
 			sp := spans[si]
 			n := sp.Hi - sp.Lo
 			if n == 0 {
 				continue
 			}
-			if s.Ready != nil {
-				if err := s.Ready.waitLayer(d, l); err != nil {
-					return nil, err
-				}
-			}
-			c := s.Cache
+			c := caches[si]
 			for _, kv := range []struct{ dst, src Buffer }{{c.K[l], ws.k}, {c.V[l], ws.v}} {
 				if err := d.flat("scatter_rows_f32", int64(n*KD), kv.dst, off(kv.src, sp.Lo*KD, 4), off(ws.slot, sp.Lo, 4), n, KD); err != nil {
 					return nil, err
@@ -320,7 +306,7 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]model.Output, error
 			if n == 0 {
 				continue
 			}
-			if err := m.attention(ws, s, groups[si], l, sp.Lo, n, scale); err != nil {
+			if err := m.attention(ws, s, caches[si], groups[si], l, sp.Lo, n, scale); err != nil {
 				return nil, fmt.Errorf("forward layer %d sequence %d: %w", l, si, err)
 			}
 		}
@@ -341,7 +327,7 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]model.Output, error
 		}
 	}
 	var want []int32
-	for _, r := range rows.Wanted(mseqs) {
+	for _, r := range rows.Wanted(seqs) {
 		want = append(want, int32(r))
 	}
 	if len(want) == 0 {
@@ -364,14 +350,7 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]model.Output, error
 	if err := download(d, logits, ws.logits.Ptr); err != nil {
 		return nil, err
 	}
-	j := 0
-	for si, s := range seqs {
-		outs[si].Logits = make([][]float32, len(s.Logits))
-		for i := range s.Logits {
-			outs[si].Logits[i] = logits[j*cfg.Vocab : (j+1)*cfg.Vocab : (j+1)*cfg.Vocab]
-			j++
-		}
-	}
+	model.SplitLogits(outs, seqs, logits, cfg.Vocab)
 	return outs, nil
 }
 
@@ -407,10 +386,9 @@ func (m *Model) compact(ws *workspace, keep []int, bufs []rowBuf) error {
 
 // attention runs the fused kernel for rows [lo, lo+n) of one sequence over its
 // cache, and the probability kernel when the sequence probes this layer.
-func (m *Model) attention(ws *workspace, s *Seq, g *seqGroups, layer, lo, n int, scale float32) error {
+func (m *Model) attention(ws *workspace, s *model.Seq, c *Cache, g *seqGroups, layer, lo, n int, scale float32) error {
 	cfg := &m.Config
 	d := m.dev
-	c := s.Cache
 	slots := c.Len()
 	var probs []float32
 	if s.Probe != nil {

@@ -87,27 +87,27 @@ func TestChunkedAndDecodeOnGPU(t *testing.T) {
 	s := newScenario(3, v.cpu.Config.Vocab, n, nil, 1)
 	toks := s.P
 	run := func(c *Cache, lo, hi int) [][]float32 {
-		sq := &Seq{Cache: c}
+		sq := &model.Seq{Cache: c}
 		for i := lo; i < hi; i++ {
 			sq.Tokens = append(sq.Tokens, toks[i])
 			sq.Pos = append(sq.Pos, int32(i))
 			sq.Slots = append(sq.Slots, int32(i))
 			sq.Logits = append(sq.Logits, i-lo)
 		}
-		out, err := v.gm.Forward(ctx, []*Seq{sq})
+		out, err := v.gm.Forward(ctx, []*model.Seq{sq})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return out[0].Logits
 	}
-	one, err := v.gm.NewCache(n)
+	one, err := v.gm.DeviceCache(n)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer one.Free()
 	one.Alloc(n)
 	whole := run(one, 0, n)
-	c, err := v.gm.NewCache(2) // grows
+	c, err := v.gm.DeviceCache(2) // grows
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,9 +202,9 @@ func TestFillAndProbeOnGPU(t *testing.T) {
 	n := s.total()
 	st, _ := s.starts()
 	// Fill (the synchronous path) gives the same cache as the CPU's Fill.
-	cc := v.ref.NewCache(n)
+	cc := v.ref.HostCache(n)
 	cc.Alloc(n)
-	gc, err := v.gm.NewCache(n)
+	gc, err := v.gm.DeviceCache(n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,14 +247,14 @@ func TestFillAndProbeOnGPU(t *testing.T) {
 		probes[l] = make([]float32, len(tok)*cfg.Heads*n)
 		return probes[l]
 	}}
-	if _, err := v.ref.Forward(context.Background(), v.pool, []*model.Seq{cs}); err != nil {
+	if _, err := v.ref.Forward(context.Background(), []*model.Seq{cs}); err != nil {
 		t.Fatal(err)
 	}
-	gs := &Seq{Cache: gc, Tokens: tok, Pos: pos, Slots: slot, Logits: lg, Probe: func(l int) []float32 {
+	gs := &model.Seq{Cache: gc, Tokens: tok, Pos: pos, Slots: slot, Logits: lg, Probe: func(l int) []float32 {
 		gprobes[l] = make([]float32, len(tok)*cfg.Heads*n)
 		return gprobes[l]
 	}}
-	if _, err := v.gm.Forward(context.Background(), []*Seq{gs}); err != nil {
+	if _, err := v.gm.Forward(context.Background(), []*model.Seq{gs}); err != nil {
 		t.Fatal(err)
 	}
 	for l := 0; l < cfg.Layers; l++ {
@@ -281,19 +281,19 @@ func TestFillAndProbeOnGPU(t *testing.T) {
 func TestForwardBadInputOnGPU(t *testing.T) {
 	d := openDevice(t)
 	v := setupVariant(t, d, testmodel.Variants()[0])
-	c, err := v.gm.NewCache(4)
+	c, err := v.gm.DeviceCache(4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Free()
 	c.Alloc(4)
-	for name, sq := range map[string]*Seq{
+	for name, sq := range map[string]*model.Seq{
 		"token out of vocab": {Cache: c, Tokens: []int32{int32(v.cpu.Config.Vocab)}, Pos: []int32{0}, Slots: []int32{0}},
 		"slot out of cache":  {Cache: c, Tokens: []int32{1}, Pos: []int32{0}, Slots: []int32{4}},
 		"duplicate slot":     {Cache: c, Tokens: []int32{1, 2}, Pos: []int32{0, 1}, Slots: []int32{1, 1}},
 		"too many groups":    {Cache: c, Tokens: []int32{1}, Pos: []int32{0}, Slots: []int32{0}, Groups: &model.AttnGroups{SlotGroup: make([]uint8, 4), Temp: make([]float32, 5), LSEScale: make([]float32, 5)}},
 	} {
-		if _, err := v.gm.Forward(context.Background(), []*Seq{sq}); err == nil {
+		if _, err := v.gm.Forward(context.Background(), []*model.Seq{sq}); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}

@@ -101,7 +101,7 @@ func bf16Weights(t testing.TB, m *model.Model) *model.Model {
 }
 
 // scenario is a prompt [P][chunk 1]…[chunk k][Q] run through the forward
-// primitive the way the methods of DESIGN.md §3 do, on either backend.
+// primitive the way the methods of docs/ARCHITECTURE.md do, on either backend.
 type scenario struct {
 	P      []int32
 	Chunks [][]int32
@@ -164,14 +164,14 @@ func (s *scenario) cpuKV(t testing.TB, m *model.Model, pool *kernels.Pool, dt ke
 		if i > 0 {
 			toks = append(append([]int32(nil), s.P...), seg...)
 		}
-		c := m.NewCache(len(toks))
+		c := m.HostCache(len(toks))
 		c.Alloc(len(toks))
 		sq := &model.Seq{Cache: c, Tokens: toks}
 		for j := range toks {
 			sq.Pos = append(sq.Pos, int32(j))
 			sq.Slots = append(sq.Slots, int32(j))
 		}
-		if _, err := m.Forward(context.Background(), pool, []*model.Seq{sq}); err != nil {
+		if _, err := m.Forward(context.Background(), []*model.Seq{sq}); err != nil {
 			t.Fatal(err)
 		}
 		from := len(toks) - len(seg)
@@ -229,7 +229,7 @@ func (s *scenario) apeGroups() *model.AttnGroups {
 func (s *scenario) cpuRun(t testing.TB, m *model.Model, pool *kernels.Pool, sel []int, full bool, groups *model.AttnGroups, prune func(int, []int, []float32, []float32) []int) [][]float32 {
 	t.Helper()
 	n := s.total()
-	c := m.NewCache(n)
+	c := m.HostCache(n)
 	c.Alloc(n)
 	var sq *model.Seq
 	if full {
@@ -254,7 +254,7 @@ func (s *scenario) cpuRun(t testing.TB, m *model.Model, pool *kernels.Pool, sel 
 	if prune != nil {
 		sq.PruneLayer, sq.Prune = 1, prune
 	}
-	out, err := m.Forward(context.Background(), pool, []*model.Seq{sq})
+	out, err := m.Forward(context.Background(), []*model.Seq{sq})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +288,7 @@ func (s *scenario) placements(dt kernels.DType, keyPrefix string) []Placement {
 		for j := range pos {
 			pos[j] = int32(st[i] + j)
 		}
-		ps = append(ps, Placement{First: st[i], Pos: pos, Chunk: ChunkKV{
+		ps = append(ps, Placement{First: st[i], Pos: pos, Chunk: StoredKV{
 			Key: fmt.Sprintf("%s/%d", keyPrefix, i), DType: dt, Tokens: len(kv.FromPos), FromPos: kv.FromPos,
 			Layer: func(l int) ([]byte, []byte) { return encodeKV(dt, kv.K[l]), encodeKV(dt, kv.V[l]) },
 		}})
@@ -302,7 +302,7 @@ func (s *scenario) gpuRun(t testing.TB, gm *Model, ld *Loader, dt kernels.DType,
 	t.Helper()
 	ctx := context.Background()
 	n := s.total()
-	c, err := gm.NewCache(n)
+	c, err := gm.DeviceCache(n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func (s *scenario) gpuRun(t testing.TB, gm *Model, ld *Loader, dt kernels.DType,
 	if _, err := c.Alloc(n); err != nil {
 		t.Fatal(err)
 	}
-	sq := &Seq{Cache: c, Groups: groups}
+	sq := &model.Seq{Cache: c, Groups: groups}
 	if full {
 		f := s.fullSeq()
 		sq.Tokens, sq.Pos, sq.Slots, sq.Logits = f.Tokens, f.Pos, f.Slots, f.Logits
@@ -324,13 +324,13 @@ func (s *scenario) gpuRun(t testing.TB, gm *Model, ld *Loader, dt kernels.DType,
 				t.Fatal(err)
 			}
 		}()
-		sq.Ready = pd
+		c.Await(pd)
 		sq.Tokens, sq.Pos, sq.Slots, sq.Logits = s.rows(sel)
 	}
 	if prune != nil {
 		sq.PruneLayer, sq.Prune = 1, prune
 	}
-	out, err := gm.Forward(ctx, []*Seq{sq})
+	out, err := gm.Forward(ctx, []*model.Seq{sq})
 	if err != nil {
 		t.Fatal(err)
 	}

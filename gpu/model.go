@@ -2,6 +2,7 @@ package gpu
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"math"
 	"sync"
@@ -23,6 +24,7 @@ type devLayer struct {
 type Model struct {
 	Config model.Config
 	dev    *Device
+	fp     [32]byte // the CPU model's, so chunk caches are shared between backends
 
 	embed      Buffer // in its stored dtype, for the exact embedding gather
 	embedDType kernels.DType
@@ -35,8 +37,23 @@ type Model struct {
 	ws *workspace
 }
 
+var _ model.Backend = (*Model)(nil)
+
 // Device is the device the model lives on.
 func (m *Model) Device() *Device { return m.dev }
+
+// ModelConfig is m.Config (model.Backend).
+func (m *Model) ModelConfig() *model.Config { return &m.Config }
+
+// Fingerprint is the fingerprint of the weights uploaded (model.Backend): the
+// CPU model's for Upload, one derived from the config and seed for RandomModel.
+func (m *Model) Fingerprint() [32]byte { return m.fp }
+
+// Generate decodes every state to completion on the device (model.Backend):
+// model.Decode over Forward, so sampling and stopping match the CPU backend.
+func (m *Model) Generate(ctx context.Context, states []*model.GenState) error {
+	return model.Decode(ctx, m, states)
+}
 
 // toBF16 returns the matrix as bf16 bits, converting f32 and f16 storage.
 func toBF16(w kernels.Mat) []uint16 {
@@ -65,7 +82,7 @@ func Upload(ctx context.Context, d *Device, cpu *model.Model) (*Model, error) {
 	unlock := d.bind()
 	defer unlock()
 	cfg := cpu.Config
-	m := &Model{Config: cfg, dev: d, embedDType: cpu.W.Embed.DType}
+	m := &Model{Config: cfg, dev: d, fp: cpu.Fingerprint(), embedDType: cpu.W.Embed.DType}
 	ok := false
 	defer func() {
 		if !ok {
@@ -158,7 +175,7 @@ func RandomModel(ctx context.Context, d *Device, cfg model.Config, seed uint64) 
 	}
 	unlock := d.bind()
 	defer unlock()
-	m := &Model{Config: cfg, dev: d, embedDType: kernels.BF16}
+	m := &Model{Config: cfg, dev: d, fp: randomFingerprint(cfg, seed), embedDType: kernels.BF16}
 	ok := false
 	defer func() {
 		if !ok {
@@ -225,6 +242,12 @@ func RandomModel(ctx context.Context, d *Device, cfg model.Config, seed uint64) 
 	}
 	ok = true
 	return m, nil
+}
+
+// randomFingerprint names RandomModel's weights: the config and the seed
+// determine them.
+func randomFingerprint(cfg model.Config, seed uint64) [32]byte {
+	return sha256.Sum256(fmt.Appendf(nil, "gpu.RandomModel %+v seed %d", cfg, seed))
 }
 
 // WeightBytes is the device memory the weights take.

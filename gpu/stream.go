@@ -9,8 +9,8 @@ import (
 	"cacheclip/kernels"
 )
 
-// ChunkKV is one chunk's cached keys and values as a shard stores them.
-type ChunkKV struct {
+// StoredKV is one chunk's cached keys and values as a shard stores them.
+type StoredKV struct {
 	Key     string // content address; equal keys share one device copy
 	DType   kernels.DType
 	Tokens  int
@@ -22,7 +22,7 @@ type ChunkKV struct {
 
 // Placement puts a chunk into cache slots [First, First+Tokens) at positions Pos.
 type Placement struct {
-	Chunk ChunkKV
+	Chunk StoredKV
 	First int
 	Pos   []int32
 }
@@ -194,7 +194,7 @@ func (ld *Loader) Close() {
 	}
 }
 
-// Pending is a load in flight. Forward waits on it layer by layer (Seq.Ready);
+// Pending is a load in flight. Forward waits on it layer by layer (Cache.Await);
 // Wait waits for all of it and releases what it holds.
 type Pending struct {
 	events   []cuEvent
@@ -231,7 +231,7 @@ func (p *Pending) Wait() error {
 
 // Load starts copying the placements into cache c and returns at once; the
 // copies are issued by a goroutine, layer by layer, on the copy stream. Pass the
-// result as Seq.Ready to a Forward over the same cache, then Wait on it.
+// result to Cache.Await before a Forward over the same cache, then Wait on it.
 func (ld *Loader) Load(ctx context.Context, c *Cache, ps []Placement) (*Pending, error) {
 	d := ld.dev
 	KD := c.KVDim

@@ -87,10 +87,10 @@ func (b *ErrorBudget) UnmarshalText(p []byte) error {
 	return nil
 }
 
-func (s Shard) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+func (s Partition) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
-func (s *Shard) UnmarshalText(p []byte) error {
-	v, err := ParseShard(string(p))
+func (s *Partition) UnmarshalText(p []byte) error {
+	v, err := ParsePartition(string(p))
 	if err != nil {
 		return err
 	}

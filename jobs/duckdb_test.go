@@ -41,7 +41,7 @@ func checkDuckDB(t *testing.T, node, tool string, diag bool, more []string) {
 	qp := makeQuestions(t, dir, 250)
 	out := filepath.Join(dir, "out")
 	for i := 0; i < 2; i++ {
-		runJobDiag(t, qp, out, Shard{i, 2}, 40, -1, diag)
+		runJobDiag(t, qp, out, Partition{i, 2}, 40, -1, diag)
 	}
 	// An uncommitted stray must not be read: the tool reads the manifests.
 	os.WriteFile(filepath.Join(out, tmpPrefix+"s0000of0002-x-part.parquet"), []byte("junk"), 0o644)

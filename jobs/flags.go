@@ -1,9 +1,11 @@
 package jobs
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -78,11 +80,11 @@ var specFlags = []specFlag{
 	{name: "template", usage: "prompt template: chatml, llama3, plain (default: the model's)", set: str(func(s *Spec) *string { return &s.Template })},
 	{name: "out", usage: "output dataset directory", set: str(func(s *Spec) *string { return &s.Out })},
 	{name: "shard", usage: "fan-out shard i/N (deterministic by query_id)", set: func(s *Spec, v string) error {
-		sh, err := ParseShard(v)
+		sh, err := ParsePartition(v)
 		if err != nil {
 			return err
 		}
-		s.Shard = sh
+		s.Partition = sh
 		return nil
 	}},
 	{name: "batch-size", usage: "questions per batch", set: integer(func(s *Spec) *int { return &s.BatchSize })},
@@ -218,6 +220,68 @@ func (v jobValue) String() string {
 	return v.sf.job
 }
 func (v jobValue) Set(s string) error { v.sf.job = s; return nil }
+
+// engineFlags are the flags that choose a job's engine (models, template,
+// method and its parameters, store, device, answer length): the part of a
+// job that `cacheclip answer` shares with `cacheclip run`, under the same
+// names. engineFields are their spec keys.
+var (
+	engineFlags  = []string{"model", "aux", "method", "ratio", "method-param", "template", "store", "write-through", "max-new-tokens", "device"}
+	engineFields = []string{"model", "aux", "method", "ratio", "method_params", "template", "store", "write_through", "max_new_tokens", "device"}
+)
+
+// EngineFlagNames returns the names of the flags RegisterEngineFlags defines.
+func EngineFlagNames() []string { return slices.Clone(engineFlags) }
+
+// RegisterEngineFlags defines only the engine flags of RegisterFlags on fs
+// (no --job): for commands that build an engine but run no batch job. After
+// fs.Parse, call ResolveEngine.
+func RegisterEngineFlags(fs *flag.FlagSet) *SpecFlags {
+	sf := &SpecFlags{}
+	for i := range specFlags {
+		if f := &specFlags[i]; slices.Contains(engineFlags, f.name) {
+			fs.Var(&flagValue{f: f, sf: sf}, f.name, f.usage)
+		}
+	}
+	return sf
+}
+
+// ResolveEngine builds the spec from defaults and the flags, as Resolve does,
+// and validates the settings the engine reads; the batch settings (questions,
+// out, …) are left at their defaults and not checked. Errors are ConfigErrors.
+func (sf *SpecFlags) ResolveEngine() (Spec, error) {
+	s := DefaultSpec()
+	for _, apply := range sf.pending {
+		if err := apply(&s); err != nil {
+			return s, configErr(err)
+		}
+	}
+	err := s.Validate()
+	var ce *ConfigError
+	if err == nil || !errors.As(err, &ce) {
+		return s, err
+	}
+	var keep []error
+	for _, e := range unjoin(ce.Err) {
+		var fe *FieldError
+		if errors.As(e, &fe) && !slices.Contains(engineFields, fe.Field) {
+			continue
+		}
+		keep = append(keep, e)
+	}
+	if len(keep) == 0 {
+		return s, nil
+	}
+	return s, configErr(errors.Join(keep...))
+}
+
+// unjoin lists the errors joined in err (err itself when it joins none).
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
 
 // RegisterFlags defines the job flags (see FlagNames) on fs. After fs.Parse,
 // call Resolve: defaults, then the --job file, then each flag given explicitly,

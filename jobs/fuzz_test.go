@@ -119,7 +119,7 @@ func FuzzSpecFile(f *testing.F) {
 		if err := s.Validate(); err != nil {
 			return
 		}
-		if !(s.Ratio >= 0 && s.Ratio <= 1) || s.BatchSize < 1 || s.Shard.norm().Validate() != nil {
+		if !(s.Ratio >= 0 && s.Ratio <= 1) || s.BatchSize < 1 || s.Partition.norm().Validate() != nil {
 			t.Fatalf("validated spec out of range: %+v", s)
 		}
 	})

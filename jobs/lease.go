@@ -18,7 +18,7 @@ import (
 const DefaultLeaseTimeout = time.Minute
 
 // LeaseName is the lease file of one shard of an output dataset.
-func LeaseName(s Shard) string { return "_lease-" + s.norm().Tag() + ".json" }
+func LeaseName(s Partition) string { return "_lease-" + s.norm().Tag() + ".json" }
 
 // LeaseInfo is what a lease file holds. The heartbeat is the file's
 // modification time, refreshed by the holder every quarter of the timeout, so
@@ -72,7 +72,7 @@ type Lease struct {
 
 // AcquireLease takes the lease of shard sh in dir, or returns a
 // *LeaseHeldError naming the live holder.
-func AcquireLease(dir string, sh Shard, timeout time.Duration, log *slog.Logger) (*Lease, error) {
+func AcquireLease(dir string, sh Partition, timeout time.Duration, log *slog.Logger) (*Lease, error) {
 	if timeout <= 0 {
 		timeout = DefaultLeaseTimeout
 	}

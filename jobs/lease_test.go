@@ -138,7 +138,7 @@ func (c *child) wait(t *testing.T, limit time.Duration) int {
 
 // committedRows is the number of rows the shard's manifest lists.
 func committedRows(out string) int64 {
-	b, err := os.ReadFile(filepath.Join(out, ManifestName(Shard{})))
+	b, err := os.ReadFile(filepath.Join(out, ManifestName(Partition{})))
 	if err != nil {
 		return 0
 	}
@@ -227,7 +227,7 @@ func TestLeaseHolderKilled(t *testing.T) {
 	a.wait(t, 10*time.Second)
 	// Same host, pid gone: the next writer takes the lease over without
 	// waiting for the timeout.
-	if _, err := os.Stat(filepath.Join(out, LeaseName(Shard{}))); err != nil {
+	if _, err := os.Stat(filepath.Join(out, LeaseName(Partition{}))); err != nil {
 		t.Fatal("the killed holder's lease file is gone; the test needs it left behind")
 	}
 	t0 := time.Now()
@@ -304,20 +304,20 @@ func snapshot(t *testing.T, out string) string {
 			fmt.Fprintf(&b, "%s:%d ", e.Name(), info.Size())
 		}
 	}
-	m, _ := os.ReadFile(filepath.Join(out, ManifestName(Shard{})))
+	m, _ := os.ReadFile(filepath.Join(out, ManifestName(Partition{})))
 	return b.String() + strconv.Itoa(len(m))
 }
 
 func TestLeaseOtherHost(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, LeaseName(Shard{}))
+	path := filepath.Join(dir, LeaseName(Partition{}))
 	other := LeaseInfo{ID: proc.ID{Host: "elsewhere", PID: 1}, Token: "x", Started: time.Now().UTC(), TimeoutS: 1}
 	b, _ := json.Marshal(other)
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// Fresh heartbeat of a process this host cannot check: held.
-	_, err := AcquireLease(dir, Shard{}, time.Second, quiet)
+	_, err := AcquireLease(dir, Partition{}, time.Second, quiet)
 	var held *LeaseHeldError
 	if !errors.As(err, &held) || held.Holder.Host != "elsewhere" || ExitCodeOf(err, false, nil, ErrorBudget{}) != ExitLeaseHeld {
 		t.Fatalf("fresh lease of another host: %v", err)
@@ -328,7 +328,7 @@ func TestLeaseOtherHost(t *testing.T) {
 	// Heartbeat older than the timeout: taken over.
 	old := time.Now().Add(-2 * time.Second)
 	os.Chtimes(path, old, old)
-	l, err := AcquireLease(dir, Shard{}, time.Second, quiet)
+	l, err := AcquireLease(dir, Partition{}, time.Second, quiet)
 	if err != nil {
 		t.Fatalf("stale lease of another host: %v", err)
 	}

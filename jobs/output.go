@@ -22,7 +22,7 @@ import (
 	"github.com/zeebo/xxh3"
 )
 
-// OutputColumns returns the fixed output columns, in order (DESIGN.md §7);
+// OutputColumns returns the fixed output columns, in order (docs/JOBS.md, Output layout);
 // passthrough columns follow them, then DiagnosticColumns when the job asks
 // for diagnostics.
 func OutputColumns() []string { return slices.Clone(outputColumns) }
@@ -103,11 +103,11 @@ const (
 	manifestFormat = "cacheclip-output/1"
 )
 
-// ManifestName, PartName and ShardStatsName give a shard's file names; the
+// ManifestName, PartName and PartitionStatsName give a shard's file names; the
 // shard tag in every name keeps N concurrent writers on disjoint files.
-func ManifestName(s Shard) string   { return "_manifest-" + s.norm().Tag() + ".json" }
-func ShardStatsName(s Shard) string { return "_stats-" + s.norm().Tag() + ".json" }
-func PartName(s Shard, seq int) string {
+func ManifestName(s Partition) string       { return "_manifest-" + s.norm().Tag() + ".json" }
+func PartitionStatsName(s Partition) string { return "_stats-" + s.norm().Tag() + ".json" }
+func PartName(s Partition, seq int) string {
 	return fmt.Sprintf("part-%s-%06d.parquet", s.norm().Tag(), seq)
 }
 
@@ -119,12 +119,12 @@ var (
 // Manifest is a shard's record of its committed parts, rewritten atomically
 // after each part is renamed into place: a part is committed once it is listed.
 type Manifest struct {
-	Format   string     `json:"format"`
-	Shard    string     `json:"shard"`
-	Schema   string     `json:"schema"` // the part files' Parquet schema
-	Parts    []PartInfo `json:"parts"`
-	Complete bool       `json:"complete"` // the shard has read all its input
-	Stats    Stats      `json:"stats"`    // cumulative over the parts listed
+	Format    string     `json:"format"`
+	Partition string     `json:"shard"`
+	Schema    string     `json:"schema"` // the part files' Parquet schema
+	Parts     []PartInfo `json:"parts"`
+	Complete  bool       `json:"complete"` // the shard has read all its input
+	Stats     Stats      `json:"stats"`    // cumulative over the parts listed
 	// MaxErrors is the error budget the shard's rows are judged against,
 	// across all runs; BudgetChanges records every run that changed it.
 	MaxErrors     string         `json:"max_errors,omitempty"`
@@ -150,7 +150,7 @@ type PartInfo struct {
 // OutputOptions configure OpenOutput.
 type OutputOptions struct {
 	Dir         string
-	Shard       Shard
+	Partition   Partition
 	Passthrough []parquet.Field // QuestionsReader.PassthroughFields()
 	PartRows    int             // rows per part (default 1000)
 	// CommitInterval bounds how long an answered row stays uncommitted (0 =
@@ -178,7 +178,7 @@ type OutputOptions struct {
 type Output struct {
 	mu        sync.Mutex
 	opts      OutputOptions
-	shard     Shard
+	partition Partition
 	schema    *parquet.Schema
 	nPass     int
 	log       *slog.Logger
@@ -271,7 +271,7 @@ func OpenOutput(ctx context.Context, opts OutputOptions) (*Output, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	sh := opts.Shard.norm()
+	sh := opts.Partition.norm()
 	if err := sh.Validate(); err != nil {
 		return nil, configErr(err)
 	}
@@ -286,12 +286,12 @@ func OpenOutput(ctx context.Context, opts OutputOptions) (*Output, error) {
 			return nil, configErr(fmt.Errorf("input column %s is also a label job's output column; rename it in the input", f.Name()))
 		}
 	}
-	o := &Output{opts: opts, shard: sh, log: opts.Logger, committed: map[xxh3.Uint128]struct{}{},
+	o := &Output{opts: opts, partition: sh, log: opts.Logger, committed: map[xxh3.Uint128]struct{}{},
 		schema: outputSchema(opts.Passthrough, opts.Diagnostics, opts.Label), nextSeq: 1}
 	for _, f := range opts.Passthrough {
 		o.nPass += leafCount(f)
 	}
-	o.manifest = Manifest{Format: manifestFormat, Shard: sh.String(), Schema: o.schema.String()}
+	o.manifest = Manifest{Format: manifestFormat, Partition: sh.String(), Schema: o.schema.String()}
 	// The lease comes first: recovery deletes uncommitted files, which must
 	// never happen under a live writer.
 	lease, err := AcquireLease(opts.Dir, sh, opts.LeaseTimeout, o.log)
@@ -329,13 +329,13 @@ func (o *Output) effectiveBudget() ErrorBudget {
 	}
 	old, err := ParseErrorBudget(prev)
 	if err != nil || o.opts.MaxErrorsGiven {
-		o.log.Warn("error budget changed on rerun", "shard", o.shard.String(), "previous_max_errors", prev,
+		o.log.Warn("error budget changed on rerun", "shard", o.partition.String(), "previous_max_errors", prev,
 			"effective_max_errors", want.String(), "errors_so_far", o.manifest.Stats.Errors+o.manifest.Stats.Duplicates)
 		o.manifest.BudgetChanges = append(slices.Clone(o.manifest.BudgetChanges),
 			BudgetChange{From: prev, To: want.String(), At: o.opts.Now().UTC(), By: o.lease.info.ID.String()})
 		return want
 	}
-	o.log.Info("keeping the dataset's error budget (give --max-errors explicitly to change it)", "shard", o.shard.String(),
+	o.log.Info("keeping the dataset's error budget (give --max-errors explicitly to change it)", "shard", o.partition.String(),
 		"max_errors", prev, "default", want.String())
 	return old
 }
@@ -349,16 +349,16 @@ func (o *Output) recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("output dir %s: %w", dir, err)
 	}
-	tag := o.shard.Tag()
+	tag := o.partition.Tag()
 	for _, e := range entries {
 		if m := manifestRE.FindStringSubmatch(e.Name()); m != nil {
 			n, _ := strconv.Atoi(m[2])
-			if n != o.shard.N {
-				return configErr(fmt.Errorf("output dir %s holds a dataset written with %d shards (%s); this job has --shard %s: use a new output directory or the same shard count", dir, n, e.Name(), o.shard))
+			if n != o.partition.N {
+				return configErr(fmt.Errorf("output dir %s holds a dataset written with %d shards (%s); this job has --shard %s: use a new output directory or the same shard count", dir, n, e.Name(), o.partition))
 			}
 		}
 	}
-	mpath := filepath.Join(dir, ManifestName(o.shard))
+	mpath := filepath.Join(dir, ManifestName(o.partition))
 	b, err := os.ReadFile(mpath)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -416,7 +416,7 @@ func (o *Output) recover(ctx context.Context) error {
 		}
 	}
 	if len(o.manifest.Parts) > 0 {
-		o.log.Info("resuming output", "dir", dir, "shard", o.shard.String(), "parts", len(o.manifest.Parts), "committed_rows", len(o.committed))
+		o.log.Info("resuming output", "dir", dir, "shard", o.partition.String(), "parts", len(o.manifest.Parts), "committed_rows", len(o.committed))
 	}
 	return nil
 }
@@ -669,13 +669,13 @@ func (o *Output) commitLocked(ctx context.Context) error {
 	if err := o.lease.Check(); err != nil {
 		return err
 	}
-	name := PartName(o.shard, o.nextSeq)
+	name := PartName(o.partition, o.nextSeq)
 	path := filepath.Join(o.opts.Dir, name)
 	var size int64
 	// A part is never replaced: were the lease check above wrong (a writer
 	// paused between it and here), the rename fails rather than overwrite a
 	// part that the new holder committed under the same name.
-	err := writeAtomicNew(path, o.shard.Tag(), func(w io.Writer) (err error) {
+	err := writeAtomicNew(path, o.partition.Tag(), func(w io.Writer) (err error) {
 		defer func() {
 			if p := recover(); p != nil { // a malformed passthrough row
 				err = fmt.Errorf("encode part: %v", p)
@@ -729,7 +729,7 @@ func (o *Output) statsLocked(now time.Time, extra *Stats) Stats {
 	if extra != nil {
 		s.addRows(extra)
 	}
-	s.Shards = 1
+	s.Partitions = 1
 	s.Duplicates = o.duplicates
 	s.WallSeconds = o.baseWall + now.Sub(o.started).Seconds()
 	if s.FirstStart.IsZero() {
@@ -763,8 +763,8 @@ func (o *Output) writeManifest(m *Manifest) error {
 	if err != nil {
 		return fmt.Errorf("encode manifest: %w", err)
 	}
-	p := filepath.Join(o.opts.Dir, ManifestName(o.shard))
-	return writeAtomic(p, o.shard.Tag(), func(w io.Writer) error { _, err := w.Write(b); return err })
+	p := filepath.Join(o.opts.Dir, ManifestName(o.partition))
+	return writeAtomic(p, o.partition.Tag(), func(w io.Writer) error { _, err := w.Write(b); return err })
 }
 
 // SetRunCounters records this run's per-stage busy time and other counters
@@ -822,7 +822,7 @@ func (o *Output) Finish(ctx context.Context) (Stats, error) {
 	o.closed = true
 	defer o.lease.Release()
 	st := next.Stats
-	if err := writeJSONAtomic(filepath.Join(o.opts.Dir, ShardStatsName(o.shard)), o.shard.Tag(), &st); err != nil {
+	if err := writeJSONAtomic(filepath.Join(o.opts.Dir, PartitionStatsName(o.partition)), o.partition.Tag(), &st); err != nil {
 		return st, err
 	}
 	if _, err := FinalizeDataset(o.opts.Dir); err != nil {
@@ -857,8 +857,8 @@ func writeJSONAtomic(path, owner string, v any) error {
 // DatasetStats are the merged stats of an output dataset.
 type DatasetStats struct {
 	Stats
-	ShardCount     int `json:"shard_count"`     // N of --shard i/N
-	ShardsComplete int `json:"shards_complete"` // shards whose manifest is complete
+	PartitionCount     int `json:"shard_count"`     // N of --shard i/N
+	PartitionsComplete int `json:"shards_complete"` // shards whose manifest is complete
 	// Missing lists the shards that are not complete: never started (no
 	// manifest) or not finished.
 	Missing  []string `json:"missing_shards,omitempty"`
@@ -893,10 +893,10 @@ func MergeStats(dir string) (*DatasetStats, error) {
 		m := manifestRE.FindStringSubmatch(name)
 		i, _ := strconv.Atoi(m[1])
 		n, _ := strconv.Atoi(m[2])
-		if ds.ShardCount != 0 && n != ds.ShardCount {
-			return nil, configErr(fmt.Errorf("output dir %s mixes shard counts %d and %d (%s)", dir, ds.ShardCount, n, name))
+		if ds.PartitionCount != 0 && n != ds.PartitionCount {
+			return nil, configErr(fmt.Errorf("output dir %s mixes shard counts %d and %d (%s)", dir, ds.PartitionCount, n, name))
 		}
-		ds.ShardCount = n
+		ds.PartitionCount = n
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			return nil, fmt.Errorf("manifest %s: %w", name, err)
@@ -906,21 +906,21 @@ func MergeStats(dir string) (*DatasetStats, error) {
 			return nil, fmt.Errorf("manifest %s: %w", filepath.Join(dir, name), err)
 		}
 		if man.Complete {
-			ds.ShardsComplete++
+			ds.PartitionsComplete++
 			complete[i] = true
 		}
 		st := man.Stats
 		if st.BudgetExceeded {
-			ds.OverBudget = append(ds.OverBudget, Shard{I: i, N: n}.String())
+			ds.OverBudget = append(ds.OverBudget, Partition{I: i, N: n}.String())
 		}
-		ds.mergeShard(&st)
+		ds.mergePartition(&st)
 	}
-	for i := 0; i < ds.ShardCount; i++ {
+	for i := 0; i < ds.PartitionCount; i++ {
 		if !complete[i] {
-			ds.Missing = append(ds.Missing, Shard{I: i, N: ds.ShardCount}.String())
+			ds.Missing = append(ds.Missing, Partition{I: i, N: ds.PartitionCount}.String())
 		}
 	}
-	ds.Complete = ds.ShardsComplete == ds.ShardCount
+	ds.Complete = ds.PartitionsComplete == ds.PartitionCount
 	ds.Success = ds.Complete && len(ds.OverBudget) == 0
 	ds.finish()
 	return ds, nil

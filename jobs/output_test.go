@@ -50,24 +50,24 @@ func fakeResult(q *Question) Result {
 
 // runJob reads the questions of one shard and writes them, stopping (as if
 // killed) after stopAfter writes when stopAfter >= 0. It returns rows written.
-func runJob(t *testing.T, qpath, out string, sh Shard, partRows, stopAfter int) int {
+func runJob(t *testing.T, qpath, out string, sh Partition, partRows, stopAfter int) int {
 	t.Helper()
 	return runJobDiag(t, qpath, out, sh, partRows, stopAfter, false)
 }
 
 // runJobDiag is runJob with the diagnostics columns on or off; with them on,
 // rows come from diagResult.
-func runJobDiag(t *testing.T, qpath, out string, sh Shard, partRows, stopAfter int, diag bool) int {
+func runJobDiag(t *testing.T, qpath, out string, sh Partition, partRows, stopAfter int, diag bool) int {
 	t.Helper()
 	ctx := context.Background()
-	r, err := OpenQuestions(qpath, QuestionsOptions{BatchSize: 16, Shard: sh})
+	r, err := OpenQuestions(qpath, QuestionsOptions{BatchSize: 16, Partition: sh})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
 	// fakeResult fails every 10th row: a budget of 20% keeps the dataset a success.
 	budget := ErrorBudget{Fraction: 0.2, IsFraction: true}
-	o, err := OpenOutput(ctx, OutputOptions{Dir: out, Shard: sh, Passthrough: r.PassthroughFields(), PartRows: partRows, Diagnostics: diag, Logger: quiet, MaxErrors: &budget})
+	o, err := OpenOutput(ctx, OutputOptions{Dir: out, Partition: sh, Passthrough: r.PassthroughFields(), PartRows: partRows, Diagnostics: diag, Logger: quiet, MaxErrors: &budget})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func TestOutputFanOut(t *testing.T) {
 	out := filepath.Join(dir, "out")
 	var total int
 	for i := 0; i < 3; i++ {
-		total += runJob(t, qp, out, Shard{i, 3}, 20, -1)
+		total += runJob(t, qp, out, Partition{i, 3}, 20, -1)
 		_, err := os.Stat(filepath.Join(out, SuccessFile))
 		if done := err == nil; done != (i == 2) {
 			t.Errorf("after shard %d: _SUCCESS present = %v", i, done)
@@ -299,11 +299,11 @@ func TestOutputFanOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ds.Shards != 3 || ds.Rows != 200 || ds.ShardsComplete != 3 || ds.StageBusySeconds["primary"] != 3 {
+	if ds.Partitions != 3 || ds.Rows != 200 || ds.PartitionsComplete != 3 || ds.StageBusySeconds["primary"] != 3 {
 		t.Errorf("merged: %+v", ds)
 	}
 	// Reusing the directory with another shard count is refused.
-	_, err = OpenOutput(context.Background(), OutputOptions{Dir: out, Shard: Shard{0, 2}})
+	_, err = OpenOutput(context.Background(), OutputOptions{Dir: out, Partition: Partition{0, 2}})
 	if err == nil || !IsConfigError(err) || !strings.Contains(err.Error(), "3 shards") {
 		t.Errorf("N mismatch: %v", err)
 	}
@@ -436,11 +436,11 @@ func TestHistogramQuantiles(t *testing.T) {
 }
 
 // A shard that owns no question still completes, so _SUCCESS can appear.
-func TestOutputEmptyShardCompletes(t *testing.T) {
+func TestOutputEmptyPartitionCompletes(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	for i := 0; i < 2; i++ {
-		o, err := OpenOutput(ctx, OutputOptions{Dir: dir, Shard: Shard{i, 2}, Logger: quiet})
+		o, err := OpenOutput(ctx, OutputOptions{Dir: dir, Partition: Partition{i, 2}, Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -469,10 +469,10 @@ func TestOutputEmptyShardCompletes(t *testing.T) {
 	}
 }
 
-func TestMergeStatsReportsMissingShards(t *testing.T) {
+func TestMergeStatsReportsMissingPartitions(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	o, _ := OpenOutput(ctx, OutputOptions{Dir: dir, Shard: Shard{1, 3}, Logger: quiet})
+	o, _ := OpenOutput(ctx, OutputOptions{Dir: dir, Partition: Partition{1, 3}, Logger: quiet})
 	o.Write(ctx, Result{QueryID: "a", Status: StatusOK, TTFTMS: 5, TotalMS: 10})
 	if _, err := o.Finish(ctx); err != nil {
 		t.Fatal(err)
@@ -513,11 +513,11 @@ func TestOutputRemovesStaleSharedTemps(t *testing.T) {
 
 // stats.json describes finished datasets only: a shard that is not the last
 // to finish does not write it (docs/JOBS.md, Fan-out).
-func TestStatsJSONOnlyFromTheLastShard(t *testing.T) {
+func TestStatsJSONOnlyFromTheLastPartition(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
-		o, err := OpenOutput(ctx, OutputOptions{Dir: dir, Shard: Shard{i, 3}, Logger: quiet})
+		o, err := OpenOutput(ctx, OutputOptions{Dir: dir, Partition: Partition{i, 3}, Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -554,8 +554,8 @@ func TestOutputCommitsOnTimeWithoutFurtherRows(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, ManifestName(Shard{})))
-	if err != nil || !strings.Contains(string(b), PartName(Shard{}, 1)) {
+	b, err := os.ReadFile(filepath.Join(dir, ManifestName(Partition{})))
+	if err != nil || !strings.Contains(string(b), PartName(Partition{}, 1)) {
 		t.Fatalf("manifest does not list the timed part: %v\n%s", err, b)
 	}
 }

@@ -101,8 +101,8 @@ func listLeaf(c *parquet.Column) (leaf *parquet.Column, elemDef int, ok bool) {
 }
 
 // orderedGroup is a Parquet group whose fields keep the order given, unlike
-// parquet.Group (a map, sorted by name). The output schema needs DESIGN.md
-// §7's column order.
+// parquet.Group (a map, sorted by name). The output schema needs the column
+// order of docs/JOBS.md (Output layout).
 type orderedGroup struct {
 	fields []parquet.Field
 }

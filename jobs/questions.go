@@ -13,7 +13,7 @@ import (
 	"github.com/zeebo/xxh3"
 )
 
-// Input column names (DESIGN.md §7).
+// Input column names (docs/JOBS.md, Input).
 const (
 	ColQueryID      = "query_id"
 	ColQuestion     = "question"
@@ -68,8 +68,8 @@ func (e *RowError) Error() string {
 type QuestionsOptions struct {
 	// BatchSize bounds the rows decoded per read and per Next (default 256).
 	BatchSize int
-	// Shard keeps only the rows whose query_id the shard owns.
-	Shard Shard
+	// Partition keeps only the rows whose query_id the shard owns.
+	Partition Partition
 	// Choices reads and checks the choices column (label jobs); it is passed
 	// through to the output either way.
 	Choices bool
@@ -116,7 +116,7 @@ func OpenQuestions(path string, opts QuestionsOptions) (*QuestionsReader, error)
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 256
 	}
-	opts.Shard = opts.Shard.norm()
+	opts.Partition = opts.Partition.norm()
 	f, pf, err := openParquet(path, "questions")
 	if err != nil {
 		return nil, err
@@ -342,7 +342,7 @@ func (r *QuestionsReader) decode(row parquet.Row) (q Question, keep bool) {
 	} else {
 		q.QueryID = string(qidVals[0].ByteArray())
 	}
-	if !r.opts.Shard.Owns(q.QueryID) {
+	if !r.opts.Partition.Owns(q.QueryID) {
 		return q, false
 	}
 	if !nullID {

@@ -54,7 +54,7 @@ func TestQuestionsStreamsByRowGroup(t *testing.T) {
 	}
 }
 
-func TestQuestionsShardFilterIsPartition(t *testing.T) {
+func TestQuestionsPartitionFilter(t *testing.T) {
 	dir := t.TempDir()
 	rows := make([]qRow, 3000)
 	for i := range rows {
@@ -63,12 +63,12 @@ func TestQuestionsShardFilterIsPartition(t *testing.T) {
 	p := writeParquet(t, dir, "q.parquet", rows, 700)
 	seen := map[string]int{}
 	for i := 0; i < 3; i++ {
-		r, err := OpenQuestions(p, QuestionsOptions{BatchSize: 100, Shard: Shard{i, 3}})
+		r, err := OpenQuestions(p, QuestionsOptions{BatchSize: 100, Partition: Partition{i, 3}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, q := range readAll(t, r) {
-			if ShardOf(q.QueryID, 3) != i {
+			if PartitionOf(q.QueryID, 3) != i {
 				t.Fatalf("shard %d got %s", i, q.QueryID)
 			}
 			seen[q.QueryID]++

@@ -14,7 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Methods returns the method names a job may ask for (DESIGN.md §3).
+// Methods returns the method names a job may ask for (docs/METHODS.md).
 func Methods() []string { return slices.Clone(methods) }
 
 var methods = []string{"full", "reuse", "ape", "cacheblend", "cacheclip"}
@@ -81,8 +81,8 @@ type Spec struct {
 	LabelScore  string   `yaml:"label_score"`
 	LabelPrompt string   `yaml:"label_prompt"`
 
-	Out   string `yaml:"out"`   // output dataset directory
-	Shard Shard  `yaml:"shard"` // "i/N"; 0/1 when not fanned out
+	Out       string    `yaml:"out"`   // output dataset directory
+	Partition Partition `yaml:"shard"` // "i/N"; 0/1 when not fanned out
 
 	BatchSize     int `yaml:"batch_size"`     // questions per batch
 	PlanWorkers   int `yaml:"plan_workers"`   // tokenize + layout
@@ -111,7 +111,7 @@ func DefaultSpec() Spec {
 		LabelScore:     "sum",
 		LabelPrompt:    DefaultLabelPrompt,
 		Ratio:          0.2,
-		Shard:          whole,
+		Partition:      whole,
 		BatchSize:      8,
 		PlanWorkers:    1,
 		LoadWorkers:    2,
@@ -222,7 +222,7 @@ func (s *Spec) Validate() error {
 	if !slices.Contains(templates, s.Template) {
 		bad("template", "%q is not one of chatml, llama3, plain (or empty for the model's own)", s.Template)
 	}
-	if err := s.Shard.norm().Validate(); err != nil {
+	if err := s.Partition.norm().Validate(); err != nil {
 		bad("shard", "%v", err)
 	}
 	for _, f := range []struct {
@@ -274,7 +274,7 @@ func (s *Spec) Validate() error {
 // EffectiveFileName is the name of the effective spec inside the output
 // directory: job.effective.yaml, or job.effective-sIIIIofNNNN.yaml for a shard
 // of a fanned-out job (so N workers never write the same file).
-func EffectiveFileName(sh Shard) string {
+func EffectiveFileName(sh Partition) string {
 	sh = sh.norm()
 	if sh.N == 1 {
 		return "job.effective.yaml"
@@ -293,7 +293,7 @@ func (s *Spec) WriteEffective() (string, error) {
 		return "", fmt.Errorf("encode effective job: %w", err)
 	}
 	hdr := "# Effective settings of this cacheclip job (defaults + job file + flags).\n"
-	p := filepath.Join(s.Out, EffectiveFileName(s.Shard))
+	p := filepath.Join(s.Out, EffectiveFileName(s.Partition))
 	if err := writeFileAtomic(p, append([]byte(hdr), b...)); err != nil {
 		return "", err
 	}

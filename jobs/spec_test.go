@@ -13,55 +13,55 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-func TestParseShard(t *testing.T) {
+func TestParsePartition(t *testing.T) {
 	cases := []struct {
 		in      string
-		want    Shard
+		want    Partition
 		wantErr string
 	}{
 		{"", whole, ""},
-		{"0/1", Shard{0, 1}, ""},
-		{"3/8", Shard{3, 8}, ""},
-		{" 7 / 8 ", Shard{7, 8}, ""},
-		{"8/8", Shard{}, "index must be in 0..7"},
-		{"-1/8", Shard{}, "index must be in"},
-		{"1/0", Shard{}, "N must be in"},
-		{"3", Shard{}, "want i/N"},
-		{"a/8", Shard{}, "index"},
-		{"1/b", Shard{}, "count"},
+		{"0/1", Partition{0, 1}, ""},
+		{"3/8", Partition{3, 8}, ""},
+		{" 7 / 8 ", Partition{7, 8}, ""},
+		{"8/8", Partition{}, "index must be in 0..7"},
+		{"-1/8", Partition{}, "index must be in"},
+		{"1/0", Partition{}, "N must be in"},
+		{"3", Partition{}, "want i/N"},
+		{"a/8", Partition{}, "index"},
+		{"1/b", Partition{}, "count"},
 	}
 	for _, c := range cases {
-		got, err := ParseShard(c.in)
+		got, err := ParsePartition(c.in)
 		if c.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
-				t.Errorf("ParseShard(%q) err = %v, want containing %q", c.in, err, c.wantErr)
+				t.Errorf("ParsePartition(%q) err = %v, want containing %q", c.in, err, c.wantErr)
 			}
 			continue
 		}
 		if err != nil || got != c.want {
-			t.Errorf("ParseShard(%q) = %v, %v; want %v", c.in, got, err, c.want)
+			t.Errorf("ParsePartition(%q) = %v, %v; want %v", c.in, got, err, c.want)
 		}
 	}
-	if tag := (Shard{3, 8}).Tag(); tag != "s0003of0008" {
+	if tag := (Partition{3, 8}).Tag(); tag != "s0003of0008" {
 		t.Errorf("Tag = %q", tag)
 	}
 }
 
-func TestShardOfPartitions(t *testing.T) {
+func TestPartitionOf(t *testing.T) {
 	const n = 5
 	counts := make([]int, n)
 	for i := 0; i < 5000; i++ {
 		id := "q-" + strconv.Itoa(i)
-		s := ShardOf(id, n)
+		s := PartitionOf(id, n)
 		if s < 0 || s >= n {
-			t.Fatalf("ShardOf out of range: %d", s)
+			t.Fatalf("PartitionOf out of range: %d", s)
 		}
-		if s != ShardOf(id, n) {
-			t.Fatal("ShardOf not deterministic")
+		if s != PartitionOf(id, n) {
+			t.Fatal("PartitionOf not deterministic")
 		}
 		owners := 0
 		for k := 0; k < n; k++ {
-			if (Shard{k, n}).Owns(id) {
+			if (Partition{k, n}).Owns(id) {
 				owners++
 			}
 		}
@@ -76,8 +76,8 @@ func TestShardOfPartitions(t *testing.T) {
 		}
 	}
 	// The hash is fixed forever: changing it would reshuffle resumed fan-outs.
-	if got := ShardOf("q-000001", 8); got != ShardOf("q-000001", 8) || ShardOf("anything", 1) != 0 {
-		t.Error("ShardOf unstable")
+	if got := PartitionOf("q-000001", 8); got != PartitionOf("q-000001", 8) || PartitionOf("anything", 1) != 0 {
+		t.Error("PartitionOf unstable")
 	}
 }
 
@@ -155,7 +155,7 @@ func TestValidateNamesField(t *testing.T) {
 		{"prefetch", func(s *Spec) { s.Prefetch = -1 }, "prefetch"},
 		{"log format", func(s *Spec) { s.LogFormat = "xml" }, "log_format"},
 		{"template", func(s *Spec) { s.Template = "alpaca" }, "template"},
-		{"shard", func(s *Spec) { s.Shard = Shard{9, 8} }, "shard"},
+		{"shard", func(s *Spec) { s.Partition = Partition{9, 8} }, "shard"},
 		{"max new tokens", func(s *Spec) { s.MaxNewTokens = 0 }, "max_new_tokens"},
 		{"s3 store without bucket", func(s *Spec) { s.Store = "s3:///kv" }, "store"},
 		{"tier without s3 store", func(s *Spec) { s.Store, s.StoreCache = "/kv", "/tier" }, "store_cache"},
@@ -226,14 +226,14 @@ diagnostics: true
 		wantErr string
 	}{
 		{"yaml only", []string{"--job", yml}, func(t *testing.T, s Spec) {
-			if s.Method != "cacheblend" || s.Ratio != 0.15 || s.Shard != (Shard{2, 4}) || s.BatchSize != 16 ||
+			if s.Method != "cacheblend" || s.Ratio != 0.15 || s.Partition != (Partition{2, 4}) || s.BatchSize != 16 ||
 				s.MaxErrors != (ErrorBudget{Count: 25}) || s.CommitInterval != 30*time.Second || s.WriteThrough || !s.Diagnostics ||
 				s.MethodParams["check_layer"] != "2" || s.MethodParams["temperature"] != "0.9" || s.LoadWorkers != 2 {
 				t.Errorf("got %+v", s)
 			}
 		}, ""},
 		{"flags win over file, wherever --job is", []string{"--ratio", "0.3", "--job", yml, "--shard", "3/4", "--write-through", "--max-errors", "1%", "--method-param", "check_layer=5"}, func(t *testing.T, s Spec) {
-			if s.Ratio != 0.3 || s.Shard != (Shard{3, 4}) || !s.WriteThrough || !s.MaxErrors.IsFraction || s.MethodParams["check_layer"] != "5" || s.BatchSize != 16 {
+			if s.Ratio != 0.3 || s.Partition != (Partition{3, 4}) || !s.WriteThrough || !s.MaxErrors.IsFraction || s.MethodParams["check_layer"] != "5" || s.BatchSize != 16 {
 				t.Errorf("got %+v", s)
 			}
 		}, ""},
@@ -255,7 +255,7 @@ diagnostics: true
 		}, ""},
 		{"duplicate labels stop the job", []string{"--job", yml, "--task", "label", "--labels", "a,b,a"}, nil, "labels"},
 		{"json file", []string{"--job", jsn}, func(t *testing.T, s Spec) {
-			if s.Method != "full" || s.MaxErrors.Fraction != 0.02 || s.Shard != (Shard{0, 2}) || s.Diagnostics {
+			if s.Method != "full" || s.MaxErrors.Fraction != 0.02 || s.Partition != (Partition{0, 2}) || s.Diagnostics {
 				t.Errorf("got %+v", s)
 			}
 		}, ""},
@@ -300,7 +300,7 @@ func TestWriteEffectiveRoundTrips(t *testing.T) {
 	s.Out = filepath.Join(t.TempDir(), "out")
 	s.MethodParams = map[string]string{"window": "8"}
 	s.MaxErrors = ErrorBudget{Fraction: 0.05, IsFraction: true}
-	s.Shard = Shard{1, 3}
+	s.Partition = Partition{1, 3}
 	s.Diagnostics = true
 	p, err := s.WriteEffective()
 	if err != nil {
@@ -327,7 +327,7 @@ func TestWriteEffectiveRoundTrips(t *testing.T) {
 			t.Errorf("temp file left: %s", e.Name())
 		}
 	}
-	s.Shard = whole
+	s.Partition = whole
 	if p, _ := s.WriteEffective(); filepath.Base(p) != "job.effective.yaml" {
 		t.Errorf("unsharded name %s", p)
 	}

@@ -122,7 +122,7 @@ func (h *Histogram) percentiles() Percentiles {
 // wrote into it) or, merged, the whole dataset. Latency figures cover
 // status=ok rows only.
 type Stats struct {
-	Shards          int     `json:"shards"`            // shards merged into these figures
+	Partitions      int     `json:"shards"`            // shards merged into these figures
 	Rows            int64   `json:"rows"`              // committed rows, ok + error
 	OK              int64   `json:"ok"`                // status=ok rows
 	Errors          int64   `json:"errors"`            // status=error rows
@@ -219,9 +219,9 @@ func (s *Stats) finish() {
 	}
 }
 
-// mergeShard adds another shard's (finished) stats to s.
-func (s *Stats) mergeShard(o *Stats) {
-	s.Shards += max(o.Shards, 1)
+// mergePartition adds another shard's (finished) stats to s.
+func (s *Stats) mergePartition(o *Stats) {
+	s.Partitions += max(o.Partitions, 1)
 	s.addRows(o)
 	s.Duplicates += o.Duplicates
 	s.Runs += o.Runs

@@ -32,13 +32,16 @@ func (m Mat) Validate() error {
 }
 
 // RowF32 writes row i widened to f32 into dst (len Cols).
-func (m Mat) RowF32(i int, dst []float32) {
+func (m Mat) RowF32(i int, dst []float32) { defaultKernels.RowF32(m, i, dst) }
+
+// RowF32 writes row i of m widened to f32 into dst (len Cols) with this kernel set.
+func (k *Kernels) RowF32(m Mat, i int, dst []float32) {
 	off := i * m.Cols
 	switch m.DType {
 	case F32:
 		copy(dst, m.F32[off:off+m.Cols])
 	default:
-		ToF32(dst[:m.Cols], m.U16[off:off+m.Cols], m.DType)
+		k.ToF32(dst[:m.Cols], m.U16[off:off+m.Cols], m.DType)
 	}
 }
 

@@ -33,8 +33,9 @@ type Computer interface {
 	ComputeChunk(ctx context.Context, prefix, chunk []int32) (*ChunkKV, error)
 }
 
-// ChunkSource yields the corpus chunks; Next returns io.EOF at the end.
-type ChunkSource interface {
+// CorpusReader yields the corpus chunks (id and text) in turn; Next returns
+// io.EOF at the end.
+type CorpusReader interface {
 	Next(ctx context.Context) (id, text string, err error)
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"cacheclip/kernels"
 	"cacheclip/model"
+	"cacheclip/model/backendtest"
 	"cacheclip/model/testmodel"
 )
 
@@ -40,18 +41,17 @@ func BenchmarkPrefill(b *testing.B) {
 		for _, n := range []int{512, 2048} {
 			b.Run(fmt.Sprintf("%s/n=%d", dt, n), func(b *testing.B) {
 				m := qwenShape(b, dt)
-				pool := kernels.NewPool(0)
-				toks := randTokens(1, n, m.Config.Vocab)
-				cache := m.NewCache(n)
+				toks := backendtest.RandTokens(1, n, m.Config.Vocab)
+				cache := m.HostCache(n)
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					cache.Reset()
-					first := cache.Alloc(n)
+					first, _ := cache.Alloc(n)
 					s := &model.Seq{Cache: cache, Tokens: toks, Pos: make([]int32, n), Slots: make([]int32, n), Logits: []int{n - 1}}
 					for j := range s.Pos {
 						s.Pos[j], s.Slots[j] = int32(j), int32(first+j)
 					}
-					if _, err := m.Forward(context.Background(), pool, []*model.Seq{s}); err != nil {
+					if _, err := m.Forward(context.Background(), []*model.Seq{s}); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -68,23 +68,23 @@ func BenchmarkDecode(b *testing.B) {
 	for _, dt := range []kernels.DType{kernels.F32, kernels.BF16} {
 		b.Run(dt.String(), func(b *testing.B) {
 			m := qwenShape(b, dt)
-			pool := kernels.NewPool(0)
 			const ctxLen = 512
-			cache := m.NewCache(ctxLen + b.N + 1)
-			toks := randTokens(2, ctxLen, m.Config.Vocab)
-			first := cache.Alloc(ctxLen)
+			cache := m.HostCache(ctxLen + b.N + 1)
+			toks := backendtest.RandTokens(2, ctxLen, m.Config.Vocab)
+			first, _ := cache.Alloc(ctxLen)
 			s := &model.Seq{Cache: cache, Tokens: toks, Pos: make([]int32, ctxLen), Slots: make([]int32, ctxLen)}
 			for j := range s.Pos {
 				s.Pos[j], s.Slots[j] = int32(j), int32(first+j)
 			}
-			if _, err := m.Forward(context.Background(), pool, []*model.Seq{s}); err != nil {
+			if _, err := m.Forward(context.Background(), []*model.Seq{s}); err != nil {
 				b.Fatal(err)
 			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				sl := int32(cache.Alloc(1))
+				sl0, _ := cache.Alloc(1)
+				sl := int32(sl0)
 				d := &model.Seq{Cache: cache, Tokens: []int32{toks[i%ctxLen]}, Pos: []int32{int32(ctxLen + i)}, Slots: []int32{sl}, Logits: []int{0}}
-				if _, err := m.Forward(context.Background(), pool, []*model.Seq{d}); err != nil {
+				if _, err := m.Forward(context.Background(), []*model.Seq{d}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -102,10 +102,9 @@ func BenchmarkPrefillVsMatMul(b *testing.B) {
 	for _, dt := range []kernels.DType{kernels.F32, kernels.BF16} {
 		b.Run(dt.String(), func(b *testing.B) {
 			m := qwenShape(b, dt)
-			pool := kernels.NewPool(0)
 			const n = 2048
-			toks := randTokens(1, n, m.Config.Vocab)
-			cache := m.NewCache(n)
+			toks := backendtest.RandTokens(1, n, m.Config.Vocab)
+			cache := m.HostCache(n)
 			w := m.W.Layers[0].Wup
 			x := make([]float32, n*w.Cols)
 			for i := range x {
@@ -115,16 +114,16 @@ func BenchmarkPrefillVsMatMul(b *testing.B) {
 			var tEng, tMM float64
 			for i := 0; i < b.N; i++ {
 				t0 := time.Now()
-				kernels.MatMul(pool, y, x, n, w)
+				kernels.MatMul(m.Pool, y, x, n, w)
 				tMM += time.Since(t0).Seconds()
 				cache.Reset()
-				first := cache.Alloc(n)
+				first, _ := cache.Alloc(n)
 				s := &model.Seq{Cache: cache, Tokens: toks, Pos: make([]int32, n), Slots: make([]int32, n), Logits: []int{n - 1}}
 				for j := range s.Pos {
 					s.Pos[j], s.Slots[j] = int32(j), int32(first+j)
 				}
 				t0 = time.Now()
-				if _, err := m.Forward(context.Background(), pool, []*model.Seq{s}); err != nil {
+				if _, err := m.Forward(context.Background(), []*model.Seq{s}); err != nil {
 					b.Fatal(err)
 				}
 				tEng += time.Since(t0).Seconds()

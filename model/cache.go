@@ -2,7 +2,8 @@ package model
 
 import (
 	"fmt"
-	"math"
+
+	"cacheclip/kernels"
 )
 
 // Cache holds keys and values of a set of slots for every layer. Keys are stored
@@ -17,8 +18,17 @@ type Cache struct {
 	n       int
 }
 
-// NewCache allocates a cache of the given slot capacity for the model.
-func (m *Model) NewCache(capacity int) *Cache {
+// NewCache allocates a host cache of the given slot capacity (Backend).
+func (m *Model) NewCache(capacity int) (KVCache, error) {
+	if capacity < 0 {
+		return nil, fmt.Errorf("cache: capacity %d", capacity)
+	}
+	return m.HostCache(capacity), nil
+}
+
+// HostCache is NewCache with the concrete type, for callers that read the
+// slots directly (tests, the reference comparisons of other backends).
+func (m *Model) HostCache(capacity int) *Cache {
 	c := &Cache{Layers: m.Config.Layers, KVDim: m.Config.KVDim(), HeadDim: m.Config.HeadDim}
 	c.K = make([][]float32, c.Layers)
 	c.V = make([][]float32, c.Layers)
@@ -53,27 +63,49 @@ func (c *Cache) grow(capacity int) {
 }
 
 // Alloc reserves n consecutive slots and returns the first; their positions stay -1
-// until a forward call or Fill sets them.
-func (c *Cache) Alloc(n int) int {
+// until a forward call or Fill sets them. Host memory grows without a limit of
+// its own, so the error is only for a negative n.
+func (c *Cache) Alloc(n int) (int, error) {
+	if n < 0 {
+		return 0, fmt.Errorf("cache: alloc %d slots", n)
+	}
 	first := c.n
 	if c.n+n > len(c.Pos) {
 		c.grow(max(c.n+n, 2*len(c.Pos)))
 	}
 	c.n += n
-	return first
+	return first, nil
 }
 
+// ReadKV copies slots [from, to) of one layer.
+func (c *Cache) ReadKV(layer, from, to int) (k, v []float32, err error) {
+	if layer < 0 || layer >= c.Layers || from < 0 || from > to || to > c.n {
+		return nil, nil, fmt.Errorf("cache read: layer %d slots [%d,%d) outside %d layers × %d slots", layer, from, to, c.Layers, c.n)
+	}
+	k = append([]float32(nil), c.K[layer][from*c.KVDim:to*c.KVDim]...)
+	v = append([]float32(nil), c.V[layer][from*c.KVDim:to*c.KVDim]...)
+	return k, v, nil
+}
+
+// Free is a no-op: host memory belongs to the garbage collector.
+func (c *Cache) Free() {}
+
 // View returns a cache that shares c's keys and values but has its own copy of
-// the slot positions. Several views in one forward call give their sequences
-// different visibility over the same slots (a slot at position -1 in a view is
-// invisible to that view's rows): label scoring branches every label from one
-// context this way without copying it. Allocate every slot before taking views;
-// a view must not Alloc (growing would detach it from the shared storage).
-func (c *Cache) View() *Cache {
+// the slot positions (Viewer). Several views in one forward call give their
+// sequences different visibility over the same slots (a slot at position -1 in
+// a view is invisible to that view's rows): label scoring branches every label
+// from one context this way without copying it. Allocate every slot before
+// taking views; a view must not Alloc (growing would detach it from the shared
+// storage).
+func (c *Cache) View() Viewer {
 	v := *c
 	v.Pos = append([]int32(nil), c.Pos...)
 	return &v
 }
+
+// SetPos sets the position of one slot of this cache or view (Viewer); -1
+// hides it from every row.
+func (c *Cache) SetPos(slot int, pos int32) { c.Pos[slot] = pos }
 
 // Reset empties the cache without freeing memory.
 func (c *Cache) Reset() {
@@ -87,7 +119,14 @@ func (c *Cache) Reset() {
 // [first, first+len(pos)) of one layer. k and v are [len(pos)][KVDim]; the keys were
 // rotated at positions fromPos and are re-rotated to pos (RoPE composes:
 // R(b) = R(b-a)·R(a)), so a chunk computed at one offset can sit at any other.
-func (m *Model) Fill(c *Cache, layer, first int, pos []int32, k, v []float32, fromPos []int32) error {
+func (m *Model) Fill(kc KVCache, layer, first int, pos []int32, k, v []float32, fromPos []int32) error {
+	c, ok := kc.(*Cache)
+	if !ok {
+		return fmt.Errorf("cache fill: a %T is not a CPU cache", kc)
+	}
+	if layer < 0 || layer >= c.Layers {
+		return fmt.Errorf("cache fill: layer %d of %d", layer, c.Layers)
+	}
 	n := len(pos)
 	if first < 0 || first+n > c.n {
 		return fmt.Errorf("cache fill: slots [%d,%d) outside the %d allocated", first, first+n, c.n)
@@ -98,45 +137,15 @@ func (m *Model) Fill(c *Cache, layer, first int, pos []int32, k, v []float32, fr
 	dk := c.K[layer][first*c.KVDim : (first+n)*c.KVDim]
 	copy(dk, k)
 	copy(c.V[layer][first*c.KVDim:(first+n)*c.KVDim], v)
+	ks := m.Pool.Kernels()
 	cos := make([]float32, c.HeadDim/2)
 	sin := make([]float32, c.HeadDim/2)
 	for i := 0; i < n; i++ {
 		if d := pos[i] - fromPos[i]; d != 0 {
-			m.ropeTable(d, cos, sin)
-			m.rotate(dk[i*c.KVDim:(i+1)*c.KVDim], c.KVDim/c.HeadDim, cos, sin)
+			kernels.RoPETable(cos, sin, d, 1, m.invFreq)
+			ks.RoPE(dk[i*c.KVDim:(i+1)*c.KVDim], 0, c.KVDim/c.HeadDim, c.HeadDim, cos, sin, m.Config.RopeInterleaved)
 		}
 		c.Pos[first+i] = pos[i]
 	}
 	return nil
-}
-
-// ropeTable fills the cosines and sines of the rotation for position pos.
-func (m *Model) ropeTable(pos int32, cos, sin []float32) {
-	for i, f := range m.invFreq {
-		s, c := math.Sincos(float64(pos) * f)
-		cos[i] = float32(c)
-		sin[i] = float32(s)
-	}
-}
-
-// rotate applies the rotation in cos/sin to each of heads vectors in x.
-func (m *Model) rotate(x []float32, heads int, cos, sin []float32) {
-	hd := m.Config.HeadDim
-	half := hd / 2
-	for h := 0; h < heads; h++ {
-		v := x[h*hd : (h+1)*hd]
-		if m.Config.RopeInterleaved {
-			for i := 0; i < half; i++ {
-				a, b := v[2*i], v[2*i+1]
-				v[2*i] = a*cos[i] - b*sin[i]
-				v[2*i+1] = a*sin[i] + b*cos[i]
-			}
-		} else {
-			for i := 0; i < half; i++ {
-				a, b := v[i], v[i+half]
-				v[i] = a*cos[i] - b*sin[i]
-				v[i+half] = b*cos[i] + a*sin[i]
-			}
-		}
-	}
 }

@@ -11,7 +11,9 @@ import (
 // Seq is one sequence's share of a forward call: rows (token ids at explicit
 // positions) that are computed and written into slots of the sequence's cache.
 type Seq struct {
-	Cache  *Cache
+	// Cache is the backend's own cache type (NewCache of the backend running
+	// the call).
+	Cache  KVCache
 	Tokens []int32
 	Pos    []int32
 	Slots  []int32
@@ -53,21 +55,22 @@ type Output struct {
 // slot of its cache whose position is at or before its own, and logits come back
 // only for the rows asked for. Rows of all sequences share the matrix products,
 // which is what makes batched decode cheaper than one sequence at a time.
-func (m *Model) Forward(ctx context.Context, pool *kernels.Pool, seqs []*Seq) ([]Output, error) {
+//
+// Every operation runs on m.Pool with its kernel set.
+func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 	cfg := &m.Config
-	var R int
-	for si, s := range seqs {
-		if err := m.checkSeq(s); err != nil {
-			return nil, fmt.Errorf("forward: sequence %d: %w", si, err)
-		}
-		R += len(s.Tokens)
+	pool := m.Pool
+	ks := pool.Kernels()
+	caches, R, err := CheckSeqs(seqs, m.checkSeq)
+	if err != nil {
+		return nil, err
 	}
 	H, D, QD, KD := cfg.Hidden, cfg.HeadDim, cfg.QDim(), cfg.KVDim()
 	rows := NewRows(seqs)
-	for _, s := range seqs {
+	for si, s := range seqs {
 		// Attention masks by the positions of the slots.
 		for i, sl := range s.Slots {
-			s.Cache.Pos[sl] = s.Pos[i]
+			caches[si].Pos[sl] = s.Pos[i]
 		}
 	}
 	pos, slot, spans := rows.Pos, rows.Slot, rows.Spans
@@ -76,7 +79,7 @@ func (m *Model) Forward(ctx context.Context, pool *kernels.Pool, seqs []*Seq) ([
 		r := 0
 		for _, s := range seqs {
 			for _, t := range s.Tokens {
-				m.W.Embed.RowF32(int(t), x[r*H:(r+1)*H])
+				ks.RowF32(m.W.Embed, int(t), x[r*H:(r+1)*H])
 				r++
 			}
 		}
@@ -93,7 +96,7 @@ func (m *Model) Forward(ctx context.Context, pool *kernels.Pool, seqs []*Seq) ([
 	cos := make([]float32, R*half)
 	sin := make([]float32, R*half)
 	for r := 0; r < R; r++ {
-		m.ropeTable(pos[r], cos[r*half:(r+1)*half], sin[r*half:(r+1)*half])
+		kernels.RoPETable(cos[r*half:(r+1)*half], sin[r*half:(r+1)*half], pos[r], 1, m.invFreq)
 	}
 	for l := 0; l < cfg.Layers; l++ {
 		if err := ctx.Err(); err != nil {
@@ -103,7 +106,7 @@ func (m *Model) Forward(ctx context.Context, pool *kernels.Pool, seqs []*Seq) ([
 		R = len(pos)
 		pool.Run(R, 8, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
-				kernels.RMSNorm(xn[r*H:(r+1)*H], x[r*H:(r+1)*H], L.AttnNorm, cfg.RMSEps)
+				ks.RMSNorm(xn[r*H:(r+1)*H], x[r*H:(r+1)*H], L.AttnNorm, cfg.RMSEps)
 			}
 		})
 		kernels.MatMul(pool, q[:R*QD], xn[:R*H], R, L.Wq)
@@ -112,13 +115,13 @@ func (m *Model) Forward(ctx context.Context, pool *kernels.Pool, seqs []*Seq) ([
 		pool.Run(R, 8, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				if L.Bq != nil {
-					kernels.Add(q[r*QD:(r+1)*QD], L.Bq)
-					kernels.Add(k[r*KD:(r+1)*KD], L.Bk)
-					kernels.Add(v[r*KD:(r+1)*KD], L.Bv)
+					ks.Add(q[r*QD:(r+1)*QD], L.Bq)
+					ks.Add(k[r*KD:(r+1)*KD], L.Bk)
+					ks.Add(v[r*KD:(r+1)*KD], L.Bv)
 				}
 				c, s := cos[r*half:(r+1)*half], sin[r*half:(r+1)*half]
-				m.rotate(q[r*QD:(r+1)*QD], cfg.Heads, c, s)
-				m.rotate(k[r*KD:(r+1)*KD], cfg.KVHeads, c, s)
+				ks.RoPE(q[r*QD:(r+1)*QD], 0, cfg.Heads, D, c, s, cfg.RopeInterleaved)
+				ks.RoPE(k[r*KD:(r+1)*KD], 0, cfg.KVHeads, D, c, s, cfg.RopeInterleaved)
 			}
 		})
 		// Selective recompute that decides at a layer (CacheBlend) drops rows here.
@@ -148,8 +151,8 @@ func (m *Model) Forward(ctx context.Context, pool *kernels.Pool, seqs []*Seq) ([
 			pos, slot, spans = rows.Pos, rows.Slot, rows.Spans
 			R = rows.Len()
 		}
-		for si, s := range seqs {
-			c := s.Cache
+		for si := range seqs {
+			c := caches[si]
 			for r := spans[si].Lo; r < spans[si].Hi; r++ {
 				sl := int(slot[r])
 				copy(c.K[l][sl*KD:(sl+1)*KD], k[r*KD:(r+1)*KD])
@@ -161,37 +164,38 @@ func (m *Model) Forward(ctx context.Context, pool *kernels.Pool, seqs []*Seq) ([
 			if sp.Hi == sp.Lo {
 				continue
 			}
+			c := caches[si]
 			var probs []float32
 			if s.Probe != nil {
 				probs = s.Probe(l)
-				if probs != nil && len(probs) != (sp.Hi-sp.Lo)*cfg.Heads*s.Cache.Len() {
-					return nil, fmt.Errorf("forward: sequence %d: probe buffer for layer %d has %d floats, want %d", si, l, len(probs), (sp.Hi-sp.Lo)*cfg.Heads*s.Cache.Len())
+				if probs != nil && len(probs) != (sp.Hi-sp.Lo)*cfg.Heads*c.Len() {
+					return nil, fmt.Errorf("forward: sequence %d: probe buffer for layer %d has %d floats, want %d", si, l, len(probs), (sp.Hi-sp.Lo)*cfg.Heads*c.Len())
 				}
 			}
-			n := s.Cache.Len()
+			n := c.Len()
 			spec := kernels.AttnSpec{Heads: cfg.Heads, KVHeads: cfg.KVHeads, HeadDim: D, Scale: float32(1 / math.Sqrt(float64(D))), Probs: probs}
 			if g := s.Groups; g != nil {
 				spec.SlotGroup, spec.GroupTemp, spec.GroupLSEScale = g.SlotGroup[:n], g.Temp, g.LSEScale
 			}
 			kernels.Attention(pool, att[sp.Lo*QD:sp.Hi*QD], q[sp.Lo*QD:sp.Hi*QD], pos[sp.Lo:sp.Hi],
-				s.Cache.K[l][:n*KD], s.Cache.V[l][:n*KD], s.Cache.Pos[:n], spec)
+				c.K[l][:n*KD], c.V[l][:n*KD], c.Pos[:n], spec)
 		}
 		kernels.MatMul(pool, tmp[:R*H], att[:R*QD], R, L.Wo)
 		pool.Run(R, 8, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
-				kernels.Add(x[r*H:(r+1)*H], tmp[r*H:(r+1)*H])
-				kernels.RMSNorm(xn[r*H:(r+1)*H], x[r*H:(r+1)*H], L.MLPNorm, cfg.RMSEps)
+				ks.Add(x[r*H:(r+1)*H], tmp[r*H:(r+1)*H])
+				ks.RMSNorm(xn[r*H:(r+1)*H], x[r*H:(r+1)*H], L.MLPNorm, cfg.RMSEps)
 			}
 		})
 		I := cfg.Intermediate
 		kernels.MatMul(pool, gate[:R*I], xn[:R*H], R, L.Wgate)
 		kernels.MatMul(pool, up[:R*I], xn[:R*H], R, L.Wup)
 		pool.Run(R, 4, func(lo, hi int) {
-			kernels.SiLUMul(gate[lo*I:hi*I], up[lo*I:hi*I])
+			ks.SiLUMul(gate[lo*I:hi*I], up[lo*I:hi*I])
 		})
 		kernels.MatMul(pool, tmp[:R*H], gate[:R*I], R, L.Wdown)
 		pool.Run(R, 8, func(lo, hi int) {
-			kernels.Add(x[lo*H:hi*H], tmp[lo*H:hi*H])
+			ks.Add(x[lo*H:hi*H], tmp[lo*H:hi*H])
 		})
 	}
 	outs := make([]Output, len(seqs))
@@ -202,30 +206,27 @@ func (m *Model) Forward(ctx context.Context, pool *kernels.Pool, seqs []*Seq) ([
 	}
 	hn := make([]float32, len(want)*H)
 	for j, r := range want {
-		kernels.RMSNorm(hn[j*H:(j+1)*H], x[r*H:(r+1)*H], m.W.Norm, cfg.RMSEps)
+		ks.RMSNorm(hn[j*H:(j+1)*H], x[r*H:(r+1)*H], m.W.Norm, cfg.RMSEps)
 	}
 	logits := make([]float32, len(want)*cfg.Vocab)
 	kernels.MatMul(pool, logits, hn, len(want), m.W.LMHead)
-	j := 0
-	for si, s := range seqs {
-		outs[si].Logits = make([][]float32, len(s.Logits))
-		for i := range s.Logits {
-			outs[si].Logits[i] = logits[j*cfg.Vocab : (j+1)*cfg.Vocab : (j+1)*cfg.Vocab]
-			j++
-		}
-	}
+	SplitLogits(outs, seqs, logits, cfg.Vocab)
 	return outs, nil
 }
 
-func (m *Model) checkSeq(s *Seq) error {
+func (m *Model) checkSeq(s *Seq) (*Cache, error) {
 	cfg := &m.Config
 	if s.Cache == nil {
-		return fmt.Errorf("no cache")
+		return nil, fmt.Errorf("no cache")
 	}
-	if s.Cache.Layers != cfg.Layers || s.Cache.KVDim != cfg.KVDim() {
-		return fmt.Errorf("cache shaped for %d layers × %d, model has %d × %d", s.Cache.Layers, s.Cache.KVDim, cfg.Layers, cfg.KVDim())
+	c, ok := s.Cache.(*Cache)
+	if !ok {
+		return nil, fmt.Errorf("a %T is not a CPU cache", s.Cache)
 	}
-	return m.Config.CheckRows(s.Tokens, s.Pos, s.Slots, s.Logits, s.Cache.Len(), s.Groups)
+	if c.Layers != cfg.Layers || c.KVDim != cfg.KVDim() {
+		return nil, fmt.Errorf("cache shaped for %d layers × %d, model has %d × %d", c.Layers, c.KVDim, cfg.Layers, cfg.KVDim())
+	}
+	return c, m.Config.CheckRows(s.Tokens, s.Pos, s.Slots, s.Logits, c.Len(), s.Groups)
 }
 
 // CheckRows validates the rows of one sequence against the model and a cache of

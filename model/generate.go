@@ -7,8 +7,6 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strings"
-
-	"cacheclip/kernels"
 )
 
 // Sampling chooses the next token. The zero value is greedy decoding, which batch
@@ -103,7 +101,7 @@ type GenOptions struct {
 
 // GenState is one sequence being decoded.
 type GenState struct {
-	Cache   *Cache
+	Cache   KVCache
 	NextPos int32     // position of the next token
 	Logits  []float32 // logits that predict the next token
 	Opts    GenOptions
@@ -119,9 +117,17 @@ type GenState struct {
 	sampler *Sampler
 }
 
-// Generate decodes every state to completion, batching one row of each unfinished
-// sequence per forward call so the weights are read once per step for all of them.
-func (m *Model) Generate(ctx context.Context, pool *kernels.Pool, states []*GenState) error {
+// Generate decodes every state to completion on the CPU (Decode).
+func (m *Model) Generate(ctx context.Context, states []*GenState) error {
+	return Decode(ctx, m, states)
+}
+
+// Decode decodes every state to completion on backend b, batching one row of
+// each unfinished sequence per forward call so the weights are read once per
+// step for all of them. It is every backend's Generate: sampling, stop ids and
+// strings and the length limit are the same on each.
+func Decode(ctx context.Context, b Backend, states []*GenState) error {
+	maxPos := b.ModelConfig().MaxPos
 	for _, st := range states {
 		st.sampler = NewSampler(st.Opts.Sampling)
 		if st.Opts.MaxNewTokens <= 0 {
@@ -156,19 +162,22 @@ func (m *Model) Generate(ctx context.Context, pool *kernels.Pool, states []*GenS
 			if st.Done {
 				continue
 			}
-			if int(st.NextPos) >= m.Config.MaxPos {
+			if int(st.NextPos) >= maxPos {
 				st.Done, st.Reason = true, "length"
 				continue
 			}
-			slot := int32(st.Cache.Alloc(1))
-			seqs = append(seqs, &Seq{Cache: st.Cache, Tokens: []int32{tok}, Pos: []int32{st.NextPos}, Slots: []int32{slot}, Logits: []int{0}, Groups: st.Groups})
+			slot, err := st.Cache.Alloc(1)
+			if err != nil {
+				return fmt.Errorf("generate: %w", err)
+			}
+			seqs = append(seqs, &Seq{Cache: st.Cache, Tokens: []int32{tok}, Pos: []int32{st.NextPos}, Slots: []int32{int32(slot)}, Logits: []int{0}, Groups: st.Groups})
 			live = append(live, st)
 			st.NextPos++
 		}
 		if len(seqs) == 0 {
 			break
 		}
-		outs, err := m.Forward(ctx, pool, seqs)
+		outs, err := b.Forward(ctx, seqs)
 		if err != nil {
 			return fmt.Errorf("generate: %w", err)
 		}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-
-	"cacheclip/kernels"
 )
 
 // idText decodes ids as "<id>" strings so stop strings can be tested without a tokenizer.
@@ -20,16 +18,16 @@ func (idText) Decode(ids []int32) string {
 	return b.String()
 }
 
-func prefillStories(t *testing.T, m *Model, pool *kernels.Pool, ids []int32, extra int) *GenState {
+func prefillStories(t *testing.T, m *Model, ids []int32, extra int) *GenState {
 	t.Helper()
-	c := m.NewCache(len(ids) + extra)
-	first := c.Alloc(len(ids))
+	c := m.HostCache(len(ids) + extra)
+	first, _ := c.Alloc(len(ids))
 	s := &Seq{Cache: c, Tokens: ids, Logits: []int{len(ids) - 1}}
 	for i := range ids {
 		s.Pos = append(s.Pos, int32(i))
 		s.Slots = append(s.Slots, int32(first+i))
 	}
-	out, err := m.Forward(context.Background(), pool, []*Seq{s})
+	out, err := m.Forward(context.Background(), []*Seq{s})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,13 +36,12 @@ func prefillStories(t *testing.T, m *Model, pool *kernels.Pool, ids []int32, ext
 
 func TestGenerateGreedyMatchesGolden(t *testing.T) {
 	m, g := loadStories(t)
-	pool := kernels.NewPool(0)
 	// Two sequences decoded in one batch must each match the golden.
-	a := prefillStories(t, m, pool, g.PromptIDs, 200)
-	b := prefillStories(t, m, pool, g.PromptIDs, 200)
+	a := prefillStories(t, m, g.PromptIDs, 200)
+	b := prefillStories(t, m, g.PromptIDs, 200)
 	a.Opts.MaxNewTokens = len(g.GreedyIDs)
 	b.Opts.MaxNewTokens = 50
-	if err := m.Generate(context.Background(), pool, []*GenState{a, b}); err != nil {
+	if err := m.Generate(context.Background(), []*GenState{a, b}); err != nil {
 		t.Fatal(err)
 	}
 	for i, want := range g.GreedyIDs {
@@ -64,7 +61,6 @@ func TestGenerateGreedyMatchesGolden(t *testing.T) {
 
 func TestGenerateStopsAndSampling(t *testing.T) {
 	m, g := loadStories(t)
-	pool := kernels.NewPool(0)
 	cases := []struct {
 		name  string
 		opts  GenOptions
@@ -91,9 +87,9 @@ func TestGenerateStopsAndSampling(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			st := prefillStories(t, m, pool, g.PromptIDs, 120)
+			st := prefillStories(t, m, g.PromptIDs, 120)
 			st.Opts = tc.opts
-			if err := m.Generate(context.Background(), pool, []*GenState{st}); err != nil {
+			if err := m.Generate(context.Background(), []*GenState{st}); err != nil {
 				t.Fatal(err)
 			}
 			tc.check(t, st)
@@ -101,9 +97,9 @@ func TestGenerateStopsAndSampling(t *testing.T) {
 	}
 	// Same seed, same sample; different seed, (almost surely) different sample.
 	sample := func(seed uint64) []int32 {
-		st := prefillStories(t, m, pool, g.PromptIDs, 60)
+		st := prefillStories(t, m, g.PromptIDs, 60)
 		st.Opts = GenOptions{MaxNewTokens: 40, Sampling: Sampling{Temperature: 1.2, TopP: 0.95, Seed: seed}}
-		if err := m.Generate(context.Background(), pool, []*GenState{st}); err != nil {
+		if err := m.Generate(context.Background(), []*GenState{st}); err != nil {
 			t.Fatal(err)
 		}
 		return st.IDs

@@ -124,3 +124,33 @@ func (b *Rows) row(si, i int) int {
 	}
 	return -1
 }
+
+// SplitLogits hands out logits, the rows of Wanted in order ([row][vocab]),
+// to the sequences' outputs: outs[si].Logits[i] belongs to seqs[si].Logits[i].
+// Each slice is capped at its row, so appending to one never spills into the
+// next.
+func SplitLogits(outs []Output, seqs []*Seq, logits []float32, vocab int) {
+	j := 0
+	for si, s := range seqs {
+		outs[si].Logits = make([][]float32, len(s.Logits))
+		for i := range s.Logits {
+			outs[si].Logits[i] = logits[j*vocab : (j+1)*vocab : (j+1)*vocab]
+			j++
+		}
+	}
+}
+
+// CheckSeqs validates every sequence of a forward call with check (the
+// backend's own checks, which also resolve the sequence's cache to the
+// backend's type) and returns the caches and the total number of rows. The
+// error names the sequence.
+func CheckSeqs[C any](seqs []*Seq, check func(*Seq) (C, error)) (caches []C, rows int, err error) {
+	caches = make([]C, len(seqs))
+	for si, s := range seqs {
+		if caches[si], err = check(s); err != nil {
+			return nil, 0, fmt.Errorf("forward: sequence %d: %w", si, err)
+		}
+		rows += len(s.Tokens)
+	}
+	return caches, rows, nil
+}

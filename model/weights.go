@@ -42,9 +42,13 @@ type tensorInfo struct {
 
 // Model is a loaded checkpoint ready to run.
 type Model struct {
-	Config  Config
-	W       Weights
-	Dir     string
+	Config Config
+	W      Weights
+	Dir    string
+	// Pool runs every CPU operation of the model, with its kernel set; a new
+	// model gets one worker per CPU and the best kernels for it. Replace it
+	// before use to set threads or kernels.
+	Pool    *kernels.Pool
 	invFreq []float64
 	fp      [32]byte
 	closer  io.Closer
@@ -277,7 +281,7 @@ func u16Bytes(s []uint16) []byte {
 }
 
 func newModel(cfg *Config, w Weights, fp [32]byte) *Model {
-	return &Model{Config: *cfg, W: w, invFreq: cfg.InvFreq(), fp: fp}
+	return &Model{Config: *cfg, W: w, Pool: kernels.NewPool(0), invFreq: cfg.InvFreq(), fp: fp}
 }
 
 // LoadLlama2C reads a llama2.c checkpoint (version 0: 7 int32 header, then f32

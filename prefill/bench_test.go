@@ -21,7 +21,7 @@ import (
 // benchSetup is built once per benchmark process: the Qwen2.5-0.5B-shaped random
 // primary takes seconds to generate.
 type benchSetup struct {
-	eng        *prefill.Engine
+	eng        *prefill.Prefiller
 	aux        *auxscore.Scorer // full auxiliary prefill
 	auxCheap   *auxscore.Scorer // auxiliary per-chunk caches, Q only
 	q          prefill.Query
@@ -33,7 +33,6 @@ type benchSetup struct {
 }
 
 var benchOnce = sync.OnceValues(func() (*benchSetup, error) {
-	pool := kernels.NewPool(0)
 	m, err := testmodel.Build(testmodel.Qwen25_05B(kernels.BF16))
 	if err != nil {
 		return nil, err
@@ -58,9 +57,9 @@ var benchOnce = sync.OnceValues(func() (*benchSetup, error) {
 	q.Question = "What is the num?"[:14]
 	lay := prefilltest.Layouter{Width: 1}
 	s := &benchSetup{
-		eng:      &prefill.Engine{Model: m, Layout: lay, Pool: pool},
-		aux:      &auxscore.Scorer{Model: am, Layout: prefilltest.Layouter{Width: 2}, Pool: pool},
-		auxCheap: &auxscore.Scorer{Model: am, Layout: prefilltest.Layouter{Width: 2}, Pool: pool, Source: prefill.NewMemorySource(&prefill.Computer{Model: am, Pool: pool})},
+		eng:      &prefill.Prefiller{Model: m, Layouter: lay},
+		aux:      &auxscore.Scorer{Model: am, Layouter: prefilltest.Layouter{Width: 2}},
+		auxCheap: &auxscore.Scorer{Model: am, Layouter: prefilltest.Layouter{Width: 2}, Source: prefill.NewMemorySource(&prefill.Computer{Model: am})},
 		q:        q,
 		auxSel:   map[float64][]int{},
 	}
@@ -84,7 +83,7 @@ var benchOnce = sync.OnceValues(func() (*benchSetup, error) {
 	if _, err := s.eng.Prefill(ctx, q, rm, 0); err != nil {
 		return nil, err
 	}
-	al, _ := s.auxCheap.Layout.Layout(q.Chunks, q.Question)
+	al, _ := s.auxCheap.Layouter.Layout(q.Chunks, q.Question)
 	if _, err := s.auxCheap.Scores(ctx, al); err != nil {
 		return nil, err
 	}

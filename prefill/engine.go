@@ -7,22 +7,20 @@ import (
 	"sync"
 	"time"
 
-	"cacheclip/kernels"
 	"cacheclip/model"
 )
 
-// Engine bundles a primary model with its tokenizer and template (Layout), the
-// source of its chunk caches and the thread pool. An Engine may serve several
-// goroutines at once.
-type Engine struct {
-	Model  *model.Model
-	Layout Layouter
-	Pool   *kernels.Pool
+// Prefiller runs the methods for a primary model (any backend): it bundles the
+// model with its tokenizer and template (Layouter) and the source of its chunk
+// caches. A Prefiller may serve several goroutines at once.
+type Prefiller struct {
+	Model    model.Backend
+	Layouter Layouter
 	// Source hands out chunk caches; nil computes them with the model and keeps
 	// them in memory.
 	Source ChunkSource
 	// FullChunkRows bounds the rows of one forward call of the full method (chunked
-	// prefill); 0 means 2048.
+	// prefill); 0 means model.DefaultAppendRows.
 	FullChunkRows int
 
 	prefix  PrefixCache
@@ -53,7 +51,7 @@ type Stats struct {
 
 // Result is a prefilled question, ready for decoding.
 type Result struct {
-	Cache   *model.Cache
+	Cache   model.KVCache
 	Logits  []float32 // of the last Q row: they predict the first answer token
 	NextPos int32
 	// Selected are the context tokens recomputed through the last layer (indices
@@ -64,22 +62,22 @@ type Result struct {
 	Stats  Stats
 }
 
-func (e *Engine) source() ChunkSource {
+func (e *Prefiller) source() ChunkSource {
 	if e.Source != nil {
 		return e.Source
 	}
-	e.memOnce.Do(func() { e.mem = NewMemorySource(&Computer{Model: e.Model, Pool: e.Pool}) })
+	e.memOnce.Do(func() { e.mem = NewMemorySource(&Computer{Model: e.Model}) })
 	return e.mem
 }
 
-// Prefill lays out the query with the engine's tokenizer and template and runs the
+// Prefill lays out the query with the prefiller's tokenizer and template and runs the
 // method. reserve is the number of slots kept free for the answer; the whole
 // prompt plus reserve must fit the model's context.
-func (e *Engine) Prefill(ctx context.Context, q Query, m Method, reserve int) (*Result, error) {
-	if e.Layout == nil {
-		return nil, fmt.Errorf("prefill: engine has no layouter")
+func (e *Prefiller) Prefill(ctx context.Context, q Query, m Method, reserve int) (*Result, error) {
+	if e.Layouter == nil {
+		return nil, fmt.Errorf("prefill: no layouter")
 	}
-	lay, err := e.Layout.Layout(q.Chunks, q.Question)
+	lay, err := e.Layouter.Layout(q.Chunks, q.Question)
 	if err != nil {
 		return nil, fmt.Errorf("prefill: layout: %w", err)
 	}
@@ -88,9 +86,9 @@ func (e *Engine) Prefill(ctx context.Context, q Query, m Method, reserve int) (*
 
 // PrefillLayout runs the method on an already tokenised layout (q is passed on
 // to the auxiliary scorer, which lays the texts out with its own tokenizer).
-func (e *Engine) PrefillLayout(ctx context.Context, q Query, lay Layout, m Method, reserve int) (*Result, error) {
+func (e *Prefiller) PrefillLayout(ctx context.Context, q Query, lay Layout, m Method, reserve int) (*Result, error) {
 	start := time.Now()
-	cfg := &e.Model.Config
+	cfg := e.Model.ModelConfig()
 	if err := m.Validate(cfg.Layers); err != nil {
 		return nil, fmt.Errorf("prefill: %w", err)
 	}
@@ -147,7 +145,7 @@ func (e *Engine) PrefillLayout(ctx context.Context, q Query, lay Layout, m Metho
 			return nil, fmt.Errorf("prefill: auxiliary selection: %w", err)
 		}
 	}
-	pkv, err := e.prefix.Get(ctx, e.Model, e.Pool, lay.Prefix.IDs)
+	pkv, err := e.prefix.Get(ctx, e.Model, lay.Prefix.IDs)
 	if err != nil {
 		return nil, fmt.Errorf("prefill: %w", err)
 	}
@@ -171,6 +169,7 @@ func (e *Engine) PrefillLayout(ctx context.Context, q Query, lay Layout, m Metho
 		ctxTok = append(ctxTok, c.IDs...)
 	}
 	np := len(lay.Prefix.IDs)
+	var pruneErr error // reading the cache inside CacheBlend's hook failed
 	switch m.Name {
 	case APE:
 		// APE (Infini-AI-Lab/APE, ape_llama.py, prefill_query): the query's attention
@@ -193,9 +192,16 @@ func (e *Engine) PrefillLayout(ctx context.Context, q Query, lay Layout, m Metho
 		cache := asm.Cache
 		kd := cfg.KVDim()
 		seq.Prune = func(layer int, rows []int, k, v []float32) []int {
-			fresh, old := v, cache.V[layer]
+			// The cache still holds the loaded chunks' keys and values at this
+			// layer: the fresh ones are written after the hook.
+			oldK, oldV, err := cache.ReadKV(layer, np, np+n)
+			if err != nil {
+				pruneErr = err
+				return nil
+			}
+			fresh, old := v, oldV
 			if m.RankBy == "k" {
-				fresh, old = k, cache.K[layer]
+				fresh, old = k, oldK
 			}
 			// LMCache ranks by the squared L2 distance over every KV head of a
 			// token's fresh and cached vector; the order is the same as the L2 norm's.
@@ -210,7 +216,7 @@ func (e *Engine) PrefillLayout(ctx context.Context, q Query, lay Layout, m Metho
 					keep = append(keep, i)
 					continue
 				}
-				sl := int(seq.Slots[r])
+				sl := int(seq.Slots[r]) - np
 				var d float64
 				f := fresh[i*kd : (i+1)*kd]
 				o := old[sl*kd : (sl+1)*kd]
@@ -240,8 +246,13 @@ func (e *Engine) PrefillLayout(ctx context.Context, q Query, lay Layout, m Metho
 	}
 	seq.Logits = []int{len(seq.Tokens) - 1}
 	t0 := time.Now()
-	out, err := e.Model.Forward(ctx, e.Pool, []*model.Seq{seq})
+	out, err := e.Model.Forward(ctx, []*model.Seq{seq})
+	if pruneErr != nil {
+		// The hook kept no rows, so Forward failed on that: the cause is here.
+		err = pruneErr
+	}
 	if err != nil {
+		asm.Cache.Free()
 		return nil, fmt.Errorf("prefill: %s: %w", m.Name, err)
 	}
 	res.Stats.Recompute = time.Since(t0)
@@ -253,39 +264,24 @@ func (e *Engine) PrefillLayout(ctx context.Context, q Query, lay Layout, m Metho
 }
 
 // full computes every row (P, chunks, Q) fresh, FullChunkRows at a time.
-func (e *Engine) full(ctx context.Context, lay *Layout, reserve int, res *Result) error {
+func (e *Prefiller) full(ctx context.Context, lay *Layout, reserve int, res *Result) error {
 	var toks []int32
 	toks = append(toks, lay.Prefix.IDs...)
 	for _, c := range lay.Chunks {
 		toks = append(toks, c.IDs...)
 	}
 	toks = append(toks, lay.Question.IDs...)
-	step := e.FullChunkRows
-	if step <= 0 {
-		step = 2048
+	cache, err := e.Model.NewCache(len(toks) + reserve)
+	if err != nil {
+		return fmt.Errorf("prefill: full: %w", err)
 	}
-	cache := e.Model.NewCache(len(toks) + reserve)
 	t0 := time.Now()
-	for lo := 0; lo < len(toks); lo += step {
-		hi := min(lo+step, len(toks))
-		first := cache.Alloc(hi - lo)
-		s := &model.Seq{Cache: cache}
-		for i := lo; i < hi; i++ {
-			s.Tokens = append(s.Tokens, toks[i])
-			s.Pos = append(s.Pos, int32(i))
-			s.Slots = append(s.Slots, int32(first+i-lo))
-		}
-		if hi == len(toks) {
-			s.Logits = []int{hi - lo - 1}
-		}
-		out, err := e.Model.Forward(ctx, e.Pool, []*model.Seq{s})
-		if err != nil {
-			return fmt.Errorf("prefill: full: rows [%d,%d): %w", lo, hi, err)
-		}
-		if hi == len(toks) {
-			res.Logits = out[0].Logits[0]
-		}
+	logits, err := model.Append(ctx, e.Model, cache, toks, 0, e.FullChunkRows, true)
+	if err != nil {
+		cache.Free()
+		return fmt.Errorf("prefill: full: %w", err)
 	}
+	res.Logits = logits
 	res.Stats.Recompute = time.Since(t0)
 	res.Stats.RecomputedTokens = lay.ContextTokens()
 	res.Cache = cache

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"cacheclip/kernels"
 	"cacheclip/model"
 	"cacheclip/model/testmodel"
 	"cacheclip/prefill"
@@ -43,22 +42,21 @@ func build(t testing.TB, s testmodel.Spec) *model.Model {
 	return m
 }
 
-// fixture is a primary engine and an auxiliary scorer over a different
+// fixture is a primary prefiller and an auxiliary scorer over a different
 // tokenisation (2-byte tokens against the primary's 1-byte ones).
 type fixture struct {
-	eng *prefill.Engine
+	eng *prefill.Prefiller
 	aux *auxscore.Scorer
 	lay prefilltest.Layouter
 }
 
 func newFixture(t testing.TB, primary string) *fixture {
-	pool := kernels.NewPool(2)
 	m := build(t, variant(t, primary))
 	am := build(t, variant(t, "smollm2"))
 	lay := prefilltest.Layouter{Width: 1}
 	return &fixture{
-		eng: &prefill.Engine{Model: m, Layout: lay, Pool: pool},
-		aux: &auxscore.Scorer{Model: am, Layout: prefilltest.Layouter{Width: 2, Shift: 3}, Pool: pool},
+		eng: &prefill.Prefiller{Model: m, Layouter: lay},
+		aux: &auxscore.Scorer{Model: am, Layouter: prefilltest.Layouter{Width: 2, Shift: 3}},
 		lay: lay,
 	}
 }
@@ -197,7 +195,7 @@ func TestRatioZero(t *testing.T) {
 	if len(clip.Selected) != 0 {
 		t.Errorf("cacheclip r=0 selected %v", clip.Selected)
 	}
-	m := f.eng.Model
+	m := f.eng.Model.(*model.Model)
 	lay, err := f.lay.Layout(testQuery.Chunks, testQuery.Question)
 	if err != nil {
 		t.Fatal(err)
@@ -208,17 +206,17 @@ func TestRatioZero(t *testing.T) {
 		toks = append(toks, c.IDs...)
 	}
 	np, nctx := len(lay.Prefix.IDs), lay.ContextTokens()
-	fullCache := m.NewCache(len(toks))
+	fullCache := m.HostCache(len(toks))
 	fullCache.Alloc(len(toks))
 	seq := &model.Seq{Cache: fullCache}
 	for i, tk := range toks {
 		seq.Tokens, seq.Pos, seq.Slots = append(seq.Tokens, tk), append(seq.Pos, int32(i)), append(seq.Slots, int32(i))
 	}
-	if _, err := m.Forward(ctx, f.eng.Pool, []*model.Seq{seq}); err != nil {
+	if _, err := m.Forward(ctx, []*model.Seq{seq}); err != nil {
 		t.Fatal(err)
 	}
-	src := prefill.NewMemorySource(&prefill.Computer{Model: m, Pool: f.eng.Pool})
-	pkv, err := (&prefill.Computer{Model: m, Pool: f.eng.Pool}).ComputeChunk(ctx, nil, lay.Prefix.IDs)
+	src := prefill.NewMemorySource(&prefill.Computer{Model: m})
+	pkv, err := (&prefill.Computer{Model: m}).ComputeChunk(ctx, nil, lay.Prefix.IDs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,16 +229,16 @@ func TestRatioZero(t *testing.T) {
 		if cl == 1 {
 			// Layer 0's keys depend on token and position only: the chunk caches,
 			// computed at |P|+t and re-rotated to o_i+t, must match full prefill's.
-			if d := relDiff(asm.Cache.K[0][:len(toks)*kd], fullCache.K[0][:len(toks)*kd]); d > 1e-5 {
+			if d := relDiff(asm.Cache.(*model.Cache).K[0][:len(toks)*kd], fullCache.K[0][:len(toks)*kd]); d > 1e-5 {
 				t.Errorf("assembled layer-0 keys differ from full prefill's by %.3g: re-rotation is wrong", d)
 			}
-			if d := relDiff(asm.Cache.K[1][:len(toks)*kd], fullCache.K[1][:len(toks)*kd]); d < 1e-4 {
+			if d := relDiff(asm.Cache.(*model.Cache).K[1][:len(toks)*kd], fullCache.K[1][:len(toks)*kd]); d < 1e-4 {
 				t.Errorf("assembled layer-1 keys equal full prefill's (%.3g): chunks were not computed apart", d)
 			}
 		}
 		for l := 0; l < cl; l++ {
-			copy(asm.Cache.K[l][np*kd:(np+nctx)*kd], fullCache.K[l][np*kd:(np+nctx)*kd])
-			copy(asm.Cache.V[l][np*kd:(np+nctx)*kd], fullCache.V[l][np*kd:(np+nctx)*kd])
+			copy(asm.Cache.(*model.Cache).K[l][np*kd:(np+nctx)*kd], fullCache.K[l][np*kd:(np+nctx)*kd])
+			copy(asm.Cache.(*model.Cache).V[l][np*kd:(np+nctx)*kd], fullCache.V[l][np*kd:(np+nctx)*kd])
 		}
 		qs := &model.Seq{Cache: asm.Cache}
 		for i, tk := range lay.Question.IDs {
@@ -248,7 +246,7 @@ func TestRatioZero(t *testing.T) {
 			qs.Tokens, qs.Pos, qs.Slots = append(qs.Tokens, tk), append(qs.Pos, p), append(qs.Slots, p)
 		}
 		qs.Logits = []int{len(qs.Tokens) - 1}
-		out, err := m.Forward(ctx, f.eng.Pool, []*model.Seq{qs})
+		out, err := m.Forward(ctx, []*model.Seq{qs})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -352,13 +350,12 @@ func TestBudget(t *testing.T) {
 func TestBadInput(t *testing.T) {
 	f := newFixture(t, "llama2")
 	other := build(t, variant(t, "mistral"))
-	pool := f.eng.Pool
 	short := variant(t, "llama2")
 	short.MaxPos = 64
-	shortEng := &prefill.Engine{Model: build(t, short), Layout: f.lay, Pool: pool}
+	shortEng := &prefill.Prefiller{Model: build(t, short), Layouter: f.lay}
 	cases := []struct {
 		name string
-		eng  *prefill.Engine
+		eng  *prefill.Prefiller
 		q    prefill.Query
 		m    func() prefill.Method
 		want string
@@ -371,15 +368,15 @@ func TestBadInput(t *testing.T) {
 		{"rank by", f.eng, testQuery, func() prefill.Method { m := f.method(t, prefill.CacheBlend, 0.2); m.RankBy = "q"; return m }, "rank by"},
 		{"ape temperature", f.eng, testQuery, func() prefill.Method { m := f.method(t, prefill.APE, 0); m.Temp = 0; return m }, "temperature"},
 		{"no selector", f.eng, testQuery, func() prefill.Method { m := f.method(t, prefill.CacheClip, 0.2); m.Selector = nil; return m }, "no auxiliary scorer"},
-		{"shard of another model", &prefill.Engine{Model: f.eng.Model, Layout: f.lay, Pool: pool,
-			Source: prefill.NewMemorySource(&prefill.Computer{Model: other, Pool: pool})}, testQuery,
+		{"shard of another model", &prefill.Prefiller{Model: f.eng.Model, Layouter: f.lay,
+			Source: prefill.NewMemorySource(&prefill.Computer{Model: other})}, testQuery,
 			func() prefill.Method { return f.method(t, prefill.Reuse, 0) }, "another model"},
 		{"context over the limit", shortEng, testQuery, func() prefill.Method { return f.method(t, prefill.Full, 1) }, "exceeds the model's context"},
 		{"context over the limit, reuse", shortEng, testQuery, func() prefill.Method { return f.method(t, prefill.CacheClip, 0.2) }, "exceeds the model's context"},
 		{"empty question", f.eng, prefill.Query{Chunks: testQuery.Chunks}, func() prefill.Method { return f.method(t, prefill.Reuse, 0) }, "empty question"},
 		{"unmappable auxiliary tokenizer", f.eng, testQuery, func() prefill.Method {
 			m := f.method(t, prefill.CacheClip, 0.2)
-			m.Selector = &auxscore.Scorer{Model: f.aux.Model, Layout: prefilltest.Layouter{Width: 3, NoOffsets: true}, Pool: pool}
+			m.Selector = &auxscore.Scorer{Model: f.aux.Model, Layouter: prefilltest.Layouter{Width: 3, NoOffsets: true}}
 			return m
 		}, "cannot be mapped"},
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 
-	"cacheclip/kernels"
 	"cacheclip/model"
 )
 
@@ -95,7 +94,7 @@ func (t *labelTrie) rows() int {
 // and the context's keys and values are shared, never copied. The item's cache
 // must have room for LabelReserve(labels) more slots (reserve it at prefill);
 // it is consumed (its label slots are written).
-func ScoreLabels(ctx context.Context, m *model.Model, pool *kernels.Pool, items []*LabelItem) error {
+func ScoreLabels(ctx context.Context, m model.Backend, items []*LabelItem) error {
 	type logitRow struct{ item, node int }
 	var seqs []*model.Seq
 	var rows []logitRow // the node behind each requested logits row, in order
@@ -106,14 +105,20 @@ func ScoreLabels(ctx context.Context, m *model.Model, pool *kernels.Pool, items 
 			return fmt.Errorf("score labels: item %d: %w", ii, err)
 		}
 		tries[ii] = t
-		c := it.Res.Cache
+		c, ok := it.Res.Cache.(model.Viewer)
+		if !ok {
+			return fmt.Errorf("score labels: item %d: a %T cannot branch views of its slots (model.Viewer), which label scoring needs", ii, it.Res.Cache)
+		}
 		need := t.rows()
 		if c.Len()+need > c.Cap() {
 			return fmt.Errorf("score labels: item %d: the labels need %d cache slots after the prompt, %d were reserved", ii, need, c.Cap()-c.Len())
 		}
 		// Inner nodes get slots first, first+0 … first+need-1, in node order.
 		slot := make([]int32, len(t.tok))
-		first := c.Alloc(need)
+		first, err := c.Alloc(need)
+		if err != nil {
+			return fmt.Errorf("score labels: item %d: %w", ii, err)
+		}
 		k := 0
 		for n := range t.tok {
 			slot[n] = -1
@@ -140,11 +145,11 @@ func ScoreLabels(ctx context.Context, m *model.Model, pool *kernels.Pool, items 
 			// attention of a layer runs).
 			v := c.View()
 			for j := first; j < first+need; j++ {
-				v.Pos[j] = -1
+				v.SetPos(j, -1)
 			}
 			for _, n := range path {
 				if slot[n] >= 0 {
-					v.Pos[slot[n]] = it.Res.NextPos + int32(t.depth[n])
+					v.SetPos(int(slot[n]), it.Res.NextPos+int32(t.depth[n]))
 				}
 			}
 			s := &model.Seq{Cache: v, Groups: it.Res.Groups}
@@ -166,7 +171,7 @@ func ScoreLabels(ctx context.Context, m *model.Model, pool *kernels.Pool, items 
 		logits[ii][0] = it.Res.Logits
 	}
 	if len(seqs) > 0 {
-		outs, err := m.Forward(ctx, pool, seqs)
+		outs, err := m.Forward(ctx, seqs)
 		if err != nil {
 			return fmt.Errorf("score labels: %w", err)
 		}

@@ -27,7 +27,7 @@ func BenchmarkLabelVsGenerate(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	lay := s.eng.Layout
+	lay := s.eng.Layouter
 	// Four five-token labels (numbers under the byte-level test tokenizer) and
 	// four one-token labels (A–D: scored from the prompt's logits alone).
 	labelSets := map[string][][]int32{}
@@ -68,7 +68,7 @@ func BenchmarkLabelVsGenerate(b *testing.B) {
 						}
 						items = append(items, &prefill.LabelItem{Res: res, Labels: labels})
 					}
-					if err := prefill.ScoreLabels(ctx, s.eng.Model, s.eng.Pool, items); err != nil {
+					if err := prefill.ScoreLabels(ctx, s.eng.Model, items); err != nil {
 						b.Fatal(err)
 					}
 					labelT += time.Since(t0)
@@ -83,7 +83,7 @@ func BenchmarkLabelVsGenerate(b *testing.B) {
 						}
 						gens = append(gens, &model.GenState{Cache: res.Cache, NextPos: res.NextPos, Logits: res.Logits, Groups: res.Groups, Opts: model.GenOptions{MaxNewTokens: 8}})
 					}
-					if err := s.eng.Model.Generate(ctx, s.eng.Pool, gens); err != nil {
+					if err := s.eng.Model.Generate(ctx, gens); err != nil {
 						b.Fatal(err)
 					}
 					for _, g := range gens {

@@ -75,7 +75,7 @@ func TestScoreLabelsEqualsDirect(t *testing.T) {
 				rev := slices.Clone(labels)
 				slices.Reverse(rev)
 				items := []*prefill.LabelItem{{Res: res, Labels: labels}, {Res: res2, Labels: rev}}
-				if err := prefill.ScoreLabels(ctx, f.eng.Model, f.eng.Pool, items); err != nil {
+				if err := prefill.ScoreLabels(ctx, f.eng.Model, items); err != nil {
 					t.Fatal(err)
 				}
 				for li, label := range labels {
@@ -101,10 +101,10 @@ func TestScoreLabelsNeedsReserve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := prefill.ScoreLabels(ctx, f.eng.Model, f.eng.Pool, []*prefill.LabelItem{{Res: res, Labels: labels}}); err == nil {
+	if err := prefill.ScoreLabels(ctx, f.eng.Model, []*prefill.LabelItem{{Res: res, Labels: labels}}); err == nil {
 		t.Fatal("labels needing 7 slots scored in a cache with 2 reserved")
 	}
-	if err := prefill.ScoreLabels(ctx, f.eng.Model, f.eng.Pool, []*prefill.LabelItem{{Res: res, Labels: [][]int32{{}}}}); err == nil {
+	if err := prefill.ScoreLabels(ctx, f.eng.Model, []*prefill.LabelItem{{Res: res, Labels: [][]int32{{}}}}); err == nil {
 		t.Fatal("a label without tokens was scored")
 	}
 }

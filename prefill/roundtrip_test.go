@@ -18,10 +18,9 @@ import (
 // approximation reuse makes, not something re-rotation can undo.)
 func TestShardRoundTripAtAnyOffset(t *testing.T) {
 	ctx := context.Background()
-	pool := kernels.NewPool(2)
 	for _, name := range []string{"llama2", "qwen2", "llama3"} {
 		m := build(t, variant(t, name))
-		comp := &prefill.Computer{Model: m, Pool: pool}
+		comp := &prefill.Computer{Model: m}
 		prefix := []int32{9, 10, 11, 12, 13}
 		chunk := []int32{40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50}
 		question := []int32{60, 61, 62}
@@ -46,9 +45,9 @@ func TestShardRoundTripAtAnyOffset(t *testing.T) {
 			for _, off := range []int{len(prefix), 37, 301} {
 				pAt := off - len(prefix)
 				// Loaded: P's cache, the chunk's shard re-rotated to off, then Q after it.
-				loaded := m.NewCache(len(prefix) + len(chunk) + len(question))
+				loaded := m.HostCache(len(prefix) + len(chunk) + len(question))
 				fill := func(c *model.Cache, kv *kvshards.ChunkKV, at int) {
-					first := c.Alloc(len(kv.Tokens))
+					first, _ := c.Alloc(len(kv.Tokens))
 					pos, from := make([]int32, len(kv.Tokens)), make([]int32, len(kv.Tokens))
 					for i := range pos {
 						pos[i], from[i] = int32(at+i), int32(int(kv.BasePos)+i)
@@ -62,9 +61,9 @@ func TestShardRoundTripAtAnyOffset(t *testing.T) {
 				fill(loaded, pkv, pAt)
 				fill(loaded, kv, off)
 				// In place: P computed, then the chunk's rows at off attending P and itself.
-				inPlace := m.NewCache(len(prefix) + len(chunk) + len(question))
+				inPlace := m.HostCache(len(prefix) + len(chunk) + len(question))
 				rows := func(c *model.Cache, toks []int32, at int, logits bool) []float32 {
-					first := c.Alloc(len(toks))
+					first, _ := c.Alloc(len(toks))
 					s := &model.Seq{Cache: c, Tokens: toks}
 					for i := range toks {
 						s.Pos = append(s.Pos, int32(at+i))
@@ -73,7 +72,7 @@ func TestShardRoundTripAtAnyOffset(t *testing.T) {
 					if logits {
 						s.Logits = []int{len(toks) - 1}
 					}
-					out, err := m.Forward(ctx, pool, []*model.Seq{s})
+					out, err := m.Forward(ctx, []*model.Seq{s})
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -7,17 +7,15 @@ import (
 	"fmt"
 	"sync"
 
-	"cacheclip/kernels"
 	"cacheclip/kvshards"
 	"cacheclip/model"
 )
 
 // Computer computes chunk caches with a model: P's rows then the chunk's rows at
-// positions |P|, |P|+1, …, keeping only the chunk's part (DESIGN.md §2). It is
+// positions |P|, |P|+1, …, keeping only the chunk's part (docs/PROMPT_LAYOUT.md). It is
 // the kvshards.Computer of a model.
 type Computer struct {
-	Model *model.Model
-	Pool  *kernels.Pool
+	Model model.Backend
 }
 
 var _ kvshards.Computer = (*Computer)(nil)
@@ -26,38 +24,34 @@ var _ kvshards.Computer = (*Computer)(nil)
 func (c *Computer) Fingerprint() [32]byte { return c.Model.Fingerprint() }
 
 // ComputeChunk returns the chunk's KV with BasePos = len(prefix).
-func (c *Computer) ComputeChunk(ctx context.Context, prefix, chunk []int32) (*ChunkKV, error) {
+func (c *Computer) ComputeChunk(ctx context.Context, prefix, chunk []int32) (*kvshards.ChunkKV, error) {
 	n := len(prefix) + len(chunk)
-	if n > c.Model.Config.MaxPos {
-		return nil, fmt.Errorf("compute chunk: %d prefix + %d chunk tokens exceed the model's context of %d", len(prefix), len(chunk), c.Model.Config.MaxPos)
+	if lim := c.Model.ModelConfig().MaxPos; n > lim {
+		return nil, fmt.Errorf("compute chunk: %d prefix + %d chunk tokens exceed the model's context of %d", len(prefix), len(chunk), lim)
 	}
-	cache := c.Model.NewCache(n)
-	first := cache.Alloc(n)
-	s := &model.Seq{Cache: cache}
-	for i, t := range append(append([]int32(nil), prefix...), chunk...) {
-		s.Tokens = append(s.Tokens, t)
-		s.Pos = append(s.Pos, int32(i))
-		s.Slots = append(s.Slots, int32(first+i))
+	cache, err := c.Model.NewCache(n)
+	if err != nil {
+		return nil, fmt.Errorf("compute chunk: %w", err)
 	}
-	if len(s.Tokens) > 0 {
-		if _, err := c.Model.Forward(ctx, c.Pool, []*model.Seq{s}); err != nil {
-			return nil, fmt.Errorf("compute chunk: %w", err)
-		}
+	defer cache.Free()
+	toks := append(append(make([]int32, 0, n), prefix...), chunk...)
+	if _, err := model.Append(ctx, c.Model, cache, toks, 0, 0, false); err != nil {
+		return nil, fmt.Errorf("compute chunk: %w", err)
 	}
-	return sliceKV(c.Model, cache, len(prefix), chunk), nil
+	return sliceKV(c.Model.ModelConfig(), cache, len(prefix), chunk)
 }
 
 // sliceKV copies slots [from, from+len(tokens)) of every layer out of a cache.
-func sliceKV(m *model.Model, cache *model.Cache, from int, tokens []int32) *ChunkKV {
-	cfg := &m.Config
-	kd := cfg.KVDim()
-	kv := &ChunkKV{Tokens: append([]int32(nil), tokens...), BasePos: int32(from), Layers: cfg.Layers, KVHeads: cfg.KVHeads, HeadDim: cfg.HeadDim,
+func sliceKV(cfg *model.Config, cache model.KVCache, from int, tokens []int32) (*kvshards.ChunkKV, error) {
+	kv := &kvshards.ChunkKV{Tokens: append([]int32(nil), tokens...), BasePos: int32(from), Layers: cfg.Layers, KVHeads: cfg.KVHeads, HeadDim: cfg.HeadDim,
 		K: make([][]float32, cfg.Layers), V: make([][]float32, cfg.Layers)}
 	for l := 0; l < cfg.Layers; l++ {
-		kv.K[l] = append([]float32(nil), cache.K[l][from*kd:(from+len(tokens))*kd]...)
-		kv.V[l] = append([]float32(nil), cache.V[l][from*kd:(from+len(tokens))*kd]...)
+		var err error
+		if kv.K[l], kv.V[l], err = cache.ReadKV(l, from, from+len(tokens)); err != nil {
+			return nil, fmt.Errorf("compute chunk: %w", err)
+		}
 	}
-	return kv
+	return kv, nil
 }
 
 // MemorySource is a ChunkSource that computes each chunk once with a Computer and
@@ -66,19 +60,19 @@ func sliceKV(m *model.Model, cache *model.Cache, from int, tokens []int32) *Chun
 type MemorySource struct {
 	C  *Computer
 	mu sync.Mutex
-	m  map[[32]byte]*ChunkKV
+	m  map[[32]byte]*kvshards.ChunkKV
 }
 
 // NewMemorySource returns an empty source over c.
 func NewMemorySource(c *Computer) *MemorySource {
-	return &MemorySource{C: c, m: map[[32]byte]*ChunkKV{}}
+	return &MemorySource{C: c, m: map[[32]byte]*kvshards.ChunkKV{}}
 }
 
 // Fingerprint is the computer's model's.
 func (s *MemorySource) Fingerprint() [32]byte { return s.C.Fingerprint() }
 
 // Chunk returns the cached KV or computes it.
-func (s *MemorySource) Chunk(ctx context.Context, prefix, chunk []int32) (*ChunkKV, error) {
+func (s *MemorySource) Chunk(ctx context.Context, prefix, chunk []int32) (*kvshards.ChunkKV, error) {
 	key := tokenKey(prefix, chunk)
 	s.mu.Lock()
 	kv, ok := s.m[key]
@@ -118,7 +112,7 @@ func tokenKey(prefix, chunk []int32) [32]byte {
 // for Q (and any recomputed rows) to be written after them. Slot i holds
 // position i.
 type Assembled struct {
-	Cache *model.Cache
+	Cache model.KVCache
 	// ChunkStart[i] is o_i, the global offset of chunk i; ChunkStart[k] is where Q begins.
 	ChunkStart []int
 	Load       float64 // seconds spent getting chunk caches from the source
@@ -129,20 +123,31 @@ type Assembled struct {
 // and model by prefixKV) in slots [0,|P|), chunk i's cache re-rotated from
 // |P|+t to o_i+t, with room for Q and reserve more slots. The slots for Q are
 // allocated but left empty.
-func Assemble(ctx context.Context, m *model.Model, src ChunkSource, prefix *ChunkKV, lay *Layout, reserve int) (*Assembled, error) {
+func Assemble(ctx context.Context, m model.Backend, src ChunkSource, prefix *kvshards.ChunkKV, lay *Layout, reserve int) (*Assembled, error) {
 	if src == nil {
 		return nil, fmt.Errorf("assemble: no chunk source")
 	}
 	if fp := src.Fingerprint(); fp != m.Fingerprint() {
 		return nil, fmt.Errorf("assemble: chunk source belongs to model %x, not to this model %x: refusing caches from another model", fp[:6], m.Fingerprint())
 	}
-	cfg := &m.Config
+	cfg := m.ModelConfig()
 	np := len(lay.Prefix.IDs)
 	total := lay.Len()
-	cache := m.NewCache(total + reserve)
-	cache.Alloc(total)
+	cache, err := m.NewCache(total + reserve)
+	if err != nil {
+		return nil, fmt.Errorf("assemble: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			cache.Free()
+		}
+	}()
+	if _, err := cache.Alloc(total); err != nil {
+		return nil, fmt.Errorf("assemble: %w", err)
+	}
 	a := &Assembled{Cache: cache}
-	fill := func(kv *ChunkKV, at int) error {
+	fill := func(kv *kvshards.ChunkKV, at int) error {
 		n := len(kv.Tokens)
 		pos := make([]int32, n)
 		from := make([]int32, n)
@@ -188,6 +193,7 @@ func Assemble(ctx context.Context, m *model.Model, src ChunkSource, prefix *Chun
 		at += len(ch.IDs)
 	}
 	a.ChunkStart = append(a.ChunkStart, at)
+	ok = true
 	return a, nil
 }
 
@@ -195,11 +201,11 @@ func Assemble(ctx context.Context, m *model.Model, src ChunkSource, prefix *Chun
 // concurrent use.
 type PrefixCache struct {
 	mu sync.Mutex
-	m  map[[32]byte]*ChunkKV
+	m  map[[32]byte]*kvshards.ChunkKV
 }
 
 // Get returns P's KV (BasePos 0), computing it on first use.
-func (p *PrefixCache) Get(ctx context.Context, m *model.Model, pool *kernels.Pool, prefix []int32) (*ChunkKV, error) {
+func (p *PrefixCache) Get(ctx context.Context, m model.Backend, prefix []int32) (*kvshards.ChunkKV, error) {
 	key := tokenKey(nil, prefix)
 	fp := m.Fingerprint()
 	for i := range key {
@@ -211,13 +217,13 @@ func (p *PrefixCache) Get(ctx context.Context, m *model.Model, pool *kernels.Poo
 	if ok {
 		return kv, nil
 	}
-	kv, err := (&Computer{Model: m, Pool: pool}).ComputeChunk(ctx, nil, prefix)
+	kv, err := (&Computer{Model: m}).ComputeChunk(ctx, nil, prefix)
 	if err != nil {
 		return nil, fmt.Errorf("prefix: %w", err)
 	}
 	p.mu.Lock()
 	if p.m == nil {
-		p.m = map[[32]byte]*ChunkKV{}
+		p.m = map[[32]byte]*kvshards.ChunkKV{}
 	}
 	p.m[key] = kv
 	p.mu.Unlock()
@@ -238,7 +244,7 @@ type StoreSource struct {
 func (s *StoreSource) Fingerprint() [32]byte { return s.Computer.Fingerprint() }
 
 // Chunk loads (or builds) the chunk's shard and decodes it to f32.
-func (s *StoreSource) Chunk(ctx context.Context, prefix, chunk []int32) (*ChunkKV, error) {
+func (s *StoreSource) Chunk(ctx context.Context, prefix, chunk []int32) (*kvshards.ChunkKV, error) {
 	if s.ReadOnly {
 		fp := s.Computer.Fingerprint()
 		return s.Store.Load(ctx, kvshards.KeyOf(fp, prefix, chunk), kvshards.Expect{Fingerprint: fp, PrefixHash: kvshards.PrefixHash(prefix)})

@@ -22,7 +22,7 @@ func TestStoreSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	comp := &prefill.Computer{Model: f.eng.Model, Pool: f.eng.Pool}
+	comp := &prefill.Computer{Model: f.eng.Model}
 	mem := f.run(t, testQuery, f.method(t, prefill.CacheBlend, 0.2))
 	f.eng.Source = &prefill.StoreSource{Store: st, Computer: comp}
 	for pass := 0; pass < 2; pass++ { // build, then load
@@ -32,7 +32,7 @@ func TestStoreSource(t *testing.T) {
 		}
 	}
 	other := build(t, variant(t, "llama2"))
-	f.eng.Source = &prefill.StoreSource{Store: st, Computer: &prefill.Computer{Model: other, Pool: f.eng.Pool}}
+	f.eng.Source = &prefill.StoreSource{Store: st, Computer: &prefill.Computer{Model: other}}
 	if _, err := f.eng.Prefill(ctx, testQuery, f.method(t, prefill.Reuse, 0), 8); err == nil || !strings.Contains(err.Error(), "another model") {
 		t.Fatalf("error %v for a store source of another model", err)
 	}

@@ -1,6 +1,6 @@
 // Package prefill assembles a question's KV cache from a shared prefix P, the
 // precomputed caches of its retrieved chunks and a fresh question Q, and runs one
-// of the selective-recompute methods of DESIGN.md §3 (full, reuse, ape,
+// of the selective-recompute methods of docs/ARCHITECTURE.md (full, reuse, ape,
 // cacheblend, cacheclip) as calls of the model's one forward primitive.
 package prefill
 
@@ -59,17 +59,12 @@ type Query struct {
 	AuxTime   time.Duration
 }
 
-// ChunkKV is a chunk's keys and values for every layer, computed as the
-// continuation of the prefix: token t sat at position BasePos+t and its keys are
-// rotated there. K[l] and V[l] are [len(Tokens)][KVHeads·HeadDim].
-type ChunkKV = kvshards.ChunkKV
-
 // ChunkSource hands out a chunk's KV (from a shard store, or computed on the fly).
 // Fingerprint names the model the caches belong to; a source whose fingerprint is
 // not the model's is refused before any cache is used.
 type ChunkSource interface {
 	Fingerprint() [32]byte
-	Chunk(ctx context.Context, prefix, chunk []int32) (*ChunkKV, error)
+	Chunk(ctx context.Context, prefix, chunk []int32) (*kvshards.ChunkKV, error)
 }
 
 // Selector picks the context tokens to recompute (CacheClip's auxiliary scorer).
@@ -80,7 +75,7 @@ type Selector interface {
 }
 
 // check validates a chunk cache against what the engine expects of it.
-func checkKV(kv *ChunkKV, layers, kvHeads, headDim int, prefixLen int, chunk []int32) error {
+func checkKV(kv *kvshards.ChunkKV, layers, kvHeads, headDim int, prefixLen int, chunk []int32) error {
 	if kv == nil {
 		return fmt.Errorf("no cache")
 	}

@@ -38,13 +38,13 @@ func BenchmarkJob(b *testing.B) {
 		spec.Store = filepath.Join(dir, "store") // built by the warm-up run, loaded after
 		spec.Out = out
 		spec.Method, spec.Ratio, spec.MaxNewTokens, spec.BatchSize = "cacheclip", 0.2, 8, 8
-		eng, err := NewModelEngine(ctx, spec, log)
+		eng, err := NewEngine(ctx, spec, log)
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer eng.Close()
 		t0 := time.Now()
-		st, err := Run(ctx, Options{Spec: spec, Engine: eng, Corpus: texts, Logger: log, NoOverlap: !overlap})
+		st, err := Run(ctx, Options{Spec: spec, Stages: eng, Corpus: texts, Logger: log, NoOverlap: !overlap})
 		if err != nil || st.OK != 200 {
 			b.Fatalf("run: %v (ok %d)", err, st.OK)
 		}

@@ -94,12 +94,12 @@ func TestRunDiagnosticsFull(t *testing.T) {
 
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	eng, err := NewModelEngine(ctx, js, log)
+	eng, err := NewEngine(ctx, js, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer eng.Close()
-	st, err := Run(ctx, Options{Spec: js, Engine: eng, Corpus: corpus, Logger: log})
+	st, err := Run(ctx, Options{Spec: js, Stages: eng, Corpus: corpus, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

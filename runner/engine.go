@@ -11,7 +11,6 @@ import (
 
 	"cacheclip/gpu"
 	"cacheclip/jobs"
-	"cacheclip/kernels"
 	"cacheclip/kvshards"
 	"cacheclip/kvshards/s3store"
 	"cacheclip/loader"
@@ -22,23 +21,27 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// ModelEngine is the Engine of a real job: the primary model (and the auxiliary
-// for cacheclip) on CPU, chunk caches from a shard store (write-through unless
-// disabled) or, without a store, computed and kept in memory.
-type ModelEngine struct {
-	spec     jobs.Spec
-	log      *slog.Logger
-	primary  *loader.Bundle
-	aux      *loader.Bundle
-	eng      *prefill.Engine
-	method   prefill.Method
-	scorer   *auxscore.Scorer
-	store    shardStore
-	local    *kvshards.Store // the store, or the local tier of a remote one
-	remote   *s3store.Store
-	computer *prefill.Computer
-	prefix   []int32
+// Engine is a job's engine: the primary model (and the auxiliary for
+// cacheclip) on a backend, the method, and chunk caches from a shard store
+// (write-through unless disabled) or, without a store, computed and kept in
+// memory. NewEngine builds it from a jobs.Spec; it is the runner's Stages, and
+// Query answers one question outside a batch job (cacheclip answer).
+type Engine struct {
+	spec      jobs.Spec
+	log       *slog.Logger
+	primary   *loader.Bundle
+	aux       *loader.Bundle
+	prefiller *prefill.Prefiller
+	method    prefill.Method
+	scorer    *auxscore.Scorer
+	store     shardStore
+	local     *kvshards.Store // the store, or the local tier of a remote one
+	remote    *s3store.Store
+	computer  *prefill.Computer
+	prefix    []int32
 }
+
+var _ Stages = (*Engine)(nil)
 
 type workState struct {
 	lay    prefill.Layout
@@ -47,8 +50,17 @@ type workState struct {
 	labels *labelState
 }
 
-// NewModelEngine loads the models and opens the store a job names.
-func NewModelEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger) (*ModelEngine, error) {
+// NewEngine builds a job's engine from its spec: it resolves the device, loads
+// the primary model (spec.Model, spec.Template) and, for cacheclip, the
+// auxiliary (spec.Aux, method_params aux_template), opens the shard store
+// (spec.Store) and sets up the method with its parameters. Every command that
+// runs the methods (run, answer, eval, demo) builds its engine here. An error
+// is a bad setting or an unusable model or store: nothing has run. Close
+// releases what it holds.
+func NewEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger) (*Engine, error) {
+	if log == nil {
+		log = slog.Default()
+	}
 	if err := checkDevice(ctx, spec.Device, log); err != nil {
 		return nil, err
 	}
@@ -56,19 +68,18 @@ func NewModelEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger) (*Mod
 	if err != nil {
 		return nil, fmt.Errorf("primary model: %w", err)
 	}
-	e := &ModelEngine{spec: spec, log: log, primary: p}
-	fail := func(err error) (*ModelEngine, error) { e.Close(); return nil, err }
+	e := &Engine{spec: spec, log: log, primary: p}
+	fail := func(err error) (*Engine, error) { e.Close(); return nil, err }
 	if e.prefix, err = p.PrefixIDs(); err != nil {
 		return fail(fmt.Errorf("primary model: prefix: %w", err))
 	}
-	pool := kernels.NewPool(0)
-	e.eng = &prefill.Engine{Model: p.Model, Layout: p, Pool: pool}
+	e.prefiller = &prefill.Prefiller{Model: p.Model, Layouter: p}
 	if spec.Store != "" {
 		if err := e.openStore(ctx); err != nil {
 			return fail(fmt.Errorf("shard store: %w", err))
 		}
-		e.computer = &prefill.Computer{Model: p.Model, Pool: pool}
-		e.eng.Source = &prefill.StoreSource{Store: e.local, Computer: e.computer, ReadOnly: !spec.WriteThrough}
+		e.computer = &prefill.Computer{Model: e.prefiller.Model}
+		e.prefiller.Source = &prefill.StoreSource{Store: e.local, Computer: e.computer, ReadOnly: !spec.WriteThrough}
 	}
 	if e.method, err = methodFromSpec(spec); err != nil {
 		return fail(err)
@@ -96,18 +107,31 @@ func NewModelEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger) (*Mod
 				return fail(fmt.Errorf("method_params.min_count: %w", err))
 			}
 		}
-		e.scorer = &auxscore.Scorer{Model: a.Model, Layout: a, Pool: kernels.NewPool(0), Opts: opts}
-		if spec.MethodParams["aux_mode"] == "cached" && e.store != nil {
-			// The auxiliary's caches stay in the local tier: they are cheap to
-			// compute and not shared through a remote store.
-			e.scorer.Source = &prefill.StoreSource{Store: e.local, Computer: &prefill.Computer{Model: a.Model, Pool: e.scorer.Pool}, ReadOnly: !spec.WriteThrough}
+		e.scorer = &auxscore.Scorer{Model: a.Model, Layouter: a, Opts: opts}
+		if spec.MethodParams["aux_mode"] == "cached" {
+			// The auxiliary model reuses its own per-chunk caches: from the
+			// store when there is one (its local tier for an s3:// store: they
+			// are cheap to compute and not shared), else computed once and
+			// kept in memory.
+			comp := &prefill.Computer{Model: e.scorer.Model}
+			if e.store != nil {
+				e.scorer.Source = &prefill.StoreSource{Store: e.local, Computer: comp, ReadOnly: !spec.WriteThrough}
+			} else {
+				e.scorer.Source = prefill.NewMemorySource(comp)
+			}
 		}
 		e.method.Selector = e.scorer
 	}
-	if err := e.method.Validate(p.Model.Config.Layers); err != nil {
+	if err := e.method.Validate(e.prefiller.Model.ModelConfig().Layers); err != nil {
 		return fail(err)
 	}
 	return e, nil
+}
+
+// Query prefills one question with the job's method and decodes its answer
+// (spec.MaxNewTokens tokens at most), outside the batch stages.
+func (e *Engine) Query(ctx context.Context, q prefill.Query) (*prefill.Answer, error) {
+	return e.prefiller.Answer(ctx, q, e.method, model.GenOptions{MaxNewTokens: e.spec.MaxNewTokens, StopIDs: e.primary.Stops}, e.primary.Tok)
 }
 
 // shardStore is the engine's view of a shard store: a local directory
@@ -120,7 +144,7 @@ type shardStore interface {
 
 // openStore opens spec.Store: a directory, or s3://bucket/prefix with its
 // local tier (spec.StoreCache, bounded by spec.StoreCacheMiB).
-func (e *ModelEngine) openStore(ctx context.Context) error {
+func (e *Engine) openStore(ctx context.Context) error {
 	opts := kvshards.DefaultOptions()
 	opts.Logger = e.log
 	if !s3store.IsURL(e.spec.Store) {
@@ -211,7 +235,7 @@ func methodFromSpec(spec jobs.Spec) (prefill.Method, error) {
 }
 
 // Close releases models and the store.
-func (e *ModelEngine) Close() error {
+func (e *Engine) Close() error {
 	if e.store != nil {
 		e.store.Close()
 	}
@@ -225,7 +249,7 @@ func (e *ModelEngine) Close() error {
 }
 
 // Plan tokenises the question's layout and checks it fits the model.
-func (e *ModelEngine) Plan(ctx context.Context, w *Work) error {
+func (e *Engine) Plan(ctx context.Context, w *Work) error {
 	if e.spec.Task == jobs.TaskLabel {
 		return e.planLabels(w)
 	}
@@ -237,7 +261,7 @@ func (e *ModelEngine) Plan(ctx context.Context, w *Work) error {
 	if maxNew <= 0 {
 		maxNew = e.spec.MaxNewTokens
 	}
-	if lim := e.primary.Model.Config.MaxPos; lay.Len()+maxNew > lim {
+	if lim := e.prefiller.Model.ModelConfig().MaxPos; lay.Len()+maxNew > lim {
 		return fmt.Errorf("context too long: prompt of %d tokens (%d in %d chunks) plus max_new_tokens %d exceeds the model's limit of %d",
 			lay.Len(), lay.ContextTokens(), len(lay.Chunks), maxNew, lim)
 	}
@@ -247,12 +271,12 @@ func (e *ModelEngine) Plan(ctx context.Context, w *Work) error {
 
 // Load brings every chunk's cache in ahead of the primary (building missing
 // shards when write-through), so that assembly finds them in the host cache.
-func (e *ModelEngine) Load(ctx context.Context, w *Work) error {
+func (e *Engine) Load(ctx context.Context, w *Work) error {
 	if e.store == nil {
 		return nil // computed at assembly and memoised by the engine
 	}
 	st := w.State.(*workState)
-	fp := e.primary.Model.Fingerprint()
+	fp := e.prefiller.Model.Fingerprint()
 	want := kvshards.Expect{Fingerprint: fp, PrefixHash: kvshards.PrefixHash(e.prefix)}
 	// A remote store's shards are fetched in parallel (object-store latency,
 	// not bandwidth, bounds one fetch); the load stage runs ahead of the
@@ -285,7 +309,7 @@ func (e *ModelEngine) Load(ctx context.Context, w *Work) error {
 }
 
 // Score makes CacheClip's selection with the auxiliary model.
-func (e *ModelEngine) Score(ctx context.Context, w *Work) error {
+func (e *Engine) Score(ctx context.Context, w *Work) error {
 	if e.scorer == nil {
 		return nil
 	}
@@ -302,7 +326,7 @@ func (e *ModelEngine) Score(ctx context.Context, w *Work) error {
 
 // Answer prefills each question with the method, then decodes all of them
 // together (one batched forward call per step).
-func (e *ModelEngine) Answer(ctx context.Context, batch []*Work) error {
+func (e *Engine) Answer(ctx context.Context, batch []*Work) error {
 	if e.spec.Task == jobs.TaskLabel {
 		return e.answerLabels(ctx, batch)
 	}
@@ -311,7 +335,7 @@ func (e *ModelEngine) Answer(ctx context.Context, batch []*Work) error {
 	for _, w := range batch {
 		st := w.State.(*workState)
 		t0 := time.Now()
-		res, err := e.eng.PrefillLayout(ctx, st.q, st.lay, e.method, st.maxNew)
+		res, err := e.prefiller.PrefillLayout(ctx, st.q, st.lay, e.method, st.maxNew)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -336,8 +360,13 @@ func (e *ModelEngine) Answer(ctx context.Context, batch []*Work) error {
 	if len(gens) == 0 {
 		return nil
 	}
+	defer func() {
+		for _, g := range gens {
+			g.Cache.Free()
+		}
+	}()
 	t0 := time.Now()
-	if err := e.primary.Model.Generate(ctx, e.eng.Pool, gens); err != nil {
+	if err := e.prefiller.Model.Generate(ctx, gens); err != nil {
 		return err
 	}
 	// The batch decodes together: each question is charged the batch's decode time.
@@ -379,7 +408,7 @@ func logSoftmax(logits []float32) []float32 {
 }
 
 // Counters are the shard store's cache counters.
-func (e *ModelEngine) Counters() map[string]int64 {
+func (e *Engine) Counters() map[string]int64 {
 	if e.store == nil {
 		return nil
 	}

@@ -18,7 +18,7 @@ type labelState struct {
 
 // planLabels lays out a label job's question (its choices shown through the
 // job's label prompt) and tokenises every label after it.
-func (e *ModelEngine) planLabels(w *Work) error {
+func (e *Engine) planLabels(w *Work) error {
 	labels := w.Q.Choices
 	if len(labels) == 0 {
 		labels = e.spec.Labels
@@ -47,13 +47,13 @@ func (e *ModelEngine) planLabels(w *Work) error {
 
 // answerLabels prefills each question with the method, then scores every
 // label of the whole batch in one forward call branching from the prompts.
-func (e *ModelEngine) answerLabels(ctx context.Context, batch []*Work) error {
+func (e *Engine) answerLabels(ctx context.Context, batch []*Work) error {
 	var items []*prefill.LabelItem
 	var owners []*Work
 	for _, w := range batch {
 		st := w.State.(*workState)
 		t0 := time.Now()
-		res, err := e.eng.PrefillLayout(ctx, st.q, st.lay, e.method, st.maxNew)
+		res, err := e.prefiller.PrefillLayout(ctx, st.q, st.lay, e.method, st.maxNew)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -75,7 +75,7 @@ func (e *ModelEngine) answerLabels(ctx context.Context, batch []*Work) error {
 		return nil
 	}
 	t0 := time.Now()
-	if err := prefill.ScoreLabels(ctx, e.primary.Model, e.eng.Pool, items); err != nil {
+	if err := prefill.ScoreLabels(ctx, e.prefiller.Model, items); err != nil {
 		return err
 	}
 	// The batch is scored together: each question is charged the batch's time.

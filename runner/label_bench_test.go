@@ -41,13 +41,13 @@ func BenchmarkLabelVsGenerateJob(b *testing.B) {
 		// The same prompt for both: the label job does not list the choices, so
 		// the comparison is label scoring against decoding alone.
 		spec.LabelPrompt = "{question}"
-		eng, err := NewModelEngine(ctx, spec, log)
+		eng, err := NewEngine(ctx, spec, log)
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer eng.Close()
 		t0, c0 := time.Now(), processCPU(b)
-		st, err := Run(ctx, Options{Spec: spec, Engine: eng, Corpus: texts, Logger: log})
+		st, err := Run(ctx, Options{Spec: spec, Stages: eng, Corpus: texts, Logger: log})
 		if err != nil || st.OK != 200 {
 			b.Fatalf("run: %v (ok %d)", err, st.OK)
 		}

@@ -14,7 +14,6 @@ import (
 
 	"cacheclip/eval"
 	"cacheclip/jobs"
-	"cacheclip/kernels"
 	"cacheclip/loader"
 	"cacheclip/model"
 )
@@ -94,7 +93,7 @@ func labelJob(t *testing.T, n int, method string) (jobs.Spec, []eval.ChoiceExamp
 
 func runLabelJob(t *testing.T, spec jobs.Spec) jobs.Stats {
 	t.Helper()
-	eng, err := NewModelEngine(context.Background(), spec, nil)
+	eng, err := NewEngine(context.Background(), spec, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +102,7 @@ func runLabelJob(t *testing.T, spec jobs.Spec) jobs.Stats {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := Run(context.Background(), Options{Spec: spec, Engine: eng, Corpus: corpus})
+	st, err := Run(context.Background(), Options{Spec: spec, Stages: eng, Corpus: corpus})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +111,7 @@ func runLabelJob(t *testing.T, spec jobs.Spec) jobs.Stats {
 
 // directLabelLogLik is a label's log-likelihood computed with nothing shared:
 // the whole prompt plus the label in one full forward on a fresh cache.
-func directLabelLogLik(t *testing.T, b *loader.Bundle, pool *kernels.Pool, texts []string, question, label string) float64 {
+func directLabelLogLik(t *testing.T, b *loader.Bundle, texts []string, question, label string) float64 {
 	t.Helper()
 	lay, err := b.Layout(texts, question)
 	if err != nil {
@@ -129,7 +128,7 @@ func directLabelLogLik(t *testing.T, b *loader.Bundle, pool *kernels.Pool, texts
 	toks = append(toks, lay.Question.IDs...)
 	np := len(toks)
 	toks = append(toks, ids...)
-	c := b.Model.NewCache(len(toks))
+	c := b.Model.HostCache(len(toks))
 	c.Alloc(len(toks))
 	s := &model.Seq{Cache: c, Tokens: toks}
 	for i := range toks {
@@ -139,7 +138,7 @@ func directLabelLogLik(t *testing.T, b *loader.Bundle, pool *kernels.Pool, texts
 	for j := range ids {
 		s.Logits = append(s.Logits, np-1+j)
 	}
-	out, err := b.Model.Forward(context.Background(), pool, []*model.Seq{s})
+	out, err := b.Model.Forward(context.Background(), []*model.Seq{s})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +174,7 @@ func TestLabelJobOnTestbed(t *testing.T) {
 	spec, ces, b := labelJob(t, n, "full")
 	for i := 0; i < 2; i++ {
 		s := spec
-		s.Shard = jobs.Shard{I: i, N: 2}
+		s.Partition = jobs.Partition{I: i, N: 2}
 		runLabelJob(t, s)
 	}
 	rows := readLabelRows(t, spec.Out)
@@ -186,7 +185,6 @@ func TestLabelJobOnTestbed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := kernels.NewPool(0)
 	var ok, correct int
 	dist := map[string]int64{}
 	for i, ce := range ces {
@@ -222,7 +220,7 @@ func TestLabelJobOnTestbed(t *testing.T) {
 		q := jobs.LabelQuestion(spec.LabelPrompt, ce.Question, ce.Choices)
 		best, top, second := -1, math.Inf(-1), math.Inf(-1)
 		for j, c := range ce.Choices {
-			d := directLabelLogLik(t, b, pool, texts, q, c)
+			d := directLabelLogLik(t, b, texts, q, c)
 			if math.Abs(d-r.LabelLogProbs[j]) > 1e-3 {
 				t.Errorf("row %d label %q: job scored %.6f, direct full prefill %.6f", i, c, r.LabelLogProbs[j], d)
 			}
@@ -264,7 +262,7 @@ func TestLabelJobOnTestbed(t *testing.T) {
 	}
 	// Resume: a rerun of a complete shard answers nothing and keeps the distribution.
 	s := spec
-	s.Shard = jobs.Shard{I: 1, N: 2}
+	s.Partition = jobs.Partition{I: 1, N: 2}
 	runLabelJob(t, s)
 	if again := readLabelRows(t, spec.Out); len(again) != n {
 		t.Errorf("rerun: %d rows", len(again))

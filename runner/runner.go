@@ -1,6 +1,7 @@
-// Package runner runs one batch job: the stages of DESIGN.md §1 (read, plan, load
+// Package runner runs one batch job: the stages of docs/ARCHITECTURE.md (read, plan, load
 // shards, auxiliary scoring, primary prefill and decode, write) wired over the
-// jobs I/O, the pipeline executor and an Engine that does the model work.
+// jobs I/O, the pipeline executor and the Stages that do the model work (an
+// Engine, built from a jobs.Spec by NewEngine).
 package runner
 
 import (
@@ -37,13 +38,14 @@ func (w *Work) Fail(err error) {
 	}
 }
 
-// Engine is the model side of a job. Plan, Load and Score run per question on CPU
+// Stages is the model side of a job, stage by stage (Engine is the real one;
+// tests run the runner over fakes). Plan, Load and Score run per question on CPU
 // workers ahead of Answer, which serves a whole batch on the primary model, so
 // the auxiliary scoring of batch i+1 overlaps the primary's work on batch i.
 // Errors returned for one question fail that question only; Answer reports
 // per-question failures through Work.Fail and returns an error only when the
 // whole batch cannot go on.
-type Engine interface {
+type Stages interface {
 	Plan(ctx context.Context, w *Work) error
 	Load(ctx context.Context, w *Work) error
 	Score(ctx context.Context, w *Work) error
@@ -60,7 +62,7 @@ type ChunkTexts interface {
 // Options are what the runner needs beyond the spec.
 type Options struct {
 	Spec     jobs.Spec
-	Engine   Engine
+	Stages   Stages
 	Corpus   ChunkTexts // nil: chunk ids are resolved by the engine alone
 	Logger   *slog.Logger
 	Progress func(total int64) progress.Reporter
@@ -78,12 +80,12 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	qr, err := jobs.OpenQuestions(spec.Questions, jobs.QuestionsOptions{BatchSize: max(256, spec.BatchSize), Shard: spec.Shard, Choices: spec.Task == jobs.TaskLabel})
+	qr, err := jobs.OpenQuestions(spec.Questions, jobs.QuestionsOptions{BatchSize: max(256, spec.BatchSize), Partition: spec.Partition, Choices: spec.Task == jobs.TaskLabel})
 	if err != nil {
 		return jobs.Stats{}, &jobs.ConfigError{Err: err}
 	}
 	defer qr.Close()
-	out, err := jobs.OpenOutput(ctx, jobs.OutputOptions{Dir: spec.Out, Shard: spec.Shard, Passthrough: qr.PassthroughFields(),
+	out, err := jobs.OpenOutput(ctx, jobs.OutputOptions{Dir: spec.Out, Partition: spec.Partition, Passthrough: qr.PassthroughFields(),
 		PartRows: spec.PartRows, CommitInterval: spec.CommitInterval, Diagnostics: spec.Diagnostics, Label: spec.Task == jobs.TaskLabel, Logger: log,
 		MaxErrors: &spec.MaxErrors, MaxErrorsGiven: o.MaxErrorsGiven, LeaseTimeout: spec.LeaseTimeout})
 	if err != nil {
@@ -208,10 +210,10 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 					Msg: fmt.Sprintf("unknown chunk id %s (not in the corpus)", quoteList(missing))}
 			}
 		}
-		return o.Engine.Plan(ctx, w)
+		return o.Stages.Plan(ctx, w)
 	}, func(w *Work) *time.Duration { return &w.planT })
-	loaded := stage(planned, "load", spec.LoadWorkers, o.Engine.Load, func(w *Work) *time.Duration { return &w.loadT })
-	scored := stage(loaded, "aux", spec.AuxWorkers, o.Engine.Score, func(w *Work) *time.Duration { return &w.auxT })
+	loaded := stage(planned, "load", spec.LoadWorkers, o.Stages.Load, func(w *Work) *time.Duration { return &w.loadT })
+	scored := stage(loaded, "aux", spec.AuxWorkers, o.Stages.Score, func(w *Work) *time.Duration { return &w.auxT })
 	answered := pipeline.Map(p, scored, pipeline.Opts{Name: "primary", Workers: 1, Buffer: buf}, func(ctx context.Context, b []*Work) ([]*Work, error) {
 		var live []*Work
 		for _, w := range b {
@@ -220,7 +222,7 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 			}
 		}
 		if len(live) > 0 {
-			if err := o.Engine.Answer(ctx, live); err != nil {
+			if err := o.Stages.Answer(ctx, live); err != nil {
 				return nil, fmt.Errorf("primary: %w", err)
 			}
 			for _, w := range live {
@@ -258,7 +260,7 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 	if cause := context.Cause(runCtx); runErr != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		runErr = cause
 	}
-	out.SetRunCounters(p.BusyByStage(), o.Engine.Counters())
+	out.SetRunCounters(p.BusyByStage(), o.Stages.Counters())
 	out.SetDuplicates(qr.Stats().Duplicates)
 	if runErr != nil {
 		// Keep every answered row: commit what was written, then report.

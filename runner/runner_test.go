@@ -128,7 +128,7 @@ func setup(t *testing.T, n int) (string, mapCorpus, jobs.Spec) {
 
 func TestRunWritesEveryRow(t *testing.T) {
 	_, corpus, spec := setup(t, 30)
-	st, err := Run(context.Background(), Options{Spec: spec, Engine: &fakeEngine{}, Corpus: corpus})
+	st, err := Run(context.Background(), Options{Spec: spec, Stages: &fakeEngine{}, Corpus: corpus})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,14 +161,14 @@ func TestRunResumesAfterInterruption(t *testing.T) {
 	want := func() map[string]string {
 		s := spec
 		s.Out = spec.Out + "-ref"
-		if _, err := Run(context.Background(), Options{Spec: s, Engine: &fakeEngine{}, Corpus: corpus}); err != nil {
+		if _, err := Run(context.Background(), Options{Spec: s, Stages: &fakeEngine{}, Corpus: corpus}); err != nil {
 			t.Fatal(err)
 		}
 		return readAnswers(t, s.Out)
 	}()
 	for _, stop := range []int64{3, 11, 17} {
 		ctx, cancel := context.WithCancel(context.Background())
-		_, err := Run(ctx, Options{Spec: spec, Engine: &fakeEngine{stopAfter: stop, cancel: cancel}, Corpus: corpus})
+		_, err := Run(ctx, Options{Spec: spec, Stages: &fakeEngine{stopAfter: stop, cancel: cancel}, Corpus: corpus})
 		cancel()
 		if err == nil {
 			continue // the stop landed after the last row
@@ -180,7 +180,7 @@ func TestRunResumesAfterInterruption(t *testing.T) {
 			t.Fatal("_SUCCESS after an interrupted run")
 		}
 	}
-	if _, err := Run(context.Background(), Options{Spec: spec, Engine: &fakeEngine{}, Corpus: corpus}); err != nil {
+	if _, err := Run(context.Background(), Options{Spec: spec, Stages: &fakeEngine{}, Corpus: corpus}); err != nil {
 		t.Fatal(err)
 	}
 	got := readAnswers(t, spec.Out)
@@ -198,13 +198,13 @@ func TestFanOutCoversOneRun(t *testing.T) {
 	_, corpus, spec := setup(t, 31)
 	one := spec
 	one.Out = spec.Out + "-one"
-	if _, err := Run(context.Background(), Options{Spec: one, Engine: &fakeEngine{}, Corpus: corpus}); err != nil {
+	if _, err := Run(context.Background(), Options{Spec: one, Stages: &fakeEngine{}, Corpus: corpus}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
 		s := spec
-		s.Shard = jobs.Shard{I: i, N: 3}
-		if _, err := Run(context.Background(), Options{Spec: s, Engine: &fakeEngine{}, Corpus: corpus}); err != nil {
+		s.Partition = jobs.Partition{I: i, N: 3}
+		if _, err := Run(context.Background(), Options{Spec: s, Stages: &fakeEngine{}, Corpus: corpus}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -222,8 +222,8 @@ func TestFanOutCoversOneRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !ds.Complete || ds.Rows != 31 || ds.ShardsComplete != 3 {
-		t.Errorf("merged stats: complete %v rows %d shards %d", ds.Complete, ds.Rows, ds.ShardsComplete)
+	if !ds.Complete || ds.Rows != 31 || ds.PartitionsComplete != 3 {
+		t.Errorf("merged stats: complete %v rows %d shards %d", ds.Complete, ds.Rows, ds.PartitionsComplete)
 	}
 	if _, err := os.Stat(filepath.Join(spec.Out, jobs.SuccessFile)); err != nil {
 		t.Error("no _SUCCESS after all shards")
@@ -259,7 +259,7 @@ func TestRetryCannotLaunderBudget(t *testing.T) {
 	var err error
 	completed := false
 	for run := 1; run <= 12 && !completed; run++ {
-		st, err = Run(context.Background(), Options{Spec: spec, Engine: &fakeEngine{}, Corpus: corpus})
+		st, err = Run(context.Background(), Options{Spec: spec, Stages: &fakeEngine{}, Corpus: corpus})
 		if code := jobs.ExitCodeOf(err, false, &st, spec.MaxErrors); code != jobs.ExitBudgetExceeded {
 			t.Fatalf("run %d: exit %v (%v), want budget exceeded", run, code, err)
 		}
@@ -287,7 +287,7 @@ func TestRetryCannotLaunderBudget(t *testing.T) {
 	loose.MaxErrors = jobs.ErrorBudget{Count: 20}
 	var logb strings.Builder
 	log := slog.New(slog.NewTextHandler(&logb, nil))
-	st, err = Run(context.Background(), Options{Spec: loose, Engine: &fakeEngine{}, Corpus: corpus, Logger: log})
+	st, err = Run(context.Background(), Options{Spec: loose, Stages: &fakeEngine{}, Corpus: corpus, Logger: log})
 	if code := jobs.ExitCodeOf(err, false, &st, loose.MaxErrors); code != jobs.ExitBudgetExceeded {
 		t.Fatalf("rerun with a budget not given explicitly: exit %v (%v)", code, err)
 	}
@@ -296,7 +296,7 @@ func TestRetryCannotLaunderBudget(t *testing.T) {
 	}
 	// Given explicitly: accepted, logged with both budgets, recorded.
 	logb.Reset()
-	st, err = Run(context.Background(), Options{Spec: loose, Engine: &fakeEngine{}, Corpus: corpus, Logger: log, MaxErrorsGiven: true})
+	st, err = Run(context.Background(), Options{Spec: loose, Stages: &fakeEngine{}, Corpus: corpus, Logger: log, MaxErrorsGiven: true})
 	if code := jobs.ExitCodeOf(err, false, &st, loose.MaxErrors); code != jobs.ExitPartial {
 		t.Fatalf("rerun with an explicit budget of 20: exit %v (%v)", code, err)
 	}
@@ -306,7 +306,7 @@ func TestRetryCannotLaunderBudget(t *testing.T) {
 	if l := logb.String(); !strings.Contains(l, "error budget changed") || !strings.Contains(l, "previous_max_errors=3") || !strings.Contains(l, "effective_max_errors=20") {
 		t.Errorf("budget change not logged with both budgets:\n%s", l)
 	}
-	b, _ := os.ReadFile(filepath.Join(spec.Out, jobs.ManifestName(spec.Shard)))
+	b, _ := os.ReadFile(filepath.Join(spec.Out, jobs.ManifestName(spec.Partition)))
 	var m jobs.Manifest
 	if err := json.Unmarshal(b, &m); err != nil || m.MaxErrors != "20" || len(m.BudgetChanges) != 1 || m.BudgetChanges[0].From != "3" {
 		t.Errorf("manifest budget %q changes %+v (%v)", m.MaxErrors, m.BudgetChanges, err)
@@ -316,7 +316,7 @@ func TestRetryCannotLaunderBudget(t *testing.T) {
 // Every error row names the file, row, column and cause.
 func TestErrorRowsNameFileRowColumn(t *testing.T) {
 	_, corpus, spec := setup(t, 12)
-	if _, err := Run(context.Background(), Options{Spec: spec, Engine: &fakeEngine{}, Corpus: corpus}); err != nil {
+	if _, err := Run(context.Background(), Options{Spec: spec, Stages: &fakeEngine{}, Corpus: corpus}); err != nil {
 		t.Fatal(err)
 	}
 	got := readAnswers(t, spec.Out)

@@ -11,7 +11,6 @@ import (
 
 	"cacheclip/eval"
 	"cacheclip/eval/agree"
-	"cacheclip/kernels"
 	"cacheclip/loader"
 	"cacheclip/prefill"
 	"cacheclip/prefill/auxscore"
@@ -51,8 +50,7 @@ func cmdAgreement(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fail(err)
 	}
-	pool := kernels.NewPool(0)
-	scorer := &auxscore.Scorer{Model: a.Model, Layout: a, Pool: pool}
+	scorer := &auxscore.Scorer{Model: a.Model, Layouter: a}
 	qs := make([]prefill.Query, len(exs))
 	for i, ex := range exs {
 		qs[i] = prefill.Query{Question: ex.Question}
@@ -60,7 +58,7 @@ func cmdAgreement(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			qs[i].Chunks = append(qs[i].Chunks, c.Text)
 		}
 	}
-	sum, err := agree.Average(ctx, p.Model, pool, p, scorer, qs, *ratio)
+	sum, err := agree.Average(ctx, p.Model, p, scorer, qs, *ratio)
 	if err != nil {
 		return fail(err)
 	}

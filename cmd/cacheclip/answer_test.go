@@ -69,7 +69,7 @@ func TestAnswerCommand(t *testing.T) {
 	}
 	for _, extra := range [][]string{
 		{"--method", "cacheclip", "--ratio", "1"},
-		{"--method", "cacheclip", "--ratio", "1", "--aux-cached"},
+		{"--method", "cacheclip", "--ratio", "1", "--method-param", "aux_mode=cached"},
 		{"--method", "cacheblend", "--ratio", "1", "--store", t.TempDir()},
 	} {
 		code, out, stderr := runAnswer(append(base, extra...)...)
@@ -100,15 +100,15 @@ func TestAnswerBadInput(t *testing.T) {
 		code int
 		want string
 	}{
-		{"ratio above 1", append([]string{"--model", primary, "--aux", aux, "--ratio", "1.5", "--chunks", chunks[0]}, q...), 2, "outside [0, 1]"},
-		{"ratio below 0", append([]string{"--model", primary, "--aux", aux, "--ratio", "-0.5", "--chunks", chunks[0]}, q...), 2, "outside [0, 1]"},
-		{"no aux for cacheclip", append([]string{"--model", primary, "--chunks", chunks[0]}, q...), 2, "needs --aux"},
-		{"no model", q, 2, "--model is required"},
-		{"s3 store", append([]string{"--model", primary, "--method", "reuse", "--store", "s3://b/kv"}, q...), 2, "answer takes a store directory"},
+		{"ratio above 1", append([]string{"--model", primary, "--aux", aux, "--ratio", "1.5", "--chunks", chunks[0]}, q...), 2, "ratio: 1.5 is not in [0, 1]"},
+		{"ratio below 0", append([]string{"--model", primary, "--aux", aux, "--ratio", "-0.5", "--chunks", chunks[0]}, q...), 2, "ratio: -0.5 is not in [0, 1]"},
+		{"no aux for cacheclip", append([]string{"--model", primary, "--chunks", chunks[0]}, q...), 2, "needs an auxiliary model"},
+		{"no model", q, 2, "model: required"},
 		{"no question", []string{"--model", primary, "--method", "reuse"}, 2, "--question is required"},
-		{"unknown method", append([]string{"--model", primary, "--method", "magic"}, q...), 2, "unknown"},
+		{"unknown method", append([]string{"--model", primary, "--method", "magic"}, q...), 2, `"magic" is not one of`},
+		{"batch flag", append([]string{"--model", primary, "--method", "reuse", "--out", "x"}, q...), 2, "not defined: -out"},
 		{"missing chunk file", append([]string{"--model", primary, "--method", "reuse", "--chunks", "/nonexistent/x.txt"}, q...), 1, "chunk"},
-		{"missing model", append([]string{"--model", "/nonexistent/model", "--method", "reuse"}, q...), 1, "nonexistent"},
+		{"missing model", append([]string{"--model", "/nonexistent/model", "--method", "reuse"}, q...), 2, "nonexistent"},
 		{"context over the limit", append([]string{"--model", primary, "--method", "reuse", "--chunks", long}, q...), 1, "exceeds"},
 	}
 	for _, c := range cases {

@@ -22,7 +22,6 @@ import (
 	"cacheclip/eval/agree"
 	"cacheclip/eval/report"
 	"cacheclip/jobs"
-	"cacheclip/kernels"
 	"cacheclip/loader"
 	"cacheclip/prefill"
 	"cacheclip/prefill/auxscore"
@@ -398,8 +397,7 @@ func runEval(ctx context.Context, cfg evalConfig, mode progress.Mode, stderr io.
 // evalAgreement compares the auxiliary's last-layer attention with each
 // primary layer's on the task's first AgreementN questions.
 func evalAgreement(ctx context.Context, cfg evalConfig, p, a *loader.Bundle, task string, exs []eval.Example) ([]report.Agreement, error) {
-	pool := kernels.NewPool(0)
-	scorer := &auxscore.Scorer{Model: a.Model, Layout: a, Pool: pool}
+	scorer := &auxscore.Scorer{Model: a.Model, Layouter: a}
 	qs := make([]prefill.Query, 0, cfg.AgreementN)
 	for _, ex := range exs[:min(len(exs), cfg.AgreementN)] {
 		q := prefill.Query{Question: ex.Question}
@@ -408,7 +406,7 @@ func evalAgreement(ctx context.Context, cfg evalConfig, p, a *loader.Bundle, tas
 		}
 		qs = append(qs, q)
 	}
-	means, err := agree.Average(ctx, p.Model, pool, p, scorer, qs, cfg.AgreementRatio)
+	means, err := agree.Average(ctx, p.Model, p, scorer, qs, cfg.AgreementRatio)
 	if err != nil {
 		return nil, err
 	}

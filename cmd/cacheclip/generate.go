@@ -64,26 +64,19 @@ func cmdGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	stops = append(stops, m.Config.EOS...)
 	stops = append(stops, tok.Special().StopIDs()...)
-	pool := kernels.NewPool(*threads)
+	m.Pool = kernels.NewPool(*threads)
 	start := time.Now()
-	cache := m.NewCache(len(ids) + *maxNew)
-	first := cache.Alloc(len(ids))
-	seq := &model.Seq{Cache: cache, Logits: []int{len(ids) - 1}}
-	for i, id := range ids {
-		seq.Tokens = append(seq.Tokens, id)
-		seq.Pos = append(seq.Pos, int32(i))
-		seq.Slots = append(seq.Slots, int32(first+i))
-	}
-	out, err := m.Forward(ctx, pool, []*model.Seq{seq})
+	cache := m.HostCache(len(ids) + *maxNew)
+	logits, err := model.Append(ctx, m, cache, ids, 0, 0, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "cacheclip generate: %v\n", err)
 		return 1
 	}
 	ttft := time.Since(start)
-	st := &model.GenState{Cache: cache, NextPos: int32(len(ids)), Logits: out[0].Logits[0], Tok: tok,
+	st := &model.GenState{Cache: cache, NextPos: int32(len(ids)), Logits: logits, Tok: tok,
 		Opts: model.GenOptions{MaxNewTokens: *maxNew, StopIDs: stops,
 			Sampling: model.Sampling{Temperature: float32(*temp), TopP: float32(*topP), TopK: *topK, Seed: *seed}}}
-	if err := m.Generate(ctx, pool, []*model.GenState{st}); err != nil {
+	if err := m.Generate(ctx, []*model.GenState{st}); err != nil {
 		fmt.Fprintf(stderr, "cacheclip generate: %v\n", err)
 		return 1
 	}

@@ -68,7 +68,7 @@ func runJob(ctx context.Context, spec jobs.Spec, budgetGiven bool, log *slog.Log
 		}
 		texts = c
 	}
-	eng, err := runner.NewModelEngine(ctx, spec, log)
+	eng, err := runner.NewEngine(ctx, spec, log)
 	if errors.Is(err, s3store.ErrUnreachable) {
 		return jobs.Stats{}, err // an outage, not a bad setting: exit 1, retried by schedulers
 	}
@@ -76,7 +76,7 @@ func runJob(ctx context.Context, spec jobs.Spec, budgetGiven bool, log *slog.Log
 		return jobs.Stats{}, &jobs.ConfigError{Err: err}
 	}
 	defer eng.Close()
-	return runner.Run(ctx, runner.Options{Spec: spec, Engine: eng, Corpus: texts, Logger: log, MaxErrorsGiven: budgetGiven,
+	return runner.Run(ctx, runner.Options{Spec: spec, Stages: eng, Corpus: texts, Logger: log, MaxErrorsGiven: budgetGiven,
 		Progress: func(total int64) progress.Reporter {
 			return progress.New(progress.Options{Mode: mode, Description: "answering", Unit: "rows", Total: total, Out: stderr, Logger: log})
 		}})

@@ -17,7 +17,6 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"cacheclip/jobs"
-	"cacheclip/kernels"
 	"cacheclip/loader"
 	"cacheclip/model"
 	"cacheclip/model/testmodel"
@@ -148,20 +147,19 @@ func plainAnswer(t *testing.T, b *loader.Bundle, texts []string, q string, maxNe
 		ids = append(ids, c.IDs...)
 	}
 	ids = append(ids, lay.Question.IDs...)
-	c := b.Model.NewCache(len(ids) + maxNew)
-	first := c.Alloc(len(ids))
+	c := b.Model.HostCache(len(ids) + maxNew)
+	first, _ := c.Alloc(len(ids))
 	s := &model.Seq{Cache: c, Tokens: ids, Logits: []int{len(ids) - 1}}
 	for i := range ids {
 		s.Pos = append(s.Pos, int32(i))
 		s.Slots = append(s.Slots, int32(first+i))
 	}
-	pool := kernels.NewPool(0)
-	out, err := b.Model.Forward(context.Background(), pool, []*model.Seq{s})
+	out, err := b.Model.Forward(context.Background(), []*model.Seq{s})
 	if err != nil {
 		t.Fatal(err)
 	}
 	g := &model.GenState{Cache: c, NextPos: int32(len(ids)), Logits: out[0].Logits[0], Tok: b.Tok, Opts: model.GenOptions{MaxNewTokens: maxNew, StopIDs: b.Stops}}
-	if err := b.Model.Generate(context.Background(), pool, []*model.GenState{g}); err != nil {
+	if err := b.Model.Generate(context.Background(), []*model.GenState{g}); err != nil {
 		t.Fatal(err)
 	}
 	return g.Text

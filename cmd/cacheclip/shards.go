@@ -20,7 +20,7 @@ import (
 	"cacheclip/progress"
 )
 
-// corpusSource walks a loaded corpus in chunk-id order (kvshards.ChunkSource).
+// corpusSource walks a loaded corpus in chunk-id order (kvshards.CorpusReader).
 type corpusSource struct {
 	c   *jobs.Corpus
 	ids []string
@@ -148,8 +148,9 @@ func cmdShards(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		defer b.Close()
 		rep := progress.New(progress.Options{Description: "building shards", Unit: "chunks", Total: int64(src.Len()), Out: stderr, Logger: log})
 		defer rep.Done()
-		pool := kernels.NewPool(max(1, kernels.NewPool(0).Threads()/max(1, *workers)))
-		res, err := shardcmd.Build(ctx, shardcmd.BuildOptions{Store: builder, Computer: &prefill.Computer{Model: b.Model, Pool: pool},
+		// Workers share the CPUs: each forward call gets its share of threads.
+		b.Model.Pool = kernels.NewPool(max(1, kernels.NewPool(0).Threads()/max(1, *workers)))
+		res, err := shardcmd.Build(ctx, shardcmd.BuildOptions{Store: builder, Computer: &prefill.Computer{Model: b.Model},
 			Source: src, Tokenize: b.ChunkIDs, Prefix: prefix, Workers: *workers, Progress: rep, Out: stdout, Logger: log})
 		if err != nil {
 			return fail(err)

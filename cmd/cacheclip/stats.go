@@ -37,7 +37,7 @@ func cmdStats(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		_ = enc.Encode(ds)
 	} else {
 		printStats(stdout, &ds.Stats)
-		fmt.Fprintf(stdout, "shards complete  %d of %d\n", ds.ShardsComplete, ds.ShardCount)
+		fmt.Fprintf(stdout, "shards complete  %d of %d\n", ds.PartitionsComplete, ds.PartitionCount)
 		if len(ds.Missing) > 0 {
 			fmt.Fprintf(stdout, "missing shards   %s\n", strings.Join(ds.Missing, " "))
 		}

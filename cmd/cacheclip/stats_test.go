@@ -11,13 +11,13 @@ import (
 	"cacheclip/jobs"
 )
 
-// finishShard writes one shard of a fanned-out dataset with the given rows
+// finishPartition writes one shard of a fanned-out dataset with the given rows
 // (errors status=error rows among them) and marks it complete.
-func finishShard(t *testing.T, dir string, sh jobs.Shard, rows, errors int) {
+func finishPartition(t *testing.T, dir string, sh jobs.Partition, rows, errors int) {
 	t.Helper()
 	ctx := context.Background()
 	budget := jobs.ErrorBudget{Count: 1}
-	o, err := jobs.OpenOutput(ctx, jobs.OutputOptions{Dir: dir, Shard: sh, MaxErrors: &budget})
+	o, err := jobs.OpenOutput(ctx, jobs.OutputOptions{Dir: dir, Partition: sh, MaxErrors: &budget})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func finishShard(t *testing.T, dir string, sh jobs.Shard, rows, errors int) {
 
 func TestStatsExitCodes(t *testing.T) {
 	dir := t.TempDir()
-	finishShard(t, dir, jobs.Shard{I: 1, N: 4}, 3, 0)
+	finishPartition(t, dir, jobs.Partition{I: 1, N: 4}, 3, 0)
 	code, out := run(t, "stats", dir)
 	if code != int(jobs.ExitIncomplete) || code == int(jobs.ExitPartial) {
 		t.Errorf("incomplete fan-out: exit %d, want %d\n%s", code, jobs.ExitIncomplete, out)
@@ -48,9 +48,9 @@ func TestStatsExitCodes(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, jobs.StatsFile)); err == nil {
 		t.Error("stats.json written for an incomplete dataset")
 	}
-	finishShard(t, dir, jobs.Shard{I: 0, N: 4}, 3, 1)
-	finishShard(t, dir, jobs.Shard{I: 2, N: 4}, 2, 0)
-	finishShard(t, dir, jobs.Shard{I: 3, N: 4}, 2, 0)
+	finishPartition(t, dir, jobs.Partition{I: 0, N: 4}, 3, 1)
+	finishPartition(t, dir, jobs.Partition{I: 2, N: 4}, 2, 0)
+	finishPartition(t, dir, jobs.Partition{I: 3, N: 4}, 2, 0)
 	if code, out := run(t, "stats", dir); code != int(jobs.ExitPartial) || strings.Contains(out, "missing") {
 		t.Errorf("complete with one error row: exit %d, want %d\n%s", code, jobs.ExitPartial, out)
 	}
@@ -59,7 +59,7 @@ func TestStatsExitCodes(t *testing.T) {
 	}
 
 	over := t.TempDir()
-	finishShard(t, over, jobs.Shard{I: 0, N: 1}, 4, 2)
+	finishPartition(t, over, jobs.Partition{I: 0, N: 1}, 4, 2)
 	if code, out := run(t, "stats", over); code != int(jobs.ExitBudgetExceeded) || !strings.Contains(out, "over budget      0/1") {
 		t.Errorf("over budget: exit %d\n%s", code, out)
 	}

@@ -10,7 +10,6 @@ import (
 	"math"
 	"sort"
 
-	"cacheclip/kernels"
 	"cacheclip/model"
 	"cacheclip/prefill"
 	"cacheclip/prefill/auxscore"
@@ -24,43 +23,44 @@ type Layer struct {
 }
 
 // PrimaryLayerScores runs the primary model over the layout (P and the chunks in
-// one call, then the question rows with a probe on every layer) and returns, per
+// bounded calls (model.Append), then the question rows with a probe on every layer) and returns, per
 // layer, each context token's attention from the question averaged over heads and
 // question tokens — the primary's own answer to "which tokens matter".
-func PrimaryLayerScores(ctx context.Context, m *model.Model, pool *kernels.Pool, lay prefill.Layout) ([][]float32, error) {
+func PrimaryLayerScores(ctx context.Context, m model.Backend, lay prefill.Layout) ([][]float32, error) {
 	np, n, nq := len(lay.Prefix.IDs), lay.ContextTokens(), len(lay.Question.IDs)
 	if nq == 0 {
 		return nil, fmt.Errorf("agreement: empty question")
 	}
-	c := m.NewCache(np + n + nq)
-	ctxRows := &model.Seq{Cache: c}
-	add := func(s *model.Seq, ids []int32) {
-		first := c.Alloc(len(ids))
-		for i, id := range ids {
-			s.Tokens = append(s.Tokens, id)
-			s.Pos = append(s.Pos, int32(first+i))
-			s.Slots = append(s.Slots, int32(first+i))
-		}
+	cfg := m.ModelConfig()
+	c, err := m.NewCache(np + n + nq)
+	if err != nil {
+		return nil, fmt.Errorf("agreement: %w", err)
 	}
-	add(ctxRows, lay.Prefix.IDs)
+	defer c.Free()
+	toks := append([]int32(nil), lay.Prefix.IDs...)
 	for _, ch := range lay.Chunks {
-		add(ctxRows, ch.IDs)
+		toks = append(toks, ch.IDs...)
 	}
-	if len(ctxRows.Tokens) > 0 {
-		if _, err := m.Forward(ctx, pool, []*model.Seq{ctxRows}); err != nil {
-			return nil, fmt.Errorf("agreement: primary context: %w", err)
-		}
+	if _, err := model.Append(ctx, m, c, toks, 0, 0, false); err != nil {
+		return nil, fmt.Errorf("agreement: primary context: %w", err)
 	}
-	q := &model.Seq{Cache: c}
-	add(q, lay.Question.IDs)
-	H := m.Config.Heads
+	first, err := c.Alloc(nq)
+	if err != nil {
+		return nil, fmt.Errorf("agreement: %w", err)
+	}
+	q := &model.Seq{Cache: c, Tokens: lay.Question.IDs}
+	for i := range lay.Question.IDs {
+		q.Pos = append(q.Pos, int32(first+i))
+		q.Slots = append(q.Slots, int32(first+i))
+	}
+	H := cfg.Heads
 	slots := c.Len()
-	probs := make([][]float32, m.Config.Layers)
+	probs := make([][]float32, cfg.Layers)
 	q.Probe = func(layer int) []float32 {
 		probs[layer] = make([]float32, nq*H*slots)
 		return probs[layer]
 	}
-	if _, err := m.Forward(ctx, pool, []*model.Seq{q}); err != nil {
+	if _, err := m.Forward(ctx, []*model.Seq{q}); err != nil {
 		return nil, fmt.Errorf("agreement: primary question: %w", err)
 	}
 	out := make([][]float32, len(probs))
@@ -84,7 +84,7 @@ func PrimaryLayerScores(ctx context.Context, m *model.Model, pool *kernels.Pool,
 
 // Question compares the auxiliary scorer's importances with every primary layer's
 // for one question, at a top-k of ⌈ratio·N⌉ tokens.
-func Question(ctx context.Context, m *model.Model, pool *kernels.Pool, layouter prefill.Layouter, aux *auxscore.Scorer, q prefill.Query, ratio float64) ([]Layer, error) {
+func Question(ctx context.Context, m model.Backend, layouter prefill.Layouter, aux *auxscore.Scorer, q prefill.Query, ratio float64) ([]Layer, error) {
 	lay, err := layouter.Layout(q.Chunks, q.Question)
 	if err != nil {
 		return nil, fmt.Errorf("agreement: layout: %w", err)
@@ -93,7 +93,7 @@ func Question(ctx context.Context, m *model.Model, pool *kernels.Pool, layouter 
 	if err != nil {
 		return nil, fmt.Errorf("agreement: %w", err)
 	}
-	per, err := PrimaryLayerScores(ctx, m, pool, lay)
+	per, err := PrimaryLayerScores(ctx, m, lay)
 	if err != nil {
 		return nil, err
 	}
@@ -109,10 +109,10 @@ func Question(ctx context.Context, m *model.Model, pool *kernels.Pool, layouter 
 // that is NaN for one question (a constant score vector) is left out of that
 // layer's mean rather than poisoning it; Counted says how many questions each
 // layer's Spearman averages.
-func Average(ctx context.Context, m *model.Model, pool *kernels.Pool, layouter prefill.Layouter, aux *auxscore.Scorer, qs []prefill.Query, ratio float64) ([]Mean, error) {
+func Average(ctx context.Context, m model.Backend, layouter prefill.Layouter, aux *auxscore.Scorer, qs []prefill.Query, ratio float64) ([]Mean, error) {
 	var sum []Mean
 	for i, q := range qs {
-		layers, err := Question(ctx, m, pool, layouter, aux, q, ratio)
+		layers, err := Question(ctx, m, layouter, aux, q, ratio)
 		if err != nil {
 			return nil, fmt.Errorf("question %d: %w", i, err)
 		}

@@ -5,7 +5,6 @@ import (
 	"math"
 	"testing"
 
-	"cacheclip/kernels"
 	"cacheclip/model"
 	"cacheclip/model/testmodel"
 	"cacheclip/prefill"
@@ -35,7 +34,7 @@ func TestStatistics(t *testing.T) {
 }
 
 // selfPair is the qwen2 test model with itself as its auxiliary.
-func selfPair(t *testing.T) (*model.Model, *kernels.Pool, prefilltest.Layouter, *auxscore.Scorer) {
+func selfPair(t *testing.T) (*model.Model, prefilltest.Layouter, *auxscore.Scorer) {
 	t.Helper()
 	var spec testmodel.Spec
 	for _, s := range testmodel.Variants() {
@@ -47,18 +46,17 @@ func selfPair(t *testing.T) (*model.Model, *kernels.Pool, prefilltest.Layouter, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := kernels.NewPool(2)
 	lay := prefilltest.Layouter{Width: 1}
-	return m, pool, lay, &auxscore.Scorer{Model: m, Layout: lay, Pool: pool}
+	return m, lay, &auxscore.Scorer{Model: m, Layouter: lay}
 }
 
 // A model compared with itself as its own auxiliary agrees perfectly at its last
 // layer (the auxiliary's scores are the last layer's attention) and not, in
 // general, at the others.
 func TestSelfAgreementAtLastLayer(t *testing.T) {
-	m, pool, lay, aux := selfPair(t)
+	m, lay, aux := selfPair(t)
 	q := prefill.Query{Chunks: []string{"The grass is green and the sky is blue.", "The magic number is 7319."}, Question: "Which number?"}
-	layers, err := Question(context.Background(), m, pool, lay, aux, q, 0.2)
+	layers, err := Question(context.Background(), m, lay, aux, q, 0.2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,13 +71,13 @@ func TestSelfAgreementAtLastLayer(t *testing.T) {
 
 // Average over the same question twice equals that question's figures.
 func TestAverage(t *testing.T) {
-	m, pool, lay, aux := selfPair(t)
+	m, lay, aux := selfPair(t)
 	q := prefill.Query{Chunks: []string{"The grass is green.", "The magic number is 7319."}, Question: "Which number?"}
-	one, err := Question(context.Background(), m, pool, lay, aux, q, 0.3)
+	one, err := Question(context.Background(), m, lay, aux, q, 0.3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	avg, err := Average(context.Background(), m, pool, lay, aux, []prefill.Query{q, q}, 0.3)
+	avg, err := Average(context.Background(), m, lay, aux, []prefill.Query{q, q}, 0.3)
 	if err != nil {
 		t.Fatal(err)
 	}

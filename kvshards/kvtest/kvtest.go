@@ -1,5 +1,5 @@
 // Package kvtest provides a deterministic fake Computer and an in-memory
-// ChunkSource for tests of kvshards and of code that uses it.
+// CorpusReader for tests of kvshards and of code that uses it.
 package kvtest
 
 import (

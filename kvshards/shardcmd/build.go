@@ -23,7 +23,7 @@ type Progress interface {
 	SetTotal(total int64)
 }
 
-// Lener is an optional ChunkSource extension giving the number of chunks, so
+// Lener is an optional CorpusReader extension giving the number of chunks, so
 // progress can show a total.
 type Lener interface{ Len() int }
 
@@ -37,7 +37,7 @@ type Ensurer interface {
 type BuildOptions struct {
 	Store    Ensurer
 	Computer kvshards.Computer // must be safe for concurrent use when Workers > 1
-	Source   kvshards.ChunkSource
+	Source   kvshards.CorpusReader
 	Tokenize kvshards.Tokenize
 	Prefix   []int32 // the prompt prefix P every chunk continues
 	Workers  int     // default 1

@@ -67,7 +67,7 @@ func GC(ctx context.Context, st *kvshards.Store, live map[kvshards.Key]struct{},
 
 // LiveKeys reads every chunk of src and returns the set of keys a job over it
 // uses: each chunk's key after prefix, and the prefix's own key.
-func LiveKeys(ctx context.Context, fp [32]byte, prefix []int32, src kvshards.ChunkSource, tok kvshards.Tokenize) (map[kvshards.Key]struct{}, error) {
+func LiveKeys(ctx context.Context, fp [32]byte, prefix []int32, src kvshards.CorpusReader, tok kvshards.Tokenize) (map[kvshards.Key]struct{}, error) {
 	live := map[kvshards.Key]struct{}{kvshards.PrefixKey(fp, prefix): {}}
 	ph := kvshards.PrefixHash(prefix)
 	for row := 0; ; row++ {

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"cacheclip/internal/realmodel"
-	"cacheclip/kernels"
 	"cacheclip/model"
 )
 
@@ -26,24 +25,23 @@ func BenchmarkSmolLM2(b *testing.B) {
 		b.Fatal(err)
 	}
 	ids := benchIDs(b)
-	pool := kernels.NewPool(0)
 	ctx := context.Background()
 	for _, n := range []int{128, 512, 2048} {
 		prefill := func(c *model.Cache) []float32 {
 			c.Reset()
 			s := &model.Seq{Cache: c, Tokens: ids[:n], Pos: make([]int32, n), Slots: make([]int32, n), Logits: []int{n - 1}}
-			first := c.Alloc(n)
+			first, _ := c.Alloc(n)
 			for j := range s.Pos {
 				s.Pos[j], s.Slots[j] = int32(j), int32(first+j)
 			}
-			out, err := m.Forward(ctx, pool, []*model.Seq{s})
+			out, err := m.Forward(ctx, []*model.Seq{s})
 			if err != nil {
 				b.Fatal(err)
 			}
 			return out[0].Logits[0]
 		}
 		b.Run(fmt.Sprintf("prefill/n=%d", n), func(b *testing.B) {
-			c := m.NewCache(n)
+			c := m.HostCache(n)
 			for b.Loop() {
 				prefill(c)
 			}
@@ -51,14 +49,14 @@ func BenchmarkSmolLM2(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("decode/after=%d", n), func(b *testing.B) {
 			const steps = 32
-			c := m.NewCache(n + steps)
+			c := m.HostCache(n + steps)
 			var dec float64
 			for b.Loop() {
 				b.StopTimer()
 				logits := prefill(c)
 				b.StartTimer()
 				st := &model.GenState{Cache: c, NextPos: int32(n), Logits: logits, Opts: model.GenOptions{MaxNewTokens: steps}, Tok: nopDetok{}}
-				if err := m.Generate(ctx, pool, []*model.GenState{st}); err != nil {
+				if err := m.Generate(ctx, []*model.GenState{st}); err != nil {
 					b.Fatal(err)
 				}
 				dec += steps

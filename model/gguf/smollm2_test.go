@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"cacheclip/internal/realmodel"
-	"cacheclip/kernels"
 	"cacheclip/model"
 	"cacheclip/model/tokenizer"
 )
@@ -103,7 +102,6 @@ func argmaxF(x []float32) int32 {
 func TestSmolLM2MatchesReference(t *testing.T) {
 	m := smolModel(t)
 	g := readGoldenFile(t)
-	pool := kernels.NewPool(0)
 	ctx := context.Background()
 	var worst float64
 	// The portable-kernel pass of `make test` (CACHECLIP_KERNELS=generic)
@@ -120,10 +118,10 @@ func TestSmolLM2MatchesReference(t *testing.T) {
 		}
 		t.Run(p.Name, func(t *testing.T) {
 			n := len(p.IDs)
-			c := m.NewCache(n + len(p.Greedy))
+			c := m.HostCache(n + len(p.Greedy))
 			pos, slots := make([]int32, n), make([]int32, n)
 			for i := range pos {
-				pos[i], slots[i] = int32(i), int32(c.Alloc(1))
+				pos[i], slots[i] = int32(i), int32(allocOne(c))
 			}
 			rows := make([]int, len(p.Checks))
 			for i, ck := range p.Checks {
@@ -132,7 +130,7 @@ func TestSmolLM2MatchesReference(t *testing.T) {
 			if rows[len(rows)-1] != n-1 {
 				rows = append(rows, n-1)
 			}
-			out, err := m.Forward(ctx, pool, []*model.Seq{{Cache: c, Tokens: p.IDs, Pos: pos, Slots: slots, Logits: rows}})
+			out, err := m.Forward(ctx, []*model.Seq{{Cache: c, Tokens: p.IDs, Pos: pos, Slots: slots, Logits: rows}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -171,8 +169,8 @@ func TestSmolLM2MatchesReference(t *testing.T) {
 				if id != want {
 					t.Fatalf("greedy step %d: engine %v, reference %v", i, got, p.Greedy)
 				}
-				sl := int32(c.Alloc(1))
-				out, err := m.Forward(ctx, pool, []*model.Seq{{Cache: c, Tokens: []int32{id}, Pos: []int32{int32(n + i)}, Slots: []int32{sl}, Logits: []int{0}}})
+				sl := int32(allocOne(c))
+				out, err := m.Forward(ctx, []*model.Seq{{Cache: c, Tokens: []int32{id}, Pos: []int32{int32(n + i)}, Slots: []int32{sl}, Logits: []int{0}}})
 				if err != nil {
 					t.Fatal(err)
 				}

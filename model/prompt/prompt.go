@@ -1,5 +1,5 @@
 // Package prompt lays a question and its retrieved chunks out as the token
-// spans of DESIGN.md §2: [P: shared prefix] [chunk 1] … [chunk k] [Q].
+// spans of docs/PROMPT_LAYOUT.md: [P: shared prefix] [chunk 1] … [chunk k] [Q].
 //
 // P is the chat template's head up to where the documents begin; it is the
 // same for every chunk and every question, so its KV is stored once. Each chunk

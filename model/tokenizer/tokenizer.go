@@ -4,7 +4,7 @@
 // and Mistral) and llama2.c's tokenizer.bin.
 //
 // Encode returns byte offsets per token because the auxiliary scorer maps tokens
-// of one tokenizer onto another's by the characters they cover (DESIGN.md §4).
+// of one tokenizer onto another's by the characters they cover (the auxiliary scorer of docs/ARCHITECTURE.md).
 // Encode never adds BOS or EOS: the prompt templates decide that.
 //
 // Supported tokenizer.json parts: model BPE (vocab, merges as "a b" strings or

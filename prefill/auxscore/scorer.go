@@ -1,4 +1,4 @@
-// Package auxscore is CacheClip's auxiliary scorer (DESIGN.md §4): a small model
+// Package auxscore is CacheClip's auxiliary scorer (docs/ARCHITECTURE.md): a small model
 // reads the same chunks and question with its own tokenizer and template, the
 // last layer's attention from the question's tokens to the context marks the
 // context tokens that matter, and a budgeted, grouped selection of them is
@@ -12,7 +12,6 @@ import (
 	"context"
 	"fmt"
 
-	"cacheclip/kernels"
 	"cacheclip/model"
 	"cacheclip/prefill"
 )
@@ -39,12 +38,12 @@ func DefaultOptions() Options { return Options{Reduce: Mean, Window: 8, MinCount
 // Q fresh, so its cost stops growing with the context; otherwise it prefills
 // P and the chunks in full.
 type Scorer struct {
-	Model  *model.Model
-	Layout prefill.Layouter
-	Pool   *kernels.Pool
-	Source prefill.ChunkSource
-	Opts   Options
-	// FullChunkRows bounds one forward call of the full auxiliary prefill (0: 2048).
+	Model    model.Backend
+	Layouter prefill.Layouter
+	Source   prefill.ChunkSource
+	Opts     Options
+	// FullChunkRows bounds one forward call of the full auxiliary prefill (0:
+	// model.DefaultAppendRows).
 	FullChunkRows int
 
 	prefix prefill.PrefixCache
@@ -88,10 +87,10 @@ func (s *Scorer) Select(ctx context.Context, q prefill.Query, primary prefill.La
 // PrimaryScores scores the query's context with the auxiliary model and returns
 // one importance per primary context token (chunks concatenated).
 func (s *Scorer) PrimaryScores(ctx context.Context, q prefill.Query, primary prefill.Layout) ([]float32, error) {
-	if s.Layout == nil || s.Model == nil {
+	if s.Layouter == nil || s.Model == nil {
 		return nil, fmt.Errorf("auxiliary scorer: no model or layouter")
 	}
-	auxLay, err := s.Layout.Layout(q.Chunks, q.Question)
+	auxLay, err := s.Layouter.Layout(q.Chunks, q.Question)
 	if err != nil {
 		return nil, fmt.Errorf("auxiliary scorer: layout: %w", err)
 	}
@@ -178,7 +177,8 @@ func (s *Scorer) Scores(ctx context.Context, lay prefill.Layout) ([][]float32, e
 	if err != nil {
 		return nil, err
 	}
-	H := s.Model.Config.Heads
+	defer cache.Free()
+	H := s.Model.ModelConfig().Heads
 	nq := len(lay.Question.IDs)
 	ns := cache.Len()
 	slot := make([]float64, ns)
@@ -226,8 +226,8 @@ func (s *Scorer) Scores(ctx context.Context, lay prefill.Layout) ([][]float32, e
 // attend fills the auxiliary cache with P and the chunks (from per-chunk caches
 // or a full prefill), then computes only Q's rows, probing the last layer: the
 // probabilities are [Q row][head][slot], never a rows×rows matrix of the context.
-func (s *Scorer) attend(ctx context.Context, lay prefill.Layout) ([]float32, *model.Cache, error) {
-	cfg := &s.Model.Config
+func (s *Scorer) attend(ctx context.Context, lay prefill.Layout) ([]float32, model.KVCache, error) {
+	cfg := s.Model.ModelConfig()
 	nq := len(lay.Question.IDs)
 	if nq == 0 {
 		return nil, nil, fmt.Errorf("auxiliary scorer: empty question")
@@ -237,9 +237,9 @@ func (s *Scorer) attend(ctx context.Context, lay prefill.Layout) ([]float32, *mo
 		return nil, nil, fmt.Errorf("auxiliary scorer: prompt of %d tokens exceeds the auxiliary model's context of %d", total, cfg.MaxPos)
 	}
 	qStart := total - nq
-	var cache *model.Cache
+	var cache model.KVCache
 	if s.Source != nil {
-		pkv, err := s.prefix.Get(ctx, s.Model, s.Pool, lay.Prefix.IDs)
+		pkv, err := s.prefix.Get(ctx, s.Model, lay.Prefix.IDs)
 		if err != nil {
 			return nil, nil, fmt.Errorf("auxiliary scorer: %w", err)
 		}
@@ -249,28 +249,22 @@ func (s *Scorer) attend(ctx context.Context, lay prefill.Layout) ([]float32, *mo
 		}
 		cache = asm.Cache
 	} else {
-		cache = s.Model.NewCache(total)
-		cache.Alloc(total)
+		var err error
+		if cache, err = s.Model.NewCache(total); err != nil {
+			return nil, nil, fmt.Errorf("auxiliary scorer: %w", err)
+		}
 		var toks []int32
 		toks = append(toks, lay.Prefix.IDs...)
 		for _, c := range lay.Chunks {
 			toks = append(toks, c.IDs...)
 		}
-		step := s.FullChunkRows
-		if step <= 0 {
-			step = 2048
+		if _, err := model.Append(ctx, s.Model, cache, toks, 0, s.FullChunkRows, false); err != nil {
+			cache.Free()
+			return nil, nil, fmt.Errorf("auxiliary scorer: prefill: %w", err)
 		}
-		for lo := 0; lo < len(toks); lo += step {
-			hi := min(lo+step, len(toks))
-			seq := &model.Seq{Cache: cache}
-			for i := lo; i < hi; i++ {
-				seq.Tokens = append(seq.Tokens, toks[i])
-				seq.Pos = append(seq.Pos, int32(i))
-				seq.Slots = append(seq.Slots, int32(i))
-			}
-			if _, err := s.Model.Forward(ctx, s.Pool, []*model.Seq{seq}); err != nil {
-				return nil, nil, fmt.Errorf("auxiliary scorer: prefill rows [%d,%d): %w", lo, hi, err)
-			}
+		if _, err := cache.Alloc(nq); err != nil {
+			cache.Free()
+			return nil, nil, fmt.Errorf("auxiliary scorer: %w", err)
 		}
 	}
 	last := cfg.Layers - 1
@@ -286,7 +280,8 @@ func (s *Scorer) attend(ctx context.Context, lay prefill.Layout) ([]float32, *mo
 		seq.Pos = append(seq.Pos, int32(qStart+i))
 		seq.Slots = append(seq.Slots, int32(qStart+i))
 	}
-	if _, err := s.Model.Forward(ctx, s.Pool, []*model.Seq{seq}); err != nil {
+	if _, err := s.Model.Forward(ctx, []*model.Seq{seq}); err != nil {
+		cache.Free()
 		return nil, nil, fmt.Errorf("auxiliary scorer: question rows: %w", err)
 	}
 	return probs, cache, nil

@@ -63,12 +63,11 @@ func TestAttentionMatchesReference(t *testing.T) {
 	for _, v := range []string{"qwen2", "llama3", "llama2"} {
 		t.Run(v, func(t *testing.T) {
 			m := build(t, v)
-			pool := kernels.NewPool(2)
 			lay, err := prefilltest.Layouter{Width: 1}.Layout(query.Chunks, query.Question)
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := &Scorer{Model: m, Layout: prefilltest.Layouter{Width: 1}, Pool: pool}
+			s := &Scorer{Model: m, Layouter: prefilltest.Layouter{Width: 1}}
 			probs, cache, err := s.attend(context.Background(), lay)
 			if err != nil {
 				t.Fatal(err)
@@ -80,7 +79,7 @@ func TestAttentionMatchesReference(t *testing.T) {
 			qStart := total - nq
 
 			qm := qModel(t, m)
-			c := qm.NewCache(total)
+			c := qm.HostCache(total)
 			c.Alloc(total)
 			seq := &model.Seq{Cache: c}
 			var toks []int32
@@ -95,12 +94,12 @@ func TestAttentionMatchesReference(t *testing.T) {
 					seq.Logits = append(seq.Logits, i)
 				}
 			}
-			out, err := qm.Forward(context.Background(), pool, []*model.Seq{seq})
+			out, err := qm.Forward(context.Background(), []*model.Seq{seq})
 			if err != nil {
 				t.Fatal(err)
 			}
 			inv := cfg.InvFreq()
-			K := cache.K[cfg.Layers-1]
+			K := cache.(*model.Cache).K[cfg.Layers-1]
 			var worst float64
 			for r := 0; r < nq; r++ {
 				q := append([]float32(nil), out[0].Logits[r][:H*D]...)
@@ -153,9 +152,8 @@ func TestAttentionMatchesReference(t *testing.T) {
 
 func TestScoresReductions(t *testing.T) {
 	m := build(t, "llama2")
-	pool := kernels.NewPool(2)
 	lay, _ := prefilltest.Layouter{Width: 1}.Layout(query.Chunks, query.Question)
-	s := &Scorer{Model: m, Layout: prefilltest.Layouter{Width: 1}, Pool: pool}
+	s := &Scorer{Model: m, Layouter: prefilltest.Layouter{Width: 1}}
 	probs, cache, err := s.attend(context.Background(), lay)
 	if err != nil {
 		t.Fatal(err)
@@ -208,9 +206,8 @@ func TestScoresReductions(t *testing.T) {
 // overlaps; P is never among the scored tokens.
 func TestPrimaryScoresAcrossTokenizers(t *testing.T) {
 	m := build(t, "smollm2")
-	pool := kernels.NewPool(2)
 	auxLay := prefilltest.Layouter{Width: 3, Shift: 5}
-	s := &Scorer{Model: m, Layout: auxLay, Pool: pool}
+	s := &Scorer{Model: m, Layouter: auxLay}
 	primary, _ := prefilltest.Layouter{Width: 2}.Layout(query.Chunks, query.Question)
 	got, err := s.PrimaryScores(context.Background(), query, primary)
 	if err != nil {
@@ -257,10 +254,9 @@ func TestPrimaryScoresAcrossTokenizers(t *testing.T) {
 // selections overlap partly; both are reported.
 func TestCheapModeAgainstFullPrefill(t *testing.T) {
 	m := build(t, "smollm2")
-	pool := kernels.NewPool(2)
 	lay := prefilltest.Layouter{Width: 2}
-	full := &Scorer{Model: m, Layout: lay, Pool: pool}
-	cheap := &Scorer{Model: m, Layout: lay, Pool: pool, Source: prefill.NewMemorySource(&prefill.Computer{Model: m, Pool: pool})}
+	full := &Scorer{Model: m, Layouter: lay}
+	cheap := &Scorer{Model: m, Layouter: lay, Source: prefill.NewMemorySource(&prefill.Computer{Model: m})}
 	ctx := context.Background()
 	one := prefill.Query{Chunks: query.Chunks[1:2], Question: query.Question}
 	primary, _ := prefilltest.Layouter{Width: 1}.Layout(one.Chunks, one.Question)
@@ -296,7 +292,7 @@ func TestCheapModeAgainstFullPrefill(t *testing.T) {
 	}
 	// Caches of another model are refused.
 	other := build(t, "llama2")
-	wrong := &Scorer{Model: m, Layout: lay, Pool: pool, Source: prefill.NewMemorySource(&prefill.Computer{Model: other, Pool: pool})}
+	wrong := &Scorer{Model: m, Layouter: lay, Source: prefill.NewMemorySource(&prefill.Computer{Model: other})}
 	if _, err := wrong.PrimaryScores(ctx, query, primary); err == nil || !strings.Contains(err.Error(), "another model") {
 		t.Fatalf("error %v for caches of another model", err)
 	}

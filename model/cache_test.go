@@ -1,0 +1,62 @@
+package model_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"cacheclip/model"
+	"cacheclip/model/testmodel"
+)
+
+// foreignCache is a KVCache of another backend.
+type foreignCache struct{ model.KVCache }
+
+// The CPU backend refuses what another backend's seam would hand it, and
+// ReadKV refuses ranges outside what the cache holds, naming them.
+func TestCacheSeamErrors(t *testing.T) {
+	m, err := testmodel.Build(testmodel.Variants()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := m.NewCache(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Alloc(3); err != nil {
+		t.Fatal(err)
+	}
+	kd := m.Config.KVDim()
+	if k, v, err := c.ReadKV(0, 1, 3); err != nil || len(k) != 2*kd || len(v) != 2*kd {
+		t.Fatalf("ReadKV(0, 1, 3): %d keys, %d values, %v; want %d each", len(k), len(v), err, 2*kd)
+	}
+	foreign := foreignCache{c}
+	cases := []struct {
+		name string
+		run  func() error
+		want string
+	}{
+		{"read past the used slots", func() error { _, _, err := c.ReadKV(0, 2, 4); return err }, "slots [2,4)"},
+		{"read a reversed range", func() error { _, _, err := c.ReadKV(0, 2, 1); return err }, "slots [2,1)"},
+		{"read a missing layer", func() error { _, _, err := c.ReadKV(m.Config.Layers, 0, 1); return err }, "layer"},
+		{"alloc a negative count", func() error { _, err := c.Alloc(-1); return err }, "alloc -1"},
+		{"fill another backend's cache", func() error {
+			return m.Fill(foreign, 0, 0, []int32{0}, make([]float32, kd), make([]float32, kd), []int32{0})
+		}, "not a CPU cache"},
+		{"fill a missing layer", func() error {
+			return m.Fill(c, -1, 0, []int32{0}, make([]float32, kd), make([]float32, kd), []int32{0})
+		}, "layer -1"},
+		{"forward over another backend's cache", func() error {
+			_, err := m.Forward(context.Background(), []*model.Seq{{Cache: foreign, Tokens: []int32{1}, Pos: []int32{3}, Slots: []int32{2}}})
+			return err
+		}, "sequence 0: a model_test.foreignCache is not a CPU cache"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.run()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
