@@ -105,12 +105,6 @@ func BenchmarkGEMMBF16(b *testing.B) {
 	b.Logf("device %s: best measured cuBLAS bf16 %.1f TFLOP/s; nominal dense bf16 peak at max clock %.0f TFLOP/s (%.0f%%)", d, best, peak, 100*best/math.Max(peak, 1))
 }
 
-// qwen7B is Qwen2.5-7B's architecture.
-func qwen7B() model.Config {
-	return model.Config{Arch: "qwen2", Hidden: 3584, Intermediate: 18944, Layers: 28, Heads: 28, KVHeads: 4, HeadDim: 128,
-		Vocab: 152064, MaxPos: 32768, RMSEps: 1e-6, RopeTheta: 1e6, QKVBias: true}
-}
-
 // shardBytes makes host chunk KV of the 7B shape in bf16: values drawn once and
 // tiled, as the benchmark times movement, not content.
 func shardChunks(cfg model.Config, chunks, tokens, prefix int) []Placement {

@@ -92,6 +92,8 @@ var specFlags = []specFlag{
 	{name: "load-workers", usage: "workers loading KV shards", set: integer(func(s *Spec) *int { return &s.LoadWorkers })},
 	{name: "aux-workers", usage: "workers running the auxiliary model", set: integer(func(s *Spec) *int { return &s.AuxWorkers })},
 	{name: "prefetch", usage: "batches queued ahead between stages", set: integer(func(s *Spec) *int { return &s.Prefetch })},
+	{name: "host-cache-mb", usage: "host cache of mapped KV shards in MiB (0: a quarter of available memory, at most 4096)", set: integer(func(s *Spec) *int { return &s.HostCacheMB })},
+	{name: "device-cache-mb", usage: "GPU chunk cache in MiB, part of the GPU memory plan (0: half of what the plan leaves free)", set: integer(func(s *Spec) *int { return &s.DeviceCacheMB })},
 	{name: "reorder-window", usage: "questions reordered for chunk locality (0 = off)", set: integer(func(s *Spec) *int { return &s.ReorderWindow })},
 	{name: "max-errors", usage: "error budget: a count (25), a fraction (0.01) or a percentage (1%)", set: func(s *Spec, v string) error {
 		b, err := ParseErrorBudget(v)

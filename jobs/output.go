@@ -45,6 +45,7 @@ var outputColumns = []string{
 	"query_id", "answer", "status", "error", "method", "recompute_ratio",
 	"n_context_tokens", "n_recomputed", "n_generated",
 	"load_ms", "aux_ms", "prefill_ms", "ttft_ms", "decode_ms", "total_ms",
+	"device",
 }
 
 // Status of an output row.
@@ -73,6 +74,8 @@ type Result struct {
 	TTFTMS         float64
 	DecodeMS       float64
 	TotalMS        float64
+	// Device is where the primary model ran: "cpu" or "cuda:N (name)".
+	Device string
 	// Passthrough is Question.Passthrough, unchanged.
 	Passthrough parquet.Row
 	// AnswerIDs are the generated token ids behind Answer (the stop token
@@ -194,6 +197,8 @@ type Output struct {
 	baseRuns     int
 	baseBusy     map[string]float64
 	baseCounters map[string]int64
+	baseDevice   string
+	runDevice    string
 	runBusy      map[string]float64
 	runCounters  map[string]int64
 	duplicates   int64
@@ -229,9 +234,10 @@ func outputSchema(pass []parquet.Field, diagnostics, label bool) *parquet.Schema
 	for _, n := range outputColumns[6:9] {
 		fields = append(fields, field(n, parquet.Required(parquet.Leaf(parquet.Int32Type))))
 	}
-	for _, n := range outputColumns[9:] {
+	for _, n := range outputColumns[9:15] {
 		fields = append(fields, field(n, parquet.Required(parquet.Leaf(parquet.DoubleType))))
 	}
+	fields = append(fields, field("device", parquet.Required(str)))
 	fields = append(fields, pass...)
 	if diagnostics {
 		// Plain repeated leaves (no LIST group): one leaf column each, which
@@ -311,6 +317,7 @@ func OpenOutput(ctx context.Context, opts OutputOptions) (*Output, error) {
 	o.baseRuns = o.manifest.Stats.Runs
 	o.baseBusy = o.manifest.Stats.StageBusySeconds
 	o.baseCounters = o.manifest.Stats.Counters
+	o.baseDevice = o.manifest.Stats.Device
 	o.duplicates = o.manifest.Stats.Duplicates
 	return o, nil
 }
@@ -607,6 +614,7 @@ func (o *Output) row(r *Result) (parquet.Row, error) {
 		i32(r.NContextTokens, 6), i32(r.NRecomputed, 7), i32(r.NGenerated, 8),
 		dbl(r.LoadMS, 9), dbl(r.AuxMS, 10), dbl(r.PrefillMS, 11),
 		dbl(r.TTFTMS, 12), dbl(r.DecodeMS, 13), dbl(r.TotalMS, 14),
+		str(r.Device, 15),
 	)
 	row = append(row, r.Passthrough...)
 	if o.opts.Diagnostics {
@@ -739,6 +747,7 @@ func (o *Output) statsLocked(now time.Time, extra *Stats) Stats {
 	s.Runs = o.baseRuns + 1
 	s.StageBusySeconds = addMaps(addMaps(nil, o.baseBusy), o.runBusy)
 	s.Counters = addMaps(addMaps(nil, o.baseCounters), o.runCounters)
+	s.Device = joinDevices(o.baseDevice, o.runDevice)
 	s.QuestionsPerSec, s.TokensPerSec = 0, 0
 	b := o.budget
 	s.MaxErrors = &b
@@ -778,6 +787,14 @@ func (o *Output) SetRunCounters(stageBusy map[string]time.Duration, counters map
 		o.runBusy[k] = v.Seconds()
 	}
 	o.runCounters = cloneMap(counters)
+}
+
+// SetDevice records where this run's primary model runs ("cpu", "cuda:0
+// (NVIDIA H100 80GB HBM3)"); stats.json lists every device a job's runs used.
+func (o *Output) SetDevice(device string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.runDevice = device
 }
 
 // SetDuplicates records how many later occurrences of a query_id the reader

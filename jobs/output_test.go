@@ -45,7 +45,7 @@ func fakeResult(q *Question) Result {
 	return Result{QueryID: q.QueryID, Answer: "A:" + q.Question, Status: StatusOK, Method: "cacheclip",
 		RecomputeRatio: 0.2, NContextTokens: 100, NRecomputed: 20, NGenerated: int32(q.Row%5 + 1),
 		LoadMS: 1, AuxMS: 2, PrefillMS: 3, TTFTMS: float64(q.Row%100 + 1), DecodeMS: 4, TotalMS: float64(q.Row%100+1) * 2,
-		Passthrough: q.Passthrough}
+		Device: fmt.Sprintf("cuda:%d (GPU)", q.Row%2), Passthrough: q.Passthrough}
 }
 
 // runJob reads the questions of one shard and writes them, stopping (as if
@@ -116,6 +116,7 @@ type outRow struct {
 	NGenerated     int32    `parquet:"n_generated"`
 	TTFTMS         float64  `parquet:"ttft_ms"`
 	TotalMS        float64  `parquet:"total_ms"`
+	Device         string   `parquet:"device"`
 	Answers        []string `parquet:"answers,list"`
 	Lang           string   `parquet:"lang"`
 	Score          float64  `parquet:"score"`
@@ -184,7 +185,7 @@ func TestOutputSchemaAndValues(t *testing.T) {
 	f.Close()
 	want := []string{"query_id:STRING", "answer:STRING", "status:STRING", "error:STRING", "method:STRING",
 		"recompute_ratio:DOUBLE", "n_context_tokens:INT(32,true)", "n_recomputed:INT(32,true)", "n_generated:INT(32,true)",
-		"load_ms:DOUBLE", "aux_ms:DOUBLE", "prefill_ms:DOUBLE", "ttft_ms:DOUBLE", "decode_ms:DOUBLE", "total_ms:DOUBLE",
+		"load_ms:DOUBLE", "aux_ms:DOUBLE", "prefill_ms:DOUBLE", "ttft_ms:DOUBLE", "decode_ms:DOUBLE", "total_ms:DOUBLE", "device:STRING",
 		"answers:group LIST", "lang:STRING", "score:DOUBLE", "tags:group LIST", "weight:INT(64,true)"}
 	if strings.Join(cols, ",") != strings.Join(want, ",") {
 		t.Errorf("columns\n got %v\nwant %v", cols, want)
@@ -209,6 +210,8 @@ func TestOutputSchemaAndValues(t *testing.T) {
 			}
 		} else if r.Status != "ok" || r.Answer == nil || *r.Answer != fmt.Sprintf("A:question %d?", i) || r.Error != nil {
 			t.Errorf("row %d ok row %+v", i, r)
+		} else if want := fmt.Sprintf("cuda:%d (GPU)", i%2); r.Device != want {
+			t.Errorf("row %d device %q, want %q", i, r.Device, want)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(out, SuccessFile)); err != nil {
@@ -557,5 +560,41 @@ func TestOutputCommitsOnTimeWithoutFurtherRows(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(dir, ManifestName(Partition{})))
 	if err != nil || !strings.Contains(string(b), PartName(Partition{}, 1)) {
 		t.Fatalf("manifest does not list the timed part: %v\n%s", err, b)
+	}
+}
+
+// stats.json's device lists every device a job's runs and shards used, once.
+func TestJoinDevices(t *testing.T) {
+	for _, c := range []struct{ a, b, want string }{
+		{"", "", ""},
+		{"cpu", "", "cpu"},
+		{"", "cuda:0 (H100)", "cuda:0 (H100)"},
+		{"cpu", "cpu", "cpu"},
+		{"cuda:1 (H100)", "cpu", "cpu; cuda:1 (H100)"},
+		{"cpu; cuda:1 (H100)", "cuda:0 (H100)", "cpu; cuda:0 (H100); cuda:1 (H100)"},
+	} {
+		if got := joinDevices(c.a, c.b); got != c.want {
+			t.Errorf("joinDevices(%q, %q) = %q, want %q", c.a, c.b, got, c.want)
+		}
+	}
+}
+
+// stage_overlap is the stages' busy time (read left out) over the wall time.
+func TestStageOverlap(t *testing.T) {
+	for _, c := range []struct {
+		busy map[string]float64
+		wall float64
+		want float64
+	}{
+		{map[string]float64{"read": 10, "plan": 1, "load": 2, "aux": 3, "primary": 4}, 10, 1.0},
+		{map[string]float64{"read": 5, "aux": 4, "primary": 5}, 5, 1.8},
+		{map[string]float64{"aux": 4}, 0, 0},
+		{nil, 3, 0},
+	} {
+		s := Stats{StageBusySeconds: c.busy, WallSeconds: c.wall}
+		s.finish()
+		if math.Abs(s.StageOverlap-c.want) > 1e-12 {
+			t.Errorf("busy %v wall %g: overlap %g, want %g", c.busy, c.wall, s.StageOverlap, c.want)
+		}
 	}
 }

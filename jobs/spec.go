@@ -90,6 +90,11 @@ type Spec struct {
 	AuxWorkers    int `yaml:"aux_workers"`    // auxiliary scoring
 	Prefetch      int `yaml:"prefetch"`       // batches queued ahead between stages
 	ReorderWindow int `yaml:"reorder_window"` // questions reordered for chunk locality; 0 = off
+	// HostCacheMB bounds the shard store's host cache of mapped shards and
+	// DeviceCacheMB the GPU's chunk cache (part of the GPU memory plan), in
+	// MiB; 0 takes a default from free memory (docs/JOBS.md).
+	HostCacheMB   int `yaml:"host_cache_mb"`
+	DeviceCacheMB int `yaml:"device_cache_mb"`
 
 	MaxErrors      ErrorBudget   `yaml:"max_errors"`      // "25", "0.01", "1%"
 	MaxNewTokens   int           `yaml:"max_new_tokens"`  // default when a row has none
@@ -236,6 +241,8 @@ func (s *Spec) Validate() error {
 		{"aux_workers", s.AuxWorkers, 1},
 		{"prefetch", s.Prefetch, 0},
 		{"reorder_window", s.ReorderWindow, 0},
+		{"host_cache_mb", s.HostCacheMB, 0},
+		{"device_cache_mb", s.DeviceCacheMB, 0},
 		{"max_new_tokens", s.MaxNewTokens, 1},
 		{"part_rows", s.PartRows, 1},
 	} {

@@ -153,6 +153,8 @@ func TestValidateNamesField(t *testing.T) {
 		{"batch", func(s *Spec) { s.BatchSize = 0 }, "batch_size"},
 		{"workers", func(s *Spec) { s.LoadWorkers = 0 }, "load_workers"},
 		{"prefetch", func(s *Spec) { s.Prefetch = -1 }, "prefetch"},
+		{"host cache", func(s *Spec) { s.HostCacheMB = -1 }, "host_cache_mb"},
+		{"device cache", func(s *Spec) { s.DeviceCacheMB = -5 }, "device_cache_mb"},
 		{"log format", func(s *Spec) { s.LogFormat = "xml" }, "log_format"},
 		{"template", func(s *Spec) { s.Template = "alpaca" }, "template"},
 		{"shard", func(s *Spec) { s.Partition = Partition{9, 8} }, "shard"},

@@ -2,7 +2,9 @@ package jobs
 
 import (
 	"math"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -145,9 +147,17 @@ type Stats struct {
 	// StageBusySeconds is the time spent inside each pipeline stage's function,
 	// summed over workers, runs and shards.
 	StageBusySeconds map[string]float64 `json:"stage_busy_s,omitempty"`
+	// StageOverlap is the stages' busy time summed (the "read" stage, which
+	// drives the loop for the whole run, left out) over WallSeconds: the
+	// overlap actually achieved. 1 is what running the stages one after
+	// another gives; 1.8 means the stages kept 1.8 workers busy on average.
+	StageOverlap float64 `json:"stage_overlap,omitempty"`
 	// Counters are the runner's other counts (shard cache hits, misses, bytes),
 	// summed over runs and shards.
 	Counters map[string]int64 `json:"counters,omitempty"`
+	// Device is where the primary model ran; runs or shards on different
+	// devices are listed sorted, separated by "; ".
+	Device string `json:"device,omitempty"`
 
 	// MaxErrors is the error budget a shard's rows are judged against (nil in
 	// merged stats: shards judge themselves); BudgetExceeded is whether its
@@ -213,6 +223,16 @@ func addMaps[V int64 | float64](dst map[string]V, src map[string]V) map[string]V
 func (s *Stats) finish() {
 	s.TTFT = s.TTFTHist.percentiles()
 	s.Total = s.TotalHist.percentiles()
+	s.StageOverlap = 0
+	if s.WallSeconds > 0 {
+		var busy float64
+		for name, v := range s.StageBusySeconds {
+			if name != "read" {
+				busy += v
+			}
+		}
+		s.StageOverlap = busy / s.WallSeconds
+	}
 	if s.WallSeconds > 0 && s.QuestionsPerSec == 0 {
 		s.QuestionsPerSec = float64(s.Rows) / s.WallSeconds
 		s.TokensPerSec = float64(s.GeneratedTokens) / s.WallSeconds
@@ -239,4 +259,19 @@ func (s *Stats) mergePartition(o *Stats) {
 	s.StageBusySeconds = addMaps(s.StageBusySeconds, o.StageBusySeconds)
 	s.Counters = addMaps(s.Counters, o.Counters)
 	s.BudgetExceeded = s.BudgetExceeded || o.BudgetExceeded
+	s.Device = joinDevices(s.Device, o.Device)
+}
+
+// joinDevices merges two Device fields: the sorted set of the devices named.
+func joinDevices(a, b string) string {
+	var all []string
+	for _, s := range []string{a, b} {
+		for _, d := range strings.Split(s, "; ") {
+			if d != "" && !slices.Contains(all, d) {
+				all = append(all, d)
+			}
+		}
+	}
+	slices.Sort(all)
+	return strings.Join(all, "; ")
 }

@@ -18,14 +18,15 @@ import (
 // BenchmarkJob runs 200 questions over 8 chunks each on the test-bed pair with
 // CacheClip, with and without the overlap of stages, and reports the pipeline's
 // throughput against the sum of its stages' busy time (what running them one
-// after another would cost).
+// after another would cost). The primary runs where --device auto puts it: on
+// the GPU when one is present (scripts/gpu-check.sh), else on the CPU.
 func BenchmarkJob(b *testing.B) {
 	primary, aux := "../testdata/testbed/primary", "../testdata/testbed/aux"
 	if _, err := os.Stat(filepath.Join(primary, "config.json")); err != nil {
 		b.Fatalf("test-bed models missing: %v", err)
 	}
 	dir := b.TempDir()
-	corpus, questions := writeBenchData(b, dir)
+	corpus, questions := writeBenchData(b, dir, 200)
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	texts, err := jobs.LoadCorpus(ctx, corpus, jobs.CorpusOptions{})
@@ -63,18 +64,24 @@ func BenchmarkJob(b *testing.B) {
 				}
 				b.ReportMetric(200/wall.Seconds(), "questions/s")
 				b.ReportMetric(busy/wall.Seconds(), "stage-sum/wall")
+				// The pipeline's ceiling is its slowest stage run alone: the target
+				// is a throughput of at least 0.9 of it.
+				var slowest float64
 				for _, name := range []string{"load", "aux", "primary"} {
 					b.ReportMetric(st.StageBusySeconds[name], name+"-busy-s")
+					slowest = max(slowest, st.StageBusySeconds[name])
 				}
+				b.ReportMetric(slowest/wall.Seconds(), "slowest-stage/wall")
 			}
 		})
 	}
 }
 
 // writeBenchData writes 64 chunks, each holding one key's magic number, and
-// 200 questions over 8 of them, each asking one key's number with four
+// n questions over 8 of them, each asking one key's number with four
 // choices (the right number first, then three other keys' numbers).
-func writeBenchData(b *testing.B, dir string) (corpus, questions string) {
+func writeBenchData(tb testing.TB, dir string, n int) (corpus, questions string) {
+	tb.Helper()
 	type c struct {
 		ChunkID string `parquet:"chunk_id"`
 		Text    string `parquet:"text"`
@@ -90,7 +97,7 @@ func writeBenchData(b *testing.B, dir string) (corpus, questions string) {
 		cs = append(cs, c{fmt.Sprintf("c%02d", i), fmt.Sprintf("The grass is green. The sky is blue. One of the special magic numbers for key-%d is: %d. The sun is yellow. Here we go. There and back again.", i, 4000+i*71)})
 	}
 	var qs []q
-	for i := 0; i < 200; i++ {
+	for i := 0; i < n; i++ {
 		ids := make([]string, 8)
 		for j := range ids {
 			ids[j] = fmt.Sprintf("c%02d", (i*5+j*7)%64)
@@ -104,10 +111,10 @@ func writeBenchData(b *testing.B, dir string) (corpus, questions string) {
 	}
 	corpus, questions = filepath.Join(dir, "corpus.parquet"), filepath.Join(dir, "questions.parquet")
 	if err := parquet.WriteFile(corpus, cs); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := parquet.WriteFile(questions, qs); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return corpus, questions
 }

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"cacheclip/gpu"
@@ -39,6 +41,13 @@ type Engine struct {
 	remote    *s3store.Store
 	computer  *prefill.Computer
 	prefix    []int32
+	// dev and gm are the CUDA device and the primary model's weights on it;
+	// nil when the job runs on the CPU. The auxiliary model always stays on
+	// the CPU: it scores batch k+1 in its own stage while the device prefills
+	// batch k.
+	dev    *gpu.Device
+	gm     *gpu.Model
+	device string
 }
 
 var _ Stages = (*Engine)(nil)
@@ -61,21 +70,50 @@ func NewEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger) (*Engine, 
 	if log == nil {
 		log = slog.Default()
 	}
-	if err := checkDevice(ctx, spec.Device, log); err != nil {
+	return newEngine(ctx, spec, log, gpu.Select)
+}
+
+// selectFunc resolves --device to a CUDA device or nil for the CPU
+// (gpu.Select; tests pass a fake).
+type selectFunc func(ctx context.Context, spec gpu.DeviceSpec, log *slog.Logger) (*gpu.Device, error)
+
+func newEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger, sel selectFunc) (*Engine, error) {
+	ds, err := gpu.ParseDevice(spec.Device)
+	if err != nil {
+		return nil, err
+	}
+	// The device is resolved before the model loads: an explicit cuda request
+	// on a machine without one fails at once, naming the missing library or
+	// device.
+	dev, err := sel(ctx, ds, log)
+	if err != nil {
 		return nil, err
 	}
 	p, err := loader.Open(spec.Model, spec.Template)
 	if err != nil {
+		if dev != nil {
+			dev.Close()
+		}
 		return nil, fmt.Errorf("primary model: %w", err)
 	}
-	e := &Engine{spec: spec, log: log, primary: p}
+	e := &Engine{spec: spec, log: log, primary: p, dev: dev, device: "cpu"}
 	fail := func(err error) (*Engine, error) { e.Close(); return nil, err }
 	if e.prefix, err = p.PrefixIDs(); err != nil {
 		return fail(fmt.Errorf("primary model: prefix: %w", err))
 	}
-	e.prefiller = &prefill.Prefiller{Model: p.Model, Layouter: p}
+	var primary model.Backend = p.Model
+	if dev != nil {
+		if primary, err = e.upload(ctx, p.Model); err != nil {
+			return fail(err)
+		}
+	}
+	e.prefiller = &prefill.Prefiller{Model: primary, Layouter: p}
 	if spec.Store != "" {
-		if err := e.openStore(ctx); err != nil {
+		opts := kvshards.DefaultOptions()
+		opts.Logger = log
+		opts.CacheBytes = hostCacheBytes(spec.HostCacheMB, readMemAvailable)
+		log.Info("shard store host cache", "mib", opts.CacheBytes>>20, "set", spec.HostCacheMB > 0)
+		if err := e.openStore(ctx, opts); err != nil {
 			return fail(fmt.Errorf("shard store: %w", err))
 		}
 		e.computer = &prefill.Computer{Model: e.prefiller.Model}
@@ -144,9 +182,7 @@ type shardStore interface {
 
 // openStore opens spec.Store: a directory, or s3://bucket/prefix with its
 // local tier (spec.StoreCache, bounded by spec.StoreCacheMiB).
-func (e *Engine) openStore(ctx context.Context) error {
-	opts := kvshards.DefaultOptions()
-	opts.Logger = e.log
+func (e *Engine) openStore(ctx context.Context, opts kvshards.Options) error {
 	if !s3store.IsURL(e.spec.Store) {
 		st, err := kvshards.OpenStore(e.spec.Store, opts)
 		if err != nil {
@@ -175,31 +211,72 @@ func (e *Engine) openStore(ctx context.Context) error {
 	return nil
 }
 
-// checkDevice resolves --device. Jobs run on the CPU backend: the CUDA backend
-// (package gpu) loads and compiles its kernels but is not yet driven by the
-// methods, so "auto" falls back to the CPU and an explicit "cuda" request says
-// precisely what is missing instead of silently using the CPU.
-func checkDevice(ctx context.Context, device string, log *slog.Logger) error {
-	ds, err := gpu.ParseDevice(device)
+// upload checks the job's GPU memory plan against the device's free memory
+// and, when it fits, puts the primary model's weights on the device. The plan
+// assumes every question of a batch at the model's longest context, the
+// bound Plan enforces per question.
+func (e *Engine) upload(ctx context.Context, cpu *model.Model) (*gpu.Model, error) {
+	free, _, err := e.dev.MemInfo()
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("device %s: %w", e.dev.Name, err)
 	}
-	switch ds.Kind {
-	case gpu.KindCPU:
-		return nil
-	case gpu.KindAuto:
-		log.Info("device auto: jobs run on the CPU backend (the CUDA backend is not yet wired into jobs)")
-		return nil
+	plan := gpu.PlanMemory(&cpu.Config, e.spec.BatchSize, 0, 0, uint64(e.spec.DeviceCacheMB)<<20)
+	if e.spec.DeviceCacheMB == 0 {
+		plan.ShardCache = plan.DefaultDeviceCache(free)
 	}
-	d, err := gpu.Select(ctx, ds, log)
+	if err := plan.Check(free); err != nil {
+		return nil, &jobs.ConfigError{Err: fmt.Errorf("device %s: %w", e.dev.Name, err)}
+	}
+	gm, err := gpu.Upload(ctx, e.dev, cpu)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("device %s: upload of the primary model: %w", e.dev.Name, err)
 	}
-	if d != nil {
-		d.Close()
-	}
-	return fmt.Errorf("device %s: found %s, but this build runs jobs on the CPU backend only; the CUDA backend is not yet wired into the methods (use --device cpu or auto)", ds, d.Name)
+	e.gm = gm
+	e.device = fmt.Sprintf("cuda:%d (%s)", e.dev.Ordinal, e.dev.Name)
+	e.log.Info("primary model on the GPU", "device", e.device, "weights_gib", float64(gm.WeightBytes())/(1<<30),
+		"planned_gib", float64(plan.Total())/(1<<30), "free_gib", float64(free)/(1<<30), "device_cache_mib", plan.ShardCache>>20)
+	return gm, nil
 }
+
+// defaultHostCache caps the host shard cache a job gets when it sets none.
+const defaultHostCache = 4 << 30
+
+// hostCacheBytes is the shard store's host cache: mib MiB when set, else a
+// quarter of the memory the kernel reports available (the models, the
+// questions' caches and other jobs need the rest), at most 4 GiB, at least
+// 256 MiB; 4 GiB when available memory cannot be read.
+func hostCacheBytes(mib int, memAvailable func() (int64, error)) int64 {
+	if mib > 0 {
+		return int64(mib) << 20
+	}
+	avail, err := memAvailable()
+	if err != nil || avail <= 0 {
+		return defaultHostCache
+	}
+	return min(max(avail/4, 256<<20), defaultHostCache)
+}
+
+// readMemAvailable reads MemAvailable from /proc/meminfo, in bytes.
+func readMemAvailable() (int64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/meminfo: MemAvailable: %w", err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("/proc/meminfo: no MemAvailable line")
+}
+
+// Device names where the primary model runs: "cpu" or "cuda:N (name)". It is
+// recorded in every output row and in stats.json.
+func (e *Engine) Device() string { return e.device }
 
 func methodFromSpec(spec jobs.Spec) (prefill.Method, error) {
 	m, err := prefill.NewMethod(spec.Method)
@@ -244,6 +321,12 @@ func (e *Engine) Close() error {
 	}
 	if e.primary != nil {
 		e.primary.Close()
+	}
+	if e.gm != nil {
+		e.gm.Close()
+	}
+	if e.dev != nil {
+		e.dev.Close()
 	}
 	return nil
 }

@@ -24,7 +24,7 @@ import (
 func BenchmarkLabelVsGenerateJob(b *testing.B) {
 	primary, aux := "../testdata/testbed/primary", "../testdata/testbed/aux"
 	dir := b.TempDir()
-	corpus, questions := writeBenchData(b, dir)
+	corpus, questions := writeBenchData(b, dir, 200)
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	texts, err := jobs.LoadCorpus(ctx, corpus, jobs.CorpusOptions{})

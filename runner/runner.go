@@ -54,6 +54,17 @@ type Stages interface {
 	Counters() map[string]int64
 }
 
+// deviceNamer is a Stages that says where its primary model runs (Engine:
+// "cpu" or "cuda:N (name)"); Stages without it are recorded as "cpu".
+type deviceNamer interface{ Device() string }
+
+func stagesDevice(s Stages) string {
+	if d, ok := s.(deviceNamer); ok && d.Device() != "" {
+		return d.Device()
+	}
+	return "cpu"
+}
+
 // ChunkTexts resolves chunk ids (jobs.Corpus or jobs.CorpusIndex).
 type ChunkTexts interface {
 	Text(chunkID string) (string, bool)
@@ -76,6 +87,7 @@ type Options struct {
 // Run executes the job into spec.Out and returns the shard's statistics.
 func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 	spec := o.Spec
+	device := stagesDevice(o.Stages)
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
@@ -235,7 +247,7 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 	})
 	pipeline.Sink(p, answered, pipeline.Opts{Name: "write"}, func(ctx context.Context, b []*Work) error {
 		for _, w := range b {
-			r := finishResult(w, spec)
+			r := finishResult(w, spec, device)
 			if err := out.Write(ctx, r); err != nil {
 				return fmt.Errorf("write: %w", err)
 			}
@@ -261,6 +273,7 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 		runErr = cause
 	}
 	out.SetRunCounters(p.BusyByStage(), o.Stages.Counters())
+	out.SetDevice(device)
 	out.SetDuplicates(qr.Stats().Duplicates)
 	if runErr != nil {
 		// Keep every answered row: commit what was written, then report.
@@ -285,15 +298,18 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 	return st, nil
 }
 
-func finishResult(w *Work, spec jobs.Spec) jobs.Result {
+func finishResult(w *Work, spec jobs.Spec, device string) jobs.Result {
 	if w.Err != nil {
-		return jobs.ErrorResult(&w.Q, spec.Method, spec.Ratio, rowError(w, spec.Questions))
+		r := jobs.ErrorResult(&w.Q, spec.Method, spec.Ratio, rowError(w, spec.Questions))
+		r.Device = device
+		return r
 	}
 	r := w.Result
 	r.QueryID = w.Q.QueryID
 	r.Status = jobs.StatusOK
 	r.Method = spec.Method
 	r.RecomputeRatio = spec.Ratio
+	r.Device = device
 	r.Passthrough = w.Q.Passthrough
 	r.LoadMS = ms(w.loadT)
 	r.AuxMS = ms(w.auxT)

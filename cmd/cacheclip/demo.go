@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -31,6 +32,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	aux := fs.String("aux", "testdata/testbed/aux", "auxiliary model directory")
 	n := fs.Int("questions", 0, "questions to generate (default 24 on the test bed, 8 on SmolLM2)")
 	ratio := fs.Float64("ratio", 0.2, "CacheClip recompute ratio")
+	device := fs.String("device", "auto", "where the primary model runs: auto, cpu, cuda or cuda:N")
 	textDir := fs.String("text", "testdata/realtext", "directory of real documents for the real model's haystack")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -104,10 +106,13 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var rows []row
 	for _, m := range []string{"full", "reuse", "cacheclip"} {
 		out := filepath.Join(*work, "answers-"+m)
+		var runErr bytes.Buffer
 		code := cmdRun(ctx, []string{"--questions", q, "--corpus", c, "--store", store, "--model", *primary, "--aux", *aux,
-			"--method", m, "--ratio", fmt.Sprint(*ratio), "--out", out, "--progress", "none", "--log-format", "json"}, io.Discard, io.Discard)
+			"--method", m, "--ratio", fmt.Sprint(*ratio), "--out", out, "--device", *device, "--progress", "none", "--log-format", "json"}, io.Discard, &runErr)
 		if code != 0 && code != int(jobs.ExitPartial) {
-			return fail(fmt.Errorf("job with method %s exited %d (rerun: cacheclip run ... --out %s)", m, code, out))
+			// The job's own last line says why (a missing CUDA library, a bad setting).
+			lines := strings.Split(strings.TrimSpace(runErr.String()), "\n")
+			return fail(fmt.Errorf("job with method %s exited %d: %s (rerun: cacheclip run ... --out %s)", m, code, lines[len(lines)-1], out))
 		}
 		ds, err := jobs.MergeStats(out)
 		if err != nil {

@@ -35,6 +35,7 @@ type evalConfig struct {
 	Ratios        []float64 `yaml:"ratios"`
 	Model         string    `yaml:"model"`
 	Aux           string    `yaml:"aux"`
+	Device        string    `yaml:"device"` // --device of every run: auto, cpu, cuda, cuda:N
 	N             int       `yaml:"n"`
 	ContextTokens int       `yaml:"context_tokens"`
 	ChunkTokens   int       `yaml:"chunk_tokens"`
@@ -70,6 +71,7 @@ func defaultEvalConfig() evalConfig {
 		Ratios:         []float64{0.1, 0.2, 0.4},
 		Model:          "testdata/testbed/primary",
 		Aux:            "testdata/testbed/aux",
+		Device:         "auto",
 		N:              16,
 		ContextTokens:  1024,
 		ChunkTokens:    128,
@@ -206,12 +208,13 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	d := defaultEvalConfig()
-	configPath := fs.String("config", "", "YAML file with the keys below (tasks, methods, ratios, model, aux, n, context_tokens, chunk_tokens, max_new_tokens, chain_length, seed, out, agreement_n, agreement_ratio, label_tasks, label_choices); flags override it")
+	configPath := fs.String("config", "", "YAML file with the keys below (tasks, methods, ratios, model, aux, device, n, context_tokens, chunk_tokens, max_new_tokens, chain_length, seed, out, agreement_n, agreement_ratio, label_tasks, label_choices); flags override it")
 	tasksFlag := fs.String("tasks", strings.Join(d.Tasks, ","), "comma-separated tasks: "+strings.Join(eval.Tasks, ", "))
 	methodsFlag := fs.String("methods", strings.Join(d.Methods, ","), "comma-separated methods: "+strings.Join(evalMethods, ", "))
 	ratiosFlag := fs.String("ratios", "0.1,0.2,0.4", "comma-separated recompute ratios for cacheblend and cacheclip")
 	modelFlag := fs.String("model", d.Model, "primary model directory")
 	auxFlag := fs.String("aux", d.Aux, "auxiliary model directory (cacheclip)")
+	deviceFlag := fs.String("device", d.Device, "where every run's primary model runs: auto, cpu, cuda or cuda:N")
 	nFlag := fs.Int("n", d.N, "questions per task")
 	ctxFlag := fs.Int("context-tokens", d.ContextTokens, "target context length per question, in the primary's tokens")
 	chunkFlag := fs.Int("chunk-tokens", d.ChunkTokens, "target tokens per chunk")
@@ -257,6 +260,8 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			cfg.Model = *modelFlag
 		case "aux":
 			cfg.Aux = *auxFlag
+		case "device":
+			cfg.Device = *deviceFlag
 		case "n":
 			cfg.N = *nFlag
 		case "context-tokens":
@@ -485,7 +490,7 @@ func evalTask(ctx context.Context, cfg evalConfig, task string, plan []evalRun, 
 		start := time.Now()
 		code := cmdRun(ctx, []string{"--questions", q, "--corpus", c, "--store", store, "--model", cfg.Model, "--aux", cfg.Aux,
 			"--method", r.method, "--ratio", strconv.FormatFloat(r.ratio, 'f', -1, 64), "--out", out,
-			"--progress", "none", "--log-format", "json", "--diagnostics"}, logf, logf)
+			"--device", cfg.Device, "--progress", "none", "--log-format", "json", "--diagnostics"}, logf, logf)
 		fmt.Fprintf(logf, "{\"eval_wall_s\":%.3f}\n", time.Since(start).Seconds())
 		logf.Close()
 		if code != 0 && code != int(jobs.ExitPartial) {

@@ -343,10 +343,26 @@ type storiesGolden struct {
 }
 
 // testdata is the repository's testdata directory, found from this file so
-// that the suite runs from any package's test.
+// that the suite runs from any package's test; a test binary built on another
+// machine (scripts/gpu-check.sh carries prebuilt ones) finds it instead by
+// walking up from the working directory.
 func testdata() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "testdata")
+	dir := filepath.Join(filepath.Dir(file), "..", "..", "testdata")
+	if _, err := os.Stat(filepath.Join(dir, "stories260K")); err == nil {
+		return dir
+	}
+	if wd, err := os.Getwd(); err == nil {
+		for d := wd; ; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "testdata", "stories260K")); err == nil {
+				return filepath.Join(d, "testdata")
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	return dir
 }
 
 func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol*math.Max(1, math.Abs(b)) }
