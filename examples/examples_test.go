@@ -76,16 +76,19 @@ func TestCron(t *testing.T) {
 
 func TestAirflowDAG(t *testing.T) {
 	src := read(t, "airflow/cacheclip_dag.py")
-	start := strings.Index(src, `"cacheclip run"`)
+	start := strings.Index(src, `CACHECLIP + " run"`)
 	end := strings.Index(src[start:], "\n)\n")
 	if start < 0 || end < 0 {
 		t.Fatal("RUN command not found")
 	}
 	used := checkRunFlags(t, "airflow", src[start:start+end])
+	if !used["store-cache"] {
+		t.Error("airflow: the mapped tasks share an object store through a local --store-cache")
+	}
 	if !used["shard"] || !strings.Contains(src, "--shard {shard}/{n}") {
 		t.Error("the mapped task must pass --shard i/N")
 	}
-	for _, want := range []string{".partial(", ".expand(bash_command=", "cacheclip stats ", "skip_on_exit_code=" + strconv.Itoa(int(jobs.ExitPartial)), `trigger_rule="none_failed"`, "answer >> stats"} {
+	for _, want := range []string{".partial(", ".expand(bash_command=", `CACHECLIP + " stats "`, "skip_on_exit_code=" + strconv.Itoa(int(jobs.ExitPartial)), `trigger_rule="none_failed"`, "answer >> stats"} {
 		if !strings.Contains(src, want) {
 			t.Errorf("DAG lacks %q", want)
 		}
@@ -166,6 +169,28 @@ func TestKubernetesIndexedJob(t *testing.T) {
 	}
 	if !strings.Contains(cmd, `"$rc" -eq `+strconv.Itoa(int(jobs.ExitPartial))) {
 		t.Error("the wrapper must map partial failure to success")
+	}
+}
+
+func TestSlurmArray(t *testing.T) {
+	src := read(t, "slurm/cacheclip-array.sbatch")
+	if !strings.HasPrefix(src, "#!/bin/bash\n") {
+		t.Error("sbatch scripts start with a shell line")
+	}
+	i := strings.Index(src, `"$CACHECLIP" run`)
+	end := strings.Index(src, "rc=$?")
+	if i < 0 || end < i {
+		t.Fatal("no cacheclip run command")
+	}
+	used := checkRunFlags(t, "slurm", src[i:end])
+	if !used["store"] || !used["store-cache"] {
+		t.Error("slurm: the array shares an object store (--store s3://…) through a node-local --store-cache")
+	}
+	if !strings.Contains(src, `--shard "${SLURM_ARRAY_TASK_ID}/${SHARDS}"`) {
+		t.Error("--shard must come from SLURM_ARRAY_TASK_ID")
+	}
+	if !strings.Contains(src, `if [ "$rc" -eq 3 ]; then exit 0; fi`) {
+		t.Error("exit 3 (partial failure) must not fail the array task")
 	}
 }
 

@@ -44,7 +44,9 @@ func integer(dst func(*Spec) *int) func(*Spec, string) error {
 var specFlags = []specFlag{
 	{name: "questions", usage: "questions Parquet file (query_id, question, chunk_ids, ...)", set: str(func(s *Spec) *string { return &s.Questions })},
 	{name: "corpus", usage: "corpus Parquet file (chunk_id, text)", set: str(func(s *Spec) *string { return &s.Corpus })},
-	{name: "store", usage: "KV shard store directory", set: str(func(s *Spec) *string { return &s.Store })},
+	{name: "store", usage: "KV shard store directory, or s3://bucket/prefix (endpoint and credentials from AWS_* variables)", set: str(func(s *Spec) *string { return &s.Store })},
+	{name: "store-cache", usage: "local disk tier in front of an s3:// store", set: str(func(s *Spec) *string { return &s.StoreCache })},
+	{name: "store-cache-mib", usage: "bound of the local tier in MiB (0: unbounded)", set: integer(func(s *Spec) *int { return &s.StoreCacheMiB })},
 	{name: "model", usage: "primary model directory", set: str(func(s *Spec) *string { return &s.Model })},
 	{name: "aux", usage: "auxiliary model directory (method cacheclip)", set: str(func(s *Spec) *string { return &s.Aux })},
 	{name: "method", usage: methods.Default().Usage(), set: str(func(s *Spec) *string { return &s.Method })},

@@ -54,9 +54,13 @@ var templates = []string{"", "chatml", "llama3", "plain"}
 type Spec struct {
 	Questions string `yaml:"questions"` // questions Parquet file
 	Corpus    string `yaml:"corpus"`    // corpus Parquet file (chunk_id, text)
-	Store     string `yaml:"store"`     // KV shard store directory
-	Model     string `yaml:"model"`     // primary model directory
-	Aux       string `yaml:"aux"`       // auxiliary model directory (cacheclip)
+	Store     string `yaml:"store"`     // KV shard store directory, or s3://bucket/prefix
+	// StoreCache is the local disk tier in front of an s3:// store (default:
+	// the user cache directory); StoreCacheMiB bounds it (0: unbounded).
+	StoreCache    string `yaml:"store_cache"`
+	StoreCacheMiB int    `yaml:"store_cache_mib"`
+	Model         string `yaml:"model"` // primary model directory
+	Aux           string `yaml:"aux"`   // auxiliary model directory (cacheclip)
 
 	Method       string            `yaml:"method"`
 	Ratio        float64           `yaml:"ratio"`         // recompute ratio in [0,1]
@@ -178,6 +182,16 @@ func (s *Spec) Validate() error {
 	}
 	if s.Corpus == "" && s.Store == "" {
 		bad("corpus", "a corpus file or a shard store (store) is required")
+	}
+	if strings.HasPrefix(s.Store, "s3://") {
+		if b, _, _ := strings.Cut(strings.TrimPrefix(s.Store, "s3://"), "/"); b == "" {
+			bad("store", "%q has no bucket (want s3://bucket/prefix)", s.Store)
+		}
+	} else if s.StoreCache != "" {
+		bad("store_cache", "a local tier is only used in front of an s3:// store (store is %q)", s.Store)
+	}
+	if s.StoreCacheMiB < 0 {
+		bad("store_cache_mib", "%d is negative", s.StoreCacheMiB)
 	}
 	// The method, its ratio and its parameters are checked by the registry, so an
 	// unknown key or a bad value stops the job here, before any model loads.

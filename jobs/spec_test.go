@@ -165,6 +165,9 @@ func TestValidateNamesField(t *testing.T) {
 		{"window 0", func(s *Spec) { s.MethodParams = map[string]string{"window": "0"} }, "method_params.window"},
 		{"window not an integer", func(s *Spec) { s.MethodParams = map[string]string{"window": "8.5"} }, "method_params.window"},
 		{"ape temp 0", func(s *Spec) { s.Method, s.MethodParams = "ape", map[string]string{"temp": "0"} }, "method_params.temp"},
+		{"s3 store without bucket", func(s *Spec) { s.Store = "s3:///kv" }, "store"},
+		{"tier without s3 store", func(s *Spec) { s.Store, s.StoreCache = "/kv", "/tier" }, "store_cache"},
+		{"negative tier bound", func(s *Spec) { s.Store, s.StoreCacheMiB = "s3://b/kv", -1 }, "store_cache_mib"},
 		{"task", func(s *Spec) { s.Task = "classify" }, "task"},
 		{"labels on a generate job", func(s *Spec) { s.Labels = []string{"a", "b"} }, "labels"},
 		{"empty label", func(s *Spec) { s.Task, s.Labels = TaskLabel, []string{"a", " "} }, "labels"},
@@ -191,6 +194,10 @@ func TestValidateNamesField(t *testing.T) {
 	s.Method, s.Aux = "full", ""
 	if err := s.Validate(); err != nil {
 		t.Errorf("full without aux rejected: %v", err)
+	}
+	s.Store, s.StoreCache, s.StoreCacheMiB = "s3://bucket/team/kv", "/ssd/tier", 1024
+	if err := s.Validate(); err != nil {
+		t.Errorf("s3 store with a tier rejected: %v", err)
 	}
 }
 

@@ -874,3 +874,45 @@ func (s *Store) StaleLeftover(e Entry) bool {
 	}
 	return false
 }
+
+// CheckBytes fully checks data as key k's shard (header, key, want when not
+// nil, every block's checksum) without writing it; src names where the bytes
+// came from (a remote object's URL) in the returned *CorruptError or
+// *MismatchError.
+func (s *Store) CheckBytes(k Key, src string, data []byte, want *Expect) (*Header, error) {
+	if len(data) < fixedSize {
+		return nil, s.damaged(k, src, fileID{}, &formatError{msg: fmt.Sprintf("%d bytes, shorter than the %d-byte fixed header", len(data), fixedSize), kind: errTruncated}, false)
+	}
+	hdr, lay, err := parseHeader(data)
+	if err != nil {
+		var ve *versionError
+		if errors.As(err, &ve) {
+			s.mismatches.Add(1)
+			return nil, &MismatchError{Key: k, Path: src, Field: "format version", Got: strconv.Itoa(int(ve.got)), Want: strconv.Itoa(FormatVersion)}
+		}
+		return nil, s.damaged(k, src, fileID{}, err, false)
+	}
+	if hdr.Key != k {
+		return nil, s.damaged(k, src, fileID{}, badHeader("key %s, but the object is stored under %s", hdr.Key, k), false)
+	}
+	if want != nil {
+		if err := s.checkExpect(&mapping{key: k, path: src, hdr: hdr, lay: lay}, *want); err != nil {
+			return nil, err
+		}
+	}
+	if err := verifyBlocks(data, hdr, lay); err != nil {
+		return nil, s.damaged(k, src, fileID{}, err, false)
+	}
+	s.fullVerifies.Add(1)
+	return hdr, nil
+}
+
+// Import checks data as key k's shard (CheckBytes) and writes it to the
+// store atomically: a tier in front of a remote store fills itself this way,
+// and damaged bytes are never written.
+func (s *Store) Import(k Key, src string, data []byte, want *Expect) error {
+	if _, err := s.CheckBytes(k, src, data, want); err != nil {
+		return err
+	}
+	return s.writeAtomic(k, data)
+}

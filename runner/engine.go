@@ -14,11 +14,14 @@ import (
 	"cacheclip/gpu"
 	"cacheclip/jobs"
 	"cacheclip/kvshards"
+	"cacheclip/kvshards/s3store"
 	"cacheclip/loader"
 	"cacheclip/methods"
 	"cacheclip/model"
 	"cacheclip/prefill"
 	"cacheclip/prefill/auxscore"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Engine is a job's engine: the primary model (and the auxiliary for
@@ -34,7 +37,9 @@ type Engine struct {
 	prefiller *prefill.Prefiller
 	method    prefill.Method
 	scorer    *auxscore.Scorer
-	store     *kvshards.Store
+	store     shardStore
+	local     *kvshards.Store // the store, or the local tier of a remote one
+	remote    *s3store.Store
 	computer  *prefill.Computer
 	prefix    []int32
 	// dev and gm are the CUDA device and the primary model's weights on it;
@@ -109,13 +114,11 @@ func newEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger, sel select
 		opts.Logger = log
 		opts.CacheBytes = hostCacheBytes(spec.HostCacheMB, readMemAvailable)
 		log.Info("shard store host cache", "mib", opts.CacheBytes>>20, "set", spec.HostCacheMB > 0)
-		st, err := kvshards.OpenStore(spec.Store, opts)
-		if err != nil {
+		if err := e.openStore(ctx, opts); err != nil {
 			return fail(fmt.Errorf("shard store: %w", err))
 		}
-		e.store = st
 		e.computer = &prefill.Computer{Model: e.prefiller.Model}
-		e.prefiller.Source = &prefill.StoreSource{Store: st, Computer: e.computer, ReadOnly: !spec.WriteThrough}
+		e.prefiller.Source = &prefill.StoreSource{Store: e.local, Computer: e.computer, ReadOnly: !spec.WriteThrough}
 	}
 	cfg, err := methods.Default().Resolve(spec.Method, spec.Ratio, spec.MethodParams)
 	if err != nil {
@@ -135,10 +138,12 @@ func newEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger, sel select
 		e.scorer = &auxscore.Scorer{Model: a.Model, Layouter: a, Opts: opts}
 		if cfg.Values.String("aux_mode") == "cached" {
 			// The auxiliary model reuses its own per-chunk caches: from the
-			// store when there is one, else computed once and kept in memory.
+			// store when there is one (its local tier for an s3:// store: they
+			// are cheap to compute and not shared), else computed once and
+			// kept in memory.
 			comp := &prefill.Computer{Model: e.scorer.Model}
 			if e.store != nil {
-				e.scorer.Source = &prefill.StoreSource{Store: e.store, Computer: comp, ReadOnly: !spec.WriteThrough}
+				e.scorer.Source = &prefill.StoreSource{Store: e.local, Computer: comp, ReadOnly: !spec.WriteThrough}
 			} else {
 				e.scorer.Source = prefill.NewMemorySource(comp)
 			}
@@ -155,6 +160,45 @@ func newEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger, sel select
 // (spec.MaxNewTokens tokens at most), outside the batch stages.
 func (e *Engine) Query(ctx context.Context, q prefill.Query) (*prefill.Answer, error) {
 	return e.prefiller.Answer(ctx, q, e.method, model.GenOptions{MaxNewTokens: e.spec.MaxNewTokens, StopIDs: e.primary.Stops}, e.primary.Tok)
+}
+
+// shardStore is the engine's view of a shard store: a local directory
+// (kvshards.Store) or object storage behind a local tier (s3store.Store).
+type shardStore interface {
+	Open(ctx context.Context, k kvshards.Key, want kvshards.Expect) (*kvshards.Shard, error)
+	GetOrBuild(ctx context.Context, c kvshards.Computer, prefix, chunk []int32) (*kvshards.Shard, error)
+	Close() error
+}
+
+// openStore opens spec.Store: a directory, or s3://bucket/prefix with its
+// local tier (spec.StoreCache, bounded by spec.StoreCacheMiB).
+func (e *Engine) openStore(ctx context.Context, opts kvshards.Options) error {
+	if !s3store.IsURL(e.spec.Store) {
+		st, err := kvshards.OpenStore(e.spec.Store, opts)
+		if err != nil {
+			return err
+		}
+		e.store, e.local = st, st
+		return nil
+	}
+	loc, err := s3store.ParseURL(e.spec.Store)
+	if err != nil {
+		return err
+	}
+	dir := e.spec.StoreCache
+	if dir == "" {
+		if dir, err = s3store.DefaultCacheDir(loc); err != nil {
+			return err
+		}
+	}
+	rs, err := s3store.Open(ctx, e.spec.Store, s3store.Options{Config: s3store.FromEnv(), CacheDir: dir,
+		CacheMaxBytes: int64(e.spec.StoreCacheMiB) << 20, Local: opts, Logger: e.log})
+	if err != nil {
+		return err
+	}
+	e.store, e.local, e.remote = rs, rs.Local(), rs
+	e.log.Info("shard store on object storage", "store", loc.String(), "tier", dir, "conditional_create", rs.Conditional())
+	return nil
 }
 
 // upload checks the job's GPU memory plan against the device's free memory
@@ -274,22 +318,34 @@ func (e *Engine) Load(ctx context.Context, w *Work) error {
 	st := w.State.(*workState)
 	fp := e.prefiller.Model.Fingerprint()
 	want := kvshards.Expect{Fingerprint: fp, PrefixHash: kvshards.PrefixHash(e.prefix)}
-	for i, c := range st.lay.Chunks {
-		// Map (and verify) the shard into the store's host cache without decoding
-		// it: assembly decodes straight into the question's cache slots.
-		var sh *kvshards.Shard
-		var err error
-		if e.spec.WriteThrough {
-			sh, err = e.store.GetOrBuild(ctx, e.computer, e.prefix, c.IDs)
-		} else {
-			sh, err = e.store.Open(ctx, kvshards.KeyOf(fp, e.prefix, c.IDs), want)
-		}
-		if err != nil {
-			return fmt.Errorf("chunk %q: %w", w.Q.ChunkIDs[i], err)
-		}
-		sh.Close()
+	// A remote store's shards are fetched in parallel (object-store latency,
+	// not bandwidth, bounds one fetch); the load stage runs ahead of the
+	// primary by spec.Prefetch batches, so the fetches of upcoming batches
+	// overlap the current batch's compute.
+	par := 1
+	if e.remote != nil {
+		par = 4
 	}
-	return nil
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(par)
+	for i, c := range st.lay.Chunks {
+		g.Go(func() error {
+			// Map (and verify) the shard into the store's host cache without decoding
+			// it: assembly decodes straight into the question's cache slots.
+			var sh *kvshards.Shard
+			var err error
+			if e.spec.WriteThrough {
+				sh, err = e.store.GetOrBuild(gctx, e.computer, e.prefix, c.IDs)
+			} else {
+				sh, err = e.store.Open(gctx, kvshards.KeyOf(fp, e.prefix, c.IDs), want)
+			}
+			if err != nil {
+				return fmt.Errorf("chunk %q: %w", w.Q.ChunkIDs[i], err)
+			}
+			return sh.Close()
+		})
+	}
+	return g.Wait()
 }
 
 // Score makes CacheClip's selection with the auxiliary model.
@@ -396,8 +452,18 @@ func (e *Engine) Counters() map[string]int64 {
 	if e.store == nil {
 		return nil
 	}
-	s := e.store.Stats()
-	return map[string]int64{"shard_cache_hits": s.CacheHits, "shard_cache_misses": s.CacheMisses,
+	s := e.local.Stats()
+	m := map[string]int64{"shard_cache_hits": s.CacheHits, "shard_cache_misses": s.CacheMisses,
 		"shard_cache_bytes": s.CacheBytes, "shards_built": s.Built, "shard_bytes_built": s.BuiltBytes,
 		"shard_evictions": s.Evictions, "shards_corrupt": s.Corrupt}
+	if e.remote != nil {
+		r := e.remote.Stats()
+		m["shards_built"], m["shard_bytes_built"] = r.Built, r.BuiltBytes
+		m["shard_downloads"], m["shard_download_bytes"] = r.Downloads, r.DownloadBytes
+		m["shard_uploads"], m["shard_upload_bytes"] = r.Uploads, r.UploadBytes
+		m["shard_uploads_present"], m["shard_uploads_pending"] = r.UploadsPresent, r.Pending
+		m["shards_remote_corrupt"], m["shards_remote_replaced"] = r.RemoteCorrupt, r.Replaced
+		m["shard_tier_evictions"] = r.Evictions
+	}
+	return m
 }

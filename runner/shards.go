@@ -9,7 +9,6 @@ import (
 
 	"cacheclip/jobs"
 	"cacheclip/kernels"
-	"cacheclip/kvshards"
 	"cacheclip/kvshards/shardcmd"
 	"cacheclip/loader"
 	"cacheclip/prefill"
@@ -48,10 +47,10 @@ func (s *CorpusChunks) Next(ctx context.Context) (string, string, error) {
 
 // ShardBuild is a shard build: every chunk of a corpus through a model into a store.
 type ShardBuild struct {
-	Store    *kvshards.Store
-	Corpus   string // corpus Parquet file
-	Model    string // model directory
-	Template string // "": the model's own
+	Store    shardcmd.Ensurer // a kvshards.Store, or an object store with its local tier
+	Corpus   string           // corpus Parquet file
+	Model    string           // model directory
+	Template string           // "": the model's own
 	Workers  int
 	Progress progress.Mode
 	Stderr   io.Writer // progress display

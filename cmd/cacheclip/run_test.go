@@ -29,6 +29,10 @@ func TestMain(m *testing.M) {
 	if args := os.Getenv("CACHECLIP_TEST_MAIN"); args != "" {
 		os.Exit(mainCode(strings.Split(args, "\x1f"), os.Stdout, os.Stderr))
 	}
+	// Called by a script (the Slurm example) as "$CACHECLIP" run …
+	if os.Getenv("CACHECLIP_TEST_ARGV") == "1" {
+		os.Exit(mainCode(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	os.Exit(m.Run())
 }
 
@@ -50,7 +54,7 @@ type jobFixture struct {
 	texts                                       map[string]string
 }
 
-func newJobFixture(t *testing.T, nq int) *jobFixture {
+func newJobFixture(t testing.TB, nq int) *jobFixture {
 	t.Helper()
 	f := &jobFixture{dir: t.TempDir(), texts: map[string]string{}}
 	specs := map[string]testmodel.Spec{}

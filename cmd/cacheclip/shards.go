@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"cacheclip/jobs"
 	"cacheclip/kernels"
 	"cacheclip/kvshards"
+	"cacheclip/kvshards/s3store"
 	"cacheclip/kvshards/shardcmd"
 	"cacheclip/loader"
 	"cacheclip/progress"
@@ -25,7 +27,10 @@ func cmdShards(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("shards "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	store := fs.String("store", "", "shard store directory (required)")
+	store := fs.String("store", "", "shard store directory or s3://bucket/prefix (required)")
+	storeCache := fs.String("store-cache", "", "local disk tier in front of an s3:// store (default: the user cache directory)")
+	unusedFor := fs.Duration("unused-for", 30*24*time.Hour, "gc on s3://: remove shards not used for this long")
+	grace := fs.Duration("grace", 24*time.Hour, "gc on s3://: never remove a shard younger than this")
 	corpus := fs.String("corpus", "", "corpus Parquet file (chunk_id, text)")
 	modelDir := fs.String("model", "", "model directory whose caches the shards hold")
 	tmpl := fs.String("template", "", "prompt template (default: detected from the model)")
@@ -50,15 +55,41 @@ func cmdShards(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	opts.DType = dt
-	st, err := kvshards.OpenStore(*store, opts)
-	if err != nil {
-		fmt.Fprintf(stderr, "cacheclip shards: %v\n", err)
-		return 2
-	}
-	defer st.Close()
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "cacheclip shards %s: %v\n", sub, err)
 		return 1
+	}
+	var st *kvshards.Store
+	var builder shardcmd.Ensurer
+	var remote *s3store.Store
+	if s3store.IsURL(*store) {
+		loc, err := s3store.ParseURL(*store)
+		if err != nil {
+			fmt.Fprintf(stderr, "cacheclip shards: --store: %v\n", err)
+			return 2
+		}
+		dir := *storeCache
+		if dir == "" {
+			if dir, err = s3store.DefaultCacheDir(loc); err != nil {
+				fmt.Fprintf(stderr, "cacheclip shards: %v\n", err)
+				return 2
+			}
+		}
+		remote, err = s3store.Open(ctx, *store, s3store.Options{Config: s3store.FromEnv(), CacheDir: dir, Local: opts, Logger: log})
+		if err != nil {
+			fmt.Fprintf(stderr, "cacheclip shards: %v\n", err)
+			return 2
+		}
+		defer remote.Close()
+		st, builder = remote.Local(), remote
+	} else {
+		st, err = kvshards.OpenStore(*store, opts)
+		if err != nil {
+			fmt.Fprintf(stderr, "cacheclip shards: %v\n", err)
+			return 2
+		}
+		defer st.Close()
+		builder = st
 	}
 	// needModel loads the model and the corpus for gc.
 	needModel := func() (*loader.Bundle, *runner.CorpusChunks, []int32, error) {
@@ -86,7 +117,7 @@ func cmdShards(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		if *modelDir == "" || *corpus == "" {
 			return fail(errors.New("--model and --corpus are required"))
 		}
-		res, err := runner.BuildShards(ctx, runner.ShardBuild{Store: st, Corpus: *corpus, Model: *modelDir, Template: *tmpl,
+		res, err := runner.BuildShards(ctx, runner.ShardBuild{Store: builder, Corpus: *corpus, Model: *modelDir, Template: *tmpl,
 			Workers: *workers, Stderr: stderr, Out: stdout, Logger: log})
 		if err != nil {
 			return fail(err)
@@ -104,6 +135,9 @@ func cmdShards(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			fp = &f
 			b.Close()
 		}
+		if remote != nil {
+			return verifyRemote(ctx, remote, fp, *quarantine, *workers, stdout, fail)
+		}
 		rep, err := shardcmd.Verify(ctx, st, shardcmd.VerifyOptions{Fingerprint: fp, Quarantine: *quarantine, Workers: *workers})
 		fmt.Fprintf(stdout, "checked %d shards (%s), %d damaged, %d leftover temp/lock files\n", rep.Checked, shardcmd.HumanBytes(rep.Bytes), len(rep.Damaged), rep.Leftovers)
 		for _, d := range rep.Damaged {
@@ -118,11 +152,36 @@ func cmdShards(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			fmt.Fprintln(stderr, "usage: cacheclip shards inspect --store DIR KEY|PATH")
 			return 2
 		}
-		if err := shardcmd.Inspect(stdout, st, fs.Arg(0)); err != nil {
+		target := fs.Arg(0)
+		if remote != nil {
+			k, err := kvshards.ParseKey(target)
+			if err != nil {
+				return fail(fmt.Errorf("on an s3:// store, inspect takes a key: %w", err))
+			}
+			if _, err := remote.Fetch(ctx, k); err != nil {
+				return fail(err)
+			}
+		}
+		if err := shardcmd.Inspect(stdout, st, target); err != nil {
 			return fail(err)
 		}
 		return 0
 	case "gc":
+		if remote != nil {
+			rep, err := remote.GC(ctx, *unusedFor, *grace, *dryRun)
+			if err != nil {
+				return fail(err)
+			}
+			verb := "removed"
+			if rep.DryRun {
+				verb = "would remove"
+			}
+			fmt.Fprintf(stdout, "kept %d shards, %s %d (%s) unused for %v, %d stale locks/sidecars\n", rep.Kept, verb, rep.Removed, shardcmd.HumanBytes(rep.RemovedBytes), *unusedFor, rep.Leftovers)
+			for _, p := range rep.Sample {
+				fmt.Fprintf(stdout, "  %s\n", p)
+			}
+			return 0
+		}
 		b, src, prefix, err := needModel()
 		if err != nil {
 			return fail(err)
@@ -148,4 +207,21 @@ func cmdShards(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	fmt.Fprintf(stderr, "cacheclip shards: unknown subcommand %q (build, verify, inspect, gc)\n", sub)
 	return 2
+}
+
+// verifyRemote checks every shard object of an s3:// store.
+func verifyRemote(ctx context.Context, rs *s3store.Store, fp *[32]byte, quarantine bool, workers int, stdout io.Writer, fail func(error) int) int {
+	rep, err := rs.Verify(ctx, fp, quarantine, workers, nil)
+	fmt.Fprintf(stdout, "checked %d shards (%s) in %s, %d damaged, %d build locks\n", rep.Checked, shardcmd.HumanBytes(rep.Bytes), rs.Location(), len(rep.Damaged), rep.Locks)
+	for _, d := range rep.Damaged {
+		fmt.Fprintf(stdout, "DAMAGED %s %s: %v", d.Key, d.URL, d.Err)
+		if d.Quarantined != "" {
+			fmt.Fprintf(stdout, " (moved to %s)", d.Quarantined)
+		}
+		fmt.Fprintln(stdout)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return 0
 }

@@ -12,22 +12,38 @@ interrupted (retried; the rerun resumes). `cacheclip stats` exits 6 while shards
 are missing, 4 when one is over its budget, 3 with error rows, 0 otherwise.
 """
 
-import pendulum
-from airflow.decorators import dag, task
-from airflow.operators.bash import BashOperator
+import os
 
-N_SHARDS = 8
-OUT = "/data/qa/answers/{{ ds }}"
+import pendulum
+
+try:  # Airflow 3
+    from airflow.sdk import dag, task
+    from airflow.providers.standard.operators.bash import BashOperator
+except ImportError:  # Airflow 2
+    from airflow.decorators import dag, task
+    from airflow.operators.bash import BashOperator
+
+# Every path can be overridden from the environment (the project's test runs
+# this DAG with `airflow dags test` over a tiny generated job). The shard store
+# is shared by all mapped tasks through S3-compatible object storage
+# (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY);
+# each worker keeps a local disk tier in front of it.
+env = os.environ.get
+N_SHARDS = int(env("CACHECLIP_SHARDS", "8"))
+CACHECLIP = env("CACHECLIP", "cacheclip")
+OUT = env("CACHECLIP_OUT", "/data/qa/answers/{{ ds }}")
 
 RUN = (
-    "cacheclip run"
-    " --questions /data/qa/questions.parquet"
-    " --corpus /data/qa/corpus.parquet"
-    " --store /data/kv/qwen7b"
-    " --model /models/Qwen2.5-7B-Instruct"
-    " --aux /models/SmolLM2-135M"
-    " --method cacheclip"
+    CACHECLIP + " run"
+    " --questions " + env("CACHECLIP_QUESTIONS", "/data/qa/questions.parquet") +
+    " --corpus " + env("CACHECLIP_CORPUS", "/data/qa/corpus.parquet") +
+    " --store " + env("CACHECLIP_STORE", "s3://kv-shards/qwen7b") +
+    " --store-cache " + env("CACHECLIP_STORE_CACHE", "/var/cache/cacheclip/shards") +
+    " --model " + env("CACHECLIP_MODEL", "/models/Qwen2.5-7B-Instruct") +
+    " --aux " + env("CACHECLIP_AUX", "/models/SmolLM2-135M") +
+    " --method " + env("CACHECLIP_METHOD", "cacheclip") +
     " --ratio 0.2"
+    " --max-new-tokens " + env("CACHECLIP_MAX_NEW_TOKENS", "64") +
     " --out " + OUT +
     " --log-format json"
     " --shard {shard}/{n}"
@@ -54,7 +70,7 @@ def cacheclip_nightly():
 
     stats = BashOperator(
         task_id="merge_stats",
-        bash_command="cacheclip stats " + OUT,
+        bash_command=CACHECLIP + " stats " + OUT,
         skip_on_exit_code=3,  # complete, with error rows within the budget
         trigger_rule="none_failed",  # runs after ok and partial (skipped) shards
     )

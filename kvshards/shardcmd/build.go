@@ -27,9 +27,15 @@ type Progress interface {
 // progress can show a total.
 type Lener interface{ Len() int }
 
+// Ensurer makes sure a chunk's shard is in a store (kvshards.Store, or an
+// object store behind a local tier).
+type Ensurer interface {
+	Ensure(ctx context.Context, c kvshards.Computer, prefix, chunk []int32) (kvshards.EnsureResult, error)
+}
+
 // BuildOptions configure Build.
 type BuildOptions struct {
-	Store    *kvshards.Store
+	Store    Ensurer
 	Computer kvshards.Computer // must be safe for concurrent use when Workers > 1
 	Source   kvshards.CorpusReader
 	Tokenize kvshards.Tokenize
