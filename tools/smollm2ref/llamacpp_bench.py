@@ -16,7 +16,9 @@ from llama_cpp import Llama
 def main(path, golden):
     threads = int(os.environ.get("THREADS", "2"))
     ids = max((p["ids"] for p in json.load(open(golden))["prompts"]), key=len)
-    llm = Llama(model_path=path, n_ctx=4096, n_batch=512, n_threads=threads,
+    # n_batch = n_ctx: llama-cpp-python 0.3.36 keeps n_batch rows of scores and
+    # indexes them by position, so a smaller batch fails past position n_batch.
+    llm = Llama(model_path=path, n_ctx=4096, n_batch=4096, n_threads=threads,
                 n_threads_batch=threads, verbose=False)
     print(f"llama-cpp-python {llama_cpp.__version__}, threads {threads}")
     for n in (128, 512, 2048):
