@@ -35,7 +35,8 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	d := suite.Default()
 	configPath := fs.String("config", "", "YAML file with the keys below (tasks, methods, ratios, model, aux, device, n, context_tokens, chunk_tokens, max_new_tokens, chain_length, seed, out, agreement_n, agreement_ratio, label_tasks, label_choices); flags override it")
 	tasksFlag := fs.String("tasks", strings.Join(d.Tasks, ","), "comma-separated tasks: "+strings.Join(eval.Tasks, ", "))
-	methodsFlag := fs.String("methods", strings.Join(d.Methods, ","), "comma-separated methods: "+strings.Join(methods.Default().Names(), ", "))
+	methodsFlag := fs.String("methods", strings.Join(d.Methods, ","), "comma-separated methods: "+strings.Join(methods.Default().Names(), ", ")+
+		"; a variant sets parameters in brackets, e.g. cacheclip[aux_mode=cached] or cacheclip[window=1,reduce=max] (docs/METHODS.md)")
 	ratiosFlag := fs.String("ratios", "0.1,0.2,0.4", "comma-separated recompute ratios for the methods that take one")
 	modelFlag := fs.String("model", d.Model, "primary model directory")
 	auxFlag := fs.String("aux", d.Aux, "auxiliary model directory (cacheclip)")
@@ -70,7 +71,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		case "tasks":
 			cfg.Tasks = splitList(*tasksFlag)
 		case "methods":
-			cfg.Methods = splitList(*methodsFlag)
+			cfg.Methods = methods.SplitVariants(*methodsFlag)
 		case "ratios":
 			cfg.Ratios = nil
 			for _, s := range splitList(*ratiosFlag) {

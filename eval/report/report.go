@@ -26,13 +26,17 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 
+	"cacheclip/eval/bootstrap"
 	"cacheclip/internal/atomicfile"
 	"cacheclip/methods"
 )
 
 // Row is one (task, method, ratio) run.
 type Row struct {
-	Task   string
+	Task string
+	// Method is the method variant's name: the registry name, with the
+	// parameters it sets in brackets (methods.Variant), e.g.
+	// "cacheclip[aux_mode=cached]".
 	Method string
 	// Ratio is the requested recompute ratio; ignored when RatioFree (the
 	// method takes none in the registry, so it is run once and drawn as a
@@ -43,6 +47,9 @@ type Row struct {
 	Answered  int // answers read back
 	// Score is RULER string_match_all averaged over questions, ×100.
 	Score float64
+	// ScoreLo and ScoreHi bound Score's 95% interval, bootstrapped over the
+	// questions (package eval/bootstrap); NaN when unknown.
+	ScoreLo, ScoreHi float64
 	// SameAsFull is the share (×100) of questions whose answer is identical
 	// to full's; NaN when the task has no full run.
 	SameAsFull float64
@@ -105,7 +112,7 @@ func LabelMarkdown(w io.Writer, rows []LabelRow) error {
 	b.WriteString("| task | method | ratio | choices | answered | accuracy % | agree with full % | P(full's label) | TTFT p50 ms |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d/%d | %s | %s | %s | %s |\n", r.Task, r.Method,
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d/%d | %s | %s | %s | %s |\n", r.Task, mdCell(r.Method),
 			RatioLabel(Row{Method: r.Method, Ratio: r.Ratio, RatioFree: r.RatioFree}), r.Choices, r.Answered, r.Questions,
 			num(r.Accuracy, 1), num(r.AgreeFull, 1), num(r.ProbFull, 3), num(r.TTFTP50ms, 1))
 	}
@@ -136,6 +143,7 @@ func Write(ctx context.Context, dir string, res Results) (Files, error) {
 		return f, fmt.Errorf("report: %w", err)
 	}
 	rows = Sorted(rows)
+	colours := colourIndex(rows)
 	f.Markdown, f.CSV, f.Parquet = "results.md", "results.csv", "results.parquet"
 	if err := writeAtomic(filepath.Join(dir, f.Markdown), func(w io.Writer) error {
 		if err := Markdown(w, res.Title, rows); err != nil {
@@ -167,13 +175,15 @@ func Write(ctx context.Context, dir string, res Results) (Files, error) {
 		for _, p := range []struct {
 			name, ylabel string
 			y            func(Row) float64
-			ceil         float64 // fixed top of the y axis, 0: from the data
+			band         func(Row) (lo, hi float64) // drawn as error bars; nil: none
+			ceil         float64                    // fixed top of the y axis, 0: from the data
 		}{
-			{"quality-" + safeName(task) + ".png", "string_match_all (×100)", func(r Row) float64 { return r.Score }, 100},
-			{"fidelity-" + safeName(task) + ".png", "KL(full || method), first answer token (nats)", func(r Row) float64 { return r.KLFirst }, 0},
-			{"ttft-" + safeName(task) + ".png", "TTFT p50 (ms)", func(r Row) float64 { return r.TTFTP50ms }, 0},
+			{"quality-" + safeName(task) + ".png", "string_match_all (×100), 95% interval", func(r Row) float64 { return r.Score },
+				func(r Row) (float64, float64) { return r.ScoreLo, r.ScoreHi }, 100},
+			{"fidelity-" + safeName(task) + ".png", "KL(full || method), first answer token (nats)", func(r Row) float64 { return r.KLFirst }, nil, 0},
+			{"ttft-" + safeName(task) + ".png", "TTFT p50 (ms)", func(r Row) float64 { return r.TTFTP50ms }, nil, 0},
 		} {
-			pl, err := linePlot(task+": "+p.ylabel+" vs recompute ratio", p.ylabel, tr, p.y, p.ceil)
+			pl, err := linePlot(task+": "+p.ylabel+" vs recompute ratio", p.ylabel, tr, lineStyle{y: p.y, band: p.band, ceil: p.ceil, colours: colours})
 			if err != nil {
 				return f, fmt.Errorf("report: plot %s: %w", p.name, err)
 			}
@@ -327,8 +337,12 @@ func Sorted(rows []Row) []Row {
 	return out
 }
 
-// methodRank orders methods as the registry lists them; unknown ones last.
+// methodRank orders method variants as the registry lists their methods;
+// unknown ones last.
 func methodRank(m string) int {
+	if v, err := methods.ParseVariant(m); err == nil {
+		m = v.Method
+	}
 	if i := slices.Index(methods.Default().Names(), m); i >= 0 {
 		return i
 	}
@@ -374,6 +388,20 @@ func RatioLabel(r Row) string {
 	return strconv.FormatFloat(r.Ratio, 'f', -1, 64)
 }
 
+// interval is a 95% interval as "[lo, hi]", or "n/a".
+func interval(lo, hi float64) string {
+	if math.IsNaN(lo) || math.IsNaN(hi) {
+		return "n/a"
+	}
+	return "[" + num(lo, 1) + ", " + num(hi, 1) + "]"
+}
+
+// mdCell escapes what a Markdown table cell would read as markup: a variant's
+// brackets would otherwise start a link.
+func mdCell(s string) string {
+	return strings.NewReplacer("[", `\[`, "]", `\]`, "|", `\|`).Replace(s)
+}
+
 func num(x float64, prec int) string {
 	if math.IsNaN(x) || math.IsInf(x, 0) {
 		return "n/a"
@@ -387,15 +415,16 @@ func Markdown(w io.Writer, title string, rows []Row) error {
 	if title != "" {
 		fmt.Fprintf(&b, "# %s\n\n", title)
 	}
-	b.WriteString("Score: RULER string_match_all ×100. % of full: score / full's score. " +
+	b.WriteString("Score: RULER string_match_all ×100, with its 95% interval (percentile bootstrap over the questions, " +
+		strconv.Itoa(bootstrap.Resamples) + " resamples). % of full: score / full's score. " +
 		"Same as full: share of answers identical to full's. KL: mean KL(full ‖ method) of the first answer " +
 		"token's distribution, in nats. Token agree: share of full's greedy answer tokens reproduced at the same " +
 		"position. TTFT: p50 time to first token.\n\n")
-	b.WriteString("| task | method | ratio | answered | score | % of full | same as full % | KL first token | token agree % | TTFT p50 ms |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| task | method | ratio | answered | score | 95% interval | % of full | same as full % | KL first token | token agree % | TTFT p50 ms |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %s | %s | %d/%d | %s | %s | %s | %s | %s | %s |\n", r.Task, r.Method, RatioLabel(r), r.Answered, r.Questions,
-			num(r.Score, 1), num(OfFull(r.Score, fullScore(rows, r.Task)), 1), num(r.SameAsFull, 1), num(r.KLFirst, 4),
+		fmt.Fprintf(&b, "| %s | %s | %s | %d/%d | %s | %s | %s | %s | %s | %s | %s |\n", r.Task, mdCell(r.Method), RatioLabel(r), r.Answered, r.Questions,
+			num(r.Score, 1), interval(r.ScoreLo, r.ScoreHi), num(OfFull(r.Score, fullScore(rows, r.Task)), 1), num(r.SameAsFull, 1), num(r.KLFirst, 4),
 			num(r.TokenAgree, 1), num(r.TTFTP50ms, 1))
 	}
 	_, err := w.Write(b.Bytes())
@@ -403,7 +432,7 @@ func Markdown(w io.Writer, title string, rows []Row) error {
 }
 
 // CSVHeader is the first row of results.csv.
-var CSVHeader = []string{"task", "method", "ratio", "questions", "answered", "score", "pct_of_full", "same_as_full_pct",
+var CSVHeader = []string{"task", "method", "ratio", "questions", "answered", "score", "score_lo", "score_hi", "pct_of_full", "same_as_full_pct",
 	"kl_first_token", "token_agree_pct", "ttft_p50_ms"}
 
 // cell is a CSV cell: empty for a missing value.
@@ -427,7 +456,7 @@ func CSV(w io.Writer, rows []Row) error {
 			ratio = cell(r.Ratio)
 		}
 		rec := []string{r.Task, r.Method, ratio, strconv.Itoa(r.Questions), strconv.Itoa(r.Answered),
-			cell(r.Score), cell(OfFull(r.Score, fullScore(rows, r.Task))), cell(r.SameAsFull), cell(r.KLFirst), cell(r.TokenAgree),
+			cell(r.Score), cell(r.ScoreLo), cell(r.ScoreHi), cell(OfFull(r.Score, fullScore(rows, r.Task))), cell(r.SameAsFull), cell(r.KLFirst), cell(r.TokenAgree),
 			cell(r.TTFTP50ms)}
 		if err := cw.Write(rec); err != nil {
 			return err
@@ -446,6 +475,8 @@ type ParquetRow struct {
 	Questions     int32    `parquet:"questions"`
 	Answered      int32    `parquet:"answered"`
 	Score         float64  `parquet:"score"`
+	ScoreLo       *float64 `parquet:"score_lo,optional"`
+	ScoreHi       *float64 `parquet:"score_hi,optional"`
 	PctOfFull     *float64 `parquet:"pct_of_full,optional"`
 	SameAsFullPct *float64 `parquet:"same_as_full_pct,optional"`
 	KLFirstToken  *float64 `parquet:"kl_first_token,optional"`
@@ -464,6 +495,7 @@ func ParquetRows(rows []Row) []ParquetRow {
 	out := make([]ParquetRow, 0, len(rows))
 	for _, r := range rows {
 		pr := ParquetRow{Task: r.Task, Method: r.Method, Questions: int32(r.Questions), Answered: int32(r.Answered), Score: r.Score,
+			ScoreLo: opt(r.ScoreLo), ScoreHi: opt(r.ScoreHi),
 			PctOfFull: opt(OfFull(r.Score, fullScore(rows, r.Task))), SameAsFullPct: opt(r.SameAsFull),
 			KLFirstToken: opt(r.KLFirst), TokenAgreePct: opt(r.TokenAgree), TTFTP50ms: r.TTFTP50ms}
 		if !r.RatioFree {
@@ -474,9 +506,38 @@ func ParquetRows(rows []Row) []ParquetRow {
 	return out
 }
 
-// linePlot draws one line per ratio-taking method and a dashed horizontal
-// line per ratio-free method across the plotted ratio range.
-func linePlot(title, ylabel string, rows []Row, y func(Row) float64, ceil float64) (*plot.Plot, error) {
+// colourIndex gives each method variant of rows (Sorted) its own colour
+// index, the same in every task's plots.
+func colourIndex(rows []Row) map[string]int {
+	out := map[string]int{}
+	for _, r := range rows {
+		if _, ok := out[r.Method]; !ok {
+			out[r.Method] = len(out)
+		}
+	}
+	return out
+}
+
+// lineStyle is what linePlot draws of each row: y, an optional band around
+// it (error bars), a fixed top of the y axis (0: from the data) and the
+// colour index of each method variant.
+type lineStyle struct {
+	y       func(Row) float64
+	band    func(Row) (lo, hi float64)
+	ceil    float64
+	colours map[string]int
+}
+
+// yErrors is a line's points with their error bars.
+type yErrors struct {
+	plotter.XYs
+	plotter.YErrors
+}
+
+// linePlot draws one line per ratio-taking method variant and a dashed
+// horizontal line per ratio-free one across the plotted ratio range.
+func linePlot(title, ylabel string, rows []Row, st lineStyle) (*plot.Plot, error) {
+	y, ceil := st.y, st.ceil
 	p := plot.New()
 	p.Add(plotter.NewGrid())
 	p.Title.Text = title
@@ -506,6 +567,7 @@ func linePlot(title, ylabel string, rows []Row, y func(Row) float64, ceil float6
 	ymax := 0.0
 	for _, m := range methods {
 		var pts plotter.XYs
+		var errs plotter.YErrors
 		free := false
 		for _, r := range rows {
 			if r.Method != m || math.IsNaN(y(r)) {
@@ -518,11 +580,18 @@ func linePlot(title, ylabel string, rows []Row, y func(Row) float64, ceil float6
 				break
 			}
 			pts = append(pts, plotter.XY{X: r.Ratio, Y: y(r)})
+			if st.band != nil {
+				bl, bh := st.band(r)
+				if math.IsNaN(bl) || math.IsNaN(bh) {
+					bl, bh = y(r), y(r)
+				}
+				errs = append(errs, struct{ Low, High float64 }{y(r) - bl, bh - y(r)})
+			}
 		}
 		if len(pts) == 0 {
 			continue
 		}
-		col := plotutil.Color(methodRank(m)) // one colour per method across every plot
+		col := plotutil.Color(st.colours[m]) // one colour per method variant across every plot
 		if free {
 			l, err := plotter.NewLine(pts)
 			if err != nil {
@@ -544,6 +613,14 @@ func linePlot(title, ylabel string, rows []Row, y func(Row) float64, ceil float6
 		s.Shape = draw.CircleGlyph{}
 		p.Add(l, s)
 		p.Legend.Add(m, l, s)
+		if len(errs) == len(pts) {
+			eb, err := plotter.NewYErrorBars(yErrors{pts, errs})
+			if err != nil {
+				return nil, err
+			}
+			eb.Color = col
+			p.Add(eb)
+		}
 	}
 	p.X.Min, p.X.Max = lo, hi
 	p.Y.Min = 0

@@ -57,6 +57,7 @@ func (s *Config) runLabelTask(ctx context.Context, task string, plan []Run, coun
 		spec := jobs.DefaultSpec()
 		spec.Questions, spec.Corpus, spec.Store, spec.Out = data.Questions, data.Corpus, data.Store, out
 		spec.Model, spec.Aux, spec.Method, spec.Ratio = s.Model, s.Aux, r.Method, r.Ratio
+		spec.MethodParams = r.Params
 		spec.Task, spec.LabelPrompt, spec.LogFormat, spec.Device = jobs.TaskLabel, jobs.DefaultLabelPrompt, "json", s.Device
 		start := time.Now()
 		ds, err := RunJob(ctx, spec, logf)
@@ -69,11 +70,11 @@ func (s *Config) runLabelTask(ctx context.Context, task string, plan []Run, coun
 		if err != nil {
 			return nil, err
 		}
-		if r.Method == report.Baseline {
+		if r.Variant == report.Baseline {
 			full = ans
 		}
 		sc := eval.ScoreLabelRun(ces, ans, full)
-		rows = append(rows, report.LabelRow{Task: task, Method: r.Method, Ratio: r.Ratio, RatioFree: !takesRatio(r.Method),
+		rows = append(rows, report.LabelRow{Task: task, Method: r.Variant, Ratio: r.Ratio, RatioFree: !takesRatio(r.Method),
 			Choices: s.LabelChoices, Questions: len(ces), Answered: sc.Answered, Accuracy: sc.Accuracy,
 			AgreeFull: sc.AgreeFull, ProbFull: sc.ProbFull, TTFTP50ms: ds.Stats.TTFT.P50})
 		bar.Add(1)

@@ -24,6 +24,7 @@ import (
 
 	"cacheclip/eval"
 	"cacheclip/eval/agree"
+	"cacheclip/eval/bootstrap"
 	"cacheclip/eval/report"
 	"cacheclip/internal/atomicfile"
 	"cacheclip/jobs"
@@ -131,11 +132,17 @@ func (s *Config) Validate() error {
 	}
 	reg := methods.Default()
 	needRatio, needAux := false, false
+	seen := map[string]string{}
 	for _, m := range s.Methods {
-		e, err := reg.Lookup(m)
+		v, e, err := reg.ResolveVariant(m)
 		if err != nil {
-			return fmt.Errorf("methods: %q is not one of %s", m, strings.Join(reg.Names(), ", "))
+			return fmt.Errorf("methods: %q: %w", m, err)
 		}
+		// Two spellings of one variant would run it twice under one name.
+		if prev, dup := seen[v.String()]; dup {
+			return fmt.Errorf("methods: %q and %q are the same variant %s", prev, m, v)
+		}
+		seen[v.String()] = m
 		needRatio = needRatio || e.TakesRatio
 		needAux = needAux || e.NeedsAux
 	}
@@ -184,18 +191,25 @@ func (s *Config) WriteConfig() error {
 	return nil
 }
 
-// Run is one job of a suite: a method at a ratio (0 for a method without one).
+// Run is one job of a suite: a method variant at a ratio (0 for a method
+// without one).
 type Run struct {
-	Method string
-	Ratio  float64
+	// Method is the registry name; Params the variant's parameters (nil: the
+	// method's defaults) and Variant its canonical name
+	// (methods.Variant.String), which names the run's row in the report.
+	Method  string
+	Params  map[string]string
+	Variant string
+	Ratio   float64
 }
 
-// Name is the run's directory name: the method, with its ratio when it takes one.
+// Name is the run's directory name: the variant, with its ratio when the
+// method takes one.
 func (r Run) Name() string {
 	if !takesRatio(r.Method) {
-		return r.Method
+		return r.Variant
 	}
-	return r.Method + "-" + strconv.FormatFloat(r.Ratio, 'f', -1, 64)
+	return r.Variant + "-" + strconv.FormatFloat(r.Ratio, 'f', -1, 64)
 }
 
 func takesRatio(method string) bool {
@@ -204,21 +218,30 @@ func takesRatio(method string) bool {
 }
 
 // Plan lists the suite's runs: full first (fidelity of every other run is
-// measured against its answers), then each method once, or once per ratio
-// when it takes one.
+// measured against its answers), then each method variant once, or once per
+// ratio when it takes one. Methods must have passed Validate.
 func (s *Config) Plan() []Run {
-	var runs []Run
-	ms := slices.Clone(s.Methods)
-	slices.SortStableFunc(ms, func(a, b string) int {
-		return boolInt(b == report.Baseline) - boolInt(a == report.Baseline)
+	var vs []methods.Variant
+	for _, m := range s.Methods {
+		v, err := methods.ParseVariant(m)
+		if err != nil {
+			continue // Validate reports it
+		}
+		vs = append(vs, v)
+	}
+	slices.SortStableFunc(vs, func(a, b methods.Variant) int {
+		return boolInt(b.String() == report.Baseline) - boolInt(a.String() == report.Baseline)
 	})
-	for _, m := range ms {
-		if !takesRatio(m) {
-			runs = append(runs, Run{Method: m})
+	var runs []Run
+	for _, v := range vs {
+		run := Run{Method: v.Method, Params: v.Params, Variant: v.String()}
+		if !takesRatio(v.Method) {
+			runs = append(runs, run)
 			continue
 		}
 		for _, r := range s.Ratios {
-			runs = append(runs, Run{Method: m, Ratio: r})
+			run.Ratio = r
+			runs = append(runs, run)
 		}
 	}
 	return runs
@@ -428,6 +451,7 @@ func (s *Config) runTask(ctx context.Context, task string, plan []Run, count eva
 		spec := jobs.DefaultSpec()
 		spec.Questions, spec.Corpus, spec.Store, spec.Out = data.Questions, data.Corpus, data.Store, out
 		spec.Model, spec.Aux, spec.Method, spec.Ratio = s.Model, s.Aux, r.Method, r.Ratio
+		spec.MethodParams = r.Params
 		spec.LogFormat, spec.Diagnostics, spec.Device = "json", true, s.Device
 		start := time.Now()
 		ds, err := RunJob(ctx, spec, logf)
@@ -440,10 +464,10 @@ func (s *Config) runTask(ctx context.Context, task string, plan []Run, count eva
 		if err != nil {
 			return nil, nil, fmt.Errorf("run %s: %w", r.Name(), err)
 		}
-		if r.Method == report.Baseline {
+		if r.Variant == report.Baseline {
 			full = ans
 		}
-		row, err := scoreRun(task, r, exs, refs, ans, full)
+		row, err := scoreRun(task, r, exs, refs, ans, full, s.Seed)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -456,17 +480,21 @@ func (s *Config) runTask(ctx context.Context, task string, plan []Run, count eva
 
 // scoreRun is a run's report row: its score against the references, and its
 // fidelity to full's answers when full ran.
-func scoreRun(task string, r Run, exs []eval.Example, refs map[string][]string, ans, full map[string]diagnostics) (report.Row, error) {
-	row := report.Row{Task: task, Method: r.Method, Ratio: r.Ratio, RatioFree: !takesRatio(r.Method),
+// The score's 95% interval is bootstrapped over the questions with seed, the
+// same for every run of a task, so the runs' resamples are paired.
+func scoreRun(task string, r Run, exs []eval.Example, refs map[string][]string, ans, full map[string]diagnostics, seed uint64) (report.Row, error) {
+	row := report.Row{Task: task, Method: r.Variant, Ratio: r.Ratio, RatioFree: !takesRatio(r.Method),
 		Questions: len(exs), Answered: len(ans), SameAsFull: math.NaN(), KLFirst: math.NaN(), TokenAgree: math.NaN()}
 	var score, same, agreeSum, klSum float64
 	klN := 0
-	for _, e := range exs {
+	perQuestion := make([]float64, len(exs))
+	for i, e := range exs {
 		// An unanswered question scores 0 (and agrees with nothing) rather
 		// than being left out, so a method cannot gain by failing rows.
 		a, ok := ans[e.QueryID]
 		if ok {
-			score += eval.MatchAll(a.Answer, refs[e.QueryID])
+			perQuestion[i] = eval.MatchAll(a.Answer, refs[e.QueryID])
+			score += perQuestion[i]
 		}
 		f, fok := full[e.QueryID]
 		if !ok || !fok {
@@ -486,6 +514,8 @@ func scoreRun(task string, r Run, exs []eval.Example, refs map[string][]string, 
 		}
 	}
 	row.Score = 100 * score / float64(len(exs))
+	lo, hi := bootstrap.Interval(perQuestion, 0.95, bootstrap.Resamples, seed)
+	row.ScoreLo, row.ScoreHi = 100*lo, 100*hi
 	if full != nil {
 		row.SameAsFull = 100 * same / float64(len(exs))
 		row.TokenAgree = 100 * agreeSum / float64(len(exs))

@@ -1,6 +1,9 @@
 package suite
 
 import (
+	"fmt"
+
+	"cacheclip/eval"
 	"math"
 	"os"
 	"path/filepath"
@@ -59,6 +62,93 @@ func TestTokenAgreement(t *testing.T) {
 	} {
 		if got := tokenAgreement(tc.a, tc.ref); math.Abs(got-tc.want) > 1e-12 {
 			t.Errorf("tokenAgreement(%v, %v) = %v, want %v", tc.a, tc.ref, got, tc.want)
+		}
+	}
+}
+
+// TestEvalVariants: method variants are runs of their own, named by their
+// canonical form, with their parameters passed to the job; a bad variant is
+// an error naming it and the key before any work.
+func TestEvalVariants(t *testing.T) {
+	cfg := Default()
+	cfg.Methods = []string{"cacheclip[window=1, aux_mode=cached]", "full", "cacheclip", "cacheblend[rank_by=k]"}
+	cfg.Ratios = []float64{0.2}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range cfg.Plan() {
+		got = append(got, r.Name())
+		if r.Variant == "cacheclip[aux_mode=cached,window=1]" && (r.Method != "cacheclip" || r.Params["aux_mode"] != "cached" || r.Params["window"] != "1") {
+			t.Errorf("variant run %+v: want method cacheclip with aux_mode=cached, window=1", r)
+		}
+		if r.Variant == "cacheclip" && len(r.Params) != 0 {
+			t.Errorf("plain cacheclip run has params %v", r.Params)
+		}
+	}
+	want := "full,cacheclip[aux_mode=cached,window=1]-0.2,cacheclip-0.2,cacheblend[rank_by=k]-0.2"
+	if strings.Join(got, ",") != want {
+		t.Errorf("plan %v, want %s", got, want)
+	}
+	for _, tc := range []struct {
+		methods []string
+		want    string
+	}{
+		{[]string{"full", "cacheclip[windw=1]"}, `methods: "cacheclip[windw=1]": method_params.windw: unknown parameter`},
+		{[]string{"cacheclip[aux_mode=warm]"}, "method_params.aux_mode"},
+		{[]string{"cacheclip[window=2,reduce=max]", "cacheclip[reduce=max,window=2]"}, "are the same variant cacheclip[reduce=max,window=2]"},
+		{[]string{"full", "full"}, "same variant full"},
+		{[]string{"magic"}, `methods: "magic": method: "magic" is not one of`},
+	} {
+		c := Default()
+		c.Methods = tc.methods
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("methods %q: err %v, want one containing %q", tc.methods, err, tc.want)
+		}
+	}
+}
+
+// TestScoreRunInterval: the score's 95% interval is the bootstrap's over the
+// questions: a point when every question scores alike, and around the score
+// otherwise; an unanswered question counts as wrong in both.
+func TestScoreRunInterval(t *testing.T) {
+	var exs []eval.Example
+	refs := map[string][]string{}
+	for i := range 40 {
+		id := fmt.Sprintf("q%d", i)
+		exs = append(exs, eval.Example{QueryID: id, Answers: []string{"blue"}})
+		refs[id] = []string{"blue"}
+	}
+	answers := func(right, answered int) map[string]diagnostics {
+		out := map[string]diagnostics{}
+		for i := range answered {
+			a := "red"
+			if i < right {
+				a = "blue"
+			}
+			out[fmt.Sprintf("q%d", i)] = diagnostics{Answer: a}
+		}
+		return out
+	}
+	run := Run{Method: "reuse", Variant: "reuse"}
+	for _, tc := range []struct {
+		name               string
+		right, answered    int
+		score, lo, hi, tol float64
+	}{
+		{"all right", 40, 40, 100, 100, 100, 0},
+		{"all wrong", 0, 40, 0, 0, 0, 0},
+		// p = 0.5 over 40: normal approximation 50 ± 1.96·√(0.25/40)·100 = 50 ± 15.5.
+		{"half", 20, 40, 50, 34.5, 65.5, 3},
+		// ten unanswered count as wrong: p = 0.5 again.
+		{"half, ten unanswered", 20, 30, 50, 34.5, 65.5, 3},
+	} {
+		row, err := scoreRun("vt", run, exs, refs, answers(tc.right, tc.answered), nil, 2026)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row.Score != tc.score || math.Abs(row.ScoreLo-tc.lo) > tc.tol || math.Abs(row.ScoreHi-tc.hi) > tc.tol {
+			t.Errorf("%s: score %v [%v, %v], want %v [%v, %v] ± %v", tc.name, row.Score, row.ScoreLo, row.ScoreHi, tc.score, tc.lo, tc.hi, tc.tol)
 		}
 	}
 }
