@@ -2,7 +2,10 @@ package eval
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 
 	"github.com/parquet-go/parquet-go"
 )
@@ -10,10 +13,19 @@ import (
 // ReadParts reads the rows of every part file of a job's output directory
 // into T (its parquet tags name the columns it needs).
 func ReadParts[T any](dir string) ([]T, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "part-*.parquet"))
+	// Listed, not globbed: a directory name holding glob characters ("[")
+	// would otherwise match nothing and read as a job without answers.
+	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
+	var files []string
+	for _, e := range ents {
+		if n := e.Name(); !e.IsDir() && strings.HasPrefix(n, "part-") && strings.HasSuffix(n, ".parquet") {
+			files = append(files, filepath.Join(dir, n))
+		}
+	}
+	sort.Strings(files)
 	var out []T
 	for _, f := range files {
 		rows, err := parquet.ReadFile[T](f)

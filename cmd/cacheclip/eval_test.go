@@ -41,14 +41,14 @@ func TestEvalEndToEnd(t *testing.T) {
 	primary, aux := writeTestModels(t, dir)
 	out := filepath.Join(dir, "out")
 	var stdout, stderr bytes.Buffer
-	code := cmdEval(context.Background(), []string{"--tasks", "niah_single", "--methods", "cacheclip,full,reuse", "--ratios", "0.2",
+	code := cmdEval(context.Background(), []string{"--tasks", "niah_single", "--methods", "cacheclip,full,reuse,cacheclip[window=1,aux_mode=cached]", "--ratios", "0.2",
 		"--model", primary, "--aux", aux, "--n", "2", "--context-tokens", "192", "--chunk-tokens", "64", "--max-new-tokens", "3",
 		"--seed", "7", "--out", out, "--progress", "none", "--agreement-n", "2"}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
 	for _, p := range []string{"data/niah_single/questions.parquet", "data/niah_single/corpus.parquet", "runs/niah_single/full",
-		"runs/niah_single/reuse", "runs/niah_single/cacheclip-0.2", "runs/niah_single/full.log", "results.md", "results.csv", "results.parquet", "eval-config.yaml"} {
+		"runs/niah_single/reuse", "runs/niah_single/cacheclip-0.2", "runs/niah_single/cacheclip@aux_mode=cached,window=1-0.2", "runs/niah_single/full.log", "results.md", "results.csv", "results.parquet", "eval-config.yaml"} {
 		if _, err := os.Stat(filepath.Join(out, p)); err != nil {
 			t.Errorf("missing output: %v", err)
 		}
@@ -65,10 +65,11 @@ func TestEvalEndToEnd(t *testing.T) {
 		f.Close()
 	}
 	recs := readCSV(t, filepath.Join(out, "results.csv"))
-	if len(recs) != 4 || strings.Join(recs[0], ",") != strings.Join(report.CSVHeader, ",") {
-		t.Fatalf("csv records %q, want the header and 3 runs", recs)
+	if len(recs) != 5 || strings.Join(recs[0], ",") != strings.Join(report.CSVHeader, ",") {
+		t.Fatalf("csv records %q, want the header and 4 runs", recs)
 	}
-	wantRuns := [][3]string{{"niah_single", "full", ""}, {"niah_single", "reuse", ""}, {"niah_single", "cacheclip", "0.2"}}
+	wantRuns := [][3]string{{"niah_single", "full", ""}, {"niah_single", "reuse", ""}, {"niah_single", "cacheclip", "0.2"},
+		{"niah_single", "cacheclip[aux_mode=cached,window=1]", "0.2"}}
 	for i, w := range wantRuns {
 		r := recs[i+1]
 		if r[0] != w[0] || r[1] != w[1] || r[2] != w[2] {
@@ -79,13 +80,22 @@ func TestEvalEndToEnd(t *testing.T) {
 		}
 	}
 	// full against itself: identical answers, every token agrees, KL 0.
-	if recs[1][7] != "100" || recs[1][8] != "0" || recs[1][9] != "100" {
-		t.Errorf("full's same-as-full/KL/token agreement = %q/%q/%q, want 100/0/100", recs[1][7], recs[1][8], recs[1][9])
+	if recs[1][9] != "100" || recs[1][10] != "0" || recs[1][11] != "100" {
+		t.Errorf("full's same-as-full/KL/token agreement = %q/%q/%q, want 100/0/100", recs[1][9], recs[1][10], recs[1][11])
+	}
+	// Every score lies in its 95% interval.
+	for _, r := range recs[1:] {
+		sc, errS := strconv.ParseFloat(r[5], 64)
+		lo, errL := strconv.ParseFloat(r[6], 64)
+		hi, errH := strconv.ParseFloat(r[7], 64)
+		if errS != nil || errL != nil || errH != nil || lo > sc || sc > hi || lo < 0 || hi > 100 {
+			t.Errorf("csv row %q: score %s not within its interval [%s, %s]", r, r[5], r[6], r[7])
+		}
 	}
 	// Every other run has a KL and a token agreement (the random models
 	// answer differently under reuse, so they are not checked for a value).
 	for _, r := range recs[2:] {
-		if r[8] == "" || r[9] == "" {
+		if r[10] == "" || r[11] == "" {
 			t.Errorf("csv row %q: no KL or token agreement", r)
 		}
 	}
@@ -104,19 +114,19 @@ func TestEvalEndToEnd(t *testing.T) {
 	}
 	n := 0
 	for _, l := range strings.Split(string(md), "\n") {
-		if strings.HasPrefix(l, "| niah_single | ") && strings.Count(l, "|") == 11 { // the results table, not the agreement's
+		if strings.HasPrefix(l, "| niah_single | ") && strings.Count(l, "|") == 12 { // the results table, not the agreement's
 			n++
 		}
 	}
-	if n != 3 {
-		t.Errorf("results.md has %d niah_single rows, want 3:\n%s", n, md)
+	if n != 4 {
+		t.Errorf("results.md has %d niah_single rows, want 4:\n%s", n, md)
 	}
 	// The recorded settings reproduce the plan when fed back as --config.
 	cfg := suite.Default()
 	if err := suite.Load(filepath.Join(out, suite.ConfigFile), &cfg); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Model != primary || cfg.N != 2 || cfg.Seed != 7 || cfg.MaxNewTokens != 3 || strings.Join(cfg.Methods, ",") != "cacheclip,full,reuse" {
+	if cfg.Model != primary || cfg.N != 2 || cfg.Seed != 7 || cfg.MaxNewTokens != 3 || strings.Join(cfg.Methods, ",") != "cacheclip,full,reuse,cacheclip[window=1,aux_mode=cached]" {
 		t.Errorf("eval-config.yaml does not record the run's settings: %+v", cfg)
 	}
 	if !strings.Contains(stdout.String(), "| niah_single | cacheclip | 0.2 | 2/2 |") {
@@ -137,6 +147,8 @@ func TestEvalBadConfig(t *testing.T) {
 	}{
 		{"unknown task", []string{"--tasks", "nope"}, `tasks: "nope" is not one of`},
 		{"unknown method", []string{"--methods", "full,magic"}, `methods: "magic"`},
+		{"unknown variant key", []string{"--methods", "full,cacheclip[windw=1,reduce=max]"}, `methods: "cacheclip[windw=1,reduce=max]": method_params.windw: unknown parameter`},
+		{"variant value out of range", []string{"--methods", "cacheclip[window=0]"}, "method_params.window: 0 is not an integer in [1, inf)"},
 		{"ratio out of range", []string{"--ratios", "1.5"}, "ratios: 1.5 is not in [0, 1]"},
 		{"ratio not a number", []string{"--ratios", "x"}, `--ratios: "x"`},
 		{"no questions", []string{"--n", "0"}, "n: 0"},

@@ -204,12 +204,15 @@ type Run struct {
 }
 
 // Name is the run's directory name: the variant, with its ratio when the
-// method takes one.
+// method takes one. A variant's brackets become "@" ("cacheclip@window=1-0.2"):
+// a directory name with brackets would be read as a glob pattern by every
+// tool that lists its part files.
 func (r Run) Name() string {
+	name := strings.NewReplacer("[", "@", "]", "").Replace(r.Variant)
 	if !takesRatio(r.Method) {
-		return r.Variant
+		return name
 	}
-	return r.Variant + "-" + strconv.FormatFloat(r.Ratio, 'f', -1, 64)
+	return name + "-" + strconv.FormatFloat(r.Ratio, 'f', -1, 64)
 }
 
 func takesRatio(method string) bool {

@@ -2,13 +2,13 @@ package suite
 
 import (
 	"fmt"
-
-	"cacheclip/eval"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"cacheclip/eval"
 )
 
 // TestEvalConfigOverride checks that the YAML file sets the plan and that a
@@ -86,7 +86,7 @@ func TestEvalVariants(t *testing.T) {
 			t.Errorf("plain cacheclip run has params %v", r.Params)
 		}
 	}
-	want := "full,cacheclip[aux_mode=cached,window=1]-0.2,cacheclip-0.2,cacheblend[rank_by=k]-0.2"
+	want := "full,cacheclip@aux_mode=cached,window=1-0.2,cacheclip-0.2,cacheblend@rank_by=k-0.2"
 	if strings.Join(got, ",") != want {
 		t.Errorf("plan %v, want %s", got, want)
 	}
