@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/cacheclip
 
-.PHONY: all build test test-generic demo bench eval lint fmt clean fuzz
+.PHONY: all build test test-generic demo bench eval eval-sweep lint fmt clean fuzz
 
 all: build
 
@@ -52,6 +52,10 @@ bench:
 
 eval: build
 	./$(BIN) eval --config eval/default.yaml --out docs/eval
+
+# The ratio sweep of CacheBlend, CacheClip and its cheap auxiliary mode (eval/sweep.yaml).
+eval-sweep: build
+	./$(BIN) eval --config eval/sweep.yaml --out docs/eval/sweep
 
 lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...

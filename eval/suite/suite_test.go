@@ -152,3 +152,29 @@ func TestScoreRunInterval(t *testing.T) {
 		}
 	}
 }
+
+// TestShippedConfigs: every config file under eval/ loads with no unknown
+// key and passes Validate, and the sweep plans full once plus each of its
+// three ratio methods at all seven ratios.
+func TestShippedConfigs(t *testing.T) {
+	for _, name := range []string{"default.yaml", "smollm2.yaml", "sweep.yaml"} {
+		cfg := Default()
+		if err := Load(filepath.Join("..", name), &cfg); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if name != "sweep.yaml" {
+			continue
+		}
+		perVariant := map[string]int{}
+		for _, r := range cfg.Plan() {
+			perVariant[r.Variant]++
+		}
+		want := map[string]int{"full": 1, "cacheblend": 7, "cacheclip": 7, "cacheclip[aux_mode=cached]": 7}
+		if fmt.Sprint(perVariant) != fmt.Sprint(want) {
+			t.Errorf("sweep plan runs per variant %v, want %v", perVariant, want)
+		}
+	}
+}
