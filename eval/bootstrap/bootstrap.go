@@ -47,3 +47,18 @@ func quantile(sorted []float64, q float64) float64 {
 	f := pos - float64(i)
 	return sorted[i]*(1-f) + sorted[i+1]*f
 }
+
+// PairedInterval is the interval of the mean difference a−b of two runs
+// scored on the same questions (a[i] and b[i] are question i): the bootstrap
+// resamples questions, so both runs draw the same ones. Runs of different
+// lengths give NaN, NaN.
+func PairedInterval(a, b []float64, level float64, resamples int, seed uint64) (lo, hi float64) {
+	if len(a) != len(b) {
+		return math.NaN(), math.NaN()
+	}
+	d := make([]float64, len(a))
+	for i := range a {
+		d[i] = a[i] - b[i]
+	}
+	return Interval(d, level, resamples, seed)
+}

@@ -74,3 +74,27 @@ func TestIntervalSeededAndPaired(t *testing.T) {
 		t.Fatalf("no items: [%v, %v], want NaN", lo, hi)
 	}
 }
+
+func TestPairedInterval(t *testing.T) {
+	// a is right on every question b is, and on 30 more of 100: the
+	// difference is 0.3, and pairing makes its interval that of a 30-of-100
+	// proportion (normal approximation 0.3 ± 0.09), far from 0.
+	a, b := make([]float64, 100), make([]float64, 100)
+	for i := range 60 {
+		a[i] = 1
+		if i < 30 {
+			b[i] = 1
+		}
+	}
+	lo, hi := PairedInterval(a, b, 0.95, Resamples, 1)
+	if h := 1.96 * math.Sqrt(0.3*0.7/100); math.Abs(lo-(0.3-h)) > 0.015 || math.Abs(hi-(0.3+h)) > 0.015 {
+		t.Fatalf("PairedInterval = [%v, %v], want about [%v, %v]", lo, hi, 0.3-h, 0.3+h)
+	}
+	// Identical runs differ by exactly nothing.
+	if lo, hi := PairedInterval(a, a, 0.95, Resamples, 1); lo != 0 || hi != 0 {
+		t.Fatalf("a run against itself: [%v, %v], want [0, 0]", lo, hi)
+	}
+	if lo, _ := PairedInterval(a, b[:10], 0.95, Resamples, 1); !math.IsNaN(lo) {
+		t.Fatalf("runs of different lengths: %v, want NaN", lo)
+	}
+}

@@ -50,6 +50,10 @@ type Row struct {
 	// ScoreLo and ScoreHi bound Score's 95% interval, bootstrapped over the
 	// questions (package eval/bootstrap); NaN when unknown.
 	ScoreLo, ScoreHi float64
+	// PerQuestion is each question's score in [0, 1], in the task's question
+	// order (the same for every run of a task); nil when unknown. It is not
+	// written out: the paired differences between runs are (Differences).
+	PerQuestion []float64
 	// SameAsFull is the share (×100) of questions whose answer is identical
 	// to full's; NaN when the task has no full run.
 	SameAsFull float64
@@ -82,6 +86,83 @@ type Results struct {
 	TopK string
 	// Labels are the labeling task's runs (optional).
 	Labels []LabelRow
+	// Seed seeds the bootstrap of the paired differences between runs.
+	Seed uint64
+}
+
+// Difference is the paired score difference A − B between two runs of a
+// task on the same questions, with its 95% bootstrap interval.
+type Difference struct {
+	Task         string
+	A, B         Row
+	Diff, Lo, Hi float64 // ×100
+}
+
+// Verdict says what the interval allows: "A ahead", "B ahead" or no stated
+// difference when it holds 0.
+func (d Difference) Verdict() string {
+	switch {
+	case d.Lo > 0:
+		return d.A.Method + " ahead"
+	case d.Hi < 0:
+		return d.B.Method + " ahead"
+	}
+	return "no difference shown"
+}
+
+// Differences pairs, within each task of rows (Sorted), every ratio-taking
+// run with each ratio-free run and with each later ratio-taking run at the
+// same ratio, skipping rows without per-question scores.
+func Differences(rows []Row, seed uint64) []Difference {
+	var out []Difference
+	for i, a := range rows {
+		if a.RatioFree || a.PerQuestion == nil {
+			continue
+		}
+		for j, b := range rows {
+			if j == i || b.Task != a.Task || b.PerQuestion == nil || !b.RatioFree && (b.Ratio != a.Ratio || j < i) {
+				continue
+			}
+			lo, hi := bootstrap.PairedInterval(a.PerQuestion, b.PerQuestion, 0.95, bootstrap.Resamples, seed)
+			if math.IsNaN(lo) {
+				continue
+			}
+			out = append(out, Difference{Task: a.Task, A: a, B: b, Diff: a.Score - b.Score, Lo: 100 * lo, Hi: 100 * hi})
+		}
+	}
+	return out
+}
+
+// DifferencesMarkdown writes the paired differences (nothing without any).
+func DifferencesMarkdown(w io.Writer, ds []Difference) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	var b bytes.Buffer
+	b.WriteString("\n## Paired differences\n\nScore of A minus score of B on the same questions, with its 95% interval " +
+		"(paired bootstrap over the questions). A difference is stated only where the interval leaves out 0.\n\n")
+	b.WriteString("| task | ratio | A | B | A − B | 95% interval | verdict |\n|---|---|---|---|---|---|---|\n")
+	for _, d := range ds {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", d.Task, RatioLabel(d.A), mdCell(d.A.Method), mdCell(RunLabel(d.B)),
+			signed(d.Diff), interval(d.Lo, d.Hi), mdCell(d.Verdict()))
+	}
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// RunLabel names a run: its method variant, with the ratio when it has one.
+func RunLabel(r Row) string {
+	if r.RatioFree {
+		return r.Method
+	}
+	return r.Method + " @ " + RatioLabel(r)
+}
+
+func signed(x float64) string {
+	if x > 0 {
+		return "+" + num(x, 1)
+	}
+	return num(x, 1)
 }
 
 // LabelRow is one (task, method, ratio) run of the labeling task: the task's
@@ -147,6 +228,9 @@ func Write(ctx context.Context, dir string, res Results) (Files, error) {
 	f.Markdown, f.CSV, f.Parquet = "results.md", "results.csv", "results.parquet"
 	if err := writeAtomic(filepath.Join(dir, f.Markdown), func(w io.Writer) error {
 		if err := Markdown(w, res.Title, rows); err != nil {
+			return err
+		}
+		if err := DifferencesMarkdown(w, Differences(rows, res.Seed)); err != nil {
 			return err
 		}
 		if err := LabelMarkdown(w, res.Labels); err != nil {

@@ -3,6 +3,7 @@ package report
 import (
 	"context"
 	"encoding/csv"
+	"fmt"
 	"image/png"
 	"math"
 	"os"
@@ -231,5 +232,50 @@ func TestEvalReportVariantColours(t *testing.T) {
 	}
 	if c["cacheclip"] == c["cacheclip[aux_mode=cached]"] {
 		t.Errorf("cacheclip and its variant share a colour")
+	}
+}
+
+// TestEvalReportDifferences: each ratio-taking run is paired with every
+// ratio-free run and the other ratio-taking runs at its ratio; the verdict
+// states a difference only where the interval leaves out 0.
+func TestEvalReportDifferences(t *testing.T) {
+	pq := func(k int) []float64 { // k of 20 questions right
+		xs := make([]float64, 20)
+		for i := range k {
+			xs[i] = 1
+		}
+		return xs
+	}
+	rows := Sorted([]Row{
+		{Task: "vt", Method: "full", RatioFree: true, Score: 100, PerQuestion: pq(20)},
+		{Task: "vt", Method: "cacheblend", Ratio: 0.2, Score: 50, PerQuestion: pq(10)},
+		{Task: "vt", Method: "cacheclip", Ratio: 0.2, Score: 95, PerQuestion: pq(19)},
+		{Task: "vt", Method: "cacheclip", Ratio: 0.4, Score: 100, PerQuestion: pq(20)},
+		{Task: "niah_single", Method: "cacheclip", Ratio: 0.2, Score: 50}, // no per-question scores: left out
+	})
+	ds := Differences(rows, 3)
+	var got []string
+	for _, d := range ds {
+		got = append(got, fmt.Sprintf("%s-%s:%s", RunLabel(d.A), RunLabel(d.B), d.Verdict()))
+	}
+	want := []string{
+		"cacheblend @ 0.2-full:full ahead",
+		"cacheblend @ 0.2-cacheclip @ 0.2:cacheclip ahead",
+		// 19 of 20 against 20 of 20: one question apart, within the interval.
+		"cacheclip @ 0.2-full:no difference shown",
+		"cacheclip @ 0.4-full:no difference shown",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("differences:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if d := ds[1]; d.Diff != -45 || d.Lo > -45 || d.Hi < -45 || d.Hi >= 0 {
+		t.Errorf("cacheblend − cacheclip = %v [%v, %v], want -45 inside an interval below 0", d.Diff, d.Lo, d.Hi)
+	}
+	var b strings.Builder
+	if err := DifferencesMarkdown(&b, ds); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "| vt | 0.2 | cacheblend | cacheclip @ 0.2 | -45.0 | [") {
+		t.Errorf("markdown lacks the cacheblend − cacheclip row:\n%s", b.String())
 	}
 }

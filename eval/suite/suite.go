@@ -261,7 +261,7 @@ func boolInt(b bool) int {
 // attention-agreement analysis of the pair on each task's first questions.
 // Progress goes to stderr in the given mode; each run's log to OUT/runs/TASK/RUN.log.
 func Evaluate(ctx context.Context, s Config, mode progress.Mode, stderr io.Writer) (report.Results, error) {
-	var res report.Results
+	res := report.Results{Seed: s.Seed}
 	count, err := tokenCounter(s.Model)
 	if err != nil {
 		return res, err
@@ -519,6 +519,7 @@ func scoreRun(task string, r Run, exs []eval.Example, refs map[string][]string, 
 	row.Score = 100 * score / float64(len(exs))
 	lo, hi := bootstrap.Interval(perQuestion, 0.95, bootstrap.Resamples, seed)
 	row.ScoreLo, row.ScoreHi = 100*lo, 100*hi
+	row.PerQuestion = perQuestion
 	if full != nil {
 		row.SameAsFull = 100 * same / float64(len(exs))
 		row.TokenAgree = 100 * agreeSum / float64(len(exs))
