@@ -135,16 +135,25 @@ func Differences(rows []Row, seed uint64) []Difference {
 
 // DifferencesMarkdown writes the paired differences (nothing without any).
 func DifferencesMarkdown(w io.Writer, ds []Difference) error {
-	if len(ds) == 0 {
+	return section(w, len(ds), "Paired differences", "Score of A minus score of B on the same questions, with its 95% interval "+
+		"(paired bootstrap over the questions). A difference is stated only where the interval leaves out 0.",
+		[]string{"task", "ratio", "A", "B", "A − B", "95% interval", "verdict"}, func(b *bytes.Buffer, i int) {
+			d := ds[i]
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s |\n", d.Task, RatioLabel(d.A), mdCell(d.A.Method), mdCell(RunLabel(d.B)),
+				signed(d.Diff), interval(d.Lo, d.Hi), mdCell(d.Verdict()))
+		})
+}
+
+// section writes a Markdown section of n table rows under a heading and an
+// introduction (nothing when n is 0); row writes row i.
+func section(w io.Writer, n int, heading, intro string, columns []string, row func(b *bytes.Buffer, i int)) error {
+	if n == 0 {
 		return nil
 	}
 	var b bytes.Buffer
-	b.WriteString("\n## Paired differences\n\nScore of A minus score of B on the same questions, with its 95% interval " +
-		"(paired bootstrap over the questions). A difference is stated only where the interval leaves out 0.\n\n")
-	b.WriteString("| task | ratio | A | B | A − B | 95% interval | verdict |\n|---|---|---|---|---|---|---|\n")
-	for _, d := range ds {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", d.Task, RatioLabel(d.A), mdCell(d.A.Method), mdCell(RunLabel(d.B)),
-			signed(d.Diff), interval(d.Lo, d.Hi), mdCell(d.Verdict()))
+	fmt.Fprintf(&b, "\n## %s\n\n%s\n\n| %s |\n|%s\n", heading, intro, strings.Join(columns, " | "), strings.Repeat("---|", len(columns)))
+	for i := range n {
+		row(&b, i)
 	}
 	_, err := w.Write(b.Bytes())
 	return err
@@ -183,22 +192,16 @@ type LabelRow struct {
 
 // LabelMarkdown writes the labeling task's table (nothing without rows).
 func LabelMarkdown(w io.Writer, rows []LabelRow) error {
-	if len(rows) == 0 {
-		return nil
-	}
-	var b bytes.Buffer
-	b.WriteString("\n## Labeling task\n\nEach question in multiple-choice form (the right answer among distractors, " +
-		"those in the context first), answered by a label job (`task: label`). Accuracy: share of right labels. " +
-		"Agree: share of labels equal to full's. P(full): mean probability given to full's label.\n\n")
-	b.WriteString("| task | method | ratio | choices | answered | accuracy % | agree with full % | P(full's label) | TTFT p50 ms |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
-	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d/%d | %s | %s | %s | %s |\n", r.Task, mdCell(r.Method),
-			RatioLabel(Row{Method: r.Method, Ratio: r.Ratio, RatioFree: r.RatioFree}), r.Choices, r.Answered, r.Questions,
-			num(r.Accuracy, 1), num(r.AgreeFull, 1), num(r.ProbFull, 3), num(r.TTFTP50ms, 1))
-	}
-	_, err := w.Write(b.Bytes())
-	return err
+	return section(w, len(rows), "Labeling task", "Each question in multiple-choice form (the right answer among distractors, "+
+		"those in the context first), answered by a label job (`task: label`). Accuracy: share of right labels. "+
+		"Agree: share of labels equal to full's. P(full): mean probability given to full's label.",
+		[]string{"task", "method", "ratio", "choices", "answered", "accuracy %", "agree with full %", "P(full's label)", "TTFT p50 ms"},
+		func(b *bytes.Buffer, i int) {
+			r := rows[i]
+			fmt.Fprintf(b, "| %s | %s | %s | %d | %d/%d | %s | %s | %s | %s |\n", r.Task, mdCell(r.Method),
+				RatioLabel(Row{Method: r.Method, Ratio: r.Ratio, RatioFree: r.RatioFree}), r.Choices, r.Answered, r.Questions,
+				num(r.Accuracy, 1), num(r.AgreeFull, 1), num(r.ProbFull, 3), num(r.TTFTP50ms, 1))
+		})
 }
 
 // Baseline is the method every other method is compared against.
