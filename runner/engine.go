@@ -364,6 +364,33 @@ func (e *Engine) Score(ctx context.Context, w *Work) error {
 	return nil
 }
 
+// prefillWork prefills one question with the job's method and records its
+// prefill figures. A failed question is marked on w and yields a nil result;
+// only a cancelled context is returned as an error.
+func (e *Engine) prefillWork(ctx context.Context, w *Work) (*prefill.Result, error) {
+	st := w.State.(*workState)
+	t0 := time.Now()
+	res, err := e.prefiller.PrefillLayout(ctx, st.q, st.lay, e.method, st.maxNew)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		w.Fail(err)
+		return nil, nil
+	}
+	r := &w.Result
+	r.NContextTokens = int32(res.Stats.ContextTokens)
+	r.NRecomputed = int32(res.Stats.RecomputedTokens)
+	// Load and aux ran in their own stages; what remains is assembly and recompute.
+	r.PrefillMS = ms(time.Since(t0) - res.Stats.Aux)
+	if e.spec.Diagnostics {
+		// Now, before decoding or label scoring: those replace Logits and the
+		// forward pass may reuse the buffer behind them.
+		r.FirstLogProbs = logSoftmax(res.Logits)
+	}
+	return res, nil
+}
+
 // Answer prefills each question with the method, then decodes all of them
 // together (one batched forward call per step).
 func (e *Engine) Answer(ctx context.Context, batch []*Work) error {
@@ -374,24 +401,12 @@ func (e *Engine) Answer(ctx context.Context, batch []*Work) error {
 	var owners []*Work
 	for _, w := range batch {
 		st := w.State.(*workState)
-		t0 := time.Now()
-		res, err := e.prefiller.PrefillLayout(ctx, st.q, st.lay, e.method, st.maxNew)
+		res, err := e.prefillWork(ctx, w)
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			w.Fail(err)
-			continue
+			return err
 		}
-		r := &w.Result
-		r.NContextTokens = int32(res.Stats.ContextTokens)
-		r.NRecomputed = int32(res.Stats.RecomputedTokens)
-		// Load and aux ran in their own stages; what remains is assembly and recompute.
-		r.PrefillMS = ms(time.Since(t0) - res.Stats.Aux)
-		if e.spec.Diagnostics {
-			// Before Generate: it replaces Logits with each step's and the
-			// forward pass may reuse the buffer behind them.
-			r.FirstLogProbs = logSoftmax(res.Logits)
+		if res == nil {
+			continue
 		}
 		gens = append(gens, &model.GenState{Cache: res.Cache, NextPos: res.NextPos, Logits: res.Logits, Tok: e.primary.Tok, Groups: res.Groups,
 			Opts: model.GenOptions{MaxNewTokens: st.maxNew, StopIDs: e.primary.Stops}})

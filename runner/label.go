@@ -52,21 +52,12 @@ func (e *Engine) answerLabels(ctx context.Context, batch []*Work) error {
 	var owners []*Work
 	for _, w := range batch {
 		st := w.State.(*workState)
-		t0 := time.Now()
-		res, err := e.prefiller.PrefillLayout(ctx, st.q, st.lay, e.method, st.maxNew)
+		res, err := e.prefillWork(ctx, w)
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			w.Fail(err)
-			continue
+			return err
 		}
-		r := &w.Result
-		r.NContextTokens = int32(res.Stats.ContextTokens)
-		r.NRecomputed = int32(res.Stats.RecomputedTokens)
-		r.PrefillMS = ms(time.Since(t0) - res.Stats.Aux)
-		if e.spec.Diagnostics {
-			r.FirstLogProbs = logSoftmax(res.Logits)
+		if res == nil {
+			continue
 		}
 		items = append(items, &prefill.LabelItem{Res: res, Labels: st.labels.ids})
 		owners = append(owners, w)
