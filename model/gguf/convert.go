@@ -1,10 +1,8 @@
 package gguf
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,7 +80,7 @@ func (f *File) WriteHF(dir string, dt kernels.DType) error {
 	defer os.RemoveAll(tmp) // a no-op after the rename
 	var ts []safetensors.WriteTensor
 	add := func(name string, v []float32, shape ...int) {
-		ts = append(ts, safetensors.WriteTensor{Name: name, DType: strings.ToUpper(dt.String()), Shape: shape, Data: encode(v, dt)})
+		ts = append(ts, safetensors.WriteTensor{Name: name, DType: strings.ToUpper(dt.String()), Shape: shape, Data: safetensors.Encode(v, dt)})
 	}
 	add("model.embed_tokens.weight", w.Embed.F32, c.Vocab, c.Hidden)
 	add("model.norm.weight", w.Norm, c.Hidden)
@@ -127,21 +125,4 @@ func (f *File) WriteHF(dir string, dt kernels.DType) error {
 		return fmt.Errorf("convert: %w", err)
 	}
 	return nil
-}
-
-func encode(v []float32, dt kernels.DType) []byte {
-	if dt == kernels.F32 {
-		out := make([]byte, 4*len(v))
-		for i, x := range v {
-			binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(x))
-		}
-		return out
-	}
-	u := make([]uint16, len(v))
-	kernels.FromF32(u, v, dt)
-	out := make([]byte, 2*len(u))
-	for i, x := range u {
-		binary.LittleEndian.PutUint16(out[2*i:], x)
-	}
-	return out
 }

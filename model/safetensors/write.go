@@ -5,9 +5,12 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
+
+	"cacheclip/kernels"
 )
 
 // WriteTensor is a tensor to write: raw little-endian bytes of the given dtype.
@@ -16,6 +19,25 @@ type WriteTensor struct {
 	DType string
 	Shape []int
 	Data  []byte
+}
+
+// Encode returns vals as the little-endian bytes of dtype dt (F32, F16 or
+// BF16), the Data of a WriteTensor.
+func Encode(vals []float32, dt kernels.DType) []byte {
+	if dt == kernels.F32 {
+		out := make([]byte, 4*len(vals))
+		for i, v := range vals {
+			binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(v))
+		}
+		return out
+	}
+	u := make([]uint16, len(vals))
+	kernels.FromF32(u, vals, dt)
+	out := make([]byte, 2*len(u))
+	for i, v := range u {
+		binary.LittleEndian.PutUint16(out[2*i:], v)
+	}
+	return out
 }
 
 // Write stores tensors as one safetensors file atomically (temp file, fsync, rename).

@@ -6,7 +6,6 @@
 package testmodel
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -208,7 +207,7 @@ func Write(dir string, s Spec) error {
 				dt = s.DType
 			}
 		}
-		wts = append(wts, safetensors.WriteTensor{Name: t.name, DType: stDType(dt), Shape: shape, Data: encode(vals, dt)})
+		wts = append(wts, safetensors.WriteTensor{Name: t.name, DType: stDType(dt), Shape: shape, Data: safetensors.Encode(vals, dt)})
 	}
 	if err := safetensors.Write(filepath.Join(dir, "model.safetensors"), wts, map[string]string{"format": "pt"}); err != nil {
 		return err
@@ -276,23 +275,6 @@ func Build(s Spec) (*model.Model, error) {
 
 func stDType(d kernels.DType) string {
 	return map[kernels.DType]string{kernels.F32: "F32", kernels.F16: "F16", kernels.BF16: "BF16"}[d]
-}
-
-func encode(vals []float32, d kernels.DType) []byte {
-	if d == kernels.F32 {
-		out := make([]byte, 4*len(vals))
-		for i, v := range vals {
-			binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(v))
-		}
-		return out
-	}
-	u := make([]uint16, len(vals))
-	kernels.FromF32(u, vals, d)
-	out := make([]byte, 2*len(u))
-	for i, v := range u {
-		binary.LittleEndian.PutUint16(out[2*i:], v)
-	}
-	return out
 }
 
 func writeJSON(path string, v any) error {
