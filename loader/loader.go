@@ -47,11 +47,7 @@ func Open(dir, templateName string) (*Bundle, error) {
 			b.Close()
 			return nil, fmt.Errorf("%s: #layers=%d but the model has %d layers", dir, k, b.Model.Config.Layers)
 		}
-		cfg := b.Model.Config
-		cfg.Layers = k
-		w := b.Model.W
-		w.Layers = w.Layers[:k]
-		m, err := model.FromWeights(&cfg, w)
+		m, err := model.FirstLayers(b.Model, k)
 		if err != nil {
 			b.Close()
 			return nil, err

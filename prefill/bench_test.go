@@ -13,6 +13,7 @@ import (
 
 	"cacheclip/kernels"
 	"cacheclip/methods"
+	"cacheclip/model"
 	"cacheclip/model/testmodel"
 	"cacheclip/prefill"
 	"cacheclip/prefill/auxscore"
@@ -25,6 +26,7 @@ type benchSetup struct {
 	eng        *prefill.Prefiller
 	aux        *auxscore.Scorer // full auxiliary prefill
 	auxCheap   *auxscore.Scorer // auxiliary per-chunk caches, Q only
+	auxModel   *model.Model
 	q          prefill.Query
 	full       prefill.Stats
 	fullCPU    time.Duration
@@ -39,8 +41,7 @@ var benchOnce = sync.OnceValues(func() (*benchSetup, error) {
 		return nil, err
 	}
 	// The auxiliary model has SmolLM2-135M's shape.
-	am, err := testmodel.Build(testmodel.Spec{Name: "smollm2-135m-shape", Arch: "llama", Hidden: 576, Intermediate: 1536, Layers: 30, Heads: 9, KVHeads: 3,
-		Vocab: 49152, MaxPos: 8192, RopeTheta: 100000, Tied: true, DType: kernels.BF16, Template: "chatml", Seed: 11})
+	am, err := testmodel.Build(testmodel.SmolLM2_135M(kernels.BF16))
 	if err != nil {
 		return nil, err
 	}
@@ -61,6 +62,7 @@ var benchOnce = sync.OnceValues(func() (*benchSetup, error) {
 		eng:      &prefill.Prefiller{Model: m, Layouter: lay},
 		aux:      &auxscore.Scorer{Model: am, Layouter: prefilltest.Layouter{Width: 2}},
 		auxCheap: &auxscore.Scorer{Model: am, Layouter: prefilltest.Layouter{Width: 2}, Source: prefill.NewMemorySource(&prefill.Computer{Model: am})},
+		auxModel: am,
 		q:        q,
 		auxSel:   map[float64][]int{},
 	}
@@ -179,4 +181,100 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// auxVariant is one way of making the auxiliary's scores cheaper than its full
+// prefill (docs/BENCHMARKS.md, "The auxiliary's cost").
+type auxVariant struct {
+	name string
+	s    *auxscore.Scorer
+}
+
+func auxVariants(s *benchSetup) ([]auxVariant, error) {
+	am := s.auxModel
+	lay := prefilltest.Layouter{Width: 2}
+	mem := func(m *model.Model) prefill.ChunkSource { return prefill.NewMemorySource(&prefill.Computer{Model: m}) }
+	// The same weights on a pool that rounds activations to bf16 (VDPBF16PS).
+	fast, err := model.FromWeights(&am.Config, am.W)
+	if err != nil {
+		return nil, err
+	}
+	fast.Pool, _ = kernels.NewPoolWith(kernels.PoolOptions{FastBF16: true})
+	fastSrc := mem(fast)
+	out := []auxVariant{
+		{"fresh", s.aux},
+		{"fresh-bf16dot", &auxscore.Scorer{Model: fast, Layouter: lay}},
+		{"cached", s.auxCheap},
+	}
+	for _, w := range []int{8, 16, 32, 64} {
+		out = append(out, auxVariant{fmt.Sprintf("boundary%d", w), &auxscore.Scorer{Model: am, Layouter: lay, Source: s.auxCheap.Source, Boundary: w}})
+	}
+	out = append(out, auxVariant{"boundary32-bf16dot", &auxscore.Scorer{Model: fast, Layouter: lay, Source: fastSrc, Boundary: 32}})
+	for _, n := range []int{8, 15, 22} {
+		cut, err := model.FirstLayers(am, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, auxVariant{fmt.Sprintf("fresh-layers%d", n), &auxscore.Scorer{Model: cut, Layouter: lay}})
+	}
+	return out, nil
+}
+
+// BenchmarkAuxModes measures each auxiliary variant alone: the wall and CPU
+// time of its selection at r = 0.2 (scoring, mapping, selection: what
+// cacheclip's TTFT adds to the recompute) and the Jaccard of its selected
+// tokens with the full auxiliary prefill's at r = 0.1, 0.2 and 0.4.
+//
+//	go test -run '^$' -bench AuxModes -benchtime 3x ./prefill/
+func BenchmarkAuxModes(b *testing.B) {
+	s, err := benchOnce()
+	if err != nil {
+		b.Fatal(err)
+	}
+	vs, err := auxVariants(s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	primary, err := s.eng.Layouter.Layout(s.q.Chunks, s.q.Question)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := primary.ContextTokens()
+	ratios := []float64{0.1, 0.2, 0.4}
+	ref, err := s.aux.PrimaryScores(ctx, s.q, primary)
+	if err != nil {
+		b.Fatal(err)
+	}
+	o := auxscore.DefaultOptions()
+	for _, v := range vs {
+		b.Run(v.name, func(b *testing.B) {
+			// Warm the variant's chunk caches (the shard store's job, ahead of time).
+			sc, err := v.s.PrimaryScores(ctx, s.q, primary)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var wall, cpu time.Duration
+			for i := 0; i < b.N; i++ {
+				c0, t0 := cpuTime(), time.Now()
+				if _, err := v.s.Select(ctx, s.q, primary, methods.Budget(0.2, n)); err != nil {
+					b.Fatal(err)
+				}
+				w, c := time.Since(t0), cpuTime()-c0
+				if i == 0 || w < wall {
+					wall = w
+				}
+				if i == 0 || c < cpu {
+					cpu = c
+				}
+			}
+			for _, r := range ratios {
+				k := methods.Budget(r, n)
+				j := auxscore.Jaccard(auxscore.SelectTokens(sc, k, o.Window, o.MinCount), auxscore.SelectTokens(ref, k, o.Window, o.MinCount))
+				b.ReportMetric(j, fmt.Sprintf("jaccard_r%.1f", r))
+			}
+			b.ReportMetric(float64(wall.Microseconds())/1000, "aux_ms")
+			b.ReportMetric(float64(cpu.Microseconds())/1000, "aux_cpu_ms")
+		})
+	}
 }

@@ -136,11 +136,14 @@ func newEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger, sel select
 		e.aux = a
 		opts := auxscore.Options{Reduce: cfg.Values.String("reduce"), Window: cfg.Values.Int("window"), MinCount: cfg.Values.Int("min_count")}
 		e.scorer = &auxscore.Scorer{Model: a.Model, Layouter: a, Opts: opts}
-		if cfg.Values.String("aux_mode") == "cached" {
+		if mode := cfg.Values.String("aux_mode"); mode == "cached" || mode == "boundary" {
 			// The auxiliary model reuses its own per-chunk caches: from the
 			// store when there is one (its local tier for an s3:// store: they
 			// are cheap to compute and not shared), else computed once and
 			// kept in memory.
+			if mode == "boundary" {
+				e.scorer.Boundary = cfg.Values.Int("aux_boundary")
+			}
 			comp := &prefill.Computer{Model: e.scorer.Model}
 			if e.store != nil {
 				e.scorer.Source = &prefill.StoreSource{Store: e.local, Computer: comp, ReadOnly: !spec.WriteThrough}

@@ -84,6 +84,13 @@ func Qwen25_05B(dt kernels.DType) Spec {
 		Vocab: 151936, MaxPos: 32768, RopeTheta: 1000000, Tied: true, Bias: true, DType: dt, Template: "chatml", Seed: 7}
 }
 
+// SmolLM2_135M is the shape of SmolLM2-135M (random weights): the CacheClip
+// auxiliary of the benchmarks.
+func SmolLM2_135M(dt kernels.DType) Spec {
+	return Spec{Name: "smollm2-135m-shape", Arch: "llama", Hidden: 576, Intermediate: 1536, Layers: 30, Heads: 9, KVHeads: 3,
+		Vocab: 49152, MaxPos: 8192, RopeTheta: 100000, Tied: true, DType: dt, Template: "chatml", Seed: 11}
+}
+
 func (s Spec) config(vocab int) map[string]any {
 	arch := map[string]string{"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}[s.Arch]
 	dt := map[kernels.DType]string{kernels.F32: "float32", kernels.F16: "float16", kernels.BF16: "bfloat16"}[s.DType]

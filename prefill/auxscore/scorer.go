@@ -42,6 +42,14 @@ type Scorer struct {
 	Layouter prefill.Layouter
 	Source   prefill.ChunkSource
 	Opts     Options
+	// Boundary, with Source set, recomputes the first Boundary tokens of every
+	// chunk after the first over the assembled context before Q (aux_mode
+	// boundary): a chunk cache computed alone lacks attention across chunks,
+	// and its first tokens are the ones that lack the most, so recomputing them
+	// brings the scores near the full prefill's at a fraction of its rows. A
+	// Boundary of at least the chunks' length computes every context row with
+	// the whole context before it, as the full prefill does. 0: none.
+	Boundary int
 	// FullChunkRows bounds one forward call of the full auxiliary prefill (0:
 	// model.DefaultAppendRows).
 	FullChunkRows int
@@ -248,6 +256,10 @@ func (s *Scorer) attend(ctx context.Context, lay prefill.Layout) ([]float32, mod
 			return nil, nil, fmt.Errorf("auxiliary scorer: %w", err)
 		}
 		cache = asm.Cache
+		if err := s.recomputeBoundaries(ctx, cache, &lay, asm.ChunkStart); err != nil {
+			cache.Free()
+			return nil, nil, err
+		}
 	} else {
 		var err error
 		if cache, err = s.Model.NewCache(total); err != nil {
@@ -285,4 +297,30 @@ func (s *Scorer) attend(ctx context.Context, lay prefill.Layout) ([]float32, mod
 		return nil, nil, fmt.Errorf("auxiliary scorer: question rows: %w", err)
 	}
 	return probs, cache, nil
+}
+
+// recomputeBoundaries runs the first s.Boundary tokens of chunks 1… through
+// the model in one call, over the assembled cache: their keys and values
+// replace the ones computed without the chunks before them. Chunk 0's cache
+// was computed after P, as in the full prefill, so it is left as it is.
+func (s *Scorer) recomputeBoundaries(ctx context.Context, cache model.KVCache, lay *prefill.Layout, start []int) error {
+	if s.Boundary <= 0 {
+		return nil
+	}
+	seq := &model.Seq{Cache: cache}
+	for i := 1; i < len(lay.Chunks); i++ {
+		ids := lay.Chunks[i].IDs
+		for t := range min(s.Boundary, len(ids)) {
+			seq.Tokens = append(seq.Tokens, ids[t])
+			seq.Pos = append(seq.Pos, int32(start[i]+t))
+			seq.Slots = append(seq.Slots, int32(start[i]+t))
+		}
+	}
+	if len(seq.Tokens) == 0 {
+		return nil
+	}
+	if _, err := s.Model.Forward(ctx, []*model.Seq{seq}); err != nil {
+		return fmt.Errorf("auxiliary scorer: chunk boundaries: %w", err)
+	}
+	return nil
 }

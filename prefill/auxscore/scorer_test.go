@@ -298,3 +298,97 @@ func TestCheapModeAgainstFullPrefill(t *testing.T) {
 		t.Fatalf("error %v for caches of another model", err)
 	}
 }
+
+// The boundary mode recomputes the first tokens of chunks 1… over the assembled
+// context. Chunk 1's recomputed rows see P, chunk 0 (computed after P, as in the
+// full prefill) and themselves only, so their keys and values equal the full
+// prefill's at every layer, while the next row of chunk 1 keeps its chunk-alone
+// cache; a window as long as the chunks recomputes every row, and the scores
+// are the full prefill's.
+func TestBoundaryModeAgainstFullPrefill(t *testing.T) {
+	m := build(t, "smollm2")
+	lay := prefilltest.Layouter{Width: 2}
+	ctx := context.Background()
+	auxLay, err := lay.Layout(query.Chunks, query.Question)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := &Scorer{Model: m, Layouter: lay}
+	_, fc, err := full.attend(ctx, auxLay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.Free()
+	src := prefill.NewMemorySource(&prefill.Computer{Model: m})
+	const w = 4
+	bs := &Scorer{Model: m, Layouter: lay, Source: src, Boundary: w}
+	_, bc, err := bs.attend(ctx, auxLay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bc.Free()
+	c1 := len(auxLay.Prefix.IDs) + len(auxLay.Chunks[0].IDs)
+	diff := func(layer, from, to int) float64 {
+		k1, v1, err := fc.ReadKV(layer, from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k2, v2, err := bc.ReadKV(layer, from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d float64
+		for i := range k1 {
+			d = max(d, math.Abs(float64(k1[i]-k2[i])), math.Abs(float64(v1[i]-v2[i])))
+		}
+		return d
+	}
+	last := m.Config.Layers - 1
+	for l := 0; l <= last; l++ {
+		if d := diff(l, c1, c1+w); d > 1e-4 {
+			t.Errorf("layer %d: chunk 1's recomputed rows differ from the full prefill's by %.3g", l, d)
+		}
+	}
+	if d := diff(last, c1+w, c1+w+1); d < 1e-3 {
+		t.Errorf("chunk 1's row %d, not recomputed, equals the full prefill's (difference %.3g): the chunk cache was not computed alone", w, d)
+	}
+
+	primary, _ := prefilltest.Layouter{Width: 1}.Layout(query.Chunks, query.Question)
+	want, err := full.PrimaryScores(ctx, query, primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	longest := 0
+	for _, c := range auxLay.Chunks {
+		longest = max(longest, len(c.IDs))
+	}
+	for _, b := range []int{longest, longest + 7} {
+		all := &Scorer{Model: m, Layouter: lay, Source: src, Boundary: b}
+		got, err := all.PrimaryScores(ctx, query, primary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if math.Abs(float64(got[i]-want[i])) > 1e-5 {
+				t.Fatalf("window %d: token %d scores %v, full prefill %v", b, i, got[i], want[i])
+			}
+		}
+	}
+	// A window shorter than the chunks changes the cheap mode's scores.
+	cheap := &Scorer{Model: m, Layouter: lay, Source: src}
+	cs, err := cheap.PrimaryScores(ctx, query, primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, err := bs.PrimaryScores(ctx, query, primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var moved float64
+	for i := range cs {
+		moved = max(moved, math.Abs(float64(cs[i]-ws[i])))
+	}
+	if moved == 0 {
+		t.Errorf("a boundary window of %d left the cached mode's scores unchanged", w)
+	}
+}
