@@ -23,16 +23,17 @@ import (
 // benchSetup is built once per benchmark process: the Qwen2.5-0.5B-shaped random
 // primary takes seconds to generate.
 type benchSetup struct {
-	eng        *prefill.Prefiller
-	aux        *auxscore.Scorer // full auxiliary prefill
-	auxCheap   *auxscore.Scorer // auxiliary per-chunk caches, Q only
-	auxModel   *model.Model
-	q          prefill.Query
-	full       prefill.Stats
-	fullCPU    time.Duration
-	fullLogits []float32
-	auxSel     map[float64][]int // cacheclip's selections with the full auxiliary prefill
-	layoutLen  int
+	eng         *prefill.Prefiller
+	aux         *auxscore.Scorer // full auxiliary prefill
+	auxCheap    *auxscore.Scorer // auxiliary per-chunk caches, Q only
+	auxBoundary *auxscore.Scorer // aux_mode=boundary: auxCheap's caches, 32 tokens recomputed per chunk
+	auxModel    *model.Model
+	q           prefill.Query
+	full        prefill.Stats
+	fullCPU     time.Duration
+	fullLogits  []float32
+	auxSel      map[float64][]int // cacheclip's selections with the full auxiliary prefill
+	layoutLen   int
 }
 
 var benchOnce = sync.OnceValues(func() (*benchSetup, error) {
@@ -66,6 +67,7 @@ var benchOnce = sync.OnceValues(func() (*benchSetup, error) {
 		q:        q,
 		auxSel:   map[float64][]int{},
 	}
+	s.auxBoundary = &auxscore.Scorer{Model: am, Layouter: s.auxCheap.Layouter, Source: s.auxCheap.Source, Boundary: 32}
 	l, err := lay.Layout(q.Chunks, q.Question)
 	if err != nil {
 		return nil, err
@@ -96,7 +98,8 @@ var benchOnce = sync.OnceValues(func() (*benchSetup, error) {
 // BenchmarkMethods reports each method's time to first token on the
 // Qwen2.5-0.5B shape, 8×256 context tokens and a 32-token question, with
 // speedup against full and auxiliary time apart (cacheclip uses the full
-// auxiliary prefill, cacheclip-cheap the auxiliary per-chunk caches).
+// auxiliary prefill, cacheclip-cheap the auxiliary per-chunk caches,
+// cacheclip-boundary those with 32 tokens recomputed at each chunk start).
 //
 //	go test -run '^$' -bench Methods -benchtime 1x ./prefill/
 func BenchmarkMethods(b *testing.B) {
@@ -115,7 +118,8 @@ func BenchmarkMethods(b *testing.B) {
 		list = append(list,
 			bench{fmt.Sprintf("cacheblend/r=%.1f", r), r, nil, methods.CacheBlend},
 			bench{fmt.Sprintf("cacheclip/r=%.1f", r), r, s.aux, methods.CacheClip},
-			bench{fmt.Sprintf("cacheclip-cheap/r=%.1f", r), r, s.auxCheap, methods.CacheClip})
+			bench{fmt.Sprintf("cacheclip-cheap/r=%.1f", r), r, s.auxCheap, methods.CacheClip},
+			bench{fmt.Sprintf("cacheclip-boundary/r=%.1f", r), r, s.auxBoundary, methods.CacheClip})
 	}
 	for _, bc := range list {
 		b.Run(bc.name, func(b *testing.B) {
@@ -155,7 +159,7 @@ func BenchmarkMethods(b *testing.B) {
 			}
 			if bc.aux == s.aux {
 				s.auxSel[bc.ratio] = last.Selected
-			} else if bc.aux == s.auxCheap && s.auxSel[bc.ratio] != nil {
+			} else if bc.aux != nil && s.auxSel[bc.ratio] != nil {
 				b.ReportMetric(auxscore.Jaccard(last.Selected, s.auxSel[bc.ratio]), "jaccard_vs_full_aux")
 			}
 			ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
