@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"cacheclip/eval"
 	"cacheclip/jobs"
 	"cacheclip/model/testmodel"
 )
@@ -69,7 +70,7 @@ func TestAuxModeBoundaryJob(t *testing.T) {
 		if st.OK != int64(len(rows)) {
 			t.Fatalf("%s: %d rows ok of %d", name, st.OK, len(rows))
 		}
-		rs, err := readRows[row](js.Out)
+		rs, err := eval.ReadParts[row](js.Out)
 		if err != nil {
 			t.Fatal(err)
 		}

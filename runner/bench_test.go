@@ -77,24 +77,26 @@ func BenchmarkJob(b *testing.B) {
 	}
 }
 
+// benchChunk is a corpus row of the benchmarks.
+type benchChunk struct {
+	ChunkID string `parquet:"chunk_id"`
+	Text    string `parquet:"text"`
+}
+
 // writeBenchData writes 64 chunks, each holding one key's magic number, and
 // n questions over 8 of them, each asking one key's number with four
 // choices (the right number first, then three other keys' numbers).
 func writeBenchData(tb testing.TB, dir string, n int) (corpus, questions string) {
 	tb.Helper()
-	type c struct {
-		ChunkID string `parquet:"chunk_id"`
-		Text    string `parquet:"text"`
-	}
 	type q struct {
 		QueryID  string   `parquet:"query_id"`
 		Question string   `parquet:"question"`
 		ChunkIDs []string `parquet:"chunk_ids,list"`
 		Choices  []string `parquet:"choices,list"`
 	}
-	var cs []c
+	var cs []benchChunk
 	for i := 0; i < 64; i++ {
-		cs = append(cs, c{fmt.Sprintf("c%02d", i), fmt.Sprintf("The grass is green. The sky is blue. One of the special magic numbers for key-%d is: %d. The sun is yellow. Here we go. There and back again.", i, 4000+i*71)})
+		cs = append(cs, benchChunk{fmt.Sprintf("c%02d", i), fmt.Sprintf("The grass is green. The sky is blue. One of the special magic numbers for key-%d is: %d. The sun is yellow. Here we go. There and back again.", i, 4000+i*71)})
 	}
 	var qs []q
 	for i := 0; i < n; i++ {
@@ -109,6 +111,12 @@ func writeBenchData(tb testing.TB, dir string, n int) (corpus, questions string)
 		}
 		qs = append(qs, q{fmt.Sprintf("q%03d", i), fmt.Sprintf("What is the special magic number for key-%d?", key), ids, choices})
 	}
+	return writeCorpusQuestions(tb, dir, cs, qs)
+}
+
+// writeCorpusQuestions writes a benchmark's corpus and questions files into dir.
+func writeCorpusQuestions[C, Q any](tb testing.TB, dir string, cs []C, qs []Q) (corpus, questions string) {
+	tb.Helper()
 	corpus, questions = filepath.Join(dir, "corpus.parquet"), filepath.Join(dir, "questions.parquet")
 	if err := parquet.WriteFile(corpus, cs); err != nil {
 		tb.Fatal(err)

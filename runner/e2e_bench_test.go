@@ -12,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parquet-go/parquet-go"
-
+	"cacheclip/eval"
 	"cacheclip/jobs"
 	"cacheclip/kernels"
 	"cacheclip/loader"
@@ -95,7 +94,7 @@ func BenchmarkJobQwen05B(b *testing.B) {
 			st, w, c := run(b, v, out)
 			wall[v.name] += w
 			cpu[v.name] += c
-			rows, err := readRows[row](out)
+			rows, err := eval.ReadParts[row](out)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -138,16 +137,12 @@ func writeQwenBenchData(tb testing.TB, dir, primary string, n int) (corpus, ques
 	}
 	defer bd.Close()
 	words := strings.Fields("the grass is green and the sky is blue one of the special magic numbers for the key is 7319 retrieval augmented generation reuses the cache of every chunk that the retriever returns here we go there and back again")
-	type c struct {
-		ChunkID string `parquet:"chunk_id"`
-		Text    string `parquet:"text"`
-	}
 	type q struct {
 		QueryID  string   `parquet:"query_id"`
 		Question string   `parquet:"question"`
 		ChunkIDs []string `parquet:"chunk_ids,list"`
 	}
-	var cs []c
+	var cs []benchChunk
 	for i := 0; i < 16; i++ {
 		var sb strings.Builder
 		for j := i; sb.Len() < 2000; j++ {
@@ -171,7 +166,7 @@ func writeQwenBenchData(tb testing.TB, dir, primary string, n int) (corpus, ques
 		if text == "" {
 			tb.Fatalf("chunk %d: no prefix of 256 tokens", i)
 		}
-		cs = append(cs, c{fmt.Sprintf("c%02d", i), text})
+		cs = append(cs, benchChunk{fmt.Sprintf("c%02d", i), text})
 	}
 	var qs []q
 	for i := 0; i < n; i++ {
@@ -181,29 +176,5 @@ func writeQwenBenchData(tb testing.TB, dir, primary string, n int) (corpus, ques
 		}
 		qs = append(qs, q{fmt.Sprintf("q%03d", i), fmt.Sprintf("What is the special magic number for key-%d?", i), ids})
 	}
-	corpus, questions = filepath.Join(dir, "corpus.parquet"), filepath.Join(dir, "questions.parquet")
-	if err := parquet.WriteFile(corpus, cs); err != nil {
-		tb.Fatal(err)
-	}
-	if err := parquet.WriteFile(questions, qs); err != nil {
-		tb.Fatal(err)
-	}
-	return corpus, questions
-}
-
-// readRows reads every part file of a job's output into T.
-func readRows[T any](dir string) ([]T, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "part-*.parquet"))
-	if err != nil {
-		return nil, err
-	}
-	var out []T
-	for _, f := range files {
-		rows, err := parquet.ReadFile[T](f)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
-		}
-		out = append(out, rows...)
-	}
-	return out, nil
+	return writeCorpusQuestions(tb, dir, cs, qs)
 }
