@@ -1212,3 +1212,57 @@ rbw:
 	VZEROUPPER
 	RET
 
+// ---------------------------------------------------------------------------
+// gemv4x4BF16SplitAVX512(k int, w *uint16, ldw int, x *float32, ldx int, out *float32)
+// is gemv4x4BF16AVX512 for activations already split even/odd per 32-block
+// (splitEvenOdd): one 64-byte load of a row's 32 bf16 weights gives the even
+// elements as f32 after VPSLLD $16 and the odd ones after VPANDD, so a row
+// costs two widening ops per 32 weights instead of four (VPMOVZXWD, VPSLLD
+// per 16), and the 32 FMAs of a step, not the widening, take most of the two
+// ports. Batched decode splits each activation row once per product and
+// shares it over all weight rows. Activations in Z16–Z23, weight rows in
+// Z24/Z25 and Z26/Z27 (so the next row widens while this one multiplies),
+// sums in Z0–Z15; base-plus-displacement operands and pointer increments.
+#define BF16S_ROW(R, T, U, c0, c1, c2, c3) \
+	VMOVDQU32 (R), T; \
+	VPSLLD $16, T, U; \
+	VPANDD Z28, T, T; \
+	VFMADD231PS Z16, U, c0; VFMADD231PS Z17, T, c0; \
+	VFMADD231PS Z18, U, c1; VFMADD231PS Z19, T, c1; \
+	VFMADD231PS Z20, U, c2; VFMADD231PS Z21, T, c2; \
+	VFMADD231PS Z22, U, c3; VFMADD231PS Z23, T, c3
+
+TEXT ·gemv4x4BF16SplitAVX512(SB), NOSPLIT, $0-48
+	MOVQ k+0(FP), CX
+	MOVQ w+8(FP), SI
+	MOVQ ldw+16(FP), DX
+	LEAQ (SI)(DX*2), R9
+	LEAQ (R9)(DX*2), R10
+	LEAQ (R10)(DX*2), R11
+	MOVQ x+24(FP), DI
+	MOVQ ldx+32(FP), R8
+	LEAQ (DI)(R8*4), R12
+	LEAQ (R12)(R8*4), R13
+	LEAQ (R13)(R8*4), BX
+	ZERO16
+	MOVL $0xffff0000, AX
+	VPBROADCASTD AX, Z28
+g44s:
+	VMOVUPS (DI), Z16
+	VMOVUPS 64(DI), Z17
+	VMOVUPS (R12), Z18
+	VMOVUPS 64(R12), Z19
+	VMOVUPS (R13), Z20
+	VMOVUPS 64(R13), Z21
+	VMOVUPS (BX), Z22
+	VMOVUPS 64(BX), Z23
+	BF16S_ROW(SI, Z24, Z25, Z0, Z1, Z2, Z3)
+	BF16S_ROW(R9, Z26, Z27, Z4, Z5, Z6, Z7)
+	BF16S_ROW(R10, Z24, Z25, Z8, Z9, Z10, Z11)
+	BF16S_ROW(R11, Z26, Z27, Z12, Z13, Z14, Z15)
+	ADDQ $64, SI; ADDQ $64, R9; ADDQ $64, R10; ADDQ $64, R11
+	ADDQ $128, DI; ADDQ $128, R12; ADDQ $128, R13; ADDQ $128, BX
+	SUBQ $32, CX
+	JNZ g44s
+	MOVQ out+40(FP), R8
+	GEMV44_EPILOGUE
