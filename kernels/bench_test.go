@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 )
@@ -188,14 +189,16 @@ func BenchmarkMatMulShapes(b *testing.B) {
 				cpu[i] = fl / (runs[i].cpu.Seconds() / float64(p.Threads()))
 				topWall, topCPU = max(topWall, wall[i]), max(topCPU, cpu[i])
 			}
+			var tab strings.Builder
 			for i, s := range linearShapes {
 				b.ReportMetric(wall[i], s.name+"-GFLOP/s")
 				b.ReportMetric(wall[i]/topWall, s.name+"-ofBest")
 				b.ReportMetric(cpu[i], s.name+"-cpuGFLOP/s")
 				b.ReportMetric(cpu[i]/topCPU, s.name+"-cpuOfBest")
-				b.Logf("%-13s %5d × %5d → %6d  wall %6.1f GFLOP/s (%.2f of best)  cpu %6.1f (%.2f)",
+				fmt.Fprintf(&tab, "\n%-13s %5d × %5d → %6d  wall %6.1f GFLOP/s (%.2f of best)  cpu %6.1f (%.2f)",
 					s.name, s.n, s.k, s.out, wall[i], wall[i]/topWall, cpu[i], cpu[i]/topCPU)
 			}
+			b.Log(tab.String())
 		})
 	}
 }
