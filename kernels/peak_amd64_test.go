@@ -140,7 +140,7 @@ func BenchmarkMatVecL2(b *testing.B) {
 // M-row product whose weights, streamed from memory once per step, bound it
 // for small M. Each iteration evicts the weights with the read probe, then
 // runs MatMul (the dispatcher's path) and, alternately, the other path for
-// that M (matVec below gemvMaxRows rows is compared with the packed product
+// that M (matVec up to matVecRows rows is compared with the packed product
 // and vice versa), so the crossover can be read off one run. Reported per
 // path: GFLOP/s, weight bytes/s and that over the probe's bytes/s.
 func BenchmarkBatchedDecode(b *testing.B) {
@@ -168,7 +168,7 @@ func BenchmarkBatchedDecode(b *testing.B) {
 			dst := make([]float32, m*sh.out)
 			b.Run(fmt.Sprintf("%s/%s/%s/M%d", ks.Name(), sh.name, sh.d, m), func(b *testing.B) {
 				other, otherName := func() { matMulPacked(p, ks, dst, x, m, w) }, "packed"
-				if m > gemvMaxRows {
+				if m > matVecRows(p, sh.d) {
 					other, otherName = func() { matVec(p, ks, dst, x, m, w) }, "matvec"
 				}
 				probe, prod, alt := time.Duration(1<<62), time.Duration(1<<62), time.Duration(1<<62)
