@@ -140,7 +140,7 @@ func TestMatMulFastBF16(t *testing.T) {
 		run, tol = func(dst, x []float32, n int, w Mat) { matMulBF16Dot(p, p.Kernels(), dst, x, n, w) }, 4e-3
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, sh := range [][3]int{{1, 2, 1}, {9, 33, 17}, {13, 300, 65}, {40, 513, 70}, {25, 1, 40}, {100, 896, 97}, {17, 2000, 33}} {
+	for _, sh := range [][3]int{{1, 2, 1}, {9, 33, 17}, {13, 300, 65}, {40, 513, 70}, {25, 1, 40}, {100, 896, 97}, {17, 2000, 33}, {20, 2001, 40}} {
 		n, k, o := sh[0], sh[1], sh[2]
 		w := randMat(rng, BF16, o, k)
 		x := randVec(rng, n*k)
