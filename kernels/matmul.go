@@ -8,20 +8,24 @@ import "unsafe"
 // about 24 rows, where packing the weights is amortised.
 const gemvMaxRows = 16
 
-// gemvMaxRows16 is the same bound for 16-bit weights on the exact path:
-// packing them costs a widening pass and writes twice their bytes, and the
-// matrix-vector path reads them at half the f32 bytes, so it serves up to 32
-// rows (a batch of 32 decoding sequences). BenchmarkBatchedDecode alternates
-// both paths at 32 rows: the matrix-vector one ran 1.0–1.7× the packed one
-// for bf16 and f16 (and 0.83× for f32, which keeps gemvMaxRows).
+// gemvMaxRows16 is the same bound for 16-bit weights on the exact path, where
+// the set multiplies four weight rows by four activation rows at a time
+// (gemv44F16, gemv44BF16s): packing 16-bit weights costs a widening pass and
+// writes twice their bytes, while the matrix-vector path reads them at half
+// the f32 bytes, so it serves up to 32 rows (a batch of 32 decoding
+// sequences). BenchmarkBatchedDecode alternates both paths at 32 rows: the
+// matrix-vector one ran 1.0–3.2× the packed one for bf16 and f16 (and 0.84×
+// for f32, which keeps gemvMaxRows).
 const gemvMaxRows16 = 32
 
-// matVecRows is the largest n that MatMul serves with matVec for w.
-func matVecRows(p *Pool, d DType) int {
-	if d == F32 || (d == BF16 && p != nil && p.bf16Dot) {
-		return gemvMaxRows
+// matVecRows is the largest n that MatMul serves with matVec for weights of
+// dtype d.
+func matVecRows(p *Pool, ks *Kernels, d DType) int {
+	switch {
+	case d == F16 && ks.gemv44F16 != nil, d == BF16 && ks.gemv44BF16s != nil && (p == nil || !p.bf16Dot):
+		return gemvMaxRows16
 	}
-	return gemvMaxRows16
+	return gemvMaxRows
 }
 
 // MatMul computes dst[i*w.Rows+o] = Σ_c x[i*w.Cols+c] · W[o][c] for i < n: n
@@ -46,7 +50,7 @@ func MatMul(p *Pool, dst, x []float32, n int, w Mat) {
 	_ = x[n*w.Cols-1]
 	ks := p.Kernels()
 	switch {
-	case n <= matVecRows(p, w.DType):
+	case n <= matVecRows(p, ks, w.DType):
 		matVec(p, ks, dst, x, n, w)
 	case w.DType == BF16 && p != nil && p.bf16Dot:
 		matMulBF16Dot(p, ks, dst, x, n, w)

@@ -256,3 +256,33 @@ func TestParseCacheSize(t *testing.T) {
 		}
 	}
 }
+
+// TestMatVecRowsRule: the matrix-vector path takes up to 32 rows only where
+// the set has the four-by-four kernel for those 16-bit weights and the
+// product is exact; everything else switches to the packed product above 16.
+func TestMatVecRowsRule(t *testing.T) {
+	rows := func(batchKernel bool) int {
+		if batchKernel {
+			return 32
+		}
+		return 16
+	}
+	for _, ks := range Available() {
+		p, _ := NewPoolWith(PoolOptions{Threads: 2, Kernels: ks.Name()})
+		pf, _ := NewPoolWith(PoolOptions{Threads: 2, Kernels: ks.Name(), FastBF16: true})
+		for _, c := range []struct {
+			p    *Pool
+			d    DType
+			want int
+		}{
+			{p, F32, 16},
+			{p, F16, rows(ks.gemv44F16 != nil)},
+			{p, BF16, rows(ks.gemv44BF16s != nil)},
+			{pf, BF16, rows(ks.gemv44BF16s != nil && !pf.bf16Dot)},
+		} {
+			if got := matVecRows(c.p, c.p.Kernels(), c.d); got != c.want {
+				t.Errorf("%s %s fast=%v: matVecRows = %d, want %d", ks.Name(), c.d, c.p.bf16Dot, got, c.want)
+			}
+		}
+	}
+}

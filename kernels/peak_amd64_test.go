@@ -168,7 +168,7 @@ func BenchmarkBatchedDecode(b *testing.B) {
 			dst := make([]float32, m*sh.out)
 			b.Run(fmt.Sprintf("%s/%s/%s/M%d", ks.Name(), sh.name, sh.d, m), func(b *testing.B) {
 				other, otherName := func() { matMulPacked(p, ks, dst, x, m, w) }, "packed"
-				if m > matVecRows(p, sh.d) {
+				if m > matVecRows(p, ks, sh.d) {
 					other, otherName = func() { matVec(p, ks, dst, x, m, w) }, "matvec"
 				}
 				probe, prod, alt := time.Duration(1<<62), time.Duration(1<<62), time.Duration(1<<62)
