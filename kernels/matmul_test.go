@@ -89,6 +89,8 @@ func TestMatMulMatchesReference(t *testing.T) {
 		// batched decode: whole and partial groups of six rows, k with and
 		// without a tail past the last 32-block, outputs not a multiple of 4
 		{6, 64, 8}, {32, 1000, 37}, {17, 128, 12}, {11, 4864 / 8, 9},
+		// K equal to the AVX-512 panel height; a row split over several kc blocks
+		{24, 12, 40}, {36, 1100, 70},
 	}
 	for i := 0; i < 6; i++ {
 		shapes = append(shapes, [3]int{1 + rng.IntN(40), 1 + rng.IntN(600), 1 + rng.IntN(120)})
