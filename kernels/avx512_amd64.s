@@ -1266,3 +1266,30 @@ g44s:
 	JNZ g44s
 	MOVQ out+40(FP), R8
 	GEMV44_EPILOGUE
+
+// ---------------------------------------------------------------------------
+// splitEvenOddAVX512(dst, src []float32): splitEvenOdd for len(src) a multiple
+// of 32 (dst at least as long): two VPERMT2PS per 32-block with the bf16split
+// indices, the same split gemv4BF16AVX512 makes per call.
+TEXT ·splitEvenOddAVX512(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), DI
+	MOVQ src_base+24(FP), SI
+	MOVQ src_len+32(FP), CX
+	SHRQ $5, CX
+	JEQ sedone
+	VMOVDQU32 bf16split<>+0(SB), Z28
+	VMOVDQU32 bf16split<>+64(SB), Z29
+seloop:
+	VMOVUPS (SI), Z0
+	VMOVUPS (SI), Z1
+	VPERMT2PS 64(SI), Z28, Z0
+	VPERMT2PS 64(SI), Z29, Z1
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, 64(DI)
+	ADDQ $128, SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ seloop
+	VZEROUPPER
+sedone:
+	RET

@@ -44,6 +44,9 @@ type Kernels struct {
 	// (splitEvenOdd), which lets the kernel widen bf16 with half the ops. Nil
 	// when the set has none.
 	gemv44BF16s func(k int, w *uint16, ldw int, x *float32, ldx int, out *float32)
+	// splitEvenOdd is splitEvenOdd (len(src) a multiple of 32) in assembly;
+	// set with gemv44BF16s.
+	splitEvenOdd func(dst, src []float32)
 
 	dot  func(a, b []float32) float32
 	axpy func(a float32, x, y []float32)

@@ -78,8 +78,12 @@ func matVec(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 		buf := p.getBuf(n * k32)
 		defer p.putBuf(buf)
 		xs = *buf
+		split := ks.splitEvenOdd
+		if split == nil {
+			split = splitEvenOdd
+		}
 		for i := 0; i < n; i++ {
-			splitEvenOdd(xs[i*k32:(i+1)*k32], x[i*K:i*K+k32])
+			split(xs[i*k32:(i+1)*k32], x[i*K:i*K+k32])
 		}
 	}
 	p.Run(groups, 16, func(lo, hi int) {

@@ -288,3 +288,32 @@ func TestMatVecRowsRule(t *testing.T) {
 		}
 	}
 }
+
+// TestSplitEvenOdd checks every set's split against the definition: element
+// 32b+j of the result is src[32b+2j] for j < 16 and src[32b+2(j-16)+1] after.
+func TestSplitEvenOdd(t *testing.T) {
+	src := make([]float32, 32*5)
+	for i := range src {
+		src[i] = float32(i)
+	}
+	for _, ks := range Available() {
+		split := ks.splitEvenOdd
+		if split == nil {
+			split = splitEvenOdd
+		}
+		for _, n := range []int{0, 32, 64, 160} {
+			dst := make([]float32, n)
+			split(dst, src[:n])
+			for i, v := range dst {
+				b, j := i/32, i%32
+				want := 32*b + 2*j
+				if j >= 16 {
+					want = 32*b + 2*(j-16) + 1
+				}
+				if v != float32(want) {
+					t.Fatalf("%s n=%d: dst[%d] = %v, want %d", ks.Name(), n, i, v, want)
+				}
+			}
+		}
+	}
+}
