@@ -196,8 +196,8 @@ func rowDot(w Mat, o, c0, c1 int, x []float32) float32 {
 // 448-deep block is 576 wide. The previous fixed kc ≤ 1024, nc = 512 filled
 // L1 with the micro-panel (K = 896 to 4864 gave 43–47 KiB) and nearly all of
 // L2 with the weight block; alternated on the shapes of BenchmarkMatMulShapes
-// by CPU time (docs/BENCHMARKS.md), kc ≈ 450–510 ran 2–7% faster than kc ≈
-// 900–1000 on the down and Llama shapes and level on the rest.
+// by CPU time under load (docs/BENCHMARKS.md), kc ≈ 450–510 ran 4–10% faster
+// than kc ≈ 900–1000 on the down and Llama shapes and level on the rest.
 func blocking(ks *Kernels, K, elem int) (kc, nc int) {
 	l1, l2 := ks.caches()
 	kcMax := max(64, l1/2/(ks.mr*elem)&^15)
