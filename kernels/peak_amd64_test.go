@@ -131,8 +131,11 @@ func BenchmarkDecodeBandwidth(b *testing.B) {
 func BenchmarkMatVecL2(b *testing.B) {
 	p, _ := NewPoolWith(PoolOptions{Threads: 1})
 	for _, d := range []DType{BF16, F16, F32} {
-		const n, k, out = 1, 2048, 256
-		b.Run(fmt.Sprintf("%s/%s/%dx%dx%d", p.Kernels().Name(), d, n, k, out), func(b *testing.B) { benchMatMul(b, p, d, n, k, out) })
+		// 1 row (decode) and 8 (a batch of decoding sequences: the 4×4 kernels)
+		for _, n := range []int{1, 8} {
+			const k, out = 2048, 256
+			b.Run(fmt.Sprintf("%s/%s/%dx%dx%d", p.Kernels().Name(), d, n, k, out), func(b *testing.B) { benchMatMul(b, p, d, n, k, out) })
+		}
 	}
 }
 
