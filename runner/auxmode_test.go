@@ -49,6 +49,8 @@ func TestAuxModeBoundaryJob(t *testing.T) {
 	type row struct {
 		QueryID       string    `parquet:"query_id"`
 		FirstLogProbs []float32 `parquet:"first_token_logprobs"`
+		AuxMS         float64   `parquet:"aux_ms"`
+		PrefillMS     float64   `parquet:"prefill_ms"`
 	}
 	// run returns each row's first-token log-probabilities: they move with any
 	// change of the recomputed tokens.
@@ -77,6 +79,11 @@ func TestAuxModeBoundaryJob(t *testing.T) {
 		out := map[string][]float32{}
 		for _, r := range rs {
 			out[r.QueryID] = r.FirstLogProbs
+			// The auxiliary scores in its own stage: prefill_ms is the primary's
+			// own time, never the difference of the two.
+			if r.AuxMS <= 0 || r.PrefillMS <= 0 {
+				t.Errorf("%s %s: aux_ms %v, prefill_ms %v: both must be positive", name, r.QueryID, r.AuxMS, r.PrefillMS)
+			}
 		}
 		return out
 	}

@@ -384,8 +384,11 @@ func (e *Engine) prefillWork(ctx context.Context, w *Work) (*prefill.Result, err
 	r := &w.Result
 	r.NContextTokens = int32(res.Stats.ContextTokens)
 	r.NRecomputed = int32(res.Stats.RecomputedTokens)
-	// Load and aux ran in their own stages; what remains is assembly and recompute.
-	r.PrefillMS = ms(time.Since(t0) - res.Stats.Aux)
+	// Load and aux ran in their own stages (the selection came with the query,
+	// so the prefill call's time leaves the auxiliary's out): this is assembly
+	// and recompute. Subtracting res.Stats.Aux, which reports that selection's
+	// time, made prefill_ms negative and left aux out of ttft_ms.
+	r.PrefillMS = ms(time.Since(t0))
 	if e.spec.Diagnostics {
 		// Now, before decoding or label scoring: those replace Logits and the
 		// forward pass may reuse the buffer behind them.
