@@ -56,7 +56,8 @@ var _ Stages = (*Engine)(nil)
 type workState struct {
 	lay    prefill.Layout
 	q      prefill.Query
-	maxNew int // slots after the prompt: answer tokens, or the label trie's nodes
+	scores []float32 // budget=adaptive: the auxiliary's scores, until Allocate selects
+	maxNew int       // slots after the prompt: answer tokens, or the label trie's nodes
 	labels *labelState
 }
 
@@ -355,12 +356,73 @@ func (e *Engine) Score(ctx context.Context, w *Work) error {
 	}
 	st := w.State.(*workState)
 	t0 := time.Now()
+	if e.adaptive() {
+		// The budget is known once the whole batch is scored (Allocate).
+		sc, err := e.scorer.PrimaryScores(ctx, st.q, st.lay)
+		if err != nil {
+			return fmt.Errorf("auxiliary scoring: %w", err)
+		}
+		st.scores = sc
+		st.q.AuxTime = time.Since(t0)
+		return nil
+	}
 	sel, err := e.scorer.Select(ctx, st.q, st.lay, e.method.Budget(st.lay.ContextTokens()))
 	if err != nil {
 		return fmt.Errorf("auxiliary scoring: %w", err)
 	}
 	st.q.Selection = sel
 	st.q.AuxTime = time.Since(t0)
+	return nil
+}
+
+// adaptive says the job spreads its budget over each batch (budget=adaptive).
+func (e *Engine) adaptive() bool {
+	return e.scorer != nil && e.method.Values.String("budget") == "adaptive"
+}
+
+// Allocate implements Allocator: with budget=adaptive it spreads the batch's
+// Σ⌈r·N⌉ recomputed tokens over the batch's scored questions by the spread of
+// the auxiliary's attention (auxscore.Allocate), then makes each question's
+// selection at its share. The batch is the runner's: batch_size questions in
+// read order, less the ones that failed before scoring, so the budgets depend
+// on the batch alone, never on other batches or shards.
+func (e *Engine) Allocate(ctx context.Context, batch []*Work) error {
+	if !e.adaptive() {
+		return nil
+	}
+	t0 := time.Now()
+	var live []*workState
+	var fixed, n []int
+	var spread []float64
+	for _, w := range batch {
+		if w.Err != nil {
+			continue
+		}
+		st := w.State.(*workState)
+		if st.scores == nil {
+			continue
+		}
+		live = append(live, st)
+		c := st.lay.ContextTokens()
+		n = append(n, c)
+		fixed = append(fixed, e.method.Budget(c))
+		spread = append(spread, auxscore.Spread(st.scores))
+	}
+	budgets, err := auxscore.Allocate(fixed, n, spread)
+	if err != nil {
+		return err
+	}
+	// The allocation's cost is the batch's: each question is charged its share.
+	share := time.Since(t0) / time.Duration(max(1, len(live)))
+	for i, st := range live {
+		t1 := time.Now()
+		sel, err := e.scorer.SelectScores(st.scores, budgets[i])
+		if err != nil {
+			return err
+		}
+		st.q.Selection, st.q.Allocated, st.scores = sel, true, nil
+		st.q.AuxTime += share + time.Since(t1)
+	}
 	return nil
 }
 
@@ -381,8 +443,11 @@ func (e *Engine) prefillWork(ctx context.Context, w *Work) (*prefill.Result, err
 	r := &w.Result
 	r.NContextTokens = int32(res.Stats.ContextTokens)
 	r.NRecomputed = int32(res.Stats.RecomputedTokens)
-	// Load and aux ran in their own stages; what remains is assembly and recompute.
-	r.PrefillMS = ms(time.Since(t0) - res.Stats.Aux)
+	// Load and aux ran in their own stages (the runner times them): the call
+	// itself was assembly and recompute. res.Stats.Aux is not subtracted: a
+	// selection made ahead cost nothing inside the call, and a method's own
+	// Select is part of its prefill.
+	r.PrefillMS = ms(time.Since(t0))
 	if e.spec.Diagnostics {
 		// Now, before decoding or label scoring: those replace Logits and the
 		// forward pass may reuse the buffer behind them.

@@ -1,0 +1,125 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/parquet-go/parquet-go"
+
+	"cacheclip/eval"
+	"cacheclip/jobs"
+	"cacheclip/loader"
+)
+
+type recomputeRow struct {
+	QueryID     string  `parquet:"query_id"`
+	Status      string  `parquet:"status"`
+	Answer      *string `parquet:"answer,optional"`
+	NContext    int32   `parquet:"n_context_tokens"`
+	NRecomputed int32   `parquet:"n_recomputed"`
+}
+
+// adaptiveJob runs a job over the questions and corpus in dir with the test
+// bed's pair, 4 questions per batch in read order, and returns its rows by
+// question index.
+func adaptiveJob(t *testing.T, dir, method string, ratio float64, params map[string]string, n int) map[int]recomputeRow {
+	t.Helper()
+	js := jobs.DefaultSpec()
+	js.Questions, js.Corpus = filepath.Join(dir, "q.parquet"), filepath.Join(dir, "c.parquet")
+	js.Out = filepath.Join(dir, fmt.Sprintf("out-%s-%v-%s", method, ratio, params["budget"]))
+	js.Model, js.Aux = testbedPrimary, "../testdata/testbed/aux"
+	js.Method, js.Ratio, js.MethodParams = method, ratio, params
+	js.MaxNewTokens = 6
+	js.BatchSize = 4
+	js.Device = "cpu"
+	if err := js.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := RunSpec(context.Background(), Options{Spec: js, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int(st.OK) != n {
+		t.Fatalf("%s %v %v: %d ok rows of %d", method, ratio, params, st.OK, n)
+	}
+	parts, _ := filepath.Glob(filepath.Join(js.Out, "part-*.parquet"))
+	out := map[int]recomputeRow{}
+	for _, p := range parts {
+		rs, err := parquet.ReadFile[recomputeRow](p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			i, err := strconv.Atoi(r.QueryID[strings.LastIndexAny(r.QueryID, "-_")+1:])
+			if err != nil {
+				t.Fatalf("query id %q: %v", r.QueryID, err)
+			}
+			out[i] = r
+		}
+	}
+	if len(out) != n {
+		t.Fatalf("%d rows read back, want %d", len(out), n)
+	}
+	return out
+}
+
+// budget=adaptive through the job path: each batch (4 questions in read order)
+// recomputes exactly the tokens fixed r recomputes over it, spread unevenly;
+// at r = 1 every token is recomputed and the answers are full's.
+func TestAdaptiveBudgetJob(t *testing.T) {
+	b, err := loader.Open(testbedPrimary, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const n = 10
+	exs, err := eval.Generate(context.Background(), eval.Config{Task: eval.TaskVT, N: n, Seed: 1919, ContextTokens: 192, ChunkTokens: 48, Count: b.CountTokens})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := eval.WriteDataset(context.Background(), filepath.Join(dir, "q.parquet"), filepath.Join(dir, "c.parquet"), exs); err != nil {
+		t.Fatal(err)
+	}
+	fixed := adaptiveJob(t, dir, "cacheclip", 0.2, nil, n)
+	adaptive := adaptiveJob(t, dir, "cacheclip", 0.2, map[string]string{"budget": "adaptive"}, n)
+	differs := false
+	for b := 0; b*4 < n; b++ {
+		sumF, sumA := 0, 0
+		for i := b * 4; i < min(n, b*4+4); i++ {
+			f, a := fixed[i], adaptive[i]
+			if f.NContext != a.NContext {
+				t.Fatalf("question %d: %d context tokens fixed, %d adaptive", i, f.NContext, a.NContext)
+			}
+			if a.NRecomputed < f.NRecomputed/2 || a.NRecomputed > a.NContext {
+				t.Fatalf("question %d: %d recomputed of %d (fixed: %d)", i, a.NRecomputed, a.NContext, f.NRecomputed)
+			}
+			sumF += int(f.NRecomputed)
+			sumA += int(a.NRecomputed)
+			differs = differs || f.NRecomputed != a.NRecomputed
+		}
+		if sumF != sumA {
+			t.Errorf("batch %d: adaptive recomputes %d tokens, fixed %d", b, sumA, sumF)
+		}
+	}
+	if !differs {
+		t.Error("adaptive gave every question its fixed budget: nothing was allocated")
+	}
+
+	full := adaptiveJob(t, dir, "full", 0, nil, n)
+	all := adaptiveJob(t, dir, "cacheclip", 1, map[string]string{"budget": "adaptive"}, n)
+	for i := range n {
+		if all[i].NRecomputed != all[i].NContext {
+			t.Errorf("r=1: question %d recomputes %d of %d tokens", i, all[i].NRecomputed, all[i].NContext)
+		}
+		if *all[i].Answer != *full[i].Answer {
+			t.Errorf("r=1: question %d answers %q, full %q", i, *all[i].Answer, *full[i].Answer)
+		}
+	}
+}
