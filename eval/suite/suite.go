@@ -61,7 +61,7 @@ type Config struct {
 	// per seed); scores and intervals are over the pooled questions, with
 	// each seed's score beside them.
 	Seeds []uint64 `yaml:"seeds"`
-	Out         string `yaml:"out"`
+	Out   string   `yaml:"out"`
 	// Haystack: noise (default), needle, or text: sentences of the real
 	// documents TextSources (files; relative paths from the working directory).
 	Haystack    string   `yaml:"haystack"`
