@@ -75,13 +75,6 @@ func Averages(rows []Row, seed uint64) []Average {
 		}
 		return out
 	}
-	mean := func(xs []float64, idx []int) float64 {
-		s := 0.0
-		for _, i := range idx {
-			s += xs[i]
-		}
-		return s / float64(len(idx))
-	}
 	var out []Average
 	for i, ka := range keys {
 		first := firstRow(rows, ka)
@@ -101,13 +94,7 @@ func Averages(rows []Row, seed uint64) []Average {
 			score += byTask[t][ka].Score / float64(len(ts))
 			ofFull += OfFull(byTask[t][ka].Score, byTask[t][Baseline].Score) / float64(len(ts))
 		}
-		lo, hi := bootstrap.Stratified(sizes, func(idx [][]int) float64 {
-			s := 0.0
-			for j := range idx {
-				s += mean(a[j], idx[j])
-			}
-			return 100 * s / float64(len(idx))
-		}, 0.95, bootstrap.Resamples, seed)
+		lo, hi := bootstrap.Stratified(sizes, meanOfMeans(a), 0.95, bootstrap.Resamples, seed)
 		olo, ohi := bootstrap.Stratified(sizes, func(idx [][]int) float64 {
 			s := 0.0
 			for j := range idx {
@@ -141,17 +128,32 @@ func Averages(rows []Row, seed uint64) []Average {
 				sizes[k] = len(d[k])
 				diff += (ra.Score - rb.Score) / float64(len(ts))
 			}
-			lo, hi := bootstrap.Stratified(sizes, func(idx [][]int) float64 {
-				s := 0.0
-				for k := range idx {
-					s += mean(d[k], idx[k])
-				}
-				return 100 * s / float64(len(idx))
-			}, 0.95, bootstrap.Resamples, seed)
+			lo, hi := bootstrap.Stratified(sizes, meanOfMeans(d), 0.95, bootstrap.Resamples, seed)
 			out = append(out, Average{A: first, B: &b, Tasks: ts, Score: diff, Lo: lo, Hi: hi, OfFull: math.NaN(), OfLo: math.NaN(), OfHi: math.NaN()})
 		}
 	}
 	return out
+}
+
+// mean of xs at the resampled indices idx.
+func mean(xs []float64, idx []int) float64 {
+	s := 0.0
+	for _, i := range idx {
+		s += xs[i]
+	}
+	return s / float64(len(idx))
+}
+
+// meanOfMeans is the bootstrap statistic ×100 of per-task scores xs[task]
+// [question]: the mean over tasks of each task's resampled mean.
+func meanOfMeans(xs [][]float64) func(idx [][]int) float64 {
+	return func(idx [][]int) float64 {
+		s := 0.0
+		for j := range idx {
+			s += mean(xs[j], idx[j])
+		}
+		return 100 * s / float64(len(idx))
+	}
 }
 
 func firstRow(rows []Row, key string) Row {
