@@ -152,7 +152,7 @@ func builtin() []Entry {
 				{Name: "window", Type: Int, Default: "8", Min: 1, Max: unbounded, Help: "sliding window w of the grouping"},
 				{Name: "min_count", Type: Int, Default: "5", Min: 1, Max: unbounded, Help: "candidates m in a window that make it recomputed whole"},
 				{Name: "aux_template", Type: Enum, Default: "", Allowed: []string{"", "chatml", "llama3", "plain"}, Help: "auxiliary model's prompt template (empty: its own)"},
-				{Name: "aux_mode", Type: Enum, Default: "fresh", Allowed: []string{"fresh", "cached"}, Help: "fresh: the auxiliary computes the whole prompt; cached: it reuses its own chunk caches from the store"},
+				{Name: "aux_mode", Type: Enum, Default: "cached", Allowed: []string{"fresh", "cached"}, Help: "fresh: the auxiliary computes the whole prompt; cached: it reuses its own chunk caches from the store (the default: as good or better at a fraction of the cost, docs/EVALUATION.md)"},
 				{Name: "budget", Type: Enum, Default: "fixed", Allowed: []string{"fixed", "adaptive"}, Help: "fixed: ⌈r·N⌉ tokens per question; adaptive: a batch's Σ⌈r·N⌉ spread over its questions by how spread the auxiliary's attention is (docs/METHODS.md)"},
 			}},
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,7 +16,9 @@ import (
 
 	"cacheclip/eval"
 	"cacheclip/jobs"
+	"cacheclip/kvshards"
 	"cacheclip/loader"
+	"cacheclip/progress"
 )
 
 type recomputeRow struct {
@@ -30,14 +34,21 @@ type recomputeRow struct {
 // question index.
 func adaptiveJob(t *testing.T, dir, method string, ratio float64, params map[string]string, n int) map[int]recomputeRow {
 	t.Helper()
+	return testbedJob(t, dir, method, ratio, params, n, func(*jobs.Spec) {})
+}
+
+// testbedJob runs the job adaptiveJob describes, with edit applied to its spec.
+func testbedJob(t *testing.T, dir, method string, ratio float64, params map[string]string, n int, edit func(*jobs.Spec)) map[int]recomputeRow {
+	t.Helper()
 	js := jobs.DefaultSpec()
 	js.Questions, js.Corpus = filepath.Join(dir, "q.parquet"), filepath.Join(dir, "c.parquet")
-	js.Out = filepath.Join(dir, fmt.Sprintf("out-%s-%v-%s", method, ratio, params["budget"]))
+	js.Out = filepath.Join(dir, fmt.Sprintf("out-%s-%v-%s-%d", method, ratio, params["budget"], len(params)))
 	js.Model, js.Aux = testbedPrimary, "../testdata/testbed/aux"
 	js.Method, js.Ratio, js.MethodParams = method, ratio, params
 	js.MaxNewTokens = 6
 	js.BatchSize = 4
 	js.Device = "cpu"
+	edit(&js)
 	if err := js.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -121,5 +132,61 @@ func TestAdaptiveBudgetJob(t *testing.T) {
 		if *all[i].Answer != *full[i].Answer {
 			t.Errorf("r=1: question %d answers %q, full %q", i, *all[i].Answer, *full[i].Answer)
 		}
+	}
+}
+
+// aux_mode=cached (the default) over a store the job may not write: the
+// primary's shards are there, the auxiliary's are not, and every row is
+// still answered, as it is with the auxiliary's shards built on the way.
+func TestCachedAuxReadOnlyStore(t *testing.T) {
+	b, err := loader.Open(testbedPrimary, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const n = 4
+	ctx := context.Background()
+	exs, err := eval.Generate(ctx, eval.Config{Task: eval.TaskVT, N: n, Seed: 1920, ContextTokens: 192, ChunkTokens: 48, Count: b.CountTokens})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := eval.WriteDataset(ctx, filepath.Join(dir, "q.parquet"), filepath.Join(dir, "c.parquet"), exs); err != nil {
+		t.Fatal(err)
+	}
+	store := filepath.Join(dir, "shards")
+	st, err := kvshards.OpenStore(store, kvshards.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := BuildShards(ctx, ShardBuild{Store: st, Corpus: filepath.Join(dir, "c.parquet"), Model: testbedPrimary, Progress: progress.None, Stderr: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	files := func() int {
+		n := 0
+		filepath.WalkDir(store, func(_ string, d fs.DirEntry, _ error) error {
+			if d != nil && !d.IsDir() {
+				n++
+			}
+			return nil
+		})
+		return n
+	}
+	before := files()
+	// testbedJob fails the test unless every row is answered.
+	readOnly := testbedJob(t, dir, "cacheclip", 0.2, nil, n, func(s *jobs.Spec) { s.Store, s.WriteThrough = store, false })
+	if after := files(); after != before {
+		t.Errorf("a read-only job wrote into the store: %d files before, %d after", before, after)
+	}
+	for i := range n {
+		if want := int32(math.Ceil(0.2*float64(readOnly[i].NContext) - 1e-9)); readOnly[i].NRecomputed != want {
+			t.Errorf("question %d: %d recomputed, budget %d", i, readOnly[i].NRecomputed, want)
+		}
+	}
+	// With write-through the auxiliary's shards are built on the way.
+	testbedJob(t, dir, "cacheclip", 0.2, map[string]string{"window": "8"}, n, func(s *jobs.Spec) { s.Store = store })
+	if after := files(); after <= before {
+		t.Errorf("a write-through job built no auxiliary shards: %d files before, %d after", before, after)
 	}
 }

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -143,9 +144,12 @@ func newEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger, sel select
 			// are cheap to compute and not shared), else computed once and
 			// kept in memory.
 			comp := &prefill.Computer{Model: e.scorer.Model}
-			if e.store != nil {
-				e.scorer.Source = &prefill.StoreSource{Store: e.local, Computer: comp, ReadOnly: !spec.WriteThrough}
-			} else {
+			switch {
+			case e.store != nil && !spec.WriteThrough:
+				e.scorer.Source = readOnlyAux{store: &prefill.StoreSource{Store: e.local, Computer: comp, ReadOnly: true}, comp: comp}
+			case e.store != nil:
+				e.scorer.Source = &prefill.StoreSource{Store: e.local, Computer: comp}
+			default:
 				e.scorer.Source = prefill.NewMemorySource(comp)
 			}
 		}
@@ -373,6 +377,26 @@ func (e *Engine) Score(ctx context.Context, w *Work) error {
 	st.q.Selection = sel
 	st.q.AuxTime = time.Since(t0)
 	return nil
+}
+
+// readOnlyAux serves the auxiliary's chunk caches (aux_mode=cached) from a
+// store the job may not write (write_through: false): a shard found there is
+// used; a missing one is computed for the question and not kept, so a job
+// never fails its rows for want of auxiliary shards that `shards build`
+// (which builds the primary's) did not write.
+type readOnlyAux struct {
+	store *prefill.StoreSource
+	comp  *prefill.Computer
+}
+
+func (s readOnlyAux) Fingerprint() [32]byte { return s.store.Fingerprint() }
+
+func (s readOnlyAux) Chunk(ctx context.Context, prefix, chunk []int32) (*kvshards.ChunkKV, error) {
+	kv, err := s.store.Chunk(ctx, prefix, chunk)
+	if errors.Is(err, kvshards.ErrNotFound) {
+		return s.comp.ComputeChunk(ctx, prefix, chunk)
+	}
+	return kv, err
 }
 
 // adaptive says the job spreads its budget over each batch (budget=adaptive).
