@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 
 	"cacheclip/eval/bootstrap"
 )
@@ -165,9 +166,21 @@ func firstRow(rows []Row, key string) Row {
 	return Row{}
 }
 
+// OfTasks keeps the rows of the named tasks.
+func OfTasks(rows []Row, names []string) []Row {
+	var out []Row
+	for _, r := range rows {
+		if slices.Contains(names, r.Task) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // AveragesMarkdown writes the averages over tasks: each run's mean score and
-// % of full, then the mean differences (nothing without any).
-func AveragesMarkdown(w io.Writer, avs []Average) error {
+// % of full, then the mean differences (nothing without any). over names the
+// tasks in the headings ("tasks" for all of them).
+func AveragesMarkdown(w io.Writer, avs []Average, over string) error {
 	var runs, diffs []Average
 	for _, a := range avs {
 		if a.B == nil {
@@ -176,7 +189,7 @@ func AveragesMarkdown(w io.Writer, avs []Average) error {
 			diffs = append(diffs, a)
 		}
 	}
-	if err := section(w, len(runs), "Averaged over tasks", "Each run's score and its score as a % of full's, averaged over the tasks "+
+	if err := section(w, len(runs), "Averaged over "+over, "Each run's score and its score as a % of full's, averaged over the tasks "+
 		"where full scored above 0, with the 95% interval of a stratified bootstrap (each task's questions redrawn on their own).",
 		[]string{"ratio", "method", "tasks", "mean score", "95% interval", "mean % of full", "95% interval"}, func(b *bytes.Buffer, i int) {
 			a := runs[i]
@@ -185,7 +198,7 @@ func AveragesMarkdown(w io.Writer, avs []Average) error {
 		}); err != nil {
 		return err
 	}
-	return section(w, len(diffs), "Differences averaged over tasks", "Mean over tasks of A's score minus B's on the same questions, "+
+	return section(w, len(diffs), "Differences averaged over "+over, "Mean over tasks of A's score minus B's on the same questions, "+
 		"with the 95% interval of the stratified paired bootstrap; stated only where the interval leaves out 0.",
 		[]string{"ratio", "A", "B", "tasks", "mean A − B", "95% interval", "verdict"}, func(b *bytes.Buffer, i int) {
 			a := diffs[i]

@@ -53,12 +53,20 @@ func TestAverages(t *testing.T) {
 		t.Errorf("cacheclip − full: %v, want −12.5 ((−25 + 0)/2)", g.Score)
 	}
 	var b bytes.Buffer
-	if err := AveragesMarkdown(&b, avs); err != nil {
+	if err := AveragesMarkdown(&b, avs, "tasks"); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"## Averaged over tasks", "| 0.2 | cacheclip | 2 | 62.5 |", "## Differences averaged over tasks", "| 0.2 | cacheblend | cacheclip @ 0.2 | 2 | -50.0 |"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("markdown lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+func TestOfTasks(t *testing.T) {
+	rows := []Row{{Task: "a"}, {Task: "b"}, {Task: "c"}, {Task: "a", Method: "x"}}
+	got := OfTasks(rows, []string{"a", "c"})
+	if len(got) != 3 || got[0].Task != "a" || got[1].Task != "c" || got[2].Method != "x" {
+		t.Fatalf("%+v", got)
 	}
 }

@@ -103,6 +103,10 @@ type Results struct {
 	Labels []LabelRow
 	// Seed seeds the bootstrap of the paired differences between runs.
 	Seed uint64
+	// Families, when set and a strict subset of the tasks, get averages of
+	// their own beside the averages over every task (the RULER families,
+	// without the tasks of this project's own).
+	Families []string
 }
 
 // Difference is the paired score difference A − B between two runs of a
@@ -248,8 +252,13 @@ func Write(ctx context.Context, dir string, res Results) (Files, error) {
 		if err := Markdown(w, res.Title, rows); err != nil {
 			return err
 		}
-		if err := AveragesMarkdown(w, Averages(rows, res.Seed)); err != nil {
+		if err := AveragesMarkdown(w, Averages(rows, res.Seed), "tasks"); err != nil {
 			return err
+		}
+		if fam := OfTasks(rows, res.Families); len(res.Families) > 0 && len(tasks(fam)) < len(tasks(rows)) {
+			if err := AveragesMarkdown(w, Averages(fam, res.Seed), "the families "+strings.Join(tasks(fam), ", ")); err != nil {
+				return err
+			}
 		}
 		if err := DifferencesMarkdown(w, Differences(rows, res.Seed)); err != nil {
 			return err

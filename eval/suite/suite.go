@@ -293,7 +293,7 @@ func boolInt(b bool) int {
 // attention-agreement analysis of the pair on each task's first questions.
 // Progress goes to stderr in the given mode; each run's log to OUT/runs/TASK/RUN.log.
 func Evaluate(ctx context.Context, s Config, mode progress.Mode, stderr io.Writer) (report.Results, error) {
-	res := report.Results{Seed: s.Seed}
+	res := report.Results{Seed: s.Seed, Families: eval.RULERFamilies}
 	count, err := tokenCounter(s.Model)
 	if err != nil {
 		return res, err
