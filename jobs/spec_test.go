@@ -213,7 +213,7 @@ func TestValidateMethodParamMessages(t *testing.T) {
 	}
 	for _, want := range []string{
 		`method_params.reduce: "avg" is not one of mean, max, last`,
-		"method_params.windw: unknown parameter of method cacheclip (its parameters: reduce, window, min_count, aux_template, aux_mode)",
+		"method_params.windw: unknown parameter of method cacheclip (its parameters: reduce, window, min_count, aux_template, aux_mode, budget)",
 		"method_params.min_count: -1 is not an integer in [1, inf)",
 	} {
 		if !strings.Contains(err.Error(), want) {
