@@ -80,17 +80,17 @@ func testbedJob(t *testing.T, dir, method string, ratio float64, params map[stri
 	return out
 }
 
-// budget=adaptive through the job path: each batch (4 questions in read order)
-// recomputes exactly the tokens fixed r recomputes over it, spread unevenly;
-// at r = 1 every token is recomputed and the answers are full's.
-func TestAdaptiveBudgetJob(t *testing.T) {
+// vtDataset writes n variable-tracking questions (192 context tokens in
+// chunks of 48, the test bed's tokenizer) as q.parquet and c.parquet into a
+// new directory, and returns it.
+func vtDataset(t *testing.T, n int, seed uint64) string {
+	t.Helper()
 	b, err := loader.Open(testbedPrimary, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	const n = 10
-	exs, err := eval.Generate(context.Background(), eval.Config{Task: eval.TaskVT, N: n, Seed: 1919, ContextTokens: 192, ChunkTokens: 48, Count: b.CountTokens})
+	exs, err := eval.Generate(context.Background(), eval.Config{Task: eval.TaskVT, N: n, Seed: seed, ContextTokens: 192, ChunkTokens: 48, Count: b.CountTokens})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,6 +98,15 @@ func TestAdaptiveBudgetJob(t *testing.T) {
 	if err := eval.WriteDataset(context.Background(), filepath.Join(dir, "q.parquet"), filepath.Join(dir, "c.parquet"), exs); err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+// budget=adaptive through the job path: each batch (4 questions in read order)
+// recomputes exactly the tokens fixed r recomputes over it, spread unevenly;
+// at r = 1 every token is recomputed and the answers are full's.
+func TestAdaptiveBudgetJob(t *testing.T) {
+	const n = 10
+	dir := vtDataset(t, n, 1919)
 	fixed := adaptiveJob(t, dir, "cacheclip", 0.2, nil, n)
 	adaptive := adaptiveJob(t, dir, "cacheclip", 0.2, map[string]string{"budget": "adaptive"}, n)
 	differs := false
@@ -139,21 +148,9 @@ func TestAdaptiveBudgetJob(t *testing.T) {
 // primary's shards are there, the auxiliary's are not, and every row is
 // still answered, as it is with the auxiliary's shards built on the way.
 func TestCachedAuxReadOnlyStore(t *testing.T) {
-	b, err := loader.Open(testbedPrimary, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
 	const n = 4
 	ctx := context.Background()
-	exs, err := eval.Generate(ctx, eval.Config{Task: eval.TaskVT, N: n, Seed: 1920, ContextTokens: 192, ChunkTokens: 48, Count: b.CountTokens})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := eval.WriteDataset(ctx, filepath.Join(dir, "q.parquet"), filepath.Join(dir, "c.parquet"), exs); err != nil {
-		t.Fatal(err)
-	}
+	dir := vtDataset(t, n, 1920)
 	store := filepath.Join(dir, "shards")
 	st, err := kvshards.OpenStore(store, kvshards.DefaultOptions())
 	if err != nil {
