@@ -152,12 +152,13 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 			R = rows.Len()
 		}
 		for si := range seqs {
-			c := caches[si]
-			for r := spans[si].Lo; r < spans[si].Hi; r++ {
-				sl := int(slot[r])
-				copy(c.K[l][sl*KD:(sl+1)*KD], k[r*KD:(r+1)*KD])
-				copy(c.V[l][sl*KD:(sl+1)*KD], v[r*KD:(r+1)*KD])
-			}
+			c, lo := caches[si], spans[si].Lo
+			// Slots of one call are distinct (CheckRows), so rows store in parallel.
+			pool.Run(spans[si].Hi-lo, 64, func(a, b int) {
+				for r := lo + a; r < lo+b; r++ {
+					c.putKV(l, int(slot[r]), k[r*KD:(r+1)*KD], v[r*KD:(r+1)*KD])
+				}
+			})
 		}
 		for si, s := range seqs {
 			sp := spans[si]
@@ -177,8 +178,8 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 			if g := s.Groups; g != nil {
 				spec.SlotGroup, spec.GroupTemp, spec.GroupLSEScale = g.SlotGroup[:n], g.Temp, g.LSEScale
 			}
-			kernels.Attention(pool, att[sp.Lo*QD:sp.Hi*QD], q[sp.Lo*QD:sp.Hi*QD], pos[sp.Lo:sp.Hi],
-				c.K[l][:n*KD], c.V[l][:n*KD], c.Pos[:n], spec)
+			kernels.AttentionBlocked(pool, att[sp.Lo*QD:sp.Hi*QD], q[sp.Lo*QD:sp.Hi*QD], pos[sp.Lo:sp.Hi],
+				c.k[l], c.v[l][:n*KD], c.Pos[:n], spec)
 		}
 		kernels.MatMul(pool, tmp[:R*H], att[:R*QD], R, L.Wo)
 		pool.Run(R, 8, func(lo, hi int) {
