@@ -65,6 +65,9 @@ const (
 	// split into ranges computed apart and merged by their softmax statistics,
 	// so that every core has work however few KV heads the model has.
 	attnSplitUnits = 4
+	// rescaleSlack is how far (in logits) the online softmax lets a block's
+	// maximum exceed the running one before it rescales; see fold.
+	rescaleSlack = 8
 	// negBig stands in for −Inf as the initial running maximum, so that
 	// exp(logit − max) stays 0 (not NaN) for rows that have seen nothing yet.
 	negBig = -1e30
@@ -265,15 +268,19 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []floa
 	slots := len(a.slotPos)
 	R := len(rowPos)
 	M := R * G
+	grouped := spec.SlotGroup != nil
+	twoPass := grouped || spec.Probs != nil
+	if !twoPass && M <= mr && KeyBlock%nr == 0 {
+		a.few(p, rowPos, r0, kh, t0, t1, part)
+		return
+	}
 	// Sᵀ is computed in nr-query panels and O += P·V in mr-query panels; Mp covers
 	// both (columns past M are never read back).
 	Mp := max((M+nr-1)/nr*nr, (M+mr-1)/mr*mr)
-	grouped := spec.SlotGroup != nil
 	nG := 1
 	if grouped {
 		nG = len(spec.GroupTemp)
 	}
-	twoPass := grouped || spec.Probs != nil
 
 	// Scratch: Qᵀ [D][Mp], Sᵀ [TS][Mp], O [Mp][Dp], max, sum, tile max, junk [Mp],
 	// per-group max, sum, offset [nG][Mp].
@@ -373,7 +380,11 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []floa
 			ks.vmax(tmax, st[j*Mp:(j+1)*Mp])
 		}
 		for m := 0; m < M; m++ {
-			if tmax[m] > mx[m] {
+			// The running max moves only when a logit exceeds it by more than
+			// rescaleSlack: the exponentials stay ≤ e^rescaleSlack (no overflow),
+			// the result is the same (output and sum share the reference), and
+			// the rescale of the accumulated output becomes rare.
+			if tmax[m] > mx[m]+rescaleSlack {
 				if l[m] != 0 {
 					alpha := float32(math.Exp(float64(mx[m] - tmax[m])))
 					l[m] *= alpha
@@ -467,6 +478,13 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []floa
 			pv(t, n)
 		}
 	}
+	a.emit(o, mx, l, M, r0, kh, twoPass, part)
+}
+
+// emit writes a unit's M queries: the accumulated output o ([M][Dp]) divided by
+// the sums l (final already when twoPass), or into part (see unit).
+func (a *attnCall) emit(o, mx, l []float32, M, r0, kh int, twoPass bool, part []float32) {
+	H, D, G, Dp := a.spec.Heads, a.spec.HeadDim, a.G, a.Dp
 	if part != nil {
 		for m := 0; m < M; m++ {
 			copy(part[m*D:(m+1)*D], o[m*Dp:m*Dp+D])
@@ -491,6 +509,99 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []floa
 			}
 		}
 	}
+}
+
+// few is unit for at most mr queries on the one-pass route (decode: one row of
+// a few heads). The general unit puts the keys on the micro-kernel's mr side
+// and the queries on its nr side, which a handful of queries fills to a
+// fraction; here the queries take the mr side and the keys the nr side, read
+// in place from the blocked layout (one head's block is [headDim][KeyBlock],
+// slot-contiguous), so a block costs KeyBlock/nr products instead of
+// KeyBlock/mr. The softmax runs along each query's row of logits, and P is
+// transposed (at most mr × KeyBlock) for O += P·V.
+func (a *attnCall) few(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []float32) {
+	ks, spec := a.ks, a.spec
+	H, D, G, Dp := spec.Heads, spec.HeadDim, a.G, a.Dp
+	const TS = KeyBlock
+	mr, nr := ks.mr, ks.nr
+	slots := len(a.slotPos)
+	M := len(rowPos) * G
+
+	// Scratch: Qᵀ [D][mr], S [mr][TS], Pᵀ [TS][mr], O [mr][Dp], max, sum [mr].
+	sizes := [...]int{D * mr, mr * TS, TS * mr, mr * Dp, mr, mr}
+	total := 0
+	for _, n := range sizes {
+		total += n
+	}
+	buf := p.getBuf(total)
+	defer p.putBuf(buf)
+	var parts [len(sizes)][]float32
+	rest := *buf
+	for i, n := range sizes {
+		parts[i], rest = rest[:n:n], rest[n:]
+	}
+	qt, sc, pt, o, mx, l := parts[0], parts[1], parts[2], parts[3], parts[4], parts[5]
+	clear(qt)
+	clear(pt) // columns past M feed output rows nobody reads: numbers, not stale NaNs
+	clear(o)
+	minPos, maxPos := int32(math.MaxInt32), int32(-1)
+	for m := 0; m < M; m++ {
+		r, h := m/G, kh*G+m%G
+		minPos, maxPos = min(minPos, rowPos[r]), max(maxPos, rowPos[r])
+		for d, x := range a.q[(r0+r)*H*D+h*D : (r0+r)*H*D+(h+1)*D] {
+			qt[d*mr+m] = x * spec.Scale
+		}
+		mx[m], l[m] = negBig, 0
+	}
+	ninf := float32(math.Inf(-1))
+	for t := t0; t < t1; t++ {
+		lo, hi, neg := a.stat[3*t], a.stat[3*t+1], a.stat[3*t+2] != 0
+		if hi < 0 || lo > maxPos {
+			continue
+		}
+		s0 := t * TS
+		n := min(TS, slots-s0)
+		kt := a.kb[(t*spec.KVHeads+kh)*D*TS:]
+		for j0 := 0; j0 < n; j0 += nr {
+			ks.gemm(D, &qt[0], mr, &kt[j0], TS, &sc[j0], TS, 0)
+		}
+		masked := neg || hi > minPos
+		for m := 0; m < M; m++ {
+			row := sc[m*TS : m*TS+n]
+			if masked {
+				rp := rowPos[m/G]
+				for j, sp := range a.slotPos[s0 : s0+n] {
+					if sp < 0 || sp > rp {
+						row[j] = ninf
+					}
+				}
+			}
+			tm := row[0]
+			for _, x := range row[1:] {
+				tm = max(tm, x)
+			}
+			if tm > mx[m]+rescaleSlack { // see fold
+				if l[m] != 0 {
+					alpha := float32(math.Exp(float64(mx[m] - tm)))
+					l[m] *= alpha
+					ks.scale(o[m*Dp:m*Dp+D], alpha)
+				}
+				mx[m] = tm
+			}
+			l[m] += ks.expSub(row, mx[m])
+			for j, x := range row {
+				pt[j*mr+m] = x
+			}
+		}
+		vt, ldv := a.v[s0*spec.KVHeads*D+kh*D:], spec.KVHeads*D
+		if a.packV {
+			vt, ldv = a.vp[(kh*a.slotsP+s0)*Dp:], Dp
+		}
+		for c0 := 0; c0 < Dp; c0 += nr {
+			ks.gemm(n, &pt[0], mr, &vt[c0], ldv, &o[c0], Dp, 1)
+		}
+	}
+	a.emit(o, mx, l, M, r0, kh, false, part)
 }
 
 // attnOffsets turns per-group running (max, sum) into −offset vectors such that
