@@ -76,14 +76,13 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 	}
 	pos, slot, spans := rows.Pos, rows.Slot, rows.Spans
 	x := make([]float32, R*H)
-	{
-		r := 0
-		for _, s := range seqs {
-			for _, t := range s.Tokens {
-				ks.RowF32(m.W.Embed, int(t), x[r*H:(r+1)*H])
-				r++
+	for si, s := range seqs {
+		lo := spans[si].Lo
+		pool.Run(len(s.Tokens), 64, func(a, b int) {
+			for i := a; i < b; i++ {
+				ks.RowF32(m.W.Embed, int(s.Tokens[i]), x[(lo+i)*H:(lo+i+1)*H])
 			}
-		}
+		})
 	}
 	xn := make([]float32, R*H)
 	q := make([]float32, R*QD)
