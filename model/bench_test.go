@@ -100,7 +100,8 @@ func BenchmarkDecode(b *testing.B) {
 // rate as a fraction of the matrix product's: the share of time the rest of the
 // layer (norms, RoPE, attention, copies) costs. The engine's stage timers run
 // in the same prefills and the benchmark logs them as the profile table of
-// docs/BENCHMARKS.md (stage, ms per prefill, % of the forward call).
+// docs/BENCHMARKS.md (stage, ms per prefill, % of the forward call; run with
+// -test.v, or Go cuts benchmark logs at 10 lines).
 func BenchmarkPrefillVsMatMul(b *testing.B) {
 	for _, dt := range []kernels.DType{kernels.F32, kernels.BF16} {
 		for _, n := range []int{512, 2048} {

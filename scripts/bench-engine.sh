@@ -22,7 +22,7 @@ go test -c -o "$tmp/model.test" ./model/
 go test -c -o "$tmp/kernels.test" ./kernels/
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(git rev-parse --short HEAD), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs"
 echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-(cd model && "$tmp/model.test" -test.run '^$' -test.bench 'PrefillVsMatMul' -test.benchtime "${n}x")
+(cd model && "$tmp/model.test" -test.run '^$' -test.bench 'PrefillVsMatMul' -test.benchtime "${n}x" -test.v)
 (cd kernels && "$tmp/kernels.test" -test.run '^$' -test.bench 'DecodeAttention' -test.benchtime 300x)
 (cd model && "$tmp/model.test" -test.run '^$' -test.bench 'DecodeContext' -test.benchtime 4x)
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
