@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"cacheclip/kernels"
 	"cacheclip/model"
@@ -64,6 +65,7 @@ func BenchmarkDecodeContext(b *testing.B) {
 				toks := backendtest.RandTokens(3, steps, m.Config.Vocab)
 				b.ResetTimer()
 				b.StopTimer()
+				var cpu time.Duration
 				for i := 0; i < b.N; i++ {
 					cache.Reset()
 					cache.Alloc(ctxLen)
@@ -71,6 +73,7 @@ func BenchmarkDecodeContext(b *testing.B) {
 						cache.SetPos(first+j, pos[j])
 					}
 					b.StartTimer()
+					c0 := cpuTime()
 					for s := 0; s < steps; s++ {
 						sl, _ := cache.Alloc(1)
 						d := &model.Seq{Cache: cache, Tokens: toks[s : s+1], Pos: []int32{int32(ctxLen + s)}, Slots: []int32{int32(sl)}, Logits: []int{0}}
@@ -78,9 +81,11 @@ func BenchmarkDecodeContext(b *testing.B) {
 							b.Fatal(err)
 						}
 					}
+					cpu += cpuTime() - c0
 					b.StopTimer()
 				}
 				b.ReportMetric(float64(b.N*steps)/b.Elapsed().Seconds(), "tok/s")
+				b.ReportMetric(cpu.Seconds()*1e3/float64(b.N*steps), "cpu-ms/tok")
 			})
 		}
 	}
