@@ -7,9 +7,10 @@ import (
 	"time"
 )
 
-// cpuTime is the CPU time (user + system) this process has used: on a shared,
-// loaded machine a benchmark's CPU time per call says what its work costs when
-// its wall time mostly says how long it waited for a core.
+// cpuTime is the CPU time this process has used, all threads. Benchmarks on
+// the shared machine divide work by it as well as by wall time: a product
+// that loses a core to another process for a while shows it in wall time
+// only, so the CPU-time rate says how fast the kernel runs while it runs.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
