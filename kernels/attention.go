@@ -576,10 +576,7 @@ func (a *attnCall) few(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []float
 					}
 				}
 			}
-			tm := row[0]
-			for _, x := range row[1:] {
-				tm = max(tm, x)
-			}
+			tm := rowMax(row)
 			if tm > mx[m]+rescaleSlack { // see fold
 				if l[m] != 0 {
 					alpha := float32(math.Exp(float64(mx[m] - tm)))
@@ -589,8 +586,12 @@ func (a *attnCall) few(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []float
 				mx[m] = tm
 			}
 			l[m] += ks.expSub(row, mx[m])
-			for j, x := range row {
-				pt[j*mr+m] = x
+		}
+		// Pᵀ: slot-major, the left operand of O += P·V.
+		for j := 0; j < n; j++ {
+			pj := pt[j*mr : j*mr+M]
+			for m := range pj {
+				pj[m] = sc[m*TS+j]
 			}
 		}
 		vt, ldv := a.v[s0*spec.KVHeads*D+kh*D:], spec.KVHeads*D
@@ -602,6 +603,34 @@ func (a *attnCall) few(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []float
 		}
 	}
 	a.emit(o, mx, l, M, r0, kh, false, part)
+}
+
+// rowMax is the largest of x (len ≥ 1; −Inf stays −Inf), four comparisons at
+// a time so that they do not wait on each other.
+func rowMax(x []float32) float32 {
+	a, b, c, d := x[0], x[0], x[0], x[0]
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		q := x[i : i+4 : i+4]
+		if q[0] > a {
+			a = q[0]
+		}
+		if q[1] > b {
+			b = q[1]
+		}
+		if q[2] > c {
+			c = q[2]
+		}
+		if q[3] > d {
+			d = q[3]
+		}
+	}
+	for ; i < len(x); i++ {
+		if x[i] > a {
+			a = x[i]
+		}
+	}
+	return max(a, b, c, d)
 }
 
 // attnOffsets turns per-group running (max, sum) into −offset vectors such that
