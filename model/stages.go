@@ -22,14 +22,14 @@ const (
 	StageMatGateUp              // gate and up projections
 	StageSiLUMul                // silu(gate)·up
 	StageMatDown                // down projection
-	StageResidAdd               // residual add after the MLP (last layer only; otherwise fused into StageAttnNorm)
-	StageHead                   // final norm and LM head of the rows whose logits are asked for
+	StageResidAdd               // the last layer's MLP residual and the final norm, rows whose logits are asked for (other layers' residual is in StageAttnNorm)
+	StageHead                   // LM head of the rows whose logits are asked for
 	StageOther                  // pruning, checks, everything between the stages
 	NumStages
 )
 
 var stageNames = [NumStages]string{"embed", "attn norm", "matmul Q", "matmul K,V", "bias + RoPE", "KV cache write",
-	"attention", "matmul O", "residual + norm", "matmul gate,up", "SiLU·mul", "matmul down", "residual add", "final norm + LM head", "other"}
+	"attention", "matmul O", "residual + norm", "matmul gate,up", "SiLU·mul", "matmul down", "last residual + final norm", "LM head", "other"}
 
 func (s Stage) String() string {
 	if s < 0 || s >= NumStages {
