@@ -200,9 +200,9 @@ func attention(p *Pool, out, q []float32, rowPos []int32, kb, v []float32, slotP
 		return
 	}
 	// Each split of a unit leaves its unnormalized output, running max and sum
-	// ([M][D], [M], [M] with M = rb·G) in part; the merge rescales them to the
-	// common max.
-	pm := rb * G * (D + 2)
+	// ([M][D], [M], [M], M at most min(rb, rows)·G) in part; the merge rescales
+	// them to the common max.
+	pm := min(rb, rows) * G * (D + 2)
 	partBuf := p.getBuf(units * splits * pm)
 	defer p.putBuf(partBuf)
 	part := *partBuf
