@@ -88,11 +88,12 @@ func LoadCorpus(ctx context.Context, path string, opts CorpusOptions) (*Corpus, 
 // scanCorpus checks a corpus file's schema and calls fn for every row with
 // its chunk_id and text (valid only during the call), one row group at a time.
 func scanCorpus(ctx context.Context, path string, fn func(row int64, id, text []byte) error) (err error) {
-	f, pf, err := openParquet(path, "corpus")
+	f, pf, guard, err := openParquet(path, "corpus")
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	defer guard.Close()
 	idCol, textCol := -1, -1
 	var idMaxDef, textMaxDef int
 	for _, col := range pf.Root().Columns() {
@@ -127,6 +128,9 @@ func scanCorpus(ctx context.Context, path string, fn func(row int64, id, text []
 	for g, rg := range pf.RowGroups() {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if err := guard.RowGroup(g); err != nil {
+			return configErr(err)
 		}
 		ids, err := readColumn(rg.ColumnChunks()[idCol])
 		if err != nil {

@@ -12,31 +12,43 @@ import (
 )
 
 // openParquet opens a Parquet file for streaming reads. The page index and
-// bloom filters are skipped: the job only scans. parquet-go can panic on some
-// malformed footers, so the panic is turned into an error naming the file.
-func openParquet(path, what string) (f *os.File, pf *parquet.File, err error) {
+// bloom filters are skipped: the job only scans. The footer and the metadata
+// are checked before parquet-go trusts them, and the returned guard checks a
+// row group's pages before they are read (parquetGuard.RowGroup).
+// parquet-go can panic on some malformed footers, so the panic is turned
+// into an error naming the file.
+func openParquet(path, what string) (f *os.File, pf *parquet.File, guard *parquetGuard, err error) {
 	f, err = os.Open(path)
 	if err != nil {
-		return nil, nil, configErr(fmt.Errorf("%s file: %w", what, err))
+		return nil, nil, nil, configErr(fmt.Errorf("%s file: %w", what, err))
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, nil, configErr(fmt.Errorf("%s file %s: %w", what, path, err))
+		return nil, nil, nil, configErr(fmt.Errorf("%s file %s: %w", what, path, err))
+	}
+	dataEnd, err := checkFooter(f, st.Size())
+	if err != nil {
+		f.Close()
+		return nil, nil, nil, configErr(fmt.Errorf("%s file %s: not a readable Parquet file: %w", what, path, err))
 	}
 	defer func() {
 		if r := recover(); r != nil {
 			f.Close()
-			f, pf = nil, nil
+			f, pf, guard = nil, nil, nil
 			err = configErr(fmt.Errorf("%s file %s: not a readable Parquet file: %v", what, path, r))
 		}
 	}()
 	pf, err = parquet.OpenFile(f, st.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
 		f.Close()
-		return nil, nil, configErr(fmt.Errorf("%s file %s: not a readable Parquet file: %w", what, path, err))
+		return nil, nil, nil, configErr(fmt.Errorf("%s file %s: not a readable Parquet file: %w", what, path, err))
 	}
-	return f, pf, nil
+	if guard, err = newParquetGuard(path, what, f, dataEnd, pf); err != nil {
+		f.Close()
+		return nil, nil, nil, configErr(err)
+	}
+	return f, pf, guard, nil
 }
 
 // isStringLeaf reports whether a leaf holds text: BYTE_ARRAY annotated STRING,

@@ -88,9 +88,10 @@ type ReaderStats struct {
 // the file: one 24-byte entry per query_id of the shard, for duplicate checks.
 type QuestionsReader struct {
 	path string
-	f    *os.File
-	pf   *parquet.File
-	opts QuestionsOptions
+	f     *os.File
+	pf    *parquet.File
+	guard *parquetGuard
+	opts  QuestionsOptions
 
 	qid, question, chunks, answers, mnt  int // leaf column indexes; -1 = absent
 	choices                              int
@@ -117,14 +118,15 @@ func OpenQuestions(path string, opts QuestionsOptions) (*QuestionsReader, error)
 		opts.BatchSize = 256
 	}
 	opts.Partition = opts.Partition.norm()
-	f, pf, err := openParquet(path, "questions")
+	f, pf, guard, err := openParquet(path, "questions")
 	if err != nil {
 		return nil, err
 	}
-	r := &QuestionsReader{path: path, f: f, pf: pf, opts: opts,
+	r := &QuestionsReader{path: path, f: f, pf: pf, guard: guard, opts: opts,
 		qid: -1, question: -1, chunks: -1, answers: -1, mnt: -1, choices: -1,
 		seen: map[xxh3.Uint128]int64{}}
 	if err := r.checkSchema(); err != nil {
+		guard.Close()
 		f.Close()
 		return nil, configErr(err)
 	}
@@ -243,6 +245,7 @@ func (r *QuestionsReader) Close() error {
 		return nil
 	}
 	r.closed = true
+	r.guard.Close()
 	if r.rows != nil {
 		r.rows.Close()
 	}
@@ -266,6 +269,9 @@ func (r *QuestionsReader) Next(ctx context.Context) (batch []Question, err error
 			groups := r.pf.RowGroups()
 			if r.rg >= len(groups) {
 				break
+			}
+			if err := r.guard.RowGroup(r.rg); err != nil {
+				return batch, configErr(err)
 			}
 			r.rows = groups[r.rg].Rows()
 			r.rg++
