@@ -87,7 +87,7 @@ type ReaderStats struct {
 // most BatchSize decoded rows and one open row group. Memory that grows with
 // the file: one 24-byte entry per query_id of the shard, for duplicate checks.
 type QuestionsReader struct {
-	path string
+	path  string
 	f     *os.File
 	pf    *parquet.File
 	guard *parquetGuard
