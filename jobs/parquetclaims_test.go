@@ -110,6 +110,32 @@ func (p *craftPage) setBody(b []byte) {
 	}
 }
 
+// craftDict is a corpus whose columns are both dictionary-encoded.
+type craftDict struct {
+	ChunkID string `parquet:"chunk_id,dict"`
+	Text    string `parquet:"text,dict"`
+}
+
+// repeatedText makes every page of a dictionary-encoded corpus repeat its
+// one entry 2^16 times, with every count in the file agreeing: a valid file
+// whose few bytes stand for 256 MiB of text.
+func repeatedText(t *testing.T, f *craftFile) []byte {
+	const n = 1 << 16
+	for c := range f.chunks[0] {
+		p := f.page(t, 0, c, format.DataPageV2)
+		p.valuesV2(append([]byte{1}, rleRun(n, 0)...))
+		p.hdr.DataPageHeaderV2.V.NumValues = n
+		p.hdr.DataPageHeaderV2.V.NumRows = n
+	}
+	return f.bytes(t, func(m *format.FileMetaData) {
+		m.RowGroups[0].NumRows = n
+		for c := range m.RowGroups[0].Columns {
+			m.RowGroups[0].Columns[c].MetaData.NumValues = n
+		}
+		m.NumRows = n
+	})
+}
+
 // claimBound is the most a reader may allocate, in all, on one hostile file
 // of a few kilobytes: the claims below ask for 256 MiB to 16 GiB.
 const claimBound = 64 << 20
@@ -215,6 +241,13 @@ func TestParquetClaimsAreBounded(t *testing.T) {
 			m.RowGroups[1].Columns[1].MetaData.DataPageOffset = 1 << 40
 		}), "data_page_offset"},
 	}
+	cases = append(cases, struct {
+		name    string
+		corpus  bool
+		version int
+		edit    edit
+		want    string
+	}{"one 4 KiB text repeated by 2^16 dictionary indexes", true, 2, repeatedText, "repeated chunks included"})
 	for _, tc := range cases {
 		reader := "questions"
 		if tc.corpus {
@@ -222,6 +255,9 @@ func TestParquetClaimsAreBounded(t *testing.T) {
 		}
 		t.Run(reader+"/"+tc.name, func(t *testing.T) {
 			q, c := craftBase(t, tc.version)
+			if tc.name == "one 4 KiB text repeated by 2^16 dictionary indexes" {
+				c = parseCraft(t, writeCraft(t, []craftDict{{"c1", strings.Repeat("x", 4<<10)}, {"c1", strings.Repeat("x", 4<<10)}}, 2))
+			}
 			f, name := q, "q.parquet"
 			if tc.corpus {
 				f, name = c, "corpus.parquet"
