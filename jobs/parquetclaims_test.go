@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"math"
@@ -47,14 +48,14 @@ func craftBase(tb testing.TB, version int) (q, c *craftFile) {
 	return parseCraft(tb, writeCraft(tb, qs, version)), parseCraft(tb, writeCraft(tb, cs, version))
 }
 
-func writeCraft[T any](tb testing.TB, rows []T, version int) []byte {
+func writeCraft[T any](tb testing.TB, rows []T, version int, opts ...parquet.WriterOption) []byte {
 	tb.Helper()
 	p := filepath.Join(tb.TempDir(), "base.parquet")
 	f, err := os.Create(p)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	w := parquet.NewGenericWriter[T](f, parquet.MaxRowsPerRowGroup(20), parquet.DataPageVersion(version))
+	w := parquet.NewGenericWriter[T](f, append([]parquet.WriterOption{parquet.MaxRowsPerRowGroup(20), parquet.DataPageVersion(version)}, opts...)...)
 	if _, err := w.Write(rows); err != nil {
 		tb.Fatal(err)
 	}
@@ -313,4 +314,42 @@ func fileSize(t *testing.T, path string) int64 {
 		t.Fatal(err)
 	}
 	return st.Size()
+}
+
+// TestRepeatedLongQuestionIsARowError: a 2 MiB question shared by 300 rows
+// through the dictionary is 2 MiB in the file but 600 MiB if every row copied
+// it; each row is an error row naming the column, and the read stays within
+// claimBound.
+func TestRepeatedLongQuestionIsARowError(t *testing.T) {
+	long := strings.Repeat("why? ", 2<<20/5)
+	var rows []craftQ
+	for i := 0; i < 300; i++ {
+		id := fmt.Sprintf("q%d", i)
+		rows = append(rows, craftQ{QueryID: &id, Question: long, ChunkIDs: []string{"c1"}})
+	}
+	path := filepath.Join(t.TempDir(), "q.parquet")
+	if err := os.WriteFile(path, writeCraft(t, rows, 2, parquet.MaxRowsPerRowGroup(1000)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	r, err := OpenQuestions(path, QuestionsOptions{BatchSize: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got := readAll(t, r)
+	runtime.ReadMemStats(&after)
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > claimBound {
+		t.Errorf("allocated %d MiB reading %d rows of one 2 MiB question (bound %d MiB)", alloc>>20, len(got), claimBound>>20)
+	}
+	if len(got) != 300 {
+		t.Fatalf("%d rows, want 300", len(got))
+	}
+	for _, q := range got {
+		if q.Err == nil || q.Err.Column != ColQuestion || !strings.Contains(q.Err.Msg, "over the limit") || q.Question != "" {
+			t.Fatalf("row %d: err %v, question of %d bytes", q.Row, q.Err, len(q.Question))
+		}
+	}
 }

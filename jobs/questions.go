@@ -64,6 +64,11 @@ func (e *RowError) Error() string {
 	return fmt.Sprintf("%s row %d, column %s: %s", filepath.Base(e.File), e.Row, e.Column, e.Msg)
 }
 
+// MaxQuestionRowBytes bounds the text of one questions row (question, ids,
+// answers, choices and passthrough values together); a longer row is an error
+// row. With BatchSize rows per batch it bounds a batch's memory.
+const MaxQuestionRowBytes = 1 << 20
+
 // QuestionsOptions configure OpenQuestions.
 type QuestionsOptions struct {
 	// BatchSize bounds the rows decoded per read and per Next (default 256).
@@ -307,6 +312,14 @@ func (r *QuestionsReader) Next(ctx context.Context) (batch []Question, err error
 	return batch, nil
 }
 
+// leafName is the dotted path of leaf column col.
+func (r *QuestionsReader) leafName(col int) string {
+	if cols := r.pf.Schema().Columns(); col < len(cols) {
+		return strings.Join(cols[col], ".")
+	}
+	return fmt.Sprint(col)
+}
+
 func (r *QuestionsReader) rowErr(col, format string, args ...any) *RowError {
 	return &RowError{File: r.path, Row: r.row, Column: col, Msg: fmt.Sprintf(format, args...)}
 }
@@ -317,7 +330,18 @@ func (r *QuestionsReader) decode(row parquet.Row) (q Question, keep bool) {
 	q.Row = r.row
 	var qidVals, qVals, chunkVals, ansVals, mntVals, choiceVals []parquet.Value
 	pass := 0
+	var rowBytes, bigBytes int64
+	bigCol := 0
 	row.Range(func(col int, vals []parquet.Value) bool {
+		var n int64
+		for _, v := range vals {
+			if k := v.Kind(); k == parquet.ByteArray || k == parquet.FixedLenByteArray {
+				n += int64(len(v.ByteArray()))
+			}
+		}
+		if rowBytes += n; n > bigBytes {
+			bigBytes, bigCol = n, col
+		}
 		switch col {
 		case r.qid:
 			qidVals = vals
@@ -360,6 +384,12 @@ func (r *QuestionsReader) decode(row parquet.Row) (q Question, keep bool) {
 			return q, true
 		}
 		r.seen[h] = r.row
+	}
+	if rowBytes > MaxQuestionRowBytes {
+		// Checked before any value is copied: one long dictionary entry can
+		// stand for the same bytes in every row of a page.
+		q.Err = r.rowErr(r.leafName(bigCol), "the row holds %d bytes of text (%d in this column), over the limit of %d", rowBytes, bigBytes, MaxQuestionRowBytes)
+		return q, true
 	}
 
 	if len(qVals) == 0 || qVals[0].DefinitionLevel() < r.questionMaxDef {
