@@ -105,6 +105,11 @@ func FuzzQuestions(f *testing.F) {
 		ChunkIDs []string `parquet:"chunk_ids"` // legacy repeated field
 	}{{"x", "q", []string{"c"}}}, 0))
 	f.Add([]byte("PAR1\x00\x00\x00\x00PAR1"))
+	// Dictionary, delta, compressed, v1 and v2 pages (parquetcraft_test.go).
+	for _, v := range []int{1, 2} {
+		q, _ := craftBase(f, v)
+		f.Add(q.bytes(f, nil))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		defer watchdog("FuzzQuestions", data, fuzzInputLimit)()
 		p := fuzzFile(t, "q.parquet", data)
@@ -136,6 +141,10 @@ func FuzzQuestions(f *testing.F) {
 func FuzzCorpus(f *testing.F) {
 	f.Add(seedFile(f, []cRow{{ChunkID: sp("c1"), Text: sp("alpha")}, {ChunkID: sp("c2"), Text: sp("beta")}, {ChunkID: sp("c1"), Text: sp("alpha")}}, 2))
 	f.Add(seedFile(f, []cRow{{ChunkID: nil, Text: sp("x")}}, 0))
+	for _, v := range []int{1, 2} {
+		_, c := craftBase(f, v)
+		f.Add(c.bytes(f, nil))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		defer watchdog("FuzzCorpus", data, fuzzInputLimit)()
 		p := fuzzFile(t, "corpus.parquet", data)
