@@ -353,3 +353,33 @@ func TestRepeatedLongQuestionIsARowError(t *testing.T) {
 		}
 	}
 }
+
+// TestSkimThriftBoundsLists: a thrift list may claim neither more elements
+// than there are bytes left nor, in all, more than maxThriftElements (parquet-go
+// allocates each list whole before decoding it).
+func TestSkimThriftBoundsLists(t *testing.T) {
+	list := func(n, present int) []byte {
+		b := []byte{0x19, 0xFC} // field 1: a list of structs, size in a varint
+		b = binary.AppendUvarint(b, uint64(n))
+		b = append(b, make([]byte, present)...) // empty structs: one STOP byte each
+		return append(b, 0)                     // the outer STOP
+	}
+	cases := []struct {
+		name string
+		b    []byte
+		want string // "" = valid
+	}{
+		{"10 empty structs", list(10, 10), ""},
+		{"2^31-1 claimed, 10 present", list(math.MaxInt32, 10), "claims 2147483647"},
+		{"over the element bound, all present", list(maxThriftElements+1, maxThriftElements+1), "elements"},
+	}
+	for _, tc := range cases {
+		n, err := skimThrift(tc.b)
+		switch {
+		case tc.want == "" && (err != nil || n != len(tc.b)):
+			t.Errorf("%s: %d of %d bytes, %v", tc.name, n, len(tc.b), err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.want)
+		}
+	}
+}

@@ -91,13 +91,28 @@ func checkFooter(r io.ReaderAt, size int64) (dataEnd int64, err error) {
 func skimThrift(b []byte) (int, error) {
 	var proto thrift.CompactProtocol
 	r := proto.NewReaderFromBytes(b)
-	err := skimValue(r, len(b), thrift.STRUCT, 0)
+	k := &skimmer{r: r, size: len(b)}
+	err := k.value(thrift.STRUCT, 0)
 	return r.BytesRead(), err
+}
+
+// maxThriftElements bounds the list, set and map elements of one footer or
+// page header. Every element the skim counts is really there (it walked it),
+// but parquet-go allocates each list whole in Go structs of up to a few
+// hundred bytes, so a footer of empty structs could still ask for gigabytes.
+// Real footers hold a few elements per column chunk.
+const maxThriftElements = 1 << 21
+
+type skimmer struct {
+	r     thrift.Reader
+	size  int
+	elems int
 }
 
 const maxThriftDepth = 32
 
-func skimValue(r thrift.Reader, size int, t thrift.Type, depth int) error {
+func (k *skimmer) value(t thrift.Type, depth int) error {
+	r, size := k.r, k.size
 	if depth > maxThriftDepth {
 		return fmt.Errorf("thrift structures nested over %d deep", maxThriftDepth)
 	}
@@ -111,7 +126,7 @@ func skimValue(r thrift.Reader, size int, t thrift.Type, depth int) error {
 	switch t {
 	case thrift.TRUE, thrift.FALSE:
 		// A bool field carries its value in its type; an element of a list
-		// takes one byte (skimItems reads it).
+		// takes one byte (items reads it).
 	case thrift.I8:
 		_, err = r.ReadInt8()
 	case thrift.I16:
@@ -135,7 +150,7 @@ func skimValue(r thrift.Reader, size int, t thrift.Type, depth int) error {
 		var l thrift.List
 		if l, err = r.ReadList(); err == nil {
 			if err = left("list", int(l.Size)); err == nil {
-				err = skimItems(r, size, l.Type, int(l.Size), depth)
+				err = k.items(l.Type, int(l.Size), depth)
 			}
 		}
 	case thrift.MAP:
@@ -143,8 +158,8 @@ func skimValue(r thrift.Reader, size int, t thrift.Type, depth int) error {
 		if m, err = r.ReadMap(); err == nil {
 			if err = left("map", 2*int(m.Size)); err == nil {
 				for i := 0; i < int(m.Size) && err == nil; i++ {
-					if err = skimItems(r, size, m.Key, 1, depth); err == nil {
-						err = skimItems(r, size, m.Value, 1, depth)
+					if err = k.items(m.Key, 1, depth); err == nil {
+						err = k.items(m.Value, 1, depth)
 					}
 				}
 			}
@@ -155,7 +170,7 @@ func skimValue(r thrift.Reader, size int, t thrift.Type, depth int) error {
 			if f, err = r.ReadField(); err != nil || f.Type == thrift.STOP {
 				break
 			}
-			if err = skimValue(r, size, f.Type, depth+1); err != nil {
+			if err = k.value(f.Type, depth+1); err != nil {
 				break
 			}
 		}
@@ -168,15 +183,18 @@ func skimValue(r thrift.Reader, size int, t thrift.Type, depth int) error {
 	return err
 }
 
-func skimItems(r thrift.Reader, size int, t thrift.Type, n, depth int) error {
+func (k *skimmer) items(t thrift.Type, n, depth int) error {
+	if k.elems += n; k.elems > maxThriftElements {
+		return fmt.Errorf("thrift lists hold over %d elements", maxThriftElements)
+	}
 	for i := 0; i < n; i++ {
 		if t == thrift.TRUE || t == thrift.FALSE {
-			if _, err := r.ReadBool(); err != nil {
+			if _, err := k.r.ReadBool(); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := skimValue(r, size, t, depth+1); err != nil {
+		if err := k.value(t, depth+1); err != nil {
 			return err
 		}
 	}
