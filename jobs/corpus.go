@@ -105,6 +105,11 @@ func scanCorpus(ctx context.Context, path string, fn func(row int64, id, text []
 	}
 	defer f.Close()
 	defer guard.Close()
+	defer func() {
+		if p := recover(); p != nil {
+			err = configErr(fmt.Errorf("corpus file %s: unreadable schema or data: %v", path, p))
+		}
+	}()
 	idCol, textCol := -1, -1
 	var idMaxDef, textMaxDef int
 	for _, col := range pf.Root().Columns() {
@@ -130,11 +135,6 @@ func scanCorpus(ctx context.Context, path string, fn func(row int64, id, text []
 	if len(missing) > 0 {
 		return configErr(errors.Join(missing...))
 	}
-	defer func() {
-		if p := recover(); p != nil {
-			err = configErr(fmt.Errorf("corpus file %s: corrupt data: %v", path, p))
-		}
-	}()
 	var base int64
 	for g, rg := range pf.RowGroups() {
 		if err := ctx.Err(); err != nil {

@@ -51,11 +51,26 @@ func openParquet(path, what string) (f *os.File, pf *parquet.File, guard *parque
 	return f, pf, guard, nil
 }
 
+// leafKind is a leaf column's physical kind; ok is false for a group or for
+// a leaf whose type parquet-go cannot give a kind (a leaf annotated LIST or
+// MAP makes Kind panic, found by FuzzCorpus).
+func leafKind(c *parquet.Column) (k parquet.Kind, ok bool) {
+	if !c.Leaf() {
+		return 0, false
+	}
+	defer func() {
+		if recover() != nil {
+			k, ok = 0, false
+		}
+	}()
+	return c.Type().Kind(), true
+}
+
 // isStringLeaf reports whether a leaf holds text: BYTE_ARRAY annotated STRING,
 // or plain BYTE_ARRAY (some writers omit the annotation; the bytes are taken
 // as UTF-8).
 func isStringLeaf(c *parquet.Column) bool {
-	if !c.Leaf() || c.Type().Kind() != parquet.ByteArray {
+	if k, ok := leafKind(c); !ok || k != parquet.ByteArray {
 		return false
 	}
 	lt := c.Type().LogicalType()
@@ -67,11 +82,8 @@ func isStringLeaf(c *parquet.Column) bool {
 }
 
 func isIntLeaf(c *parquet.Column) bool {
-	if !c.Leaf() {
-		return false
-	}
-	k := c.Type().Kind()
-	return k == parquet.Int32 || k == parquet.Int64
+	k, ok := leafKind(c)
+	return ok && (k == parquet.Int32 || k == parquet.Int64)
 }
 
 func typeName(c *parquet.Column) string {

@@ -143,7 +143,12 @@ func (r *QuestionsReader) schemaErr(col, format string, args ...any) error {
 	return fmt.Errorf("questions file %s, column %s: %s", r.path, col, fmt.Sprintf(format, args...))
 }
 
-func (r *QuestionsReader) checkSchema() error {
+func (r *QuestionsReader) checkSchema() (err error) {
+	defer func() { // parquet-go panics on some schemas (a leaf annotated LIST)
+		if p := recover(); p != nil {
+			err = fmt.Errorf("questions file %s: unreadable schema: %v", r.path, p)
+		}
+	}()
 	root := r.pf.Root()
 	nLeaves := len(r.pf.Schema().Columns())
 	r.outCol = make([]int, nLeaves)
