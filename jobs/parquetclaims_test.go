@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -14,6 +15,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/snappy"
+	"github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
 )
@@ -380,6 +385,54 @@ func TestSkimThriftBoundsLists(t *testing.T) {
 			t.Errorf("%s: %d of %d bytes, %v", tc.name, n, len(tc.b), err)
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestDecompressIsBounded: a page that decompresses to more than its
+// uncompressed_page_size is refused after at most that many bytes, whatever
+// the codec (zstd, gzip and brotli streams can expand a thousandfold or more;
+// parquet-go's own decoders have no output limit, and its LZ4 decoder doubles
+// its buffer for ever on corrupt input).
+func TestDecompressIsBounded(t *testing.T) {
+	const claimed = 1 << 20
+	zeros := make([]byte, 64<<20)
+	var zbuf, gbuf, bbuf bytes.Buffer
+	zw, _ := zstd.NewWriter(&zbuf)
+	gw := gzip.NewWriter(&gbuf)
+	bw := brotli.NewWriter(&bbuf)
+	for _, w := range []io.WriteCloser{zw, gw, bw} {
+		if _, err := w.Write(zeros); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := &parquetGuard{}
+	defer g.Close()
+	for _, tc := range []struct {
+		codec format.CompressionCodec
+		src   []byte
+	}{
+		{format.Zstd, zbuf.Bytes()},
+		{format.Gzip, gbuf.Bytes()},
+		{format.Brotli, bbuf.Bytes()},
+		{format.Snappy, snappy.Encode(nil, zeros)},
+		{format.Lz4Raw, []byte{0xff, 0xff, 0xff, 0xff, 0x00, 0x01}}, // corrupt
+	} {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := g.decompress(tc.codec, tc.src, claimed)
+		runtime.ReadMemStats(&after)
+		alloc := after.TotalAlloc - before.TotalAlloc
+		t.Logf("%v: %d compressed bytes, allocated %d KiB: %v", tc.codec, len(tc.src), alloc>>10, err)
+		if err == nil {
+			t.Errorf("%v: 64 MiB accepted against a claim of 1 MiB", tc.codec)
+		}
+		if alloc > 16*claimed {
+			t.Errorf("%v: allocated %d MiB refusing it", tc.codec, alloc>>20)
 		}
 	}
 }
