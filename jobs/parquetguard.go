@@ -206,7 +206,8 @@ func (k *skimmer) items(t thrift.Type, n, depth int) error {
 type parquetGuard struct {
 	path, what string
 	r          io.ReaderAt
-	dataEnd    int64
+	size       int64 // the file's
+	dataEnd    int64 // where the footer starts
 	pf         *parquet.File
 	leaves     []*parquet.Column // by column index
 	checked    []bool            // row groups whose pages passed
@@ -215,8 +216,8 @@ type parquetGuard struct {
 	zr        *zstd.Decoder
 }
 
-func newParquetGuard(path, what string, r io.ReaderAt, dataEnd int64, pf *parquet.File) (*parquetGuard, error) {
-	g := &parquetGuard{path: path, what: what, r: r, dataEnd: dataEnd, pf: pf}
+func newParquetGuard(path, what string, r io.ReaderAt, size, dataEnd int64, pf *parquet.File) (*parquetGuard, error) {
+	g := &parquetGuard{path: path, what: what, r: r, size: size, dataEnd: dataEnd, pf: pf}
 	var walk func(c *parquet.Column)
 	walk = func(c *parquet.Column) {
 		if c.Leaf() {
@@ -361,11 +362,11 @@ func (g *parquetGuard) checkChunk(rgi, c int, rg *format.RowGroup) (need int64, 
 		left := end - pos - int64(hlen)
 		switch {
 		case h.CompressedPageSize < 0 || int64(h.CompressedPageSize) > left:
-			return 0, at("compressed_page_size claims %d bytes, %d are left in the column chunk (the file is %d bytes)", h.CompressedPageSize, left, g.dataEnd)
+			return 0, at("compressed_page_size claims %d bytes, %d are left in the column chunk (the file is %d bytes)", h.CompressedPageSize, left, g.size)
 		case h.CompressedPageSize > MaxParquetPageBytes:
 			return 0, at("compressed_page_size %d is over the limit of %d", h.CompressedPageSize, MaxParquetPageBytes)
 		case h.UncompressedPageSize < 0 || h.UncompressedPageSize > MaxParquetPageBytes:
-			return 0, at("uncompressed_page_size claims %d bytes, the limit is %d (the file is %d bytes)", h.UncompressedPageSize, MaxParquetPageBytes, g.dataEnd)
+			return 0, at("uncompressed_page_size claims %d bytes, the limit is %d (the file is %d bytes)", h.UncompressedPageSize, MaxParquetPageBytes, g.size)
 		}
 		body, err := g.readBody(pos+int64(hlen), int(h.CompressedPageSize))
 		if err != nil {

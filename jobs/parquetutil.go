@@ -44,7 +44,7 @@ func openParquet(path, what string) (f *os.File, pf *parquet.File, guard *parque
 		f.Close()
 		return nil, nil, nil, configErr(fmt.Errorf("%s file %s: not a readable Parquet file: %w", what, path, err))
 	}
-	if guard, err = newParquetGuard(path, what, f, dataEnd, pf); err != nil {
+	if guard, err = newParquetGuard(path, what, f, st.Size(), dataEnd, pf); err != nil {
 		f.Close()
 		return nil, nil, nil, configErr(err)
 	}
