@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -87,6 +88,29 @@ func stallReport(target string, data []byte, d time.Duration) string {
 		"hex (first %d bytes): %s\ngoroutines:\n%s\n",
 		target, len(data), d, saved, ms.HeapInuse>>20, ms.Sys>>20, ms.NumGC,
 		target, target, len(shown), hex.EncodeToString(shown), stacks)
+}
+
+// TestStallReportSavesTheInput: what the watchdog writes before it crashes a
+// stalled worker lets the stall be replayed: the input itself, in a file the
+// report names, and its hex.
+func TestStallReportSavesTheInput(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("CACHECLIP_FUZZ_STALL_DIR", dir)
+	data := []byte("PAR1\x01\x02PAR1")
+	report := stallReport("FuzzQuestions", data, fuzzInputLimit)
+	files, _ := filepath.Glob(filepath.Join(dir, "FuzzQuestions-*.bin"))
+	if len(files) != 1 {
+		t.Fatalf("saved %v, want one file", files)
+	}
+	saved, err := os.ReadFile(files[0])
+	if err != nil || !bytes.Equal(saved, data) {
+		t.Fatalf("saved %q (%v), want %q", saved, err, data)
+	}
+	for _, want := range []string{files[0], hex.EncodeToString(data), "goroutine"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
 }
 
 // FuzzQuestions: any file handed over as questions gives rows, row errors or
