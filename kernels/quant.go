@@ -276,5 +276,5 @@ func matVecQuant(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 
 // rowBytes and floats view n elements at p (the kernels' pointer arguments) as
 // slices, for the portable routines that share the assembly's signatures.
-func rowBytes(p *byte, n int) []byte       { return unsafe.Slice(p, n) }
+func rowBytes(p *byte, n int) []byte     { return unsafe.Slice(p, n) }
 func floats(p *float32, n int) []float32 { return unsafe.Slice(p, n) }
