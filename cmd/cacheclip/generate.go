@@ -91,4 +91,3 @@ func cmdGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fmt.Fprintf(stderr, "prompt %d tokens, generated %d (%s), ttft %v, total %v\n", len(ids), len(st.IDs), st.Reason, ttft.Round(time.Millisecond), total.Round(time.Millisecond))
 	return 0
 }
-
