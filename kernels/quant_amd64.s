@@ -40,6 +40,45 @@
 	VCVTPH2PS Y9, Z9; \
 	VFMADD231PS Z9, Z30, ACC
 
+// QGEMV_PROLOGUE loads nb (CX), the four row pointers (R10–R13), ldw (DX)
+// and x (DI), and zeroes the accumulators Z4–Z7.
+#define QGEMV_PROLOGUE \
+	MOVQ nb+0(FP), CX; \
+	MOVQ w+8(FP), R10; \
+	MOVQ ldw+16(FP), DX; \
+	MOVQ x+24(FP), DI; \
+	LEAQ (R10)(DX*1), R11; \
+	LEAQ (R11)(DX*1), R12; \
+	LEAQ (R12)(DX*1), R13; \
+	VPXORD Z4, Z4, Z4; \
+	VPXORD Z5, Z5, Z5; \
+	VPXORD Z6, Z6, Z6; \
+	VPXORD Z7, Z7, Z7
+
+// QGEMV_EPILOGUE stores the four rows' sums at R8.
+#define QGEMV_EPILOGUE \
+	QHSUM(Z4, Y4, X4, (R8)); \
+	QHSUM(Z5, Y5, X5, 4(R8)); \
+	QHSUM(Z6, Y6, X6, 8(R8)); \
+	QHSUM(Z7, Y7, X7, 12(R8)); \
+	VZEROUPPER; \
+	RET
+
+// QGEMV_BLOCKS runs the block loop of one group (BX blocks) with ROW.
+#define QGEMV_BLOCKS(ROW, label) \
+	XORQ R9, R9; \
+label: \
+	VMOVUPS (DI), Z0; \
+	VMOVUPS 64(DI), Z1; \
+	ADDQ $128, DI; \
+	ROW(R10, 0, Z10, Z11, Z4); \
+	ROW(R11, 64, Z12, Z13, Z5); \
+	ROW(R12, 128, Z14, Z15, Z6); \
+	ROW(R13, 192, Z16, Z17, Z7); \
+	INCQ R9; \
+	CMPQ R9, BX; \
+	JLT label
+
 // Q41ROW: one Q4_1 block of one row, the 32 activations in Z0 (elements 0–15)
 // and Z1 (16–31): low nibbles are elements 0–15, high ones 16–31; the block's
 // Σq·x is scaled by its d (broadcast from the scratch) into the accumulator.
@@ -58,24 +97,14 @@
 // out[r] = Σ_b d[r][b]·(q[r][b]·x_b) + m[r][b]·sx[b] for the four planar Q4_1
 // rows at w, ldw bytes apart; sx is padded with zeros to a multiple of 16.
 TEXT ·q41Gemv4AVX512(SB), NOSPLIT, $256-48
-	MOVQ nb+0(FP), CX
-	MOVQ w+8(FP), R10
-	MOVQ ldw+16(FP), DX
-	MOVQ x+24(FP), DI
+	QGEMV_PROLOGUE
 	MOVQ sx+32(FP), R8
-	LEAQ (R10)(DX*1), R11
-	LEAQ (R11)(DX*1), R12
-	LEAQ (R12)(DX*1), R13
 	MOVQ CX, SI
 	SHLQ $4, SI
 	ADDQ R10, SI // d of row 0
 	LEAQ (SI)(CX*2), AX // m of row 0
 	MOVL $0x0F, R9
 	VPBROADCASTD R9, Z31
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
 	TESTQ CX, CX
 	JZ q41done
 q41group:
@@ -91,18 +120,7 @@ q41group:
 	QSCALES((R9)(DX*1), 192)
 	LEAQ (AX)(DX*2), R9
 	QMINS((R9)(DX*1), Z7)
-	XORQ R9, R9
-q41blk:
-	VMOVUPS (DI), Z0
-	VMOVUPS 64(DI), Z1
-	ADDQ $128, DI
-	Q41ROW(R10, 0, Z10, Z11, Z4)
-	Q41ROW(R11, 64, Z12, Z13, Z5)
-	Q41ROW(R12, 128, Z14, Z15, Z6)
-	Q41ROW(R13, 192, Z16, Z17, Z7)
-	INCQ R9
-	CMPQ R9, BX
-	JLT q41blk
+	QGEMV_BLOCKS(Q41ROW, q41blk)
 	ADDQ $32, SI
 	ADDQ $32, AX
 	ADDQ $64, R8
@@ -110,12 +128,7 @@ q41blk:
 	JNZ q41group
 q41done:
 	MOVQ out+40(FP), R8
-	QHSUM(Z4, Y4, X4, (R8))
-	QHSUM(Z5, Y5, X5, 4(R8))
-	QHSUM(Z6, Y6, X6, 8(R8))
-	QHSUM(Z7, Y7, X7, 12(R8))
-	VZEROUPPER
-	RET
+	QGEMV_EPILOGUE
 
 // Q80ROW: one Q8_0 block of one row (32 signed bytes).
 #define Q80ROW(R, OFF, T0, T1, ACC) \
@@ -131,20 +144,10 @@ q41done:
 // q80Gemv4AVX512(nb int, w *byte, ldw int, x, out *float32)
 // out[r] = Σ_b d[r][b]·(q[r][b]·x_b) for the four planar Q8_0 rows at w.
 TEXT ·q80Gemv4AVX512(SB), NOSPLIT, $256-40
-	MOVQ nb+0(FP), CX
-	MOVQ w+8(FP), R10
-	MOVQ ldw+16(FP), DX
-	MOVQ x+24(FP), DI
-	LEAQ (R10)(DX*1), R11
-	LEAQ (R11)(DX*1), R12
-	LEAQ (R12)(DX*1), R13
+	QGEMV_PROLOGUE
 	MOVQ CX, SI
 	SHLQ $5, SI
 	ADDQ R10, SI // d of row 0
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
 	TESTQ CX, CX
 	JZ q80done
 q80group:
@@ -154,40 +157,29 @@ q80group:
 	QSCALES((SI)(DX*2), 128)
 	LEAQ (SI)(DX*2), R9
 	QSCALES((R9)(DX*1), 192)
-	XORQ R9, R9
-q80blk:
-	VMOVUPS (DI), Z0
-	VMOVUPS 64(DI), Z1
-	ADDQ $128, DI
-	Q80ROW(R10, 0, Z10, Z11, Z4)
-	Q80ROW(R11, 64, Z12, Z13, Z5)
-	Q80ROW(R12, 128, Z14, Z15, Z6)
-	Q80ROW(R13, 192, Z16, Z17, Z7)
-	INCQ R9
-	CMPQ R9, BX
-	JLT q80blk
+	QGEMV_BLOCKS(Q80ROW, q80blk)
 	ADDQ $32, SI
 	SUBQ BX, CX
 	JNZ q80group
 q80done:
 	MOVQ out+32(FP), R8
-	QHSUM(Z4, Y4, X4, (R8))
-	QHSUM(Z5, Y5, X5, 4(R8))
-	QHSUM(Z6, Y6, X6, 8(R8))
-	QHSUM(Z7, Y7, X7, 12(R8))
-	VZEROUPPER
-	RET
+	QGEMV_EPILOGUE
+
+// QDQ_PROLOGUE loads nb (CX), the row's quants (R10), dst (DI) and the
+// address of its scales (SI: the quants are nb<<SHIFT bytes).
+#define QDQ_PROLOGUE(SHIFT) \
+	MOVQ nb+0(FP), CX; \
+	MOVQ row+8(FP), R10; \
+	MOVQ dst+16(FP), DI; \
+	MOVQ CX, SI; \
+	SHLQ $SHIFT, SI; \
+	ADDQ R10, SI
 
 // q41DequantAVX512(nb int, row *byte, dst *float32)
 // dst = d·q + m per block, one FMA per element: the same bits as the portable
 // dequantQ41 (d·q is exact in f32).
 TEXT ·q41DequantAVX512(SB), NOSPLIT, $0-24
-	MOVQ nb+0(FP), CX
-	MOVQ row+8(FP), R10
-	MOVQ dst+16(FP), DI
-	MOVQ CX, SI
-	SHLQ $4, SI
-	ADDQ R10, SI
+	QDQ_PROLOGUE(4)
 	LEAQ (SI)(CX*2), AX
 	MOVL $0x0F, R9
 	VPBROADCASTD R9, Z31
@@ -219,12 +211,7 @@ q41dqdone:
 
 // q80DequantAVX512(nb int, row *byte, dst *float32)
 TEXT ·q80DequantAVX512(SB), NOSPLIT, $0-24
-	MOVQ nb+0(FP), CX
-	MOVQ row+8(FP), R10
-	MOVQ dst+16(FP), DI
-	MOVQ CX, SI
-	SHLQ $5, SI
-	ADDQ R10, SI
+	QDQ_PROLOGUE(5)
 	TESTQ CX, CX
 	JZ q80dqdone
 q80dq:

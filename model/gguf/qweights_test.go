@@ -3,9 +3,7 @@ package gguf
 import (
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"math"
-	"os"
 	"testing"
 
 	"cacheclip/kernels"
@@ -15,18 +13,7 @@ import (
 // same values as Dequantize on gguf-py's vectors (testdata/dequant.json), for
 // every type a native load keeps, one row and several rows per tensor.
 func TestPlanarMatchesDequantize(t *testing.T) {
-	b, err := os.ReadFile("testdata/dequant.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vectors map[string]struct {
-		Type  uint32 `json:"type"`
-		N     int    `json:"n"`
-		Bytes string `json:"bytes"`
-	}
-	if err := json.Unmarshal(b, &vectors); err != nil {
-		t.Fatal(err)
-	}
+	vectors := readDequantVectors(t)
 	pools := []*kernels.Pool{}
 	for _, k := range kernels.Available() {
 		p, err := kernels.NewPoolWith(kernels.PoolOptions{Threads: 1, Kernels: k.Name()})
