@@ -15,6 +15,16 @@
 	VHADDPS xr, xr, xr; \
 	MOVSS xr, dst
 
+// QDQ_PROLOGUE loads nb (CX), the row's quants (R10), dst (DI) and the
+// address of its scales (SI: the quants are nb<<SHIFT bytes).
+#define QDQ_PROLOGUE(SHIFT) \
+	MOVQ nb+0(FP), CX; \
+	MOVQ row+8(FP), R10; \
+	MOVQ dst+16(FP), DI; \
+	MOVQ CX, SI; \
+	SHLQ $SHIFT, SI; \
+	ADDQ R10, SI
+
 // QGROUP_MASK sets BX = min(16, CX) blocks for this group and K1 to their
 // lane mask, so the scale loads of a final partial group stop at the row's end.
 #define QGROUP_MASK \
@@ -164,16 +174,6 @@ q80group:
 q80done:
 	MOVQ out+32(FP), R8
 	QGEMV_EPILOGUE
-
-// QDQ_PROLOGUE loads nb (CX), the row's quants (R10), dst (DI) and the
-// address of its scales (SI: the quants are nb<<SHIFT bytes).
-#define QDQ_PROLOGUE(SHIFT) \
-	MOVQ nb+0(FP), CX; \
-	MOVQ row+8(FP), R10; \
-	MOVQ dst+16(FP), DI; \
-	MOVQ CX, SI; \
-	SHLQ $SHIFT, SI; \
-	ADDQ R10, SI
 
 // q41DequantAVX512(nb int, row *byte, dst *float32)
 // dst = d·q + m per block, one FMA per element: the same bits as the portable
