@@ -46,6 +46,9 @@ func BenchmarkLabelVsGenerateJob(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer eng.Close()
+		if out == filepath.Join(dir, "warmup") {
+			b.Logf("device %s", eng.Device()) // the GPU check runs this on the device
+		}
 		t0, c0 := time.Now(), processCPU(b)
 		st, err := Run(ctx, Options{Spec: spec, Stages: eng, Corpus: texts, Logger: log})
 		if err != nil || st.OK != 200 {
