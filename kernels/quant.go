@@ -239,6 +239,14 @@ func matMulQuantChunked(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, ch
 	}
 }
 
+// quantBatchRows is the activation count from which matVecQuant widens each
+// group of four weight rows into an L1 buffer once and runs the f32 4×4
+// kernel over it, instead of dequantizing the group in registers once per
+// activation row (the in-register kernel spends about four times an f32
+// product's instructions per weight, so it pays only where one row reads the
+// weights once; see BenchmarkQuantMatVec's rows=N cases).
+const quantBatchRows = 2
+
 // matVecQuant streams each group of four weight rows once and dots it with
 // every activation row while it is in L1.
 func matVecQuant(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
@@ -246,28 +254,61 @@ func matVecQuant(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 	nb := K / QuantBlock
 	nbPad := (nb + 15) &^ 15
 	rb := QuantRowBytes(w.DType, K)
-	sxBuf := p.getBuf(n * nbPad)
-	defer p.putBuf(sxBuf)
-	sx := *sxBuf
-	for i := 0; i < n; i++ {
-		blockSums(sx[i*nbPad:(i+1)*nbPad], x[i*K:(i+1)*K])
+	qk := ks.quant()
+	widen := n >= quantBatchRows && ks.gemv44F32 != nil
+	var sx []float32
+	if !widen {
+		sxBuf := p.getBuf(n * nbPad)
+		defer p.putBuf(sxBuf)
+		sx = *sxBuf
+		for i := 0; i < n; i++ {
+			blockSums(sx[i*nbPad:(i+1)*nbPad], x[i*K:(i+1)*K])
+		}
 	}
-	gemv := ks.quant().gemv4[w.DType]
+	gemv, dequant := qk.gemv4[w.DType], qk.dequant[w.DType]
 	groups := (N + 3) / 4
 	p.Run(groups, 16, func(lo, hi int) {
-		out := new([4]float32)
+		res := new([20]float32)
+		out, out16 := (*[4]float32)(res[:4]), (*[16]float32)(res[4:])
+		var wf []float32
+		if widen {
+			wb := p.getBuf(4 * K)
+			defer p.putBuf(wb)
+			wf = *wb
+		}
 		for g := lo; g < hi; g++ {
 			o0 := g * 4
 			if o0+4 > N {
 				for o := o0; o < N; o++ {
+					row := make([]float32, K)
+					ks.dequantRow(w, o, row)
 					for i := 0; i < n; i++ {
-						dst[i*N+o] = dotQuantRow(w.DType, w.Q[o*rb:(o+1)*rb], x[i*K:(i+1)*K], sx[i*nbPad:])
+						dst[i*N+o] = dotGo(row, x[i*K:(i+1)*K])
 					}
 				}
 				continue
 			}
-			for i := 0; i < n; i++ {
-				gemv(nb, &w.Q[o0*rb], rb, &x[i*K], &sx[i*nbPad], &out[0])
+			if !widen {
+				for i := 0; i < n; i++ {
+					gemv(nb, &w.Q[o0*rb], rb, &x[i*K], &sx[i*nbPad], &out[0])
+					copy(dst[i*N+o0:i*N+o0+4], out[:])
+				}
+				continue
+			}
+			for r := 0; r < 4; r++ {
+				dequant(nb, &w.Q[(o0+r)*rb], &wf[r*K])
+			}
+			i := 0
+			for ; i+4 <= n; i += 4 {
+				ks.gemv44F32(K, &wf[0], K, &x[i*K], K, &out16[0])
+				for r := 0; r < 4; r++ {
+					for j := 0; j < 4; j++ {
+						dst[(i+j)*N+o0+r] = out16[4*r+j]
+					}
+				}
+			}
+			for ; i < n; i++ {
+				ks.gemv4F32(K, &wf[0], K, &x[i*K], &out[0])
 				copy(dst[i*N+o0:i*N+o0+4], out[:])
 			}
 		}

@@ -150,11 +150,12 @@ func TestQuantValidate(t *testing.T) {
 	}
 }
 
-// BenchmarkQuantMatVec: one decode row over SmolLM2-135M's shapes (gate/up,
-// down, the tied LM head) for each weight storage; bytes/s is the weights'
-// storage read per product.
+// BenchmarkQuantMatVec: decode-sized products (1, 2 and 8 activation rows)
+// over SmolLM2-135M's shapes (gate/up, down, the tied LM head) for each weight
+// storage; bytes/s is the weights' storage read per product.
 func BenchmarkQuantMatVec(b *testing.B) {
 	rng := rand.New(rand.NewPCG(9, 9))
+	p, _ := NewPoolWith(PoolOptions{Threads: 2})
 	for _, shape := range [][2]int{{1536, 576}, {576, 1536}, {49152, 576}} {
 		N, K := shape[0], shape[1]
 		for _, d := range []DType{Q4_1, Q8_0, BF16, F32} {
@@ -164,18 +165,19 @@ func BenchmarkQuantMatVec(b *testing.B) {
 			} else {
 				w = randMat(rng, d, N, K)
 			}
-			x := make([]float32, K)
-			for i := range x {
-				x[i] = float32(rng.NormFloat64())
-			}
-			dst := make([]float32, N)
-			p, _ := NewPoolWith(PoolOptions{Threads: 2})
-			b.Run(fmt.Sprintf("%dx%d/%s/%s", N, K, d, p.Kernels().Name()), func(b *testing.B) {
-				b.SetBytes(w.Bytes())
-				for range b.N {
-					MatMul(p, dst, x, 1, w)
+			for _, n := range []int{1, 2, 8} {
+				x := make([]float32, n*K)
+				for i := range x {
+					x[i] = float32(rng.NormFloat64())
 				}
-			})
+				dst := make([]float32, n*N)
+				b.Run(fmt.Sprintf("%dx%d/%s/rows=%d/%s", N, K, d, n, p.Kernels().Name()), func(b *testing.B) {
+					b.SetBytes(w.Bytes())
+					for range b.N {
+						MatMul(p, dst, x, n, w)
+					}
+				})
+			}
 		}
 	}
 }
