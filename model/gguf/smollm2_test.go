@@ -109,8 +109,8 @@ func argmaxF(x []float32) int32 {
 // activations) differs from f32 only in summation order.
 //
 // The portable-kernel pass of `make test` runs the native weights only (the
-// default; the f32 path's portable kernels are the same product code the
-// SIMD pass checks against the golden), keeping that pass's time as it was.
+// default), keeping that pass's time as it was; the portable f32 products are
+// held to the f64 reference by the kernel tests.
 func TestSmolLM2MatchesReference(t *testing.T) {
 	modes := []bool{false, true}
 	if os.Getenv("CACHECLIP_KERNELS") == "generic" {
