@@ -75,6 +75,11 @@ type quantKernels struct {
 	dequant map[DType]func(nb int, row *byte, dst *float32)
 }
 
+// HasQuantSIMD reports whether the set reads quantized weights with SIMD
+// kernels; the portable ones decode several times slower than an f32 product,
+// so a model's loader keeps f32 weights by default where this is false.
+func (k *Kernels) HasQuantSIMD() bool { return k.quant() != genericQuant }
+
 // quant returns the set's quantized routines: the AVX-512 ones for the
 // avx512 set, the portable ones otherwise.
 func (k *Kernels) quant() *quantKernels {

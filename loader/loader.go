@@ -35,8 +35,11 @@ type Bundle struct {
 
 // Weights modes: how a GGUF's quantized matrices are held (Options.Weights).
 const (
+	// WeightsAuto is WeightsNative where this CPU's kernel set has the SIMD
+	// quantized kernels (AVX-512), else WeightsF32 (the default).
+	WeightsAuto = "auto"
 	// WeightsNative keeps Q4_0/Q4_1/Q8_0 matrices in their blocks, read by
-	// the quantized kernels, and widens other types to f32 (the default).
+	// the quantized kernels, and widens other types to f32.
 	WeightsNative = "native"
 	// WeightsF32 widens every matrix to f32 at load.
 	WeightsF32 = "f32"
@@ -46,8 +49,9 @@ const (
 type Options struct {
 	// Template overrides the detected prompt template ("" detects).
 	Template string
-	// Weights is WeightsNative ("" too) or WeightsF32; it applies to GGUF
-	// files (a directory's weights are used in their stored dtype).
+	// Weights is WeightsAuto ("" too), WeightsNative or WeightsF32; it
+	// applies to GGUF files (a directory's weights are used in their stored
+	// dtype).
 	Weights string
 }
 
@@ -55,10 +59,24 @@ type Options struct {
 // model loads.
 func CheckWeights(mode string) error {
 	switch mode {
-	case "", WeightsNative, WeightsF32:
+	case "", WeightsAuto, WeightsNative, WeightsF32:
 		return nil
 	}
-	return fmt.Errorf("weights %q is not %s or %s", mode, WeightsNative, WeightsF32)
+	return fmt.Errorf("weights %q is not %s, %s or %s", mode, WeightsAuto, WeightsNative, WeightsF32)
+}
+
+// native resolves a weights mode for a model whose Pool gets ks.
+func native(mode string, ks *kernels.Kernels) (bool, string) {
+	switch mode {
+	case WeightsNative:
+		return true, ""
+	case WeightsF32:
+		return false, ""
+	}
+	if ks.HasQuantSIMD() {
+		return true, ""
+	}
+	return false, fmt.Sprintf(" (weights auto: the %s kernels have no SIMD quantized kernels, so f32)", ks.Name())
 }
 
 // Open loads dir, a model directory or a .gguf file; templateName overrides
@@ -103,7 +121,7 @@ func OpenWith(dir string, o Options) (*Bundle, error) {
 		return &Bundle{Dir: dir, Model: m, Tok: b.Tok, Template: b.Template, Stops: b.Stops, Note: b.Note, closer: b}, nil
 	}
 	if IsGGUF(dir) {
-		return openGGUF(dir, templateName, o.Weights != WeightsF32)
+		return openGGUF(dir, templateName, o.Weights)
 	}
 	m, err := model.LoadDir(dir)
 	if err != nil {
@@ -134,13 +152,14 @@ func IsGGUF(path string) bool { return strings.HasSuffix(strings.ToLower(path), 
 // openGGUF loads weights (quantized matrices kept in their blocks when native,
 // else dequantized to f32), tokenizer and chat template from one GGUF file;
 // the template is detected from tokenizer.chat_template.
-func openGGUF(path, templateName string, native bool) (*Bundle, error) {
+func openGGUF(path, templateName, weights string) (*Bundle, error) {
 	f, err := gguf.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close() // the model owns its copies of the weights
-	m, rep, err := f.ModelWith(gguf.Options{Native: native})
+	nat, why := native(weights, kernels.Detect())
+	m, rep, err := f.ModelWith(gguf.Options{Native: nat})
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +182,7 @@ func openGGUF(path, templateName string, native bool) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	b.Note = fmt.Sprintf("%s: %s (%.0f MiB)", path, rep, float64(weightBytes(m))/(1<<20))
+	b.Note = fmt.Sprintf("%s: %s (%.0f MiB)%s", path, rep, float64(weightBytes(m))/(1<<20), why)
 	return b, nil
 }
 

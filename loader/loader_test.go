@@ -84,8 +84,7 @@ func TestOpenWeightsModes(t *testing.T) {
 		mode string
 		want kernels.DType
 		note string
-	}{{"", kernels.Q4_1, "weights native: Q4_1 ×210, Q8_0 ×1; widened to f32: none"},
-		{WeightsNative, kernels.Q4_1, "weights native: Q4_1 ×210"},
+	}{{WeightsNative, kernels.Q4_1, "weights native: Q4_1 ×210, Q8_0 ×1; widened to f32: none"},
 		{WeightsF32, kernels.F32, "weights native: none; widened to f32: Q4_1 ×210, Q8_0 ×1"}} {
 		b, err := OpenWith(p, Options{Weights: c.mode})
 		if err != nil {
@@ -99,7 +98,25 @@ func TestOpenWeightsModes(t *testing.T) {
 		}
 		b.Close()
 	}
-	if _, err := OpenWith(p, Options{Weights: "q4"}); err == nil || !strings.Contains(err.Error(), `weights "q4" is not native or f32`) {
+	if _, err := OpenWith(p, Options{Weights: "q4"}); err == nil || !strings.Contains(err.Error(), `weights "q4" is not auto, native or f32`) {
 		t.Errorf("bad mode: %v", err)
+	}
+}
+
+// auto (the default) is native where the kernel set has SIMD quantized
+// kernels, and f32, saying why, on the portable set.
+func TestWeightsAuto(t *testing.T) {
+	for _, k := range kernels.Available() {
+		nat, why := native("", k)
+		if nat != k.HasQuantSIMD() || (why == "") != nat {
+			t.Errorf("%s: native %v, note %q", k.Name(), nat, why)
+		}
+	}
+	generic, _ := kernels.Select("generic")
+	if nat, why := native(WeightsAuto, generic); nat || !strings.Contains(why, "generic kernels have no SIMD quantized kernels") {
+		t.Errorf("generic: native %v, note %q", nat, why)
+	}
+	if nat, _ := native(WeightsNative, generic); !nat {
+		t.Error("an explicit native is not kept on the portable kernels")
 	}
 }

@@ -27,7 +27,7 @@ func cmdGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	topK := fs.Int("top-k", 0, "top-k sampling (0: off)")
 	seed := fs.Uint64("seed", 0, "sampling seed")
 	threads := fs.Int("threads", 0, "CPU threads (0: all)")
-	weights := fs.String("weights", loader.WeightsNative, jobs.WeightsUsage)
+	weights := fs.String("weights", "", jobs.WeightsUsage)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -34,7 +34,7 @@ func cmdShards(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	corpus := fs.String("corpus", "", "corpus Parquet file (chunk_id, text)")
 	modelDir := fs.String("model", "", "model directory whose caches the shards hold")
 	tmpl := fs.String("template", "", "prompt template (default: detected from the model)")
-	weights := fs.String("weights", loader.WeightsNative, jobs.WeightsUsage)
+	weights := fs.String("weights", "", jobs.WeightsUsage)
 	workers := fs.Int("workers", 1, "parallel builders or verifiers in this process")
 	dtype := fs.String("dtype", "bf16", "storage dtype of built shards: bf16, f16 or f32")
 	dryRun := fs.Bool("dry-run", false, "gc: list what would be removed")
