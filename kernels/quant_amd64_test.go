@@ -3,65 +3,12 @@
 package kernels
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"testing"
-	"time"
 
-	"golang.org/x/sys/cpu"
 	"golang.org/x/sys/unix"
 )
-
-// BenchmarkQuantDecodeBandwidth: one decode row over quantized weights
-// against the read-bandwidth probe in the same iteration (as
-// BenchmarkDecodeBandwidth does for bf16/f16), keeping the fastest iteration
-// of each. weightGB/s counts the blocks' bytes; Mweights/s the weights, the
-// figure to set beside an f32 or bf16 product's.
-func BenchmarkQuantDecodeBandwidth(b *testing.B) {
-	if !cpu.X86.HasAVX512F {
-		b.Skip("no AVX-512")
-	}
-	p := NewPool(0)
-	buf := make([]byte, 1<<30)
-	for i := range buf {
-		buf[i] = byte(i)
-	}
-	for _, sh := range []struct {
-		d      DType
-		k, out int
-	}{
-		{Q4_1, 4096, 14336}, {Q8_0, 4096, 14336}, {BF16, 4096, 14336},
-		{Q4_1, 576, 1536}, {Q4_1, 1536, 576}, {Q8_0, 576, 49152},
-	} {
-		rng := rand.New(rand.NewPCG(7, 8))
-		var w Mat
-		if sh.d.Quantized() {
-			w = randQuantMat(rng, sh.d, sh.out, sh.k)
-		} else {
-			w = randMat(rng, sh.d, sh.out, sh.k)
-		}
-		x := randVec(rng, sh.k)
-		dst := make([]float32, sh.out)
-		b.Run(fmt.Sprintf("%s/%s/1x%dx%d", p.Kernels().Name(), sh.d, sh.k, sh.out), func(b *testing.B) {
-			probe, prod := time.Duration(1<<62), time.Duration(1<<62)
-			for b.Loop() {
-				t0 := time.Now()
-				readProbe(buf, p.Threads())
-				t1 := time.Now()
-				MatMul(p, dst, x, 1, w)
-				prod = min(prod, time.Since(t1))
-				probe = min(probe, t1.Sub(t0))
-			}
-			probeBW := float64(len(buf)) / probe.Seconds() / 1e9
-			prodBW := float64(w.Bytes()) / prod.Seconds() / 1e9
-			b.ReportMetric(probeBW, "probeGB/s")
-			b.ReportMetric(prodBW, "weightGB/s")
-			b.ReportMetric(prodBW/probeBW, "ofProbe")
-			b.ReportMetric(float64(w.Rows*w.Cols)/prod.Seconds()/1e6, "Mweights/s")
-		})
-	}
-}
 
 // BenchmarkQuantKernelCPU: the matrix–vector kernels' own rate, one thread
 // on 16 rows of SmolLM2's 576 columns (L1-resident), timed by the thread's

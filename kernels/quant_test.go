@@ -42,6 +42,14 @@ func randQuantMat(rng *rand.Rand, d DType, rows, cols int) Mat {
 	return Mat{DType: d, Rows: rows, Cols: cols, Q: q}
 }
 
+// anyMat is randMat or randQuantMat by dtype, for benchmarks over every storage.
+func anyMat(rng *rand.Rand, d DType, rows, cols int) Mat {
+	if d.Quantized() {
+		return randQuantMat(rng, d, rows, cols)
+	}
+	return randMat(rng, d, rows, cols)
+}
+
 // dequantRef widens the whole matrix with the portable reference.
 func dequantRef(m Mat) []float32 {
 	out := make([]float32, m.Rows*m.Cols)
@@ -159,12 +167,7 @@ func BenchmarkQuantMatVec(b *testing.B) {
 	for _, shape := range [][2]int{{1536, 576}, {576, 1536}, {49152, 576}} {
 		N, K := shape[0], shape[1]
 		for _, d := range []DType{Q4_1, Q8_0, BF16, F32} {
-			var w Mat
-			if d.Quantized() {
-				w = randQuantMat(rng, d, N, K)
-			} else {
-				w = randMat(rng, d, N, K)
-			}
+			w := anyMat(rng, d, N, K)
 			for _, n := range []int{1, 2, 8} {
 				x := make([]float32, n*K)
 				for i := range x {
