@@ -111,11 +111,27 @@ nacc: \
 	VFMADD231PS Z20, Z18, Z8; VFMADD231PS Z21, Z18, Z9; VFMADD231PS Z22, Z18, Z10; VFMADD231PS Z23, Z18, Z11; \
 	VFMADD231PS Z20, Z19, Z12; VFMADD231PS Z21, Z19, Z13; VFMADD231PS Z22, Z19, Z14; VFMADD231PS Z23, Z19, Z15
 
+// GEMV44_EPILOGUE stores the sixteen sums of Z0–Z15 (out[j] = Σ lanes of Zj)
+// with one transposing reduction instead of sixteen horizontal sums: within
+// each 128-bit lane, 32- and 64-bit unpacks add four accumulators into one
+// vector (lane k of group g holds the partial sums of Z4g..Z4g+3 over that
+// lane), then two rounds of 128-bit shuffles add the four lanes: 36 + 9 ops
+// where the horizontal sums took about 180 uops (by op count a tenth of a
+// 4×4 call at K = 896; not separable from the load in a timing here).
+#define RED4(a, b, c, d, u) \
+	VUNPCKLPS b, a, Z16; VUNPCKHPS b, a, Z17; VADDPS Z17, Z16, Z16; \
+	VUNPCKLPS d, c, Z18; VUNPCKHPS d, c, Z19; VADDPS Z19, Z18, Z18; \
+	VUNPCKLPD Z18, Z16, Z17; VUNPCKHPD Z18, Z16, Z19; VADDPS Z19, Z17, u
+
 #define GEMV44_EPILOGUE \
-	HSUM(Z0, Y0, X0, (R8)); HSUM(Z1, Y1, X1, 4(R8)); HSUM(Z2, Y2, X2, 8(R8)); HSUM(Z3, Y3, X3, 12(R8)); \
-	HSUM(Z4, Y4, X4, 16(R8)); HSUM(Z5, Y5, X5, 20(R8)); HSUM(Z6, Y6, X6, 24(R8)); HSUM(Z7, Y7, X7, 28(R8)); \
-	HSUM(Z8, Y8, X8, 32(R8)); HSUM(Z9, Y9, X9, 36(R8)); HSUM(Z10, Y10, X10, 40(R8)); HSUM(Z11, Y11, X11, 44(R8)); \
-	HSUM(Z12, Y12, X12, 48(R8)); HSUM(Z13, Y13, X13, 52(R8)); HSUM(Z14, Y14, X14, 56(R8)); HSUM(Z15, Y15, X15, 60(R8)); \
+	RED4(Z0, Z1, Z2, Z3, Z20); \
+	RED4(Z4, Z5, Z6, Z7, Z21); \
+	RED4(Z8, Z9, Z10, Z11, Z22); \
+	RED4(Z12, Z13, Z14, Z15, Z23); \
+	VSHUFF32X4 $0x88, Z21, Z20, Z16; VSHUFF32X4 $0xdd, Z21, Z20, Z17; VADDPS Z17, Z16, Z24; \
+	VSHUFF32X4 $0x88, Z23, Z22, Z16; VSHUFF32X4 $0xdd, Z23, Z22, Z17; VADDPS Z17, Z16, Z25; \
+	VSHUFF32X4 $0x88, Z25, Z24, Z16; VSHUFF32X4 $0xdd, Z25, Z24, Z17; VADDPS Z17, Z16, Z16; \
+	VMOVUPS Z16, (R8); \
 	VZEROUPPER; \
 	RET
 
@@ -1212,3 +1228,84 @@ rbw:
 	VZEROUPPER
 	RET
 
+// ---------------------------------------------------------------------------
+// gemv4x4BF16SplitAVX512(k int, w *uint16, ldw int, x *float32, ldx int, out *float32)
+// is gemv4x4BF16AVX512 for activations already split even/odd per 32-block
+// (splitEvenOdd): one 64-byte load of a row's 32 bf16 weights gives the even
+// elements as f32 after VPSLLD $16 and the odd ones after VPANDD, so a row
+// costs two widening ops per 32 weights instead of four (VPMOVZXWD, VPSLLD
+// per 16), and the 32 FMAs of a step, not the widening, take most of the two
+// ports. Batched decode splits each activation row once per product and
+// shares it over all weight rows. Activations in Z16–Z23, weight rows in
+// Z24/Z25 and Z26/Z27 (so the next row widens while this one multiplies),
+// sums in Z0–Z15; base-plus-displacement operands and pointer increments.
+#define BF16S_ROW(R, T, U, c0, c1, c2, c3) \
+	VMOVDQU32 (R), T; \
+	VPSLLD $16, T, U; \
+	VPANDD Z28, T, T; \
+	VFMADD231PS Z16, U, c0; VFMADD231PS Z17, T, c0; \
+	VFMADD231PS Z18, U, c1; VFMADD231PS Z19, T, c1; \
+	VFMADD231PS Z20, U, c2; VFMADD231PS Z21, T, c2; \
+	VFMADD231PS Z22, U, c3; VFMADD231PS Z23, T, c3
+
+TEXT ·gemv4x4BF16SplitAVX512(SB), NOSPLIT, $0-48
+	MOVQ k+0(FP), CX
+	MOVQ w+8(FP), SI
+	MOVQ ldw+16(FP), DX
+	LEAQ (SI)(DX*2), R9
+	LEAQ (R9)(DX*2), R10
+	LEAQ (R10)(DX*2), R11
+	MOVQ x+24(FP), DI
+	MOVQ ldx+32(FP), R8
+	LEAQ (DI)(R8*4), R12
+	LEAQ (R12)(R8*4), R13
+	LEAQ (R13)(R8*4), BX
+	ZERO16
+	MOVL $0xffff0000, AX
+	VPBROADCASTD AX, Z28
+g44s:
+	VMOVUPS (DI), Z16
+	VMOVUPS 64(DI), Z17
+	VMOVUPS (R12), Z18
+	VMOVUPS 64(R12), Z19
+	VMOVUPS (R13), Z20
+	VMOVUPS 64(R13), Z21
+	VMOVUPS (BX), Z22
+	VMOVUPS 64(BX), Z23
+	BF16S_ROW(SI, Z24, Z25, Z0, Z1, Z2, Z3)
+	BF16S_ROW(R9, Z26, Z27, Z4, Z5, Z6, Z7)
+	BF16S_ROW(R10, Z24, Z25, Z8, Z9, Z10, Z11)
+	BF16S_ROW(R11, Z26, Z27, Z12, Z13, Z14, Z15)
+	ADDQ $64, SI; ADDQ $64, R9; ADDQ $64, R10; ADDQ $64, R11
+	ADDQ $128, DI; ADDQ $128, R12; ADDQ $128, R13; ADDQ $128, BX
+	SUBQ $32, CX
+	JNZ g44s
+	MOVQ out+40(FP), R8
+	GEMV44_EPILOGUE
+
+// ---------------------------------------------------------------------------
+// splitEvenOddAVX512(dst, src []float32): splitEvenOdd for len(src) a multiple
+// of 32 (dst at least as long): two VPERMT2PS per 32-block with the bf16split
+// indices, the same split gemv4BF16AVX512 makes per call.
+TEXT ·splitEvenOddAVX512(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), DI
+	MOVQ src_base+24(FP), SI
+	MOVQ src_len+32(FP), CX
+	SHRQ $5, CX
+	JEQ sedone
+	VMOVDQU32 bf16split<>+0(SB), Z28
+	VMOVDQU32 bf16split<>+64(SB), Z29
+seloop:
+	VMOVUPS (SI), Z0
+	VMOVUPS (SI), Z1
+	VPERMT2PS 64(SI), Z28, Z0
+	VPERMT2PS 64(SI), Z29, Z1
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, 64(DI)
+	ADDQ $128, SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ seloop
+	VZEROUPPER
+sedone:
+	RET

@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -16,6 +17,9 @@ const EnvKernels = "CACHECLIP_KERNELS"
 // SIMD set has the same results as the generic set up to floating-point rounding.
 type Kernels struct {
 	name string
+	// l1d and l2 are the per-core data cache sizes in bytes that the product's
+	// blocking is sized by (0: not known, see caches).
+	l1d, l2 int
 
 	// gemm is the register-blocked micro-kernel: C[mr][nr] (+)= Aᵀ·B over kc steps,
 	// where A rows (mr values each) are lda floats apart (mr when packed), B rows
@@ -36,6 +40,13 @@ type Kernels struct {
 	gemv44F32  func(k int, w *float32, ldw int, x *float32, ldx int, out *float32)
 	gemv44F16  func(k int, w *uint16, ldw int, x *float32, ldx int, out *float32)
 	gemv44BF16 func(k int, w *uint16, ldw int, x *float32, ldx int, out *float32)
+	// gemv44BF16s is gemv44BF16 for activations split even/odd per 32-block
+	// (splitEvenOdd), which lets the kernel widen bf16 with half the ops. Nil
+	// when the set has none.
+	gemv44BF16s func(k int, w *uint16, ldw int, x *float32, ldx int, out *float32)
+	// splitEvenOdd is splitEvenOdd (len(src) a multiple of 32) in assembly;
+	// set with gemv44BF16s.
+	splitEvenOdd func(dst, src []float32)
 
 	dot  func(a, b []float32) float32
 	axpy func(a float32, x, y []float32)
@@ -100,8 +111,69 @@ func Select(name string) (*Kernels, error) {
 // Available lists the kernel sets this CPU and build can run, generic first and the
 // fastest last. Tests compare every set against the reference.
 func Available() []*Kernels {
-	out := []*Kernels{genericKernels()}
-	return append(out, simdKernels()...)
+	out := append([]*Kernels{genericKernels()}, simdKernels()...)
+	l1d, l2 := cacheSizes()
+	for _, k := range out {
+		k.l1d, k.l2 = l1d, l2
+	}
+	return out
+}
+
+// caches returns the L1d and L2 sizes the blocking assumes: the detected ones,
+// or 32 KiB and 1 MiB (the smallest of the x86 cores with AVX-512 or AVX2 this
+// runs on) where the machine does not say.
+func (k *Kernels) caches() (l1d, l2 int) {
+	l1d, l2 = k.l1d, k.l2
+	if l1d <= 0 {
+		l1d = 32 << 10
+	}
+	if l2 <= 0 {
+		l2 = 1 << 20
+	}
+	return l1d, l2
+}
+
+// cacheSizes reads the per-core L1 data and L2 cache sizes from Linux's sysfs
+// (0 where absent: other systems, containers that hide it).
+func cacheSizes() (l1d, l2 int) {
+	const dir = "/sys/devices/system/cpu/cpu0/cache/"
+	for i := 0; i < 8; i++ {
+		idx := dir + "index" + strconv.Itoa(i) + "/"
+		level, err1 := os.ReadFile(idx + "level")
+		typ, err2 := os.ReadFile(idx + "type")
+		size, err3 := os.ReadFile(idx + "size")
+		if err1 != nil || err2 != nil || err3 != nil {
+			continue
+		}
+		b := parseCacheSize(strings.TrimSpace(string(size)))
+		switch t := strings.TrimSpace(string(typ)); strings.TrimSpace(string(level)) {
+		case "1":
+			if t == "Data" {
+				l1d = b
+			}
+		case "2":
+			if t == "Unified" || t == "Data" {
+				l2 = b
+			}
+		}
+	}
+	return l1d, l2
+}
+
+// parseCacheSize reads sysfs's "48K" / "2048K" / "2M" forms (0 when unreadable).
+func parseCacheSize(s string) int {
+	mult := 1
+	switch {
+	case strings.HasSuffix(s, "K"):
+		mult, s = 1<<10, strings.TrimSuffix(s, "K")
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1<<20, strings.TrimSuffix(s, "M")
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 0 {
+		return 0
+	}
+	return v * mult
 }
 
 func names(ks []*Kernels) string {

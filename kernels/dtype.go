@@ -12,8 +12,9 @@
 //
 // MatMul is a Goto-style blocked product: activations packed into mr-row panels,
 // weights packed (and widened to f32) in kc×nc blocks per worker, a 12×32 register
-// tile (AVX-512) or 6×16 (AVX2). Decode-sized products (≤ 8 rows) stream the weights
-// once through a matrix-vector kernel that widens bf16/f16 on the fly. Results match
+// tile (AVX-512) or 6×16 (AVX2), block sizes derived from the L1d/L2 sizes. Decode and
+// batched-decode products (≤ 16 rows) stream the weights once through a
+// matrix-vector kernel that widens bf16/f16 on the fly. Results match
 // f32 arithmetic to rounding (~1e-6 relative to Σ|x·w|) on every path, except that
 // a Pool created with FastBF16 rounds activations to bf16 for bf16 weights.
 package kernels

@@ -2,19 +2,31 @@ package kernels
 
 import "unsafe"
 
-const (
-	// gemvMaxRows is the largest activation count served by the matrix-vector path,
-	// which streams each weight row once and widens it on the fly instead of packing
-	// it. Measured on 896×4864 (bf16 and f32): the packed product only wins from
-	// about 24 rows, where packing the weights is amortised.
-	gemvMaxRows = 16
-	// kcTarget bounds the depth of one packed block. Deep blocks mean fewer
-	// read-modify-write passes over the output tile; at 1024 the kc×mr activation
-	// micro-panel (48 KiB at mr=12) still fits L1. Measured on the 2-core Zen-class
-	// test machine: kc 256 → 1024 raised 2048×896×4864 from ~290 to ~340 GFLOP/s.
-	kcTarget = 1024
-	ncBlock  = 512
-)
+// gemvMaxRows is the largest activation count served by the matrix-vector path,
+// which streams each weight row once and widens it on the fly instead of packing
+// it. Measured on 896×4864 (bf16 and f32): the packed product only wins from
+// about 24 rows, where packing the weights is amortised.
+const gemvMaxRows = 16
+
+// gemvMaxRows16 is the same bound for 16-bit weights on the exact path, where
+// the set multiplies four weight rows by four activation rows at a time
+// (gemv44F16, gemv44BF16s): packing 16-bit weights costs a widening pass and
+// writes twice their bytes, while the matrix-vector path reads them at half
+// the f32 bytes, so it serves up to 32 rows (a batch of 32 decoding
+// sequences). BenchmarkBatchedDecode alternates both paths at 32 rows: the
+// matrix-vector one ran 1.0–3.2× the packed one for bf16 and f16 (and 0.84×
+// for f32, which keeps gemvMaxRows).
+const gemvMaxRows16 = 32
+
+// matVecRows is the largest n that MatMul serves with matVec for weights of
+// dtype d.
+func matVecRows(p *Pool, ks *Kernels, d DType) int {
+	switch {
+	case d == F16 && ks.gemv44F16 != nil, d == BF16 && ks.gemv44BF16s != nil && (p == nil || !p.bf16Dot):
+		return gemvMaxRows16
+	}
+	return gemvMaxRows
+}
 
 // MatMul computes dst[i*w.Rows+o] = Σ_c x[i*w.Cols+c] · W[o][c] for i < n: n
 // activation rows times the transposed weight matrix. dst is overwritten. Weights
@@ -42,31 +54,54 @@ func MatMul(p *Pool, dst, x []float32, n int, w Mat) {
 		return
 	}
 	switch {
-	case n <= gemvMaxRows:
+	case n <= matVecRows(p, ks, w.DType):
 		matVec(p, ks, dst, x, n, w)
 	case w.DType == BF16 && p != nil && p.bf16Dot:
 		matMulBF16Dot(p, ks, dst, x, n, w)
-	case (w.Rows+ks.nr-1)/ks.nr < narrowPanels*p.Threads() && (w.Rows+ks.nr-1)/ks.nr*ks.nr*w.Cols*4 <= narrowBytes:
+	case (w.Rows+ks.nr-1)/ks.nr < narrowPanels*p.Threads() && (w.Rows+ks.nr-1)/ks.nr*ks.nr*w.Cols*4 <= narrowBytes(ks):
 		matMulRows(p, ks, dst, x, n, w)
 	default:
 		matMulPacked(p, ks, dst, x, n, w)
 	}
 }
 
-// matVec serves decode: groups of four weight rows are streamed once and dotted
-// with the n (≤ gemvMaxRows) activation rows, four at a time, while they are
-// still in L1.
+// matVec serves decode and batched decode: groups of four weight rows are
+// streamed from memory once and dotted with the n (≤ matVecRows)
+// activation rows, four at a time, while they are still in L1.
 func matVec(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 	K, N := w.Cols, w.Rows
 	k32 := K &^ 31
 	groups := (N + 3) / 4
 	has44 := (w.DType == F32 && ks.gemv44F32 != nil) || (w.DType == F16 && ks.gemv44F16 != nil) ||
 		(w.DType == BF16 && ks.gemv44BF16 != nil)
+	// For bf16 weights and four or more rows, the activations are split
+	// even/odd once here (n·k32 floats) so that every weight group widens
+	// with half the ops (gemv44BF16s).
+	var xs []float32
+	if k32 > 0 && n >= 4 && w.DType == BF16 && ks.gemv44BF16s != nil {
+		buf := p.getBuf(n * k32)
+		defer p.putBuf(buf)
+		xs = *buf
+		split := ks.splitEvenOdd
+		if split == nil {
+			split = splitEvenOdd
+		}
+		for i := 0; i < n; i++ {
+			split(xs[i*k32:(i+1)*k32], x[i*K:i*K+k32])
+		}
+	}
 	p.Run(groups, 16, func(lo, hi int) {
 		// One result buffer per worker: it escapes (the kernels are func values),
 		// so declaring it per group would allocate per group.
 		res := new([20]float32)
 		out, out16 := (*[4]float32)(res[:4]), (*[16]float32)(res[4:])
+		// tail adds the columns past k32 to a kernel's sum s of row o and vector i.
+		tail := func(s float32, o, i int) float32 {
+			if k32 < K {
+				s += rowDot(w, o, k32, K, x[i*K+k32:(i+1)*K])
+			}
+			return s
+		}
 		for g := lo; g < hi; g++ {
 			o0 := g * 4
 			if o0+4 > N {
@@ -80,21 +115,19 @@ func matVec(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 			i := 0
 			if k32 > 0 && has44 {
 				for ; i+4 <= n; i += 4 {
-					switch w.DType {
-					case F32:
+					switch {
+					case w.DType == F32:
 						ks.gemv44F32(k32, &w.F32[o0*K], K, &x[i*K], K, &out16[0])
-					case F16:
+					case w.DType == F16:
 						ks.gemv44F16(k32, &w.U16[o0*K], K, &x[i*K], K, &out16[0])
+					case xs != nil:
+						ks.gemv44BF16s(k32, &w.U16[o0*K], K, &xs[i*k32], k32, &out16[0])
 					default:
 						ks.gemv44BF16(k32, &w.U16[o0*K], K, &x[i*K], K, &out16[0])
 					}
 					for r := 0; r < 4; r++ {
 						for j := 0; j < 4; j++ {
-							s := out16[4*r+j]
-							if k32 < K {
-								s += rowDot(w, o0+r, k32, K, x[(i+j)*K+k32:(i+j+1)*K])
-							}
-							dst[(i+j)*N+o0+r] = s
+							dst[(i+j)*N+o0+r] = tail(out16[4*r+j], o0+r, i+j)
 						}
 					}
 				}
@@ -114,15 +147,24 @@ func matVec(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 					*out = [4]float32{}
 				}
 				for r := 0; r < 4; r++ {
-					s := out[r]
-					if k32 < K {
-						s += rowDot(w, o0+r, k32, K, xi[k32:])
-					}
-					dst[i*N+o0+r] = s
+					dst[i*N+o0+r] = tail(out[r], o0+r, i)
 				}
 			}
 		}
 	})
+}
+
+// splitEvenOdd copies src (a multiple of 32 long) into dst with each 32-block
+// reordered as its 16 even elements then its 16 odd ones, the order in which
+// gemv44BF16s widens a 32-weight load.
+func splitEvenOdd(dst, src []float32) {
+	dst = dst[:len(src)]
+	for b := 0; b+32 <= len(src); b += 32 {
+		s, d := (*[32]float32)(src[b:b+32]), (*[32]float32)(dst[b:b+32])
+		for j := 0; j < 16; j++ {
+			d[j], d[16+j] = s[2*j], s[2*j+1]
+		}
+	}
 }
 
 // rowDot is Σ_{c∈[c0,c1)} W[o][c]·x[c-c0] for tails and edge rows.
@@ -144,37 +186,57 @@ func rowDot(w Mat, o, c0, c1 int, x []float32) float32 {
 	return s
 }
 
-// kcFor splits K into equal blocks of at most kcTarget.
-func kcFor(K int) int {
-	nb := (K + kcTarget - 1) / kcTarget
-	return (K + nb - 1) / nb
+// blocking chooses the depth kc and the width nc of the packed blocks of a
+// product with inner dimension K whose packed elements take elem bytes, from
+// the cache sizes of the kernel set's machine (the same rule for every shape):
+//   - the mr×kc activation micro-panel takes at most half of L1d, so it stays
+//     there while the weight micro-panels stream past it: kc ≤ L1d/2/(mr·elem),
+//     and K is split into equal blocks under that bound;
+//   - the nc×kc packed weight block takes at most half of L2, leaving the rest
+//     for the activation panels and output tiles passing through: nc ≤
+//     L2/2/(kc·elem), a multiple of nr.
+//
+// On the test machine (48 KiB L1d, 2 MiB L2, f32, mr = 12) kc ≤ 512 and a
+// 448-deep block is 576 wide. The previous fixed kc ≤ 1024, nc = 512 filled
+// L1 with the micro-panel (K = 896 to 4864 gave 43–47 KiB) and nearly all of
+// L2 with the weight block; alternated on the shapes of BenchmarkMatMulShapes
+// by CPU time under load (docs/BENCHMARKS.md), kc ≈ 450–510 ran 4–10% faster
+// than kc ≈ 900–1000 on the down and Llama shapes and level on the rest.
+func blocking(ks *Kernels, K, elem int) (kc, nc int) {
+	l1, l2 := ks.caches()
+	kcMax := max(64, l1/2/(ks.mr*elem)&^15)
+	nb := (K + kcMax - 1) / kcMax
+	kc = max(1, (K+nb-1)/nb)
+	nc = max(1, l2/2/(kc*elem)/ks.nr) * ks.nr
+	return kc, nc
 }
 
-// matMulPacked is the Goto-style blocked product: the activations are packed once
-// into mr-row panels; each worker packs (and widens) ncBlock×kc blocks of its weight
-// rows and sweeps every activation panel over them with the micro-kernel.
+// matMulPacked is the Goto-style blocked product, split over output columns:
+// each worker packs (and widens) blocks of kc×nc of its weight rows, sized by
+// blocking to stay in its L2, and sweeps every activation panel over each
+// block, packing the panel's kc columns into an L1-sized buffer right before
+// use. Packing activations per block repeats a little work for every block,
+// but never writes the whole packed activation matrix to memory and reads it
+// back (40 MiB for 2048 rows of the 4864-wide down projection).
 func matMulPacked(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
+	kc, nc := blocking(ks, w.Cols, 4)
+	matMulPackedWith(p, ks, dst, x, n, w, kc, nc)
+}
+
+func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB, ncMax int) {
 	K, N := w.Cols, w.Rows
 	mr, nr := ks.mr, ks.nr
 	panels := (n + mr - 1) / mr
-	xpBuf := p.getBuf(panels * mr * K)
-	defer p.putBuf(xpBuf)
-	xp := *xpBuf
-	p.Run(panels, 4, func(lo, hi int) {
-		for ip := lo; ip < hi; ip++ {
-			packA(ks, xp[ip*mr*K:(ip+1)*mr*K], x, n, K, ip*mr, mr)
-		}
-	})
-	kcB := kcFor(K)
 	nb := (N + nr - 1) / nr
 	p.Run(nb, 1, func(lo, hi int) {
 		c0, c1 := lo*nr, min(hi*nr, N)
-		ncB := min(ncBlock/nr*nr, (c1-c0+nr-1)/nr*nr)
-		wpBuf := p.getBuf(ncB*kcB + nr*kcB + mr*nr)
+		ncB := min(max(ncMax/nr, 1)*nr, (c1-c0+nr-1)/nr*nr)
+		wpBuf := p.getBuf(ncB*kcB + nr*kcB + mr*nr + mr*kcB)
 		defer p.putBuf(wpBuf)
-		wp := (*wpBuf)[:ncB*kcB]
-		rowBuf := (*wpBuf)[ncB*kcB : ncB*kcB+nr*kcB]
-		tile := (*wpBuf)[ncB*kcB+nr*kcB:]
+		buf := *wpBuf
+		wp, buf := buf[:ncB*kcB], buf[ncB*kcB:]
+		rowBuf, buf := buf[:nr*kcB], buf[nr*kcB:]
+		tile, ap := buf[:mr*nr], buf[mr*nr:]
 		for jc := c0; jc < c1; jc += ncB {
 			nc := min(ncB, c1-jc)
 			for pc := 0; pc < K; pc += kcB {
@@ -185,13 +247,13 @@ func matMulPacked(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 					acc = 1
 				}
 				for ip := 0; ip < panels; ip++ {
-					a := &xp[ip*mr*K+pc*mr]
+					packA(ks, ap, x, n, K, ip*mr, mr, pc, kc)
 					rows := min(mr, n-ip*mr)
 					for jr := 0; jr < nc; jr += nr {
 						cols := min(nr, nc-jr)
 						b := &wp[(jr/nr)*kc*nr]
 						ci := ip*mr*N + jc + jr
-						microTile(ks, kc, a, b, dst, ci, N, rows, cols, acc, tile)
+						microTile(ks, kc, &ap[0], b, dst, ci, N, rows, cols, acc, tile)
 					}
 				}
 			}
@@ -223,14 +285,17 @@ func microTile(ks *Kernels, kc int, a, b *float32, dst []float32, ci, N, rows, c
 // worker, matMulPacked's split over output columns leaves each activation
 // panel, packed once through memory, serving only a few micro-tiles;
 // matMulRows is chosen instead, provided the whole packed weight matrix fits
-// in narrowBytes (half an L2), since every activation panel sweeps all of it.
+// in half an L2 (narrowBytes), since every activation panel sweeps all of it.
 // Measured (BenchmarkMatMulNarrow, two runs): the row split is 1.05–1.57× on
 // 2048×896→128 and 2048×576→192 (≈ 450 KiB packed), 0.78–0.90× on
 // 512×2048→512 (4 MiB packed), 0.96–1.14× on 2048×896→896 (28 panels).
-const (
-	narrowPanels = 8
-	narrowBytes  = 1 << 20
-)
+const narrowPanels = 8
+
+// narrowBytes is the largest packed weight matrix matMulRows takes: half an L2.
+func narrowBytes(ks *Kernels) int {
+	_, l2 := ks.caches()
+	return l2 / 2
+}
 
 // matMulRows serves narrow outputs (the K/V projections under GQA): the whole
 // weight matrix is packed once, and the workers split the activation rows, each
@@ -240,7 +305,7 @@ const (
 func matMulRows(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 	K, N := w.Cols, w.Rows
 	mr, nr := ks.mr, ks.nr
-	kcB := kcFor(K)
+	kcB, _ := blocking(ks, K, 4)
 	npan := (N + nr - 1) / nr
 	wpBuf := p.getBuf(npan * nr * K)
 	defer p.putBuf(wpBuf)
@@ -260,7 +325,7 @@ func matMulRows(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 		defer p.putBuf(apBuf)
 		ap, tile := (*apBuf)[:mr*K], (*apBuf)[mr*K:]
 		for ip := lo; ip < hi; ip++ {
-			packA(ks, ap, x, n, K, ip*mr, mr)
+			packA(ks, ap, x, n, K, ip*mr, mr, 0, K)
 			rows := min(mr, n-ip*mr)
 			for pc := 0; pc < K; pc += kcB {
 				kc := min(kcB, K-pc)
@@ -277,14 +342,15 @@ func matMulRows(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 	})
 }
 
-// packA writes rows [r0, r0+mr) of x (zero beyond n) as [K][mr].
-func packA(ks *Kernels, dst, x []float32, n, K, r0, mr int) {
-	if k16 := K &^ 15; ks.packRows != nil && k16 > 0 && r0+mr <= n {
+// packA writes columns [pc, pc+kc) of rows [r0, r0+mr) of x (zero beyond n)
+// as [kc][mr].
+func packA(ks *Kernels, dst, x []float32, n, K, r0, mr, pc, kc int) {
+	if k16 := kc &^ 15; ks.packRows != nil && k16 > 0 && r0+mr <= n {
 		// Full panel: 16-column blocks transposed in assembly, the tail here.
-		ks.packRows(k16, &x[r0*K], K, &dst[0])
+		ks.packRows(k16, &x[r0*K+pc], K, &dst[0])
 		for i := 0; i < mr; i++ {
-			row := x[(r0+i)*K : (r0+i+1)*K]
-			for c := k16; c < K; c++ {
+			row := x[(r0+i)*K+pc : (r0+i)*K+pc+kc]
+			for c := k16; c < kc; c++ {
 				dst[c*mr+i] = row[c]
 			}
 		}
@@ -293,12 +359,12 @@ func packA(ks *Kernels, dst, x []float32, n, K, r0, mr int) {
 	for i := 0; i < mr; i++ {
 		r := r0 + i
 		if r >= n {
-			for c := 0; c < K; c++ {
+			for c := 0; c < kc; c++ {
 				dst[c*mr+i] = 0
 			}
 			continue
 		}
-		row := x[r*K : (r+1)*K]
+		row := x[r*K+pc : r*K+pc+kc]
 		for c, v := range row {
 			dst[c*mr+i] = v
 		}

@@ -22,11 +22,12 @@ func matMulBF16Dot(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 			packABF16(ks, xp[ip*mr*Kp*2:(ip+1)*mr*Kp*2], x, n, K, ip*mr, mr, asU16(*rowBuf))
 		}
 	})
-	kcB := (kcFor(K) + 1) &^ 1
+	kcB, ncMax := blocking(ks, K, 2)
+	kcB = (kcB + 1) &^ 1
 	nb := (N + nr - 1) / nr
 	p.Run(nb, 1, func(lo, hi int) {
 		c0, c1 := lo*nr, min(hi*nr, N)
-		ncB := min(ncBlock/nr*nr, (c1-c0+nr-1)/nr*nr)
+		ncB := min(ncMax, (c1-c0+nr-1)/nr*nr)
 		wpBuf := p.getBuf(ncB*kcB/2 + mr*nr)
 		defer p.putBuf(wpBuf)
 		wp := asU16((*wpBuf)[:ncB*kcB/2])

@@ -86,6 +86,11 @@ func TestMatMulMatchesReference(t *testing.T) {
 		{1, 1, 1}, {1, 31, 5}, {1, 64, 4}, {1, 97, 13}, {3, 130, 33},
 		{8, 256, 40}, {9, 33, 17}, {12, 32, 32}, {13, 300, 65}, {25, 257, 100},
 		{40, 513, 70}, {7, 1000, 9}, {30, 17, 600}, {20, 2100, 40},
+		// batched decode: whole and partial groups of six rows, k with and
+		// without a tail past the last 32-block, outputs not a multiple of 4
+		{6, 64, 8}, {32, 1000, 37}, {17, 128, 12}, {11, 4864 / 8, 9},
+		// K equal to the AVX-512 panel height; a row split over several kc blocks
+		{24, 12, 40}, {36, 1100, 70},
 	}
 	for i := 0; i < 6; i++ {
 		shapes = append(shapes, [3]int{1 + rng.IntN(40), 1 + rng.IntN(600), 1 + rng.IntN(120)})
@@ -137,7 +142,7 @@ func TestMatMulFastBF16(t *testing.T) {
 		run, tol = func(dst, x []float32, n int, w Mat) { matMulBF16Dot(p, p.Kernels(), dst, x, n, w) }, 4e-3
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, sh := range [][3]int{{1, 2, 1}, {9, 33, 17}, {13, 300, 65}, {40, 513, 70}, {25, 1, 40}, {100, 896, 97}, {17, 2000, 33}} {
+	for _, sh := range [][3]int{{1, 2, 1}, {9, 33, 17}, {13, 300, 65}, {40, 513, 70}, {25, 1, 40}, {100, 896, 97}, {17, 2000, 33}, {20, 2001, 40}} {
 		n, k, o := sh[0], sh[1], sh[2]
 		w := randMat(rng, BF16, o, k)
 		x := randVec(rng, n*k)
@@ -189,4 +194,126 @@ func TestMatMulRejectsShortWeights(t *testing.T) {
 		}
 	}()
 	MatMul(NewPool(1), make([]float32, 4), make([]float32, 64), 1, Mat{DType: F32, Rows: 4, Cols: 64, F32: make([]float32, 200)})
+}
+
+// TestMatMulPackedBlockEdges forces block depths and widths that leave partial
+// blocks everywhere (kc not dividing K, nc not a multiple of nr, one-deep
+// blocks) and checks the column-split product against the reference.
+func TestMatMulPackedBlockEdges(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 11))
+	for _, p := range testPools(t) {
+		ks := p.Kernels()
+		for _, d := range []DType{F32, BF16} {
+			for _, sh := range [][3]int{{37, 300, 150}, {13, 97, 65}, {25, 64, 33}} {
+				n, k, o := sh[0], sh[1], sh[2]
+				w, x := randMat(rng, d, o, k), randVec(rng, n*k)
+				want, mag := refMatMul(x, n, w)
+				for _, b := range [][2]int{{1, 1}, {7, ks.nr + 3}, {16, 2 * ks.nr}, {64, 5 * ks.nr}, {k, 1 << 20}} {
+					dst := randVec(rng, n*o)
+					matMulPackedWith(p, ks, dst, x, n, w, b[0], b[1])
+					for j := range want {
+						if diff := math.Abs(float64(dst[j]) - want[j]); diff > 1e-5*mag[j]+1e-6 {
+							t.Fatalf("%s/%s %v kc=%d nc=%d out %d: got %g want %g", ks.Name(), d, sh, b[0], b[1], j, dst[j], want[j])
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestBlockingFitsCaches checks the blocking rule's invariants on the cache
+// sizes of common x86 cores: the blocks cover K evenly, the activation
+// micro-panel fits half of L1d and the weight block half of L2 (but for the
+// one-panel minimum), and nc is whole panels.
+func TestBlockingFitsCaches(t *testing.T) {
+	for _, c := range [][2]int{{32 << 10, 1 << 20}, {48 << 10, 2 << 20}, {48 << 10, 1280 << 10}, {0, 0}} {
+		for _, base := range Available() {
+			ks := *base
+			ks.l1d, ks.l2 = c[0], c[1]
+			l1, l2 := ks.caches()
+			for _, K := range []int{1, 31, 576, 896, 1536, 2048, 4864, 8192, 14336} {
+				for _, elem := range []int{2, 4} {
+					kc, nc := blocking(&ks, K, elem)
+					nb := (K + kc - 1) / kc
+					if kc < 1 || kc > K || (nb-1)*kc >= K || kc-(K+nb-1)/nb != 0 {
+						t.Errorf("%s caches %v K=%d: kc=%d does not split K into %d equal blocks", ks.Name(), c, K, kc, nb)
+					}
+					if nb > 1 && kc*ks.mr*elem > l1/2 {
+						t.Errorf("%s caches %v K=%d elem %d: micro-panel %d B over half of L1d", ks.Name(), c, K, elem, kc*ks.mr*elem)
+					}
+					if nc%ks.nr != 0 || nc < ks.nr || (nc > ks.nr && nc*kc*elem > l2/2) {
+						t.Errorf("%s caches %v K=%d elem %d: nc=%d (kc %d) not whole panels within half of L2", ks.Name(), c, K, elem, nc, kc)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestParseCacheSize(t *testing.T) {
+	for in, want := range map[string]int{"48K": 48 << 10, "2048K": 2 << 20, "2M": 2 << 20, "512": 512, "": 0, "x": 0, "-1K": 0} {
+		if got := parseCacheSize(in); got != want {
+			t.Errorf("parseCacheSize(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+// TestMatVecRowsRule: the matrix-vector path takes up to 32 rows only where
+// the set has the four-by-four kernel for those 16-bit weights and the
+// product is exact; everything else switches to the packed product above 16.
+func TestMatVecRowsRule(t *testing.T) {
+	rows := func(batchKernel bool) int {
+		if batchKernel {
+			return 32
+		}
+		return 16
+	}
+	for _, ks := range Available() {
+		p, _ := NewPoolWith(PoolOptions{Threads: 2, Kernels: ks.Name()})
+		pf, _ := NewPoolWith(PoolOptions{Threads: 2, Kernels: ks.Name(), FastBF16: true})
+		for _, c := range []struct {
+			p    *Pool
+			d    DType
+			want int
+		}{
+			{p, F32, 16},
+			{p, F16, rows(ks.gemv44F16 != nil)},
+			{p, BF16, rows(ks.gemv44BF16s != nil)},
+			{pf, BF16, rows(ks.gemv44BF16s != nil && !pf.bf16Dot)},
+		} {
+			if got := matVecRows(c.p, c.p.Kernels(), c.d); got != c.want {
+				t.Errorf("%s %s fast=%v: matVecRows = %d, want %d", ks.Name(), c.d, c.p.bf16Dot, got, c.want)
+			}
+		}
+	}
+}
+
+// TestSplitEvenOdd checks every set's split against the definition: element
+// 32b+j of the result is src[32b+2j] for j < 16 and src[32b+2(j-16)+1] after.
+func TestSplitEvenOdd(t *testing.T) {
+	src := make([]float32, 32*5)
+	for i := range src {
+		src[i] = float32(i)
+	}
+	for _, ks := range Available() {
+		split := ks.splitEvenOdd
+		if split == nil {
+			split = splitEvenOdd
+		}
+		for _, n := range []int{0, 32, 64, 160} {
+			dst := make([]float32, n)
+			split(dst, src[:n])
+			for i, v := range dst {
+				b, j := i/32, i%32
+				want := 32*b + 2*j
+				if j >= 16 {
+					want = 32*b + 2*(j-16) + 1
+				}
+				if v != float32(want) {
+					t.Fatalf("%s n=%d: dst[%d] = %v, want %d", ks.Name(), n, i, v, want)
+				}
+			}
+		}
+	}
 }

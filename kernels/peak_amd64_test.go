@@ -132,7 +132,71 @@ func BenchmarkDecodeBandwidth(b *testing.B) {
 func BenchmarkMatVecL2(b *testing.B) {
 	p, _ := NewPoolWith(PoolOptions{Threads: 1})
 	for _, d := range []DType{BF16, F16, F32} {
-		const n, k, out = 1, 2048, 256
-		b.Run(fmt.Sprintf("%s/%s/%dx%dx%d", p.Kernels().Name(), d, n, k, out), func(b *testing.B) { benchMatMul(b, p, d, n, k, out) })
+		// 1 row (decode) and 8 (a batch of decoding sequences: the 4×4 kernels)
+		for _, n := range []int{1, 8} {
+			const k, out = 2048, 256
+			b.Run(fmt.Sprintf("%s/%s/%dx%dx%d", p.Kernels().Name(), d, n, k, out), func(b *testing.B) { benchMatMul(b, p, d, n, k, out) })
+		}
+	}
+}
+
+// BenchmarkBatchedDecode: one decode step of a batch of M sequences is an
+// M-row product whose weights, streamed from memory once per step, bound it
+// for small M. Each iteration evicts the weights with the read probe, then
+// runs MatMul (the dispatcher's path) and, alternately, the other path for
+// that M (matVec up to matVecRows rows is compared with the packed product
+// and vice versa), so the crossover can be read off one run. Reported per
+// path: GFLOP/s, weight bytes/s and that over the probe's bytes/s.
+func BenchmarkBatchedDecode(b *testing.B) {
+	if !cpu.X86.HasAVX512F {
+		b.Skip("no AVX-512")
+	}
+	p := NewPool(0)
+	ks := p.Kernels()
+	buf := make([]byte, 1<<30)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	for _, sh := range []struct {
+		name   string
+		d      DType
+		k, out int
+	}{
+		{"qwen-up", BF16, 896, 4864}, {"qwen-down", BF16, 4864, 896},
+		{"7b-up", BF16, 4096, 14336}, {"7b-up", F16, 4096, 14336}, {"7b-up", F32, 4096, 14336},
+	} {
+		rng := rand.New(rand.NewPCG(7, 8))
+		w := randMat(rng, sh.d, sh.out, sh.k)
+		for _, m := range []int{1, 8, 16, 32} {
+			x := randVec(rng, m*sh.k)
+			dst := make([]float32, m*sh.out)
+			b.Run(fmt.Sprintf("%s/%s/%s/M%d", ks.Name(), sh.name, sh.d, m), func(b *testing.B) {
+				other, otherName := func() { matMulPacked(p, ks, dst, x, m, w) }, "packed"
+				if m > matVecRows(p, ks, sh.d) {
+					other, otherName = func() { matVec(p, ks, dst, x, m, w) }, "matvec"
+				}
+				probe, prod, alt := time.Duration(1<<62), time.Duration(1<<62), time.Duration(1<<62)
+				for b.Loop() {
+					t0 := time.Now()
+					readProbe(buf, p.Threads())
+					t1 := time.Now()
+					MatMul(p, dst, x, m, w)
+					t2 := time.Now()
+					readProbe(buf, p.Threads())
+					t3 := time.Now()
+					other()
+					alt = min(alt, time.Since(t3))
+					prod = min(prod, t2.Sub(t1))
+					probe = min(probe, t1.Sub(t0))
+				}
+				probeBW := float64(len(buf)) / probe.Seconds() / 1e9
+				fl := 2 * float64(m) * float64(sh.k) * float64(sh.out) / 1e9
+				b.ReportMetric(probeBW, "probeGB/s")
+				b.ReportMetric(fl/prod.Seconds(), "GFLOP/s")
+				b.ReportMetric(float64(w.Bytes())/prod.Seconds()/1e9/probeBW, "ofProbe")
+				b.ReportMetric(float64(w.Bytes())/prod.Seconds()/1e9, "weightGB/s")
+				b.ReportMetric(fl/alt.Seconds(), otherName+"-GFLOP/s")
+			})
+		}
 	}
 }

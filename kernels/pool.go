@@ -32,7 +32,7 @@ type PoolOptions struct {
 	// when that is unset, the best for this CPU.
 	Kernels string
 	// FastBF16 lets MatMul over bf16 weights round the activations to bf16 and use
-	// VDPBF16PS (about twice the f32 rate) for products of more than gemvMaxRows
+	// VDPBF16PS (about twice the f32 rate) for products of more than gemvMaxRows (16)
 	// rows. Each product is then off by up to 2⁻⁹ relative, outputs by ~1e-3 to
 	// 1e-2; without it every dtype keeps f32 activations exact. Ignored where the
 	// CPU lacks AVX512_BF16.

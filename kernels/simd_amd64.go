@@ -12,33 +12,35 @@ func simdKernels() []*Kernels {
 	}
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512DQ {
 		k := &Kernels{
-			name:       "avx512",
-			gemm:       sgemm12x32AVX512,
-			mr:         12,
-			nr:         32,
-			gemv4F32:   gemv4F32AVX512,
-			gemv4F16:   gemv4F16AVX512,
-			gemv4BF16:  gemv4BF16AVX512,
-			gemv44F32:  gemv4x4F32AVX512,
-			gemv44F16:  gemv4x4F16AVX512,
-			gemv44BF16: gemv4x4BF16AVX512,
-			dot:        dotAVX512,
-			axpy:       axpyAVX512,
-			add:        addAVX512,
-			scaleMul:   scaleMulAVX512,
-			siluMul:    siluMulAVX512,
-			expSub:     expSubAVX512,
-			expSubV:    expSubVAVX512,
-			vmax:       vmaxAVX512,
-			scale:      scaleAVX512,
-			bf16F32:    bf16F32AVX512,
-			f16F32:     f16F32AVX512,
-			f32F16:     f32F16Wide(f32F16AVX512, 16),
-			f32BF16:    f32BF16AVX512,
-			packPanel:  packPanel32AVX512,
-			packRows:   packRows12AVX512,
-			ropeHalf:   ropeHalfAVX512,
-			ropeInter:  ropeInterAVX512,
+			name:         "avx512",
+			gemm:         sgemm12x32AVX512,
+			mr:           12,
+			nr:           32,
+			gemv4F32:     gemv4F32AVX512,
+			gemv4F16:     gemv4F16AVX512,
+			gemv4BF16:    gemv4BF16AVX512,
+			gemv44F32:    gemv4x4F32AVX512,
+			gemv44F16:    gemv4x4F16AVX512,
+			gemv44BF16:   gemv4x4BF16AVX512,
+			gemv44BF16s:  gemv4x4BF16SplitAVX512,
+			splitEvenOdd: splitEvenOddAVX512,
+			dot:          dotAVX512,
+			axpy:         axpyAVX512,
+			add:          addAVX512,
+			scaleMul:     scaleMulAVX512,
+			siluMul:      siluMulAVX512,
+			expSub:       expSubAVX512,
+			expSubV:      expSubVAVX512,
+			vmax:         vmaxAVX512,
+			scale:        scaleAVX512,
+			bf16F32:      bf16F32AVX512,
+			f16F32:       f16F32AVX512,
+			f32F16:       f32F16Wide(f32F16AVX512, 16),
+			f32BF16:      f32BF16AVX512,
+			packPanel:    packPanel32AVX512,
+			packRows:     packRows12AVX512,
+			ropeHalf:     ropeHalfAVX512,
+			ropeInter:    ropeInterAVX512,
 		}
 		if cpu.X86.HasAVX512BF16 {
 			k.gemmBF16 = sgemmBF16AVX512
@@ -144,3 +146,9 @@ func ropeInterAVX512(x *float32, heads, hd int, cos, sin *float32)
 
 //go:noescape
 func readBWAVX512(p *byte, n int) uint64
+
+//go:noescape
+func gemv4x4BF16SplitAVX512(k int, w *uint16, ldw int, x *float32, ldx int, out *float32)
+
+//go:noescape
+func splitEvenOddAVX512(dst, src []float32)

@@ -62,6 +62,7 @@ import (
 	"os/exec"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -74,9 +75,30 @@ func main() {
 	m := flag.Int("m", 2048, "activation rows")
 	k := flag.Int("k", 896, "inner dimension")
 	n := flag.Int("n", 4864, "output features")
+	shapes := flag.String("shapes", "", "instead of -m/-k/-n: comma-separated MxKxN products, run with OPENBLAS_CORETYPE=SkylakeX only")
 	flag.Parse()
+	list, err := parseShapes(*shapes)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "blasbench: -shapes:", err)
+		os.Exit(2)
+	}
 	if *child {
-		sgemm(*threads, *reps, *m, *k, *n)
+		if list == nil {
+			list = [][3]int{{*m, *k, *n}}
+		}
+		for _, s := range list {
+			sgemm(*threads, *reps, s[0], s[1], s[2])
+		}
+		return
+	}
+	if list != nil {
+		cmd := exec.Command(os.Args[0], append([]string{"-child"}, os.Args[1:]...)...)
+		cmd.Env = append(os.Environ(), fmt.Sprintf("OPENBLAS_NUM_THREADS=%d", *threads), "OPENBLAS_CORETYPE=SkylakeX")
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "blasbench: child: %v\n", err)
+			os.Exit(1)
+		}
 		return
 	}
 	fmt.Printf("shape %dx%d · (%dx%d)ᵀ, %d threads, median of %d\n", *m, *k, *n, *k, *threads, *reps)
@@ -139,6 +161,22 @@ func sgemm(threads, reps, m, k, n int) {
 	}
 	sort.Float64s(ts)
 	flops := 2 * float64(m) * float64(k) * float64(n)
-	fmt.Printf("openblas OPENBLAS_CORETYPE=%q core=%s: median %.1f GFLOP/s, best %.1f GFLOP/s\n",
-		os.Getenv("OPENBLAS_CORETYPE"), C.GoString(C.openblas_get_corename()), flops/ts[len(ts)/2]/1e9, flops/ts[0]/1e9)
+	fmt.Printf("openblas OPENBLAS_CORETYPE=%q core=%s %dx%dx%d: median %.1f GFLOP/s, best %.1f GFLOP/s\n",
+		os.Getenv("OPENBLAS_CORETYPE"), C.GoString(C.openblas_get_corename()), m, k, n, flops/ts[len(ts)/2]/1e9, flops/ts[0]/1e9)
+}
+
+// parseShapes reads "2048x896x4864,2048x4864x896" (nil for "").
+func parseShapes(s string) ([][3]int, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out [][3]int
+	for _, f := range strings.Split(s, ",") {
+		var sh [3]int
+		if _, err := fmt.Sscanf(strings.TrimSpace(f), "%dx%dx%d", &sh[0], &sh[1], &sh[2]); err != nil || sh[0] < 1 || sh[1] < 1 || sh[2] < 1 {
+			return nil, fmt.Errorf("%q is not MxKxN with positive sizes", f)
+		}
+		out = append(out, sh)
+	}
+	return out, nil
 }

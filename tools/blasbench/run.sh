@@ -15,5 +15,8 @@ echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 go version
 (cd "$here" && go build -o "${TMPDIR:-/tmp}/blasbench" . && "${TMPDIR:-/tmp}/blasbench" -threads "$threads")
 cd "$root"
-GOMAXPROCS=$threads go test ./kernels -run '^$' -bench 'FMAPeak|MatMul|MatVec|Attention|DecodeBandwidth' -benchtime 10x
+# OpenBLAS on every linear shape of BenchmarkMatMulShapes (kernels/bench_test.go).
+(cd "$here" && "${TMPDIR:-/tmp}/blasbench" -threads "$threads" -reps 5 -shapes \
+	2048x896x896,2048x896x128,2048x896x4864,2048x4864x896,2048x576x576,2048x576x192,2048x576x1536,2048x1536x576,512x2048x2048,512x2048x512,512x2048x8192,512x8192x2048,256x896x151936,256x576x49152)
+GOMAXPROCS=$threads go test -v ./kernels -run '^$' -bench 'FMAPeak|MatMul|MatVec|Attention|DecodeBandwidth|BatchedDecode' -benchtime 10x
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
