@@ -92,12 +92,15 @@ func newEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger, sel select
 	if err != nil {
 		return nil, err
 	}
-	p, err := loader.Open(spec.Model, spec.Template)
+	p, err := loader.OpenWith(spec.Model, loader.Options{Template: spec.Template, Weights: spec.Weights})
 	if err != nil {
 		if dev != nil {
 			dev.Close()
 		}
 		return nil, fmt.Errorf("primary model: %w", err)
+	}
+	if p.Note != "" {
+		log.Info("primary model", "weights", p.Note)
 	}
 	e := &Engine{spec: spec, log: log, primary: p, dev: dev, device: "cpu"}
 	fail := func(err error) (*Engine, error) { e.Close(); return nil, err }
@@ -131,9 +134,12 @@ func newEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger, sel select
 		if spec.Aux == "" {
 			return fail(fmt.Errorf("method %s needs --aux (an auxiliary model directory)", cfg.Name()))
 		}
-		a, err := loader.Open(spec.Aux, cfg.Values.String("aux_template"))
+		a, err := loader.OpenWith(spec.Aux, loader.Options{Template: cfg.Values.String("aux_template"), Weights: spec.Weights})
 		if err != nil {
 			return fail(fmt.Errorf("auxiliary model: %w", err))
+		}
+		if a.Note != "" {
+			log.Info("auxiliary model", "weights", a.Note)
 		}
 		e.aux = a
 		opts := auxscore.Options{Reduce: cfg.Values.String("reduce"), Window: cfg.Values.Int("window"), MinCount: cfg.Values.Int("min_count")}
