@@ -29,6 +29,11 @@ const (
 // Tasks lists every task Generate knows, in report order.
 var Tasks = []string{TaskNIAHSingle, TaskNIAHMultiKey, TaskNIAHMultiValue, TaskNIAHMultiQuery, TaskVT, TaskVTDistractor, TaskMultiHop}
 
+// RULERFamilies are the tasks that are RULER's own (the CacheClip paper's
+// NIAH variants and variable tracking); vt_distractor and multihop are this
+// project's additions.
+var RULERFamilies = []string{TaskNIAHSingle, TaskNIAHMultiKey, TaskNIAHMultiValue, TaskNIAHMultiQuery, TaskVT}
+
 // IsVT reports whether task is one of the variable-tracking tasks.
 func IsVT(task string) bool { return task == TaskVT || task == TaskVTDistractor }
 

@@ -61,6 +61,14 @@ func toBF16(w kernels.Mat) []uint16 {
 		return w.U16
 	}
 	out := make([]uint16, w.Rows*w.Cols)
+	if w.DType.Quantized() {
+		row := make([]float32, w.Cols)
+		for r := 0; r < w.Rows; r++ {
+			w.RowF32(r, row)
+			kernels.FromF32(out[r*w.Cols:(r+1)*w.Cols], row, kernels.BF16)
+		}
+		return out
+	}
 	const step = 1 << 16
 	buf := make([]float32, step)
 	for off := 0; off < len(out); off += step {
@@ -113,6 +121,14 @@ func Upload(ctx context.Context, d *Device, cpu *model.Model) (*Model, error) {
 	switch e := cpu.W.Embed; e.DType {
 	case kernels.F32:
 		m.embed, err = allocUpload(d, e.F32)
+	case kernels.Q4_1, kernels.Q8_0:
+		// The device gathers f32 rows of a quantized table (exact widening).
+		m.embedDType = kernels.F32
+		f := make([]float32, e.Rows*e.Cols)
+		for r := 0; r < e.Rows; r++ {
+			e.RowF32(r, f[r*e.Cols:(r+1)*e.Cols])
+		}
+		m.embed, err = allocUpload(d, f)
 	default:
 		m.embed, err = allocUpload(d, e.U16)
 	}

@@ -27,6 +27,10 @@ type CorpusOptions struct {
 // DefaultCorpusMaxBytes is the default memory bound of an in-memory corpus.
 const DefaultCorpusMaxBytes = 8 << 30
 
+// corpusScanFactor bounds the bytes LoadCorpus reads, repeated chunks
+// included, as a multiple of its memory bound.
+const corpusScanFactor = 4
+
 // CorpusEntryOverhead is the estimated per-chunk index cost in bytes beyond
 // the id and text bytes (map slot with string header and offsets).
 const CorpusEntryOverhead = 64
@@ -63,7 +67,14 @@ func LoadCorpus(ctx context.Context, path string, opts CorpusOptions) (*Corpus, 
 	}
 	var sb strings.Builder
 	c := &Corpus{path: path, index: map[string]corpusEntry{}}
+	// Repeated chunks take no memory but are compared in full: bound the
+	// bytes read too, or a few bytes of dictionary indexes repeating one
+	// long text could keep the load busy for hours.
+	var scanned int64
 	err := scanCorpus(ctx, path, func(row int64, id, text []byte) error {
+		if scanned += int64(len(id) + len(text)); scanned > corpusScanFactor*opts.MaxBytes {
+			return configErr(fmt.Errorf("corpus file %s: more than %d bytes of chunk ids and texts by row %d, repeated chunks included (%d times the memory bound); raise the bound or use OpenCorpusIndex", path, corpusScanFactor*opts.MaxBytes, row, corpusScanFactor))
+		}
 		if prev, dup := c.index[string(id)]; dup {
 			if sb.String()[prev.off:prev.off+prev.n] != string(text) {
 				return configErr(fmt.Errorf("corpus file %s: chunk_id %q at rows %d and %d with different text", path, id, prev.row, row))
@@ -88,11 +99,17 @@ func LoadCorpus(ctx context.Context, path string, opts CorpusOptions) (*Corpus, 
 // scanCorpus checks a corpus file's schema and calls fn for every row with
 // its chunk_id and text (valid only during the call), one row group at a time.
 func scanCorpus(ctx context.Context, path string, fn func(row int64, id, text []byte) error) (err error) {
-	f, pf, err := openParquet(path, "corpus")
+	f, pf, guard, err := openParquet(path, "corpus")
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	defer guard.Close()
+	defer func() {
+		if p := recover(); p != nil {
+			err = configErr(fmt.Errorf("corpus file %s: unreadable schema or data: %v", path, p))
+		}
+	}()
 	idCol, textCol := -1, -1
 	var idMaxDef, textMaxDef int
 	for _, col := range pf.Root().Columns() {
@@ -118,75 +135,105 @@ func scanCorpus(ctx context.Context, path string, fn func(row int64, id, text []
 	if len(missing) > 0 {
 		return configErr(errors.Join(missing...))
 	}
-	defer func() {
-		if p := recover(); p != nil {
-			err = configErr(fmt.Errorf("corpus file %s: corrupt data: %v", path, p))
-		}
-	}()
 	var base int64
 	for g, rg := range pf.RowGroups() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		ids, err := readColumn(rg.ColumnChunks()[idCol])
-		if err != nil {
-			return configErr(fmt.Errorf("corpus file %s, row group %d, column %s: %w", path, g, ColChunkID, err))
+		if err := guard.RowGroup(g); err != nil {
+			return configErr(err)
 		}
-		texts, err := readColumn(rg.ColumnChunks()[textCol])
-		if err != nil {
-			return configErr(fmt.Errorf("corpus file %s, row group %d, column %s: %w", path, g, ColText, err))
-		}
-		if len(ids) != len(texts) || int64(len(ids)) != rg.NumRows() {
-			return configErr(fmt.Errorf("corpus file %s, row group %d: %d ids, %d texts, %d rows", path, g, len(ids), len(texts), rg.NumRows()))
-		}
-		for i := range ids {
-			row := base + int64(i)
-			if ids[i].DefinitionLevel() < idMaxDef || len(ids[i].ByteArray()) == 0 {
-				return configErr(fmt.Errorf("corpus file %s row %d, column %s: null or empty chunk_id", path, row, ColChunkID))
-			}
-			if texts[i].DefinitionLevel() < textMaxDef {
-				return configErr(fmt.Errorf("corpus file %s row %d, column %s: text is null", path, row, ColText))
-			}
-			if err := fn(row, ids[i].ByteArray(), texts[i].ByteArray()); err != nil {
-				return err
-			}
+		if err := scanRowGroup(path, g, base, rg, idCol, textCol, idMaxDef, textMaxDef, fn); err != nil {
+			return err
 		}
 		base += rg.NumRows()
 	}
 	return nil
 }
 
-// readColumn decodes one flat column chunk, cloning byte arrays out of the
-// page buffers.
-func readColumn(cc parquet.ColumnChunk) ([]parquet.Value, error) {
-	pages := cc.Pages()
-	defer pages.Close()
-	var out []parquet.Value
-	buf := make([]parquet.Value, 1024)
-	for {
-		p, err := pages.ReadPage()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
+// scanRowGroup pairs a row group's chunk_id and text values page by page:
+// it holds one page of each column, never the whole column chunk (a page of
+// dictionary indexes can repeat one long text millions of times).
+func scanRowGroup(path string, g int, base int64, rg parquet.RowGroup, idCol, textCol, idMaxDef, textMaxDef int,
+	fn func(row int64, id, text []byte) error) error {
+	ids := newValueStream(rg.ColumnChunks()[idCol])
+	defer ids.close()
+	texts := newValueStream(rg.ColumnChunks()[textCol])
+	defer texts.close()
+	n := rg.NumRows()
+	for i := int64(0); i < n; i++ {
+		id, err := ids.next()
 		if err != nil {
-			return nil, err
+			return configErr(fmt.Errorf("corpus file %s, row group %d, column %s (row %d of %d): %w", path, g, ColChunkID, i, n, err))
 		}
-		vr := p.Values()
-		for {
-			n, err := vr.ReadValues(buf)
-			for _, v := range buf[:n] {
-				out = append(out, v.Clone())
-			}
+		text, err := texts.next()
+		if err != nil {
+			return configErr(fmt.Errorf("corpus file %s, row group %d, column %s (row %d of %d): %w", path, g, ColText, i, n, err))
+		}
+		row := base + i
+		if id.DefinitionLevel() < idMaxDef || len(id.ByteArray()) == 0 {
+			return configErr(fmt.Errorf("corpus file %s row %d, column %s: null or empty chunk_id", path, row, ColChunkID))
+		}
+		if text.DefinitionLevel() < textMaxDef {
+			return configErr(fmt.Errorf("corpus file %s row %d, column %s: text is null", path, row, ColText))
+		}
+		if err := fn(row, id.ByteArray(), text.ByteArray()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// valueStream hands out a flat column chunk's values one at a time. A value
+// stays valid until the stream moves to the next page, so a caller uses each
+// value before asking for the next one of the same stream.
+type valueStream struct {
+	pages parquet.Pages
+	page  parquet.Page
+	vr    parquet.ValueReader
+	buf   []parquet.Value
+	i, n  int
+}
+
+func newValueStream(cc parquet.ColumnChunk) *valueStream {
+	return &valueStream{pages: cc.Pages(), buf: make([]parquet.Value, 256)}
+}
+
+func (s *valueStream) next() (parquet.Value, error) {
+	for s.i >= s.n {
+		if s.vr == nil {
+			s.release()
+			p, err := s.pages.ReadPage()
 			if errors.Is(err, io.EOF) {
-				break
+				return parquet.Value{}, io.ErrUnexpectedEOF // fewer values than rows
 			}
 			if err != nil {
-				parquet.Release(p)
-				return nil, err
+				return parquet.Value{}, err
 			}
+			s.page, s.vr = p, p.Values()
 		}
-		parquet.Release(p)
+		n, err := s.vr.ReadValues(s.buf)
+		s.i, s.n = 0, n
+		if errors.Is(err, io.EOF) || (err == nil && n == 0) {
+			s.vr = nil // the page is done; its values stay valid until the next
+		} else if err != nil {
+			return parquet.Value{}, err
+		}
 	}
+	s.i++
+	return s.buf[s.i-1], nil
+}
+
+func (s *valueStream) release() {
+	if s.page != nil {
+		parquet.Release(s.page)
+		s.page = nil
+	}
+}
+
+func (s *valueStream) close() {
+	s.release()
+	s.pages.Close()
 }
 
 // Text returns a chunk's text.

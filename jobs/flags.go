@@ -41,6 +41,9 @@ func integer(dst func(*Spec) *int) func(*Spec, string) error {
 	}
 }
 
+// WeightsUsage is the help of --weights, on every command that loads a model.
+const WeightsUsage = "a .gguf model's quantized matrices: native (kept in their Q4_0/Q4_1/Q8_0 blocks, other types widened to f32), f32 (all widened at load) or auto (native where the CPU has the AVX-512 quantized kernels, else f32) (default auto)"
+
 var specFlags = []specFlag{
 	{name: "questions", usage: "questions Parquet file (query_id, question, chunk_ids, ...)", set: str(func(s *Spec) *string { return &s.Questions })},
 	{name: "corpus", usage: "corpus Parquet file (chunk_id, text)", set: str(func(s *Spec) *string { return &s.Corpus })},
@@ -80,6 +83,7 @@ var specFlags = []specFlag{
 	{name: "label-score", usage: "label job: rank labels by the sum or mean of their token log-probabilities", set: str(func(s *Spec) *string { return &s.LabelScore })},
 	{name: "label-prompt", usage: "label job: the question as shown to the model, with {question} and {choices}", set: str(func(s *Spec) *string { return &s.LabelPrompt })},
 	{name: "template", usage: "prompt template: chatml, llama3, plain (default: the model's)", set: str(func(s *Spec) *string { return &s.Template })},
+	{name: "weights", usage: WeightsUsage, set: str(func(s *Spec) *string { return &s.Weights })},
 	{name: "out", usage: "output dataset directory", set: str(func(s *Spec) *string { return &s.Out })},
 	{name: "shard", usage: "fan-out shard i/N (deterministic by query_id)", set: func(s *Spec, v string) error {
 		sh, err := ParsePartition(v)
@@ -230,8 +234,8 @@ func (v jobValue) Set(s string) error { v.sf.job = s; return nil }
 // job that `cacheclip answer` shares with `cacheclip run`, under the same
 // names. engineFields are their spec keys.
 var (
-	engineFlags  = []string{"model", "aux", "method", "ratio", "method-param", "template", "store", "write-through", "max-new-tokens", "device"}
-	engineFields = []string{"model", "aux", "method", "ratio", "method_params", "template", "store", "write_through", "max_new_tokens", "device"}
+	engineFlags  = []string{"model", "aux", "method", "ratio", "method-param", "template", "weights", "store", "write-through", "max-new-tokens", "device"}
+	engineFields = []string{"model", "aux", "method", "ratio", "method_params", "template", "weights", "store", "write_through", "max_new_tokens", "device"}
 )
 
 // EngineFlagNames returns the names of the flags RegisterEngineFlags defines.

@@ -468,7 +468,7 @@ func (o *Output) schemaMismatch(mpath, dataset string) error {
 
 // loadCommittedIDs reads only the query_id column of a committed part.
 func (o *Output) loadCommittedIDs(path string, wantRows int64) (err error) {
-	f, pf, err := openParquet(path, "committed part")
+	f, pf, guard, err := openParquet(path, "committed part")
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return configErr(fmt.Errorf("output %s: the manifest lists %s but it is gone; restore it or start a new output directory", o.opts.Dir, filepath.Base(path)))
@@ -476,6 +476,7 @@ func (o *Output) loadCommittedIDs(path string, wantRows int64) (err error) {
 		return err
 	}
 	defer f.Close()
+	defer guard.Close()
 	if pf.NumRows() != wantRows {
 		return fmt.Errorf("committed part %s has %d rows, its manifest says %d", path, pf.NumRows(), wantRows)
 	}
@@ -485,7 +486,10 @@ func (o *Output) loadCommittedIDs(path string, wantRows int64) (err error) {
 		}
 	}()
 	vals := make([]parquet.Value, 1024)
-	for _, rg := range pf.RowGroups() {
+	for g, rg := range pf.RowGroups() {
+		if err := guard.RowGroup(g); err != nil {
+			return err
+		}
 		pages := rg.ColumnChunks()[0].Pages()
 		for {
 			p, perr := pages.ReadPage()

@@ -12,38 +12,65 @@ import (
 )
 
 // openParquet opens a Parquet file for streaming reads. The page index and
-// bloom filters are skipped: the job only scans. parquet-go can panic on some
-// malformed footers, so the panic is turned into an error naming the file.
-func openParquet(path, what string) (f *os.File, pf *parquet.File, err error) {
+// bloom filters are skipped: the job only scans. The footer and the metadata
+// are checked before parquet-go trusts them, and the returned guard checks a
+// row group's pages before they are read (parquetGuard.RowGroup).
+// parquet-go can panic on some malformed footers, so the panic is turned
+// into an error naming the file.
+func openParquet(path, what string) (f *os.File, pf *parquet.File, guard *parquetGuard, err error) {
 	f, err = os.Open(path)
 	if err != nil {
-		return nil, nil, configErr(fmt.Errorf("%s file: %w", what, err))
+		return nil, nil, nil, configErr(fmt.Errorf("%s file: %w", what, err))
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, nil, configErr(fmt.Errorf("%s file %s: %w", what, path, err))
+		return nil, nil, nil, configErr(fmt.Errorf("%s file %s: %w", what, path, err))
+	}
+	dataEnd, err := checkFooter(f, st.Size())
+	if err != nil {
+		f.Close()
+		return nil, nil, nil, configErr(fmt.Errorf("%s file %s: not a readable Parquet file: %w", what, path, err))
 	}
 	defer func() {
 		if r := recover(); r != nil {
 			f.Close()
-			f, pf = nil, nil
+			f, pf, guard = nil, nil, nil
 			err = configErr(fmt.Errorf("%s file %s: not a readable Parquet file: %v", what, path, r))
 		}
 	}()
 	pf, err = parquet.OpenFile(f, st.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
 		f.Close()
-		return nil, nil, configErr(fmt.Errorf("%s file %s: not a readable Parquet file: %w", what, path, err))
+		return nil, nil, nil, configErr(fmt.Errorf("%s file %s: not a readable Parquet file: %w", what, path, err))
 	}
-	return f, pf, nil
+	if guard, err = newParquetGuard(path, what, f, st.Size(), dataEnd, pf); err != nil {
+		f.Close()
+		return nil, nil, nil, configErr(err)
+	}
+	return f, pf, guard, nil
+}
+
+// leafKind is a leaf column's physical kind; ok is false for a group or for
+// a leaf whose type parquet-go cannot give a kind (a leaf annotated LIST or
+// MAP makes Kind panic, found by FuzzCorpus).
+func leafKind(c *parquet.Column) (k parquet.Kind, ok bool) {
+	if !c.Leaf() {
+		return 0, false
+	}
+	defer func() {
+		if recover() != nil {
+			k, ok = 0, false
+		}
+	}()
+	return c.Type().Kind(), true
 }
 
 // isStringLeaf reports whether a leaf holds text: BYTE_ARRAY annotated STRING,
 // or plain BYTE_ARRAY (some writers omit the annotation; the bytes are taken
 // as UTF-8).
 func isStringLeaf(c *parquet.Column) bool {
-	if !c.Leaf() || c.Type().Kind() != parquet.ByteArray {
+	if k, ok := leafKind(c); !ok || k != parquet.ByteArray {
 		return false
 	}
 	lt := c.Type().LogicalType()
@@ -55,11 +82,8 @@ func isStringLeaf(c *parquet.Column) bool {
 }
 
 func isIntLeaf(c *parquet.Column) bool {
-	if !c.Leaf() {
-		return false
-	}
-	k := c.Type().Kind()
-	return k == parquet.Int32 || k == parquet.Int64
+	k, ok := leafKind(c)
+	return ok && (k == parquet.Int32 || k == parquet.Int64)
 }
 
 func typeName(c *parquet.Column) string {

@@ -64,6 +64,11 @@ func (e *RowError) Error() string {
 	return fmt.Sprintf("%s row %d, column %s: %s", filepath.Base(e.File), e.Row, e.Column, e.Msg)
 }
 
+// MaxQuestionRowBytes bounds the text of one questions row (question, ids,
+// answers, choices and passthrough values together); a longer row is an error
+// row. With BatchSize rows per batch it bounds a batch's memory.
+const MaxQuestionRowBytes = 1 << 20
+
 // QuestionsOptions configure OpenQuestions.
 type QuestionsOptions struct {
 	// BatchSize bounds the rows decoded per read and per Next (default 256).
@@ -87,10 +92,11 @@ type ReaderStats struct {
 // most BatchSize decoded rows and one open row group. Memory that grows with
 // the file: one 24-byte entry per query_id of the shard, for duplicate checks.
 type QuestionsReader struct {
-	path string
-	f    *os.File
-	pf   *parquet.File
-	opts QuestionsOptions
+	path  string
+	f     *os.File
+	pf    *parquet.File
+	guard *parquetGuard
+	opts  QuestionsOptions
 
 	qid, question, chunks, answers, mnt  int // leaf column indexes; -1 = absent
 	choices                              int
@@ -117,14 +123,15 @@ func OpenQuestions(path string, opts QuestionsOptions) (*QuestionsReader, error)
 		opts.BatchSize = 256
 	}
 	opts.Partition = opts.Partition.norm()
-	f, pf, err := openParquet(path, "questions")
+	f, pf, guard, err := openParquet(path, "questions")
 	if err != nil {
 		return nil, err
 	}
-	r := &QuestionsReader{path: path, f: f, pf: pf, opts: opts,
+	r := &QuestionsReader{path: path, f: f, pf: pf, guard: guard, opts: opts,
 		qid: -1, question: -1, chunks: -1, answers: -1, mnt: -1, choices: -1,
 		seen: map[xxh3.Uint128]int64{}}
 	if err := r.checkSchema(); err != nil {
+		guard.Close()
 		f.Close()
 		return nil, configErr(err)
 	}
@@ -136,7 +143,12 @@ func (r *QuestionsReader) schemaErr(col, format string, args ...any) error {
 	return fmt.Errorf("questions file %s, column %s: %s", r.path, col, fmt.Sprintf(format, args...))
 }
 
-func (r *QuestionsReader) checkSchema() error {
+func (r *QuestionsReader) checkSchema() (err error) {
+	defer func() { // parquet-go panics on some schemas (a leaf annotated LIST)
+		if p := recover(); p != nil {
+			err = fmt.Errorf("questions file %s: unreadable schema: %v", r.path, p)
+		}
+	}()
 	root := r.pf.Root()
 	nLeaves := len(r.pf.Schema().Columns())
 	r.outCol = make([]int, nLeaves)
@@ -243,6 +255,7 @@ func (r *QuestionsReader) Close() error {
 		return nil
 	}
 	r.closed = true
+	r.guard.Close()
 	if r.rows != nil {
 		r.rows.Close()
 	}
@@ -266,6 +279,9 @@ func (r *QuestionsReader) Next(ctx context.Context) (batch []Question, err error
 			groups := r.pf.RowGroups()
 			if r.rg >= len(groups) {
 				break
+			}
+			if err := r.guard.RowGroup(r.rg); err != nil {
+				return batch, configErr(err)
 			}
 			r.rows = groups[r.rg].Rows()
 			r.rg++
@@ -301,6 +317,14 @@ func (r *QuestionsReader) Next(ctx context.Context) (batch []Question, err error
 	return batch, nil
 }
 
+// leafName is the dotted path of leaf column col.
+func (r *QuestionsReader) leafName(col int) string {
+	if cols := r.pf.Schema().Columns(); col < len(cols) {
+		return strings.Join(cols[col], ".")
+	}
+	return fmt.Sprint(col)
+}
+
 func (r *QuestionsReader) rowErr(col, format string, args ...any) *RowError {
 	return &RowError{File: r.path, Row: r.row, Column: col, Msg: fmt.Sprintf(format, args...)}
 }
@@ -311,7 +335,18 @@ func (r *QuestionsReader) decode(row parquet.Row) (q Question, keep bool) {
 	q.Row = r.row
 	var qidVals, qVals, chunkVals, ansVals, mntVals, choiceVals []parquet.Value
 	pass := 0
+	var rowBytes, bigBytes int64
+	bigCol := 0
 	row.Range(func(col int, vals []parquet.Value) bool {
+		var n int64
+		for _, v := range vals {
+			if k := v.Kind(); k == parquet.ByteArray || k == parquet.FixedLenByteArray {
+				n += int64(len(v.ByteArray()))
+			}
+		}
+		if rowBytes += n; n > bigBytes {
+			bigBytes, bigCol = n, col
+		}
 		switch col {
 		case r.qid:
 			qidVals = vals
@@ -354,6 +389,12 @@ func (r *QuestionsReader) decode(row parquet.Row) (q Question, keep bool) {
 			return q, true
 		}
 		r.seen[h] = r.row
+	}
+	if rowBytes > MaxQuestionRowBytes {
+		// Checked before any value is copied: one long dictionary entry can
+		// stand for the same bytes in every row of a page.
+		q.Err = r.rowErr(r.leafName(bigCol), "the row holds %d bytes of text (%d in this column), over the limit of %d", rowBytes, bigBytes, MaxQuestionRowBytes)
+		return q, true
 	}
 
 	if len(qVals) == 0 || qVals[0].DefinitionLevel() < r.questionMaxDef {

@@ -66,6 +66,11 @@ type Spec struct {
 	Ratio        float64           `yaml:"ratio"`         // recompute ratio in [0,1]
 	MethodParams map[string]string `yaml:"method_params"` // method-specific, e.g. window: "8"
 	Template     string            `yaml:"template"`
+	// Weights is how a GGUF model's quantized matrices are held: "native"
+	// (kept in their blocks, read by the quantized kernels), "f32" (widened
+	// at load) or "auto"/"" (native where the CPU has the SIMD quantized
+	// kernels, else f32).
+	Weights string `yaml:"weights"`
 
 	// Task is "generate" (free text) or "label" (score a fixed set of labels per
 	// row; docs/JOBS.md). Labels are a label job's labels for rows whose choices
@@ -224,6 +229,9 @@ func (s *Spec) Validate() error {
 	}
 	if s.LabelScore != "sum" && s.LabelScore != "mean" {
 		bad("label_score", "%q is not sum or mean", s.LabelScore)
+	}
+	if !slices.Contains([]string{"", "auto", "native", "f32"}, s.Weights) {
+		bad("weights", "%q is not auto, native or f32", s.Weights)
 	}
 	if !slices.Contains(templates, s.Template) {
 		bad("template", "%q is not one of chatml, llama3, plain (or empty for the model's own)", s.Template)

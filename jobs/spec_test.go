@@ -157,6 +157,7 @@ func TestValidateNamesField(t *testing.T) {
 		{"device cache", func(s *Spec) { s.DeviceCacheMB = -5 }, "device_cache_mb"},
 		{"log format", func(s *Spec) { s.LogFormat = "xml" }, "log_format"},
 		{"template", func(s *Spec) { s.Template = "alpaca" }, "template"},
+		{"weights", func(s *Spec) { s.Weights = "q4" }, "weights"},
 		{"shard", func(s *Spec) { s.Partition = Partition{9, 8} }, "shard"},
 		{"max new tokens", func(s *Spec) { s.MaxNewTokens = 0 }, "max_new_tokens"},
 		{"unknown method param", func(s *Spec) { s.MethodParams = map[string]string{"windw": "8"} }, "method_params.windw"},
@@ -213,7 +214,7 @@ func TestValidateMethodParamMessages(t *testing.T) {
 	}
 	for _, want := range []string{
 		`method_params.reduce: "avg" is not one of mean, max, last`,
-		"method_params.windw: unknown parameter of method cacheclip (its parameters: reduce, window, min_count, aux_template, aux_mode, aux_boundary)",
+		"method_params.windw: unknown parameter of method cacheclip (its parameters: reduce, window, min_count, aux_template, aux_mode, aux_boundary, budget)",
 		"method_params.min_count: -1 is not an integer in [1, inf)",
 	} {
 		if !strings.Contains(err.Error(), want) {

@@ -60,25 +60,23 @@ const (
 	// attnQueries is the target number of query vectors (rows × heads of one KV
 	// head) processed together, so that each K/V tile read serves many of them.
 	attnQueries = 96
-	// attnTileRows is the number of micro-kernel row panels (mr slots each) per
-	// slot tile.
-	attnTileRows = 8
+	// attnSplitUnits: when a call has fewer (row block, KV head) units than this
+	// many per worker (decode: one row, a few KV heads), each unit's slots are
+	// split into ranges computed apart and merged by their softmax statistics,
+	// so that every core has work however few KV heads the model has.
+	attnSplitUnits = 4
+	// rescaleSlack is how far (in logits) the online softmax lets a block's
+	// maximum exceed the running one before it rescales; see fold.
+	rescaleSlack = 8
 	// negBig stands in for −Inf as the initial running maximum, so that
 	// exp(logit − max) stays 0 (not NaN) for rows that have seen nothing yet.
 	negBig = -1e30
 )
 
 // Attention: q is [rows][Heads·HeadDim], k and v are [slots][KVHeads·HeadDim], out is
-// [rows][Heads·HeadDim]. The logits never exist as a rows×slots matrix. K and V are
-// packed once per call; work units are (block of rows, KV head), handed to the
-// workers dynamically. A unit holds the queries of all its heads (so each K/V tile
-// read serves Heads/KVHeads heads) and walks the slots in tiles: the tile's logits
-// come from the matrix micro-kernel, transposed (slot-major) so that the softmax
-// bookkeeping runs as vector operations across queries, and O += P·V reuses the
-// micro-kernel with P read in place. Without slot groups or Probs this is a
-// one-pass online softmax; with them a first pass collects each group's
-// log-sum-exp and a second produces final probabilities. Rows with no visible slot
-// get zeros. Tiles no row of a unit can see (the causal upper triangle) are skipped.
+// [rows][Heads·HeadDim]. It copies K into the blocked layout (KeyBlock) once per
+// call and runs AttentionBlocked; a caller that keeps its keys blocked (the
+// engine's cache) calls AttentionBlocked and copies nothing.
 // A spec or buffer that fails AttnSpec.Validate is a programming error and panics;
 // callers that take shapes from input should call Validate first.
 func Attention(p *Pool, out, q []float32, rowPos []int32, k, v []float32, slotPos []int32, spec AttnSpec) {
@@ -89,29 +87,73 @@ func Attention(p *Pool, out, q []float32, rowPos []int32, k, v []float32, slotPo
 	if err := spec.Validate(out, q, rows, k, v, slots); err != nil {
 		panic("kernels: " + err.Error())
 	}
+	kd := spec.KVHeads * spec.HeadDim
+	buf := p.getBuf(BlockedKeysLen(slots, kd))
+	defer p.putBuf(buf)
+	kb := *buf
+	p.runDynamic((slots+KeyBlock-1)/KeyBlock, func(b int) {
+		lo, hi := b*KeyBlock, min((b+1)*KeyBlock, slots)
+		PutKeys(kb, lo, kd, k[lo*kd:hi*kd])
+	})
+	attention(p, out, q, rowPos, kb, v, slotPos, spec)
+}
+
+// AttentionBlocked is Attention over keys kept in the blocked layout (kb holds
+// at least BlockedKeysLen(slots, KVHeads·HeadDim) floats; see KeyBlock) and
+// values in the natural one. The logits never exist as a rows×slots matrix.
+// Work units are (block of rows, KV head), handed to the workers dynamically. A
+// unit holds the queries of all its heads (so each K/V tile read serves
+// Heads/KVHeads heads) and walks the slots one key block at a time: the block's
+// logits come from the matrix micro-kernel reading the keys in place, transposed
+// (slot-major) so that the softmax bookkeeping runs as vector operations across
+// queries, and O += P·V reuses the micro-kernel with P and V read in place (V is
+// padded per call only when HeadDim is not a multiple of the micro-kernel
+// width). Without slot groups or Probs this is a one-pass online softmax, and a
+// call with few units (decode) also splits the slots of each unit into ranges
+// merged by their (max, sum); with groups or Probs a first pass collects each
+// group's log-sum-exp and a second produces final probabilities. Rows with no
+// visible slot get zeros. Blocks no row of a unit can see (the causal upper
+// triangle) are skipped.
+func AttentionBlocked(p *Pool, out, q []float32, rowPos []int32, kb, v []float32, slotPos []int32, spec AttnSpec) {
+	rows, slots := len(rowPos), len(slotPos)
+	if rows == 0 {
+		return
+	}
+	err := spec.Validate(out, q, rows, kb, v, slots)
+	if n := BlockedKeysLen(slots, spec.KVHeads*spec.HeadDim); err == nil && len(kb) < n {
+		err = fmt.Errorf("attention: blocked keys have %d floats, want %d", len(kb), n)
+	}
+	if err != nil {
+		panic("kernels: " + err.Error())
+	}
+	attention(p, out, q, rowPos, kb, v, slotPos, spec)
+}
+
+func attention(p *Pool, out, q []float32, rowPos []int32, kb, v []float32, slotPos []int32, spec AttnSpec) {
+	rows, slots := len(rowPos), len(slotPos)
 	ks := p.Kernels()
 	H, KV, D := spec.Heads, spec.KVHeads, spec.HeadDim
 	G := H / KV
-	mr, nr := ks.mr, ks.nr
-	TS := attnTileRows * mr
+	nr := ks.nr
+	const TS = KeyBlock
 	tiles := (slots + TS - 1) / TS
 	slotsP := tiles * TS
 	Dp := (D + nr - 1) / nr * nr
 
-	// Shared packed K ([KV][tile][TS/mr][D][mr]), V ([KV][slotsP][Dp]) and per-tile
-	// position bounds (lowest valid, highest, any empty slot). V needs packing
-	// only when HeadDim is not a multiple of nr; otherwise P·V reads it in place.
+	// Shared padded V ([KV][slotsP][Dp], only when HeadDim is not a multiple of
+	// nr; otherwise P·V reads it in place) and per-tile position bounds (lowest
+	// valid, highest, any empty slot).
 	packV := D%nr != 0
-	kpN, vpN := KV*slotsP*D, 0
+	vpN := 0
 	if packV {
 		vpN = KV * slotsP * Dp
 	}
-	shared := p.getBuf(kpN + vpN + 3*tiles)
+	shared := p.getBuf(vpN + 3*tiles)
 	defer p.putBuf(shared)
-	kp, vp := (*shared)[:kpN], (*shared)[kpN:kpN+vpN]
+	vp := (*shared)[:vpN]
 	var stat []int32
 	if tiles > 0 {
-		stat = unsafe.Slice((*int32)(unsafe.Pointer(&(*shared)[kpN+vpN])), 3*tiles)
+		stat = unsafe.Slice((*int32)(unsafe.Pointer(&(*shared)[vpN])), 3*tiles)
 	}
 	for t := 0; t < tiles; t++ {
 		lo, hi, neg := int32(math.MaxInt32), int32(-1), int32(0)
@@ -124,96 +166,121 @@ func Attention(p *Pool, out, q []float32, rowPos []int32, k, v []float32, slotPo
 		}
 		stat[3*t], stat[3*t+1], stat[3*t+2] = lo, hi, neg
 	}
-	d16 := D &^ 15
-	p.runDynamic(KV*tiles, func(u int) {
-		kh, t := u/tiles, u%tiles
-		base := (kh*tiles + t) * TS
-		if ks.packRows != nil && d16 > 0 && (t+1)*TS <= slots {
-			// Whole tile: 16-column blocks in assembly, the rest below.
-			for j0 := 0; j0 < TS; j0 += mr {
-				s0 := t*TS + j0
-				pan := kp[(base+j0)*D:]
-				ks.packRows(d16, &k[s0*KV*D+kh*D], KV*D, &pan[0])
-				for i := 0; i < mr; i++ {
-					row := k[(s0+i)*KV*D+kh*D:]
-					for d := d16; d < D; d++ {
-						pan[d*mr+i] = row[d]
-					}
-				}
-			}
-			if packV {
-				for j := 0; j < TS; j++ {
-					s := t*TS + j
-					vrow := vp[(kh*slotsP+s)*Dp : (kh*slotsP+s+1)*Dp]
-					copy(vrow, v[s*KV*D+kh*D:s*KV*D+(kh+1)*D])
-					clear(vrow[D:])
-				}
-			}
-			return
-		}
-		for j := 0; j < TS; j++ {
-			s := t*TS + j
-			pan, i := kp[(base+j/mr*mr)*D:], j%mr
-			if s >= slots {
-				for d := 0; d < D; d++ {
-					pan[d*mr+i] = 0
-				}
-				if packV {
-					clear(vp[(kh*slotsP+s)*Dp : (kh*slotsP+s+1)*Dp])
-				}
-				continue
-			}
-			for d, x := range k[s*KV*D+kh*D : s*KV*D+(kh+1)*D] {
-				pan[d*mr+i] = x
-			}
-			if packV {
+	if packV {
+		p.runDynamic(KV*tiles, func(u int) {
+			kh, t := u/tiles, u%tiles
+			for j := 0; j < TS; j++ {
+				s := t*TS + j
 				vrow := vp[(kh*slotsP+s)*Dp : (kh*slotsP+s+1)*Dp]
+				if s >= slots {
+					clear(vrow)
+					continue
+				}
 				copy(vrow, v[s*KV*D+kh*D:s*KV*D+(kh+1)*D])
 				clear(vrow[D:])
 			}
-		}
-	})
+		})
+	}
 
 	rb := max(1, attnQueries/G)
 	blocks := (rows + rb - 1) / rb
-	at := attnCall{ks: ks, spec: &spec, out: out, q: q, slotPos: slotPos, kp: kp, vp: vp, stat: stat,
-		G: G, TS: TS, tiles: tiles, slotsP: slotsP, Dp: Dp, v: v, packV: packV}
-	p.runDynamic(blocks*KV, func(u int) {
-		b, kh := u/KV, u%KV
+	units := blocks * KV
+	at := attnCall{ks: ks, spec: &spec, out: out, q: q, slotPos: slotPos, kb: kb, vp: vp, stat: stat,
+		G: G, tiles: tiles, slotsP: slotsP, Dp: Dp, v: v, packV: packV}
+	splits := 1
+	if spec.SlotGroup == nil && spec.Probs == nil && units < attnSplitUnits*p.Threads() {
+		splits = min(tiles, (attnSplitUnits*p.Threads()+units-1)/units)
+	}
+	if splits <= 1 {
+		p.runDynamic(units, func(u int) {
+			b, kh := u/KV, u%KV
+			r0 := b * rb
+			at.unit(p, rowPos[r0:min(r0+rb, rows)], r0, kh, 0, tiles, nil)
+		})
+		return
+	}
+	// Each split of a unit leaves its unnormalized output, running max and sum
+	// ([M][D], [M], [M], M at most min(rb, rows)·G) in part; the merge rescales
+	// them to the common max.
+	pm := min(rb, rows) * G * (D + 2)
+	partBuf := p.getBuf(units * splits * pm)
+	defer p.putBuf(partBuf)
+	part := *partBuf
+	p.runDynamic(units*splits, func(u int) {
+		c, b, kh := u%splits, u/splits/KV, u/splits%KV
 		r0 := b * rb
-		at.unit(p, rowPos[r0:min(r0+rb, rows)], r0, kh)
+		at.unit(p, rowPos[r0:min(r0+rb, rows)], r0, kh, c*tiles/splits, (c+1)*tiles/splits, part[u*pm:(u+1)*pm])
+	})
+	p.Run(units, 1, func(lo, hi int) {
+		for bu := lo; bu < hi; bu++ {
+			b, kh := bu/KV, bu%KV
+			r0 := b * rb
+			M := (min(r0+rb, rows) - r0) * G
+			for m := 0; m < M; m++ {
+				best := float32(negBig)
+				for c := 0; c < splits; c++ {
+					pc := part[(bu*splits+c)*pm:]
+					if pc[M*D+M+m] != 0 {
+						best = max(best, pc[M*D+m])
+					}
+				}
+				r, h := m/G, kh*G+m%G
+				dst := out[(r0+r)*H*D+h*D : (r0+r)*H*D+(h+1)*D]
+				clear(dst)
+				var sum float32
+				for c := 0; c < splits; c++ {
+					pc := part[(bu*splits+c)*pm:]
+					if l := pc[M*D+M+m]; l != 0 {
+						w := float32(math.Exp(float64(pc[M*D+m] - best)))
+						sum += w * l
+						ks.axpy(w, pc[m*D:(m+1)*D], dst)
+					}
+				}
+				if sum != 0 {
+					ks.scale(dst, 1/sum)
+				}
+			}
+		}
 	})
 }
 
-// attnCall is what every unit of one Attention call shares.
+// attnCall is what every unit of one attention call shares.
 type attnCall struct {
-	ks                   *Kernels
-	spec                 *AttnSpec
-	out, q               []float32
-	slotPos              []int32
-	kp, vp, v            []float32
-	packV                bool
-	stat                 []int32 // per tile: lowest valid position, highest, any empty slot
-	G, TS, tiles, slotsP int
-	Dp                   int
+	ks               *Kernels
+	spec             *AttnSpec
+	out, q           []float32
+	slotPos          []int32
+	kb, vp, v        []float32
+	packV            bool
+	stat             []int32 // per tile: lowest valid position, highest, any empty slot
+	G, tiles, slotsP int
+	Dp               int
 }
 
-func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh int) {
+// unit computes the queries of rows r0… (rowPos) and KV head kh over key blocks
+// [t0, t1). With part nil it writes the final output; otherwise (one-pass only)
+// part receives the unnormalized output, running max and sum ([M][D], [M], [M]).
+func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []float32) {
 	ks, spec := a.ks, a.spec
-	H, D, G, TS, Dp := spec.Heads, spec.HeadDim, a.G, a.TS, a.Dp
+	H, D, G, Dp := spec.Heads, spec.HeadDim, a.G, a.Dp
+	const TS = KeyBlock
 	mr, nr := ks.mr, ks.nr
 	slots := len(a.slotPos)
 	R := len(rowPos)
 	M := R * G
+	grouped := spec.SlotGroup != nil
+	twoPass := grouped || spec.Probs != nil
+	if !twoPass && M <= mr && KeyBlock%nr == 0 {
+		a.few(p, rowPos, r0, kh, t0, t1, part)
+		return
+	}
 	// Sᵀ is computed in nr-query panels and O += P·V in mr-query panels; Mp covers
 	// both (columns past M are never read back).
 	Mp := max((M+nr-1)/nr*nr, (M+mr-1)/mr*mr)
-	grouped := spec.SlotGroup != nil
 	nG := 1
 	if grouped {
 		nG = len(spec.GroupTemp)
 	}
-	twoPass := grouped || spec.Probs != nil
 
 	// Scratch: Qᵀ [D][Mp], Sᵀ [TS][Mp], O [Mp][Dp], max, sum, tile max, junk [Mp],
 	// per-group max, sum, offset [nG][Mp].
@@ -253,10 +320,10 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh int) {
 		}
 		t0 := t * TS
 		n = min(TS, slots-t0)
-		kt := a.kp[(kh*a.tiles+t)*TS*D:]
+		kt := a.kb[(t*spec.KVHeads+kh)*D*TS:]
 		for j0 := 0; j0 < n; j0 += mr {
 			for m0 := 0; m0 < M; m0 += nr {
-				ks.gemm(D, &kt[j0*D], mr, &qt[m0], Mp, &st[j0*Mp+m0], Mp, 0)
+				ks.gemm(D, &kt[j0], TS, &qt[m0], Mp, &st[j0*Mp+m0], Mp, 0)
 			}
 		}
 		if neg || hi > minPos {
@@ -313,7 +380,11 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh int) {
 			ks.vmax(tmax, st[j*Mp:(j+1)*Mp])
 		}
 		for m := 0; m < M; m++ {
-			if tmax[m] > mx[m] {
+			// The running max moves only when a logit exceeds it by more than
+			// rescaleSlack: the exponentials stay ≤ e^rescaleSlack (no overflow),
+			// the result is the same (output and sum share the reference), and
+			// the rescale of the accumulated output becomes rare.
+			if tmax[m] > mx[m]+rescaleSlack {
 				if l[m] != 0 {
 					alpha := float32(math.Exp(float64(mx[m] - tmax[m])))
 					l[m] *= alpha
@@ -344,7 +415,7 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh int) {
 		for m := range mx {
 			mx[m], l[m] = negBig, 0
 		}
-		for t := 0; t < a.tiles; t++ {
+		for t := t0; t < t1; t++ {
 			n, live := scores(t)
 			if !live {
 				continue
@@ -407,6 +478,21 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh int) {
 			pv(t, n)
 		}
 	}
+	a.emit(o, mx, l, M, r0, kh, twoPass, part)
+}
+
+// emit writes a unit's M queries: the accumulated output o ([M][Dp]) divided by
+// the sums l (final already when twoPass), or into part (see unit).
+func (a *attnCall) emit(o, mx, l []float32, M, r0, kh int, twoPass bool, part []float32) {
+	H, D, G, Dp := a.spec.Heads, a.spec.HeadDim, a.G, a.Dp
+	if part != nil {
+		for m := 0; m < M; m++ {
+			copy(part[m*D:(m+1)*D], o[m*Dp:m*Dp+D])
+		}
+		copy(part[M*D:M*D+M], mx[:M])
+		copy(part[M*D+M:M*D+2*M], l[:M])
+		return
+	}
 	for m := 0; m < M; m++ {
 		r, h := m/G, kh*G+m%G
 		dst := a.out[(r0+r)*H*D+h*D : (r0+r)*H*D+(h+1)*D]
@@ -423,6 +509,128 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh int) {
 			}
 		}
 	}
+}
+
+// few is unit for at most mr queries on the one-pass route (decode: one row of
+// a few heads). The general unit puts the keys on the micro-kernel's mr side
+// and the queries on its nr side, which a handful of queries fills to a
+// fraction; here the queries take the mr side and the keys the nr side, read
+// in place from the blocked layout (one head's block is [headDim][KeyBlock],
+// slot-contiguous), so a block costs KeyBlock/nr products instead of
+// KeyBlock/mr. The softmax runs along each query's row of logits, and P is
+// transposed (at most mr × KeyBlock) for O += P·V.
+func (a *attnCall) few(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []float32) {
+	ks, spec := a.ks, a.spec
+	H, D, G, Dp := spec.Heads, spec.HeadDim, a.G, a.Dp
+	const TS = KeyBlock
+	mr, nr := ks.mr, ks.nr
+	slots := len(a.slotPos)
+	M := len(rowPos) * G
+
+	// Scratch: Qᵀ [D][mr], S [mr][TS], Pᵀ [TS][mr], O [mr][Dp], max, sum [mr].
+	sizes := [...]int{D * mr, mr * TS, TS * mr, mr * Dp, mr, mr}
+	total := 0
+	for _, n := range sizes {
+		total += n
+	}
+	buf := p.getBuf(total)
+	defer p.putBuf(buf)
+	var parts [len(sizes)][]float32
+	rest := *buf
+	for i, n := range sizes {
+		parts[i], rest = rest[:n:n], rest[n:]
+	}
+	qt, sc, pt, o, mx, l := parts[0], parts[1], parts[2], parts[3], parts[4], parts[5]
+	clear(qt)
+	clear(pt) // columns past M feed output rows nobody reads: numbers, not stale NaNs
+	clear(o)
+	minPos, maxPos := int32(math.MaxInt32), int32(-1)
+	for m := 0; m < M; m++ {
+		r, h := m/G, kh*G+m%G
+		minPos, maxPos = min(minPos, rowPos[r]), max(maxPos, rowPos[r])
+		for d, x := range a.q[(r0+r)*H*D+h*D : (r0+r)*H*D+(h+1)*D] {
+			qt[d*mr+m] = x * spec.Scale
+		}
+		mx[m], l[m] = negBig, 0
+	}
+	ninf := float32(math.Inf(-1))
+	for t := t0; t < t1; t++ {
+		lo, hi, neg := a.stat[3*t], a.stat[3*t+1], a.stat[3*t+2] != 0
+		if hi < 0 || lo > maxPos {
+			continue
+		}
+		s0 := t * TS
+		n := min(TS, slots-s0)
+		kt := a.kb[(t*spec.KVHeads+kh)*D*TS:]
+		for j0 := 0; j0 < n; j0 += nr {
+			ks.gemm(D, &qt[0], mr, &kt[j0], TS, &sc[j0], TS, 0)
+		}
+		masked := neg || hi > minPos
+		for m := 0; m < M; m++ {
+			row := sc[m*TS : m*TS+n]
+			if masked {
+				rp := rowPos[m/G]
+				for j, sp := range a.slotPos[s0 : s0+n] {
+					if sp < 0 || sp > rp {
+						row[j] = ninf
+					}
+				}
+			}
+			tm := rowMax(row)
+			if tm > mx[m]+rescaleSlack { // see fold
+				if l[m] != 0 {
+					alpha := float32(math.Exp(float64(mx[m] - tm)))
+					l[m] *= alpha
+					ks.scale(o[m*Dp:m*Dp+D], alpha)
+				}
+				mx[m] = tm
+			}
+			l[m] += ks.expSub(row, mx[m])
+		}
+		// Pᵀ: slot-major, the left operand of O += P·V.
+		for j := 0; j < n; j++ {
+			pj := pt[j*mr : j*mr+M]
+			for m := range pj {
+				pj[m] = sc[m*TS+j]
+			}
+		}
+		vt, ldv := a.v[s0*spec.KVHeads*D+kh*D:], spec.KVHeads*D
+		if a.packV {
+			vt, ldv = a.vp[(kh*a.slotsP+s0)*Dp:], Dp
+		}
+		for c0 := 0; c0 < Dp; c0 += nr {
+			ks.gemm(n, &pt[0], mr, &vt[c0], ldv, &o[c0], Dp, 1)
+		}
+	}
+	a.emit(o, mx, l, M, r0, kh, false, part)
+}
+
+// rowMax is the largest of x (len ≥ 1; −Inf stays −Inf), four comparisons at
+// a time so that they do not wait on each other.
+func rowMax(x []float32) float32 {
+	a, b, c, d := x[0], x[0], x[0], x[0]
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		q := x[i : i+4 : i+4]
+		if q[0] > a {
+			a = q[0]
+		}
+		if q[1] > b {
+			b = q[1]
+		}
+		if q[2] > c {
+			c = q[2]
+		}
+		if q[3] > d {
+			d = q[3]
+		}
+	}
+	for ; i < len(x); i++ {
+		if x[i] > a {
+			a = x[i]
+		}
+	}
+	return max(a, b, c, d)
 }
 
 // attnOffsets turns per-group running (max, sum) into −offset vectors such that

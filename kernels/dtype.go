@@ -42,6 +42,9 @@ func (d DType) String() string {
 	case BF16:
 		return "bf16"
 	}
+	if n, ok := quantName(d); ok {
+		return n
+	}
 	return fmt.Sprintf("dtype(%d)", uint8(d))
 }
 

@@ -3,7 +3,8 @@ package kernels
 import "fmt"
 
 // Mat is a row-major weight matrix of Rows×Cols elements kept in its stored dtype:
-// F32 uses the F32 slice, F16 and BF16 the U16 slice. Rows are output features, so
+// F32 uses the F32 slice, F16 and BF16 the U16 slice, the block-quantized types
+// (quant.go) the Q bytes. Rows are output features, so
 // a linear layer y = W·x reads one row per output. The slices may alias a
 // memory-mapped file and must be treated as read-only.
 type Mat struct {
@@ -11,10 +12,14 @@ type Mat struct {
 	Rows, Cols int
 	F32        []float32
 	U16        []uint16
+	Q          []byte
 }
 
 // Validate checks that the backing slice matches the shape.
 func (m Mat) Validate() error {
+	if m.DType.Quantized() {
+		return m.validateQuant()
+	}
 	n := m.Rows * m.Cols
 	switch m.DType {
 	case F32:
@@ -40,10 +45,17 @@ func (k *Kernels) RowF32(m Mat, i int, dst []float32) {
 	switch m.DType {
 	case F32:
 		copy(dst, m.F32[off:off+m.Cols])
+	case Q4_1, Q8_0:
+		k.dequantRow(m, i, dst)
 	default:
 		k.ToF32(dst[:m.Cols], m.U16[off:off+m.Cols], m.DType)
 	}
 }
 
 // Bytes is the storage size of the matrix.
-func (m Mat) Bytes() int64 { return int64(m.Rows) * int64(m.Cols) * int64(m.DType.Size()) }
+func (m Mat) Bytes() int64 {
+	if m.DType.Quantized() {
+		return int64(m.Rows) * int64(QuantRowBytes(m.DType, m.Cols))
+	}
+	return int64(m.Rows) * int64(m.Cols) * int64(m.DType.Size())
+}

@@ -49,6 +49,10 @@ func MatMul(p *Pool, dst, x []float32, n int, w Mat) {
 	}
 	_ = x[n*w.Cols-1]
 	ks := p.Kernels()
+	if w.DType.Quantized() {
+		matMulQuant(p, ks, dst, x, n, w)
+		return
+	}
 	switch {
 	case n <= matVecRows(p, ks, w.DType):
 		matVec(p, ks, dst, x, n, w)

@@ -98,9 +98,10 @@ func BenchmarkDecodeBandwidth(b *testing.B) {
 	}{
 		{BF16, 1, 4096, 14336}, {F16, 1, 4096, 14336},
 		{BF16, 1, 896, 4864}, {BF16, 1, 4864, 896},
+		{Q4_1, 1, 4096, 14336}, {Q8_0, 1, 4096, 14336}, {Q4_1, 1, 576, 1536}, {Q8_0, 1, 576, 49152},
 	} {
 		rng := rand.New(rand.NewPCG(7, 8))
-		w := randMat(rng, sh.d, sh.out, sh.k)
+		w := anyMat(rng, sh.d, sh.out, sh.k)
 		x := randVec(rng, sh.n*sh.k)
 		dst := make([]float32, sh.n*sh.out)
 		b.Run(fmt.Sprintf("%s/%s/%dx%dx%d", p.Kernels().Name(), sh.d, sh.n, sh.k, sh.out), func(b *testing.B) {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"cacheclip/kernels"
 	"cacheclip/model"
 	"cacheclip/model/gguf"
 	"cacheclip/model/prompt"
@@ -25,7 +26,57 @@ type Bundle struct {
 	// end-of-turn tokens.
 	Stops []int32
 
+	// Note is one line about how the weights are held (a GGUF's native and
+	// widened matrices), for the command's log; empty for a directory.
+	Note string
+
 	closer interface{ Close() error } // the full model under a cut one
+}
+
+// Weights modes: how a GGUF's quantized matrices are held (Options.Weights).
+const (
+	// WeightsAuto is WeightsNative where this CPU's kernel set has the SIMD
+	// quantized kernels (AVX-512), else WeightsF32 (the default).
+	WeightsAuto = "auto"
+	// WeightsNative keeps Q4_0/Q4_1/Q8_0 matrices in their blocks, read by
+	// the quantized kernels, and widens other types to f32.
+	WeightsNative = "native"
+	// WeightsF32 widens every matrix to f32 at load.
+	WeightsF32 = "f32"
+)
+
+// Options configures OpenWith.
+type Options struct {
+	// Template overrides the detected prompt template ("" detects).
+	Template string
+	// Weights is WeightsAuto ("" too), WeightsNative or WeightsF32; it
+	// applies to GGUF files (a directory's weights are used in their stored
+	// dtype).
+	Weights string
+}
+
+// CheckWeights validates a weights mode, for settings checked before any
+// model loads.
+func CheckWeights(mode string) error {
+	switch mode {
+	case "", WeightsAuto, WeightsNative, WeightsF32:
+		return nil
+	}
+	return fmt.Errorf("weights %q is not %s, %s or %s", mode, WeightsAuto, WeightsNative, WeightsF32)
+}
+
+// native resolves a weights mode for a model whose Pool gets ks.
+func native(mode string, ks *kernels.Kernels) (bool, string) {
+	switch mode {
+	case WeightsNative:
+		return true, ""
+	case WeightsF32:
+		return false, ""
+	}
+	if ks.HasQuantSIMD() {
+		return true, ""
+	}
+	return false, fmt.Sprintf(" (weights auto: the %s kernels have no SIMD quantized kernels, so f32)", ks.Name())
 }
 
 // Open loads dir, a model directory or a .gguf file; templateName overrides
@@ -36,10 +87,19 @@ type Bundle struct {
 // primary's own first layers as a CacheClip auxiliary, with no second model
 // (its attention at layer K-1 is what the scorer reads).
 func Open(dir, templateName string) (*Bundle, error) {
+	return OpenWith(dir, Options{Template: templateName})
+}
+
+// OpenWith is Open with options (the template and the GGUF weights mode).
+func OpenWith(dir string, o Options) (*Bundle, error) {
+	if err := CheckWeights(o.Weights); err != nil {
+		return nil, err
+	}
+	templateName := o.Template
 	if base, k, ok, err := firstLayers(dir); err != nil {
 		return nil, err
 	} else if ok {
-		b, err := Open(base, templateName)
+		b, err := OpenWith(base, o)
 		if err != nil {
 			return nil, err
 		}
@@ -54,10 +114,10 @@ func Open(dir, templateName string) (*Bundle, error) {
 		}
 		m.Dir = dir
 		// The full model's mapped weights stay open under the cut one.
-		return &Bundle{Dir: dir, Model: m, Tok: b.Tok, Template: b.Template, Stops: b.Stops, closer: b}, nil
+		return &Bundle{Dir: dir, Model: m, Tok: b.Tok, Template: b.Template, Stops: b.Stops, Note: b.Note, closer: b}, nil
 	}
 	if IsGGUF(dir) {
-		return openGGUF(dir, templateName)
+		return openGGUF(dir, templateName, o.Weights)
 	}
 	m, err := model.LoadDir(dir)
 	if err != nil {
@@ -85,15 +145,17 @@ func Open(dir, templateName string) (*Bundle, error) {
 // Hugging Face directory.
 func IsGGUF(path string) bool { return strings.HasSuffix(strings.ToLower(path), ".gguf") }
 
-// openGGUF loads weights (dequantized to f32), tokenizer and chat template
-// from one GGUF file; the template is detected from tokenizer.chat_template.
-func openGGUF(path, templateName string) (*Bundle, error) {
+// openGGUF loads weights (quantized matrices kept in their blocks when native,
+// else dequantized to f32), tokenizer and chat template from one GGUF file;
+// the template is detected from tokenizer.chat_template.
+func openGGUF(path, templateName, weights string) (*Bundle, error) {
 	f, err := gguf.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close() // the model owns dequantized copies
-	m, err := f.Model()
+	defer f.Close() // the model owns its copies of the weights
+	nat, why := native(weights, kernels.Detect())
+	m, rep, err := f.ModelWith(gguf.Options{Native: nat})
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +174,27 @@ func openGGUF(path, templateName string) (*Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return bundle(path, m, tok, tmpl)
+	b, err := bundle(path, m, tok, tmpl)
+	if err != nil {
+		return nil, err
+	}
+	b.Note = fmt.Sprintf("%s: %s (%.0f MiB)%s", path, rep, float64(weightBytes(m))/(1<<20), why)
+	return b, nil
+}
+
+// weightBytes is the memory of a model's matrices (the tied head counted once).
+func weightBytes(m *model.Model) int64 {
+	w := &m.W
+	n := w.Embed.Bytes()
+	if !m.Config.TiedEmbeddings {
+		n += w.LMHead.Bytes()
+	}
+	for _, L := range w.Layers {
+		for _, x := range []kernels.Mat{L.Wq, L.Wk, L.Wv, L.Wo, L.Wgate, L.Wup, L.Wdown} {
+			n += x.Bytes()
+		}
+	}
+	return n
 }
 
 func bundle(dir string, m *model.Model, tok *tokenizer.Tokenizer, tmpl prompt.Template) (*Bundle, error) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"cacheclip/internal/realmodel"
+	"cacheclip/kernels"
 )
 
 // A .gguf path opens as a whole bundle: SmolLM2's ChatML template is detected
@@ -54,9 +55,14 @@ func TestOpenFirstLayers(t *testing.T) {
 		t.Fatalf("cut: %d layers, template %s", cut.Model.Config.Layers, cut.Template.Name)
 	}
 	for i := range 4 {
-		a, b := cut.Model.W.Layers[i].Wq.F32, full.Model.W.Layers[i].Wq.F32
-		if len(a) != len(b) || a[0] != b[0] || a[len(a)-1] != b[len(b)-1] {
-			t.Errorf("layer %d differs from the full model's", i)
+		a, b := cut.Model.W.Layers[i].Wq, full.Model.W.Layers[i].Wq
+		ra, rb := make([]float32, a.Cols), make([]float32, b.Cols)
+		for _, r := range []int{0, a.Rows - 1} {
+			a.RowF32(r, ra)
+			b.RowF32(r, rb)
+			if a.Rows != b.Rows || !slices.Equal(ra, rb) {
+				t.Errorf("layer %d row %d differs from the full model's", i, r)
+			}
 		}
 	}
 	if cut.Model.Fingerprint() == full.Model.Fingerprint() {
@@ -66,5 +72,51 @@ func TestOpenFirstLayers(t *testing.T) {
 		if _, err := Open(bad, ""); err == nil || !strings.Contains(err.Error(), "#layers=") {
 			t.Errorf("%s: %v", bad, err)
 		}
+	}
+}
+
+// The weights mode: native keeps the file's Q4_1/Q8_0 blocks, f32 widens
+// them, both say so in the bundle's note; an unknown mode is refused before
+// the file is read.
+func TestOpenWeightsModes(t *testing.T) {
+	p := realmodel.Path(t)
+	for _, c := range []struct {
+		mode string
+		want kernels.DType
+		note string
+	}{{WeightsNative, kernels.Q4_1, "weights native: Q4_1 ×210, Q8_0 ×1; widened to f32: none"},
+		{WeightsF32, kernels.F32, "weights native: none; widened to f32: Q4_1 ×210, Q8_0 ×1"}} {
+		b, err := OpenWith(p, Options{Weights: c.mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := b.Model.W.Layers[0].Wgate.DType; got != c.want {
+			t.Errorf("weights %q: gate_proj is %s, want %s", c.mode, got, c.want)
+		}
+		if !strings.Contains(b.Note, c.note) {
+			t.Errorf("weights %q: note %q lacks %q", c.mode, b.Note, c.note)
+		}
+		b.Close()
+	}
+	if _, err := OpenWith(p, Options{Weights: "q4"}); err == nil || !strings.Contains(err.Error(), `weights "q4" is not auto, native or f32`) {
+		t.Errorf("bad mode: %v", err)
+	}
+}
+
+// auto (the default) is native where the kernel set has SIMD quantized
+// kernels, and f32, saying why, on the portable set.
+func TestWeightsAuto(t *testing.T) {
+	for _, k := range kernels.Available() {
+		nat, why := native("", k)
+		if nat != k.HasQuantSIMD() || (why == "") != nat {
+			t.Errorf("%s: native %v, note %q", k.Name(), nat, why)
+		}
+	}
+	generic, _ := kernels.Select("generic")
+	if nat, why := native(WeightsAuto, generic); nat || !strings.Contains(why, "generic kernels have no SIMD quantized kernels") {
+		t.Errorf("generic: native %v, note %q", nat, why)
+	}
+	if nat, _ := native(WeightsNative, generic); !nat {
+		t.Error("an explicit native is not kept on the portable kernels")
 	}
 }

@@ -152,8 +152,9 @@ func builtin() []Entry {
 				{Name: "window", Type: Int, Default: "8", Min: 1, Max: unbounded, Help: "sliding window w of the grouping"},
 				{Name: "min_count", Type: Int, Default: "5", Min: 1, Max: unbounded, Help: "candidates m in a window that make it recomputed whole"},
 				{Name: "aux_template", Type: Enum, Default: "", Allowed: []string{"", "chatml", "llama3", "plain"}, Help: "auxiliary model's prompt template (empty: its own)"},
-				{Name: "aux_mode", Type: Enum, Default: "fresh", Allowed: []string{"fresh", "cached", "boundary"}, Help: "fresh: the auxiliary computes the whole prompt; cached: it reuses its own chunk caches from the store; boundary: cached, then recomputes the first aux_boundary tokens of every chunk after the first"},
+				{Name: "aux_mode", Type: Enum, Default: "cached", Allowed: []string{"fresh", "cached", "boundary"}, Help: "fresh: the auxiliary computes the whole prompt; cached: it reuses its own chunk caches from the store (the default: as good or better at a fraction of the cost, docs/EVALUATION.md); boundary: cached, then recomputes the first aux_boundary tokens of every chunk after the first"},
 				{Name: "aux_boundary", Type: Int, Default: "32", Min: 1, Max: unbounded, Help: "tokens recomputed at the start of each chunk after the first in aux_mode boundary"},
+				{Name: "budget", Type: Enum, Default: "fixed", Allowed: []string{"fixed", "adaptive"}, Help: "fixed: ⌈r·N⌉ tokens per question; adaptive: a batch's Σ⌈r·N⌉ spread over its questions by how spread the auxiliary's attention is (docs/METHODS.md)"},
 			}},
 	}
 }

@@ -77,7 +77,7 @@ func TestResolvedValuesAndBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Values.Int("window") != 16 || cfg.Values.Int("min_count") != 5 || cfg.Values.String("reduce") != "max" || cfg.Values.String("aux_mode") != "fresh" {
+	if cfg.Values.Int("window") != 16 || cfg.Values.Int("min_count") != 5 || cfg.Values.String("reduce") != "max" || cfg.Values.String("aux_mode") != "cached" {
 		t.Errorf("values %v", cfg.Values)
 	}
 	if cfg.Budget(10) != 3 || cfg.Budget(0) != 0 {

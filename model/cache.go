@@ -9,11 +9,17 @@ import (
 // Cache holds keys and values of a set of slots for every layer. Keys are stored
 // rotated (RoPE applied at the slot's position). A slot's position says which rows
 // may attend to it: slot j is visible to a row at position p iff 0 <= Pos[j] <= p.
+//
+// Keys are kept in the blocked layout the attention kernel reads
+// (kernels.KeyBlock), so a decode step appends its key in place and attention
+// never repacks the context's keys; values in the natural [slot][KVDim] layout,
+// which the kernel also reads in place. ReadKV, WriteKV and Fill speak the
+// natural layout for both.
 type Cache struct {
 	Layers  int
 	KVDim   int
 	HeadDim int
-	K, V    [][]float32 // [layer][slot*KVDim]
+	k, v    [][]float32 // [layer]: keys blocked, values [slot*KVDim]
 	Pos     []int32     // per slot; -1 for an unused slot
 	n       int
 }
@@ -30,8 +36,8 @@ func (m *Model) NewCache(capacity int) (KVCache, error) {
 // slots directly (tests, the reference comparisons of other backends).
 func (m *Model) HostCache(capacity int) *Cache {
 	c := &Cache{Layers: m.Config.Layers, KVDim: m.Config.KVDim(), HeadDim: m.Config.HeadDim}
-	c.K = make([][]float32, c.Layers)
-	c.V = make([][]float32, c.Layers)
+	c.k = make([][]float32, c.Layers)
+	c.v = make([][]float32, c.Layers)
 	c.grow(capacity)
 	return c
 }
@@ -46,13 +52,14 @@ func (c *Cache) grow(capacity int) {
 	if capacity <= len(c.Pos) {
 		return
 	}
-	for l := range c.K {
-		k := make([]float32, capacity*c.KVDim)
-		copy(k, c.K[l])
-		c.K[l] = k
+	for l := range c.k {
+		// Whole key blocks grow by appending blocks: the prefix keeps its place.
+		k := make([]float32, kernels.BlockedKeysLen(capacity, c.KVDim))
+		copy(k, c.k[l])
+		c.k[l] = k
 		v := make([]float32, capacity*c.KVDim)
-		copy(v, c.V[l])
-		c.V[l] = v
+		copy(v, c.v[l])
+		c.v[l] = v
 	}
 	p := make([]int32, capacity)
 	copy(p, c.Pos)
@@ -82,9 +89,31 @@ func (c *Cache) ReadKV(layer, from, to int) (k, v []float32, err error) {
 	if layer < 0 || layer >= c.Layers || from < 0 || from > to || to > c.n {
 		return nil, nil, fmt.Errorf("cache read: layer %d slots [%d,%d) outside %d layers × %d slots", layer, from, to, c.Layers, c.n)
 	}
-	k = append([]float32(nil), c.K[layer][from*c.KVDim:to*c.KVDim]...)
-	v = append([]float32(nil), c.V[layer][from*c.KVDim:to*c.KVDim]...)
+	k = make([]float32, (to-from)*c.KVDim)
+	kernels.GetKeys(k, c.k[layer], from, to-from, c.KVDim)
+	v = append([]float32(nil), c.v[layer][from*c.KVDim:to*c.KVDim]...)
 	return k, v, nil
+}
+
+// WriteKV overwrites slots [first, first+len(k)/KVDim) of one layer with keys
+// and values in the natural [slot][KVDim] layout, as they are (no rotation;
+// Fill re-rotates). Slot positions are left as they are.
+func (c *Cache) WriteKV(layer, first int, k, v []float32) error {
+	n := len(k) / max(1, c.KVDim)
+	if layer < 0 || layer >= c.Layers || first < 0 || first+n > c.n {
+		return fmt.Errorf("cache write: layer %d slots [%d,%d) outside %d layers × %d slots", layer, first, first+n, c.Layers, c.n)
+	}
+	if len(k) != n*c.KVDim || len(v) != len(k) {
+		return fmt.Errorf("cache write: layer %d: %d keys and %d values are not whole slots of width %d", layer, len(k), len(v), c.KVDim)
+	}
+	c.putKV(layer, first, k, v)
+	return nil
+}
+
+// putKV stores keys and values of consecutive slots (natural layout).
+func (c *Cache) putKV(layer, first int, k, v []float32) {
+	kernels.PutKeys(c.k[layer], first, c.KVDim, k)
+	copy(c.v[layer][first*c.KVDim:], v)
 }
 
 // Free is a no-op: host memory belongs to the garbage collector.
@@ -134,17 +163,20 @@ func (m *Model) Fill(kc KVCache, layer, first int, pos []int32, k, v []float32, 
 	if len(k) != n*c.KVDim || len(v) != n*c.KVDim || len(fromPos) != n {
 		return fmt.Errorf("cache fill: layer %d: got %d keys, %d values, %d positions for %d slots of width %d", layer, len(k), len(v), len(fromPos), n, c.KVDim)
 	}
-	dk := c.K[layer][first*c.KVDim : (first+n)*c.KVDim]
-	copy(dk, k)
-	copy(c.V[layer][first*c.KVDim:(first+n)*c.KVDim], v)
+	copy(c.v[layer][first*c.KVDim:(first+n)*c.KVDim], v)
 	ks := m.Pool.Kernels()
 	cos := make([]float32, c.HeadDim/2)
 	sin := make([]float32, c.HeadDim/2)
+	row := make([]float32, c.KVDim)
 	for i := 0; i < n; i++ {
+		key := k[i*c.KVDim : (i+1)*c.KVDim]
 		if d := pos[i] - fromPos[i]; d != 0 {
+			copy(row, key)
 			kernels.RoPETable(cos, sin, d, 1, m.invFreq)
-			ks.RoPE(dk[i*c.KVDim:(i+1)*c.KVDim], 0, c.KVDim/c.HeadDim, c.HeadDim, cos, sin, m.Config.RopeInterleaved)
+			ks.RoPE(row, 0, c.KVDim/c.HeadDim, c.HeadDim, cos, sin, m.Config.RopeInterleaved)
+			key = row
 		}
+		kernels.PutKeys(c.k[layer], first+i, c.KVDim, key)
 		c.Pos[first+i] = pos[i]
 	}
 	return nil

@@ -60,3 +60,73 @@ func TestCacheSeamErrors(t *testing.T) {
 		})
 	}
 }
+
+// Keys live in the attention kernel's blocked layout; what goes in through
+// WriteKV or Fill comes back out of ReadKV unchanged, across a growth of the
+// cache that crosses key blocks, and a write to one slot touches no other.
+func TestCacheKeysRoundTrip(t *testing.T) {
+	m, err := testmodel.Build(testmodel.Variants()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := m.HostCache(90)
+	kd := m.Config.KVDim()
+	val := func(layer, slot, i int, v bool) float32 {
+		f := float32(layer*100000+slot*100+i) / 7
+		if v {
+			return -f
+		}
+		return f
+	}
+	write := func(from, to int) {
+		for l := 0; l < m.Config.Layers; l++ {
+			k, v := make([]float32, (to-from)*kd), make([]float32, (to-from)*kd)
+			for s := from; s < to; s++ {
+				for i := 0; i < kd; i++ {
+					k[(s-from)*kd+i], v[(s-from)*kd+i] = val(l, s, i, false), val(l, s, i, true)
+				}
+			}
+			if l%2 == 0 {
+				if err := c.WriteKV(l, from, k, v); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			pos := make([]int32, to-from)
+			for i := range pos {
+				pos[i] = int32(from + i)
+			}
+			if err := m.Fill(c, l, from, pos, k, v, pos); err != nil { // same position: no rotation
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := c.Alloc(90); err != nil {
+		t.Fatal(err)
+	}
+	write(0, 90)
+	if _, err := c.Alloc(150); err != nil { // grows past the first key block
+		t.Fatal(err)
+	}
+	write(200, 240)
+	for l := 0; l < m.Config.Layers; l++ {
+		k, v, err := c.ReadKV(l, 0, 240)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for s := 0; s < 240; s++ {
+			for i := 0; i < kd; i++ {
+				wantK, wantV := val(l, s, i, false), val(l, s, i, true)
+				if s >= 90 && s < 200 {
+					wantK, wantV = 0, 0 // allocated, never written
+				}
+				if k[s*kd+i] != wantK || v[s*kd+i] != wantV {
+					t.Fatalf("layer %d slot %d elem %d: key %g value %g, want %g, %g", l, s, i, k[s*kd+i], v[s*kd+i], wantK, wantV)
+				}
+			}
+		}
+	}
+	if err := c.WriteKV(0, 239, make([]float32, 2*kd), make([]float32, 2*kd)); err == nil {
+		t.Fatal("WriteKV past the allocated slots succeeded")
+	}
+}

@@ -66,6 +66,7 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 		return nil, err
 	}
 	H, D, QD, KD := cfg.Hidden, cfg.HeadDim, cfg.QDim(), cfg.KVDim()
+	st := stageTimesFrom(ctx)
 	rows := NewRows(seqs)
 	for si, s := range seqs {
 		// Attention masks by the positions of the slots.
@@ -75,14 +76,13 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 	}
 	pos, slot, spans := rows.Pos, rows.Slot, rows.Spans
 	x := make([]float32, R*H)
-	{
-		r := 0
-		for _, s := range seqs {
-			for _, t := range s.Tokens {
-				ks.RowF32(m.W.Embed, int(t), x[r*H:(r+1)*H])
-				r++
+	for si, s := range seqs {
+		lo := spans[si].Lo
+		pool.Run(len(s.Tokens), 64, func(a, b int) {
+			for i := a; i < b; i++ {
+				ks.RowF32(m.W.Embed, int(s.Tokens[i]), x[(lo+i)*H:(lo+i+1)*H])
 			}
-		}
+		})
 	}
 	xn := make([]float32, R*H)
 	q := make([]float32, R*QD)
@@ -95,23 +95,34 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 	half := D / 2
 	cos := make([]float32, R*half)
 	sin := make([]float32, R*half)
-	for r := 0; r < R; r++ {
-		kernels.RoPETable(cos[r*half:(r+1)*half], sin[r*half:(r+1)*half], pos[r], 1, m.invFreq)
-	}
+	pool.Run(R, 8, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			kernels.RoPETable(cos[r*half:(r+1)*half], sin[r*half:(r+1)*half], pos[r], 1, m.invFreq)
+		}
+	})
+	st.lap(StageEmbed)
 	for l := 0; l < cfg.Layers; l++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		L := &m.W.Layers[l]
 		R = len(pos)
+		// The previous layer's MLP residual (tmp) is added here, in the pass
+		// that norms x, rather than in a pass of its own.
 		pool.Run(R, 8, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
+				if l > 0 {
+					ks.Add(x[r*H:(r+1)*H], tmp[r*H:(r+1)*H])
+				}
 				ks.RMSNorm(xn[r*H:(r+1)*H], x[r*H:(r+1)*H], L.AttnNorm, cfg.RMSEps)
 			}
 		})
+		st.lap(StageAttnNorm)
 		kernels.MatMul(pool, q[:R*QD], xn[:R*H], R, L.Wq)
+		st.lap(StageMatQ)
 		kernels.MatMul(pool, k[:R*KD], xn[:R*H], R, L.Wk)
 		kernels.MatMul(pool, v[:R*KD], xn[:R*H], R, L.Wv)
+		st.lap(StageMatKV)
 		pool.Run(R, 8, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				if L.Bq != nil {
@@ -124,6 +135,7 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 				ks.RoPE(k[r*KD:(r+1)*KD], 0, cfg.KVHeads, D, c, s, cfg.RopeInterleaved)
 			}
 		})
+		st.lap(StageBiasRoPE)
 		// Selective recompute that decides at a layer (CacheBlend) drops rows here.
 		keep, pruned, err := rows.Prune(seqs, l, func(lo, hi int) ([]float32, []float32, error) {
 			return k[lo*KD : hi*KD], v[lo*KD : hi*KD], nil
@@ -151,14 +163,17 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 			pos, slot, spans = rows.Pos, rows.Slot, rows.Spans
 			R = rows.Len()
 		}
+		st.lap(StageOther)
 		for si := range seqs {
-			c := caches[si]
-			for r := spans[si].Lo; r < spans[si].Hi; r++ {
-				sl := int(slot[r])
-				copy(c.K[l][sl*KD:(sl+1)*KD], k[r*KD:(r+1)*KD])
-				copy(c.V[l][sl*KD:(sl+1)*KD], v[r*KD:(r+1)*KD])
-			}
+			c, lo := caches[si], spans[si].Lo
+			// Slots of one call are distinct (CheckRows), so rows store in parallel.
+			pool.Run(spans[si].Hi-lo, 64, func(a, b int) {
+				for r := lo + a; r < lo+b; r++ {
+					c.putKV(l, int(slot[r]), k[r*KD:(r+1)*KD], v[r*KD:(r+1)*KD])
+				}
+			})
 		}
+		st.lap(StageKVWrite)
 		for si, s := range seqs {
 			sp := spans[si]
 			if sp.Hi == sp.Lo {
@@ -177,40 +192,51 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 			if g := s.Groups; g != nil {
 				spec.SlotGroup, spec.GroupTemp, spec.GroupLSEScale = g.SlotGroup[:n], g.Temp, g.LSEScale
 			}
-			kernels.Attention(pool, att[sp.Lo*QD:sp.Hi*QD], q[sp.Lo*QD:sp.Hi*QD], pos[sp.Lo:sp.Hi],
-				c.K[l][:n*KD], c.V[l][:n*KD], c.Pos[:n], spec)
+			kernels.AttentionBlocked(pool, att[sp.Lo*QD:sp.Hi*QD], q[sp.Lo*QD:sp.Hi*QD], pos[sp.Lo:sp.Hi],
+				c.k[l], c.v[l][:n*KD], c.Pos[:n], spec)
 		}
+		st.lap(StageAttention)
 		kernels.MatMul(pool, tmp[:R*H], att[:R*QD], R, L.Wo)
+		st.lap(StageMatO)
 		pool.Run(R, 8, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				ks.Add(x[r*H:(r+1)*H], tmp[r*H:(r+1)*H])
 				ks.RMSNorm(xn[r*H:(r+1)*H], x[r*H:(r+1)*H], L.MLPNorm, cfg.RMSEps)
 			}
 		})
+		st.lap(StageResidNorm)
 		I := cfg.Intermediate
 		kernels.MatMul(pool, gate[:R*I], xn[:R*H], R, L.Wgate)
 		kernels.MatMul(pool, up[:R*I], xn[:R*H], R, L.Wup)
+		st.lap(StageMatGateUp)
 		pool.Run(R, 4, func(lo, hi int) {
 			ks.SiLUMul(gate[lo*I:hi*I], up[lo*I:hi*I])
 		})
+		st.lap(StageSiLUMul)
 		kernels.MatMul(pool, tmp[:R*H], gate[:R*I], R, L.Wdown)
-		pool.Run(R, 8, func(lo, hi int) {
-			ks.Add(x[lo*H:hi*H], tmp[lo*H:hi*H])
-		})
+		st.lap(StageMatDown)
 	}
 	outs := make([]Output, len(seqs))
-	// Gather the rows whose logits are wanted, run the final norm and the head once.
+	// Gather the rows whose logits are wanted, add the last layer's MLP residual
+	// to them (no other row needs it), run the final norm and the head once.
 	want := rows.Wanted(seqs)
 	if len(want) == 0 {
 		return outs, nil
 	}
 	hn := make([]float32, len(want)*H)
 	for j, r := range want {
-		ks.RMSNorm(hn[j*H:(j+1)*H], x[r*H:(r+1)*H], m.W.Norm, cfg.RMSEps)
+		h := hn[j*H : (j+1)*H]
+		copy(h, x[r*H:(r+1)*H])
+		if cfg.Layers > 0 {
+			ks.Add(h, tmp[r*H:(r+1)*H])
+		}
+		ks.RMSNorm(h, h, m.W.Norm, cfg.RMSEps)
 	}
+	st.lap(StageResidAdd)
 	logits := make([]float32, len(want)*cfg.Vocab)
 	kernels.MatMul(pool, logits, hn, len(want), m.W.LMHead)
 	SplitLogits(outs, seqs, logits, cfg.Vocab)
+	st.lap(StageHead)
 	return outs, nil
 }
 

@@ -234,7 +234,11 @@ func FromWeights(cfg *Config, w Weights) (*Model, error) {
 	}
 	var infos []tensorInfo
 	add := func(name string, m kernels.Mat) {
-		if m.DType == kernels.F32 {
+		if m.DType.Quantized() {
+			// The values a load widened to f32 would hold, so that one GGUF
+			// has one fingerprint whichever way its weights are kept.
+			infos = append(infos, tensorInfo{name, "F32", []int{m.Rows, m.Cols}, f32Bytes(sampleQuant(m))})
+		} else if m.DType == kernels.F32 {
 			infos = append(infos, tensorInfo{name, "F32", []int{m.Rows, m.Cols}, f32Bytes(sampleF32(m.F32))})
 		} else {
 			infos = append(infos, tensorInfo{name, m.DType.String(), []int{m.Rows, m.Cols}, u16Bytes(sampleU16(m.U16))})

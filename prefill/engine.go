@@ -286,6 +286,11 @@ func (e *Prefiller) selection(ctx context.Context, q Query, lay Layout, m Method
 	case q.Selection != nil:
 		sel = q.Selection
 		res.Stats.Aux = q.AuxTime
+		if q.Allocated {
+			// Allocated over the question's batch: the batch, not the
+			// question, holds the method's ⌈r·N⌉ each on average.
+			budget = len(sel)
+		}
 	case m.Entry.NeedsAux && m.Selector != nil:
 		sel, err = m.Selector.Select(ctx, q, lay, budget)
 		res.Stats.Aux = time.Since(t0)

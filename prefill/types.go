@@ -57,6 +57,10 @@ type Query struct {
 	// what making it cost, for the accounting.
 	Selection []int
 	AuxTime   time.Duration
+	// Allocated says Selection's size was set by the job, which spread its
+	// budget over a batch (budget=adaptive: auxscore.Allocate); otherwise it
+	// must be the method's own ⌈r·N⌉.
+	Allocated bool
 }
 
 // ChunkSource hands out a chunk's KV (from a shard store, or computed on the fly).

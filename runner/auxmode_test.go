@@ -99,7 +99,7 @@ func TestAuxModeBoundaryJob(t *testing.T) {
 		}
 		return d
 	}
-	fresh := run("fresh", nil)
+	fresh := run("fresh", map[string]string{"aux_mode": "fresh"})
 	whole := run("boundary-whole", map[string]string{"aux_mode": "boundary", "aux_boundary": "4096"})
 	cached := run("cached", map[string]string{"aux_mode": "cached"})
 	run("boundary-short", map[string]string{"aux_mode": "boundary", "aux_boundary": "2"})

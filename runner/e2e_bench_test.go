@@ -56,7 +56,7 @@ func BenchmarkJobQwen05B(b *testing.B) {
 	}
 	variants := []variant{
 		{"full", "full", nil},
-		{"cacheclip", "cacheclip", nil},
+		{"cacheclip", "cacheclip", map[string]string{"aux_mode": "fresh"}},
 		{"cacheclip-boundary", "cacheclip", map[string]string{"aux_mode": "boundary"}},
 	}
 	run := func(b *testing.B, v variant, out string) (jobs.Stats, time.Duration, time.Duration) {

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -56,7 +57,8 @@ var _ Stages = (*Engine)(nil)
 type workState struct {
 	lay    prefill.Layout
 	q      prefill.Query
-	maxNew int // slots after the prompt: answer tokens, or the label trie's nodes
+	scores []float32 // budget=adaptive: the auxiliary's scores, until Allocate selects
+	maxNew int       // slots after the prompt: answer tokens, or the label trie's nodes
 	labels *labelState
 }
 
@@ -90,12 +92,15 @@ func newEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger, sel select
 	if err != nil {
 		return nil, err
 	}
-	p, err := loader.Open(spec.Model, spec.Template)
+	p, err := loader.OpenWith(spec.Model, loader.Options{Template: spec.Template, Weights: spec.Weights})
 	if err != nil {
 		if dev != nil {
 			dev.Close()
 		}
 		return nil, fmt.Errorf("primary model: %w", err)
+	}
+	if p.Note != "" {
+		log.Info("primary model", "weights", p.Note)
 	}
 	e := &Engine{spec: spec, log: log, primary: p, dev: dev, device: "cpu"}
 	fail := func(err error) (*Engine, error) { e.Close(); return nil, err }
@@ -129,9 +134,12 @@ func newEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger, sel select
 		if spec.Aux == "" {
 			return fail(fmt.Errorf("method %s needs --aux (an auxiliary model directory)", cfg.Name()))
 		}
-		a, err := loader.Open(spec.Aux, cfg.Values.String("aux_template"))
+		a, err := loader.OpenWith(spec.Aux, loader.Options{Template: cfg.Values.String("aux_template"), Weights: spec.Weights})
 		if err != nil {
 			return fail(fmt.Errorf("auxiliary model: %w", err))
+		}
+		if a.Note != "" {
+			log.Info("auxiliary model", "weights", a.Note)
 		}
 		e.aux = a
 		opts := auxscore.Options{Reduce: cfg.Values.String("reduce"), Window: cfg.Values.Int("window"), MinCount: cfg.Values.Int("min_count")}
@@ -145,9 +153,12 @@ func newEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger, sel select
 				e.scorer.Boundary = cfg.Values.Int("aux_boundary")
 			}
 			comp := &prefill.Computer{Model: e.scorer.Model}
-			if e.store != nil {
-				e.scorer.Source = &prefill.StoreSource{Store: e.local, Computer: comp, ReadOnly: !spec.WriteThrough}
-			} else {
+			switch {
+			case e.store != nil && !spec.WriteThrough:
+				e.scorer.Source = readOnlyAux{store: &prefill.StoreSource{Store: e.local, Computer: comp, ReadOnly: true}, comp: comp}
+			case e.store != nil:
+				e.scorer.Source = &prefill.StoreSource{Store: e.local, Computer: comp}
+			default:
 				e.scorer.Source = prefill.NewMemorySource(comp)
 			}
 		}
@@ -358,12 +369,93 @@ func (e *Engine) Score(ctx context.Context, w *Work) error {
 	}
 	st := w.State.(*workState)
 	t0 := time.Now()
+	if e.adaptive() {
+		// The budget is known once the whole batch is scored (Allocate).
+		sc, err := e.scorer.PrimaryScores(ctx, st.q, st.lay)
+		if err != nil {
+			return fmt.Errorf("auxiliary scoring: %w", err)
+		}
+		st.scores = sc
+		st.q.AuxTime = time.Since(t0)
+		return nil
+	}
 	sel, err := e.scorer.Select(ctx, st.q, st.lay, e.method.Budget(st.lay.ContextTokens()))
 	if err != nil {
 		return fmt.Errorf("auxiliary scoring: %w", err)
 	}
 	st.q.Selection = sel
 	st.q.AuxTime = time.Since(t0)
+	return nil
+}
+
+// readOnlyAux serves the auxiliary's chunk caches (aux_mode=cached) from a
+// store the job may not write (write_through: false): a shard found there is
+// used; a missing one is computed for the question and not kept, so a job
+// never fails its rows for want of auxiliary shards that `shards build`
+// (which builds the primary's) did not write.
+type readOnlyAux struct {
+	store *prefill.StoreSource
+	comp  *prefill.Computer
+}
+
+func (s readOnlyAux) Fingerprint() [32]byte { return s.store.Fingerprint() }
+
+func (s readOnlyAux) Chunk(ctx context.Context, prefix, chunk []int32) (*kvshards.ChunkKV, error) {
+	kv, err := s.store.Chunk(ctx, prefix, chunk)
+	if errors.Is(err, kvshards.ErrNotFound) {
+		return s.comp.ComputeChunk(ctx, prefix, chunk)
+	}
+	return kv, err
+}
+
+// adaptive says the job spreads its budget over each batch (budget=adaptive).
+func (e *Engine) adaptive() bool {
+	return e.scorer != nil && e.method.Values.String("budget") == "adaptive"
+}
+
+// Allocate implements Allocator: with budget=adaptive it spreads the batch's
+// Σ⌈r·N⌉ recomputed tokens over the batch's scored questions by the spread of
+// the auxiliary's attention (auxscore.Allocate), then makes each question's
+// selection at its share. The batch is the runner's: batch_size questions in
+// read order, less the ones that failed before scoring, so the budgets depend
+// on the batch alone, never on other batches or shards.
+func (e *Engine) Allocate(ctx context.Context, batch []*Work) error {
+	if !e.adaptive() {
+		return nil
+	}
+	t0 := time.Now()
+	var live []*workState
+	var fixed, n []int
+	var spread []float64
+	for _, w := range batch {
+		if w.Err != nil {
+			continue
+		}
+		st := w.State.(*workState)
+		if st.scores == nil {
+			continue
+		}
+		live = append(live, st)
+		c := st.lay.ContextTokens()
+		n = append(n, c)
+		fixed = append(fixed, e.method.Budget(c))
+		spread = append(spread, auxscore.Spread(st.scores))
+	}
+	budgets, err := auxscore.Allocate(fixed, n, spread)
+	if err != nil {
+		return err
+	}
+	// The allocation's cost is the batch's: each question is charged its share.
+	share := time.Since(t0) / time.Duration(max(1, len(live)))
+	for i, st := range live {
+		t1 := time.Now()
+		sel, err := e.scorer.SelectScores(st.scores, budgets[i])
+		if err != nil {
+			return err
+		}
+		st.q.Selection, st.q.Allocated, st.scores = sel, true, nil
+		st.q.AuxTime += share + time.Since(t1)
+	}
 	return nil
 }
 
@@ -384,10 +476,10 @@ func (e *Engine) prefillWork(ctx context.Context, w *Work) (*prefill.Result, err
 	r := &w.Result
 	r.NContextTokens = int32(res.Stats.ContextTokens)
 	r.NRecomputed = int32(res.Stats.RecomputedTokens)
-	// Load and aux ran in their own stages (the selection came with the query,
-	// so the prefill call's time leaves the auxiliary's out): this is assembly
-	// and recompute. Subtracting res.Stats.Aux, which reports that selection's
-	// time, made prefill_ms negative and left aux out of ttft_ms.
+	// Load and aux ran in their own stages (the runner times them): the call
+	// itself was assembly and recompute. res.Stats.Aux is not subtracted: a
+	// selection made ahead cost nothing inside the call, and a method's own
+	// Select is part of its prefill.
 	r.PrefillMS = ms(time.Since(t0))
 	if e.spec.Diagnostics {
 		// Now, before decoding or label scoring: those replace Logits and the

@@ -55,6 +55,14 @@ type Stages interface {
 	Counters() map[string]int64
 }
 
+// Allocator is a Stages that also works on a whole batch once every question
+// of it is scored (Engine: the adaptive budget, spread over the batch). A
+// batch is batch_size questions in read order (after reordering), less those
+// that failed before; an error fails the batch's scored questions.
+type Allocator interface {
+	Allocate(ctx context.Context, batch []*Work) error
+}
+
 // deviceNamer is a Stages that says where its primary model runs (Engine:
 // "cpu" or "cuda:N (name)"); Stages without it are recorded as "cpu".
 type deviceNamer interface{ Device() string }
@@ -185,9 +193,12 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 		}
 		return flush()
 	})
-	stage := func(in <-chan []*Work, name string, workers int, fn func(ctx context.Context, w *Work) error, timer func(w *Work) *time.Duration) <-chan []*Work {
+	// stage runs fn on each question of a batch, then batchFn (when not nil)
+	// on the batch's questions that are still live.
+	stage := func(in <-chan []*Work, name string, workers int, fn func(ctx context.Context, w *Work) error, batchFn func(ctx context.Context, b []*Work) error, timer func(w *Work) *time.Duration) <-chan []*Work {
 		fn = failsIn(name, fn)
 		return pipeline.Map(p, in, pipeline.Opts{Name: name, Workers: max(1, workers), Ordered: true, Buffer: buf}, func(ctx context.Context, b []*Work) ([]*Work, error) {
+			var live []*Work
 			for _, w := range b {
 				if w.Err != nil {
 					continue
@@ -200,9 +211,36 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 					w.Fail(err)
 				}
 				*timer(w) += time.Since(t0)
+				if w.Err == nil {
+					live = append(live, w)
+				}
+			}
+			if batchFn != nil && len(live) > 0 {
+				t0 := time.Now()
+				err := batchFn(ctx, live)
+				// The batch's work is charged to its questions in equal shares.
+				share := time.Since(t0) / time.Duration(len(live))
+				for _, w := range live {
+					*timer(w) += share
+				}
+				if err != nil {
+					if ctx.Err() != nil {
+						return nil, ctx.Err()
+					}
+					for _, w := range live {
+						w.Fail(err)
+						if w.stage == "" {
+							w.stage = name
+						}
+					}
+				}
 			}
 			return b, nil
 		})
+	}
+	var allocate func(ctx context.Context, b []*Work) error
+	if a, ok := o.Stages.(Allocator); ok {
+		allocate = a.Allocate
 	}
 	planned := stage(batches, "plan", spec.PlanWorkers, func(ctx context.Context, w *Work) error {
 		if w.Q.Err != nil {
@@ -224,9 +262,9 @@ func Run(ctx context.Context, o Options) (jobs.Stats, error) {
 			}
 		}
 		return o.Stages.Plan(ctx, w)
-	}, func(w *Work) *time.Duration { return &w.planT })
-	loaded := stage(planned, "load", spec.LoadWorkers, o.Stages.Load, func(w *Work) *time.Duration { return &w.loadT })
-	scored := stage(loaded, "aux", spec.AuxWorkers, o.Stages.Score, func(w *Work) *time.Duration { return &w.auxT })
+	}, nil, func(w *Work) *time.Duration { return &w.planT })
+	loaded := stage(planned, "load", spec.LoadWorkers, o.Stages.Load, nil, func(w *Work) *time.Duration { return &w.loadT })
+	scored := stage(loaded, "aux", spec.AuxWorkers, o.Stages.Score, allocate, func(w *Work) *time.Duration { return &w.auxT })
 	answered := pipeline.Map(p, scored, pipeline.Opts{Name: "primary", Workers: 1, Buffer: buf}, func(ctx context.Context, b []*Work) ([]*Work, error) {
 		var live []*Work
 		for _, w := range b {

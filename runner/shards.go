@@ -51,6 +51,7 @@ type ShardBuild struct {
 	Corpus   string           // corpus Parquet file
 	Model    string           // model directory
 	Template string           // "": the model's own
+	Weights  string           // a GGUF's weights mode (loader.Options.Weights)
 	Workers  int
 	Progress progress.Mode
 	Stderr   io.Writer // progress display
@@ -61,7 +62,7 @@ type ShardBuild struct {
 // BuildShards computes and stores the KV shard of every chunk of the corpus
 // that the store lacks (shardcmd.Build), with the model's prompt prefix.
 func BuildShards(ctx context.Context, o ShardBuild) (shardcmd.BuildResult, error) {
-	b, err := loader.Open(o.Model, o.Template)
+	b, err := loader.OpenWith(o.Model, loader.Options{Template: o.Template, Weights: o.Weights})
 	if err != nil {
 		return shardcmd.BuildResult{}, err
 	}

@@ -32,10 +32,15 @@ func cmdAgreement(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	ratio := fs.Float64("ratio", 0.2, "top-k share of context tokens for the Jaccard overlap")
 	seed := fs.Uint64("seed", 7, "generator seed")
 	out := fs.String("out", "", "write the per-layer table as CSV to this file too")
+	auxMode := fs.String("aux-mode", "fresh", "fresh: the auxiliary prefills the whole prompt; cached: it reuses its own per-chunk caches (method_params aux_mode)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	fail := func(err error) int { fmt.Fprintf(stderr, "cacheclip agreement: %v\n", err); return 1 }
+	if *auxMode != "fresh" && *auxMode != "cached" {
+		fmt.Fprintf(stderr, "cacheclip agreement: --aux-mode %q, want fresh or cached\n", *auxMode)
+		return 2
+	}
 	p, err := loader.Open(*primary, "")
 	if err != nil {
 		return fail(err)
@@ -51,6 +56,11 @@ func cmdAgreement(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fail(err)
 	}
 	scorer := &auxscore.Scorer{Model: a.Model, Layouter: a}
+	if *auxMode == "cached" {
+		// As a job's aux_mode=cached without a store: each chunk's auxiliary
+		// cache computed once on its own and reused.
+		scorer.Source = prefill.NewMemorySource(&prefill.Computer{Model: a.Model})
+	}
 	qs := make([]prefill.Query, len(exs))
 	for i, ex := range exs {
 		qs[i] = prefill.Query{Question: ex.Question}
@@ -62,8 +72,8 @@ func cmdAgreement(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fail(err)
 	}
-	fmt.Fprintf(stdout, "auxiliary %s (last layer) against primary %s, %d %s questions, %d-token contexts, top %.0f%%\n\n",
-		filepath.Base(*auxDir), filepath.Base(*primary), len(exs), *task, *ctxTokens, 100**ratio)
+	fmt.Fprintf(stdout, "auxiliary %s (last layer, %s) against primary %s, %d %s questions, %d-token contexts, top %.0f%%\n\n",
+		filepath.Base(*auxDir), *auxMode, filepath.Base(*primary), len(exs), *task, *ctxTokens, 100**ratio)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "primary layer\tJaccard top-k\tSpearman\t")
 	csv := "primary_layer,jaccard_topk,spearman\n"

@@ -46,7 +46,8 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	chunkFlag := fs.Int("chunk-tokens", d.ChunkTokens, "target tokens per chunk")
 	maxNewFlag := fs.Int("max-new-tokens", 0, "answer token limit (0: the task's default)")
 	chainFlag := fs.Int("chain-length", 0, "variables per variable-tracking chain (0: 4; RULER's default is 5)")
-	seedFlag := fs.Uint64("seed", d.Seed, "generator seed")
+	seedFlag := fs.Uint64("seed", d.Seed, "generator seed (without --seeds) and the bootstrap's seed")
+	seedsFlag := fs.String("seeds", "", "comma-separated generator seeds: n questions per seed and task, pooled")
 	outFlag := fs.String("out", d.Out, "output directory (data, shards, runs, report)")
 	agreeNFlag := fs.Int("agreement-n", d.AgreementN, "questions per task in the attention-agreement analysis (0: skip it)")
 	labelTasksFlag := fs.String("label-tasks", "", "comma-separated tasks also run in multiple-choice form as label jobs")
@@ -100,6 +101,16 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			cfg.ChainLength = *chainFlag
 		case "seed":
 			cfg.Seed = *seedFlag
+		case "seeds":
+			cfg.Seeds = nil
+			for _, s := range splitList(*seedsFlag) {
+				v, err := strconv.ParseUint(s, 10, 64)
+				if err != nil {
+					perr = fmt.Errorf("--seeds: %q: %w", s, err)
+					return
+				}
+				cfg.Seeds = append(cfg.Seeds, v)
+			}
 		case "out":
 			cfg.Out = *outFlag
 		case "agreement-n":
@@ -127,8 +138,12 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(1, err)
 	}
-	res.Title = fmt.Sprintf("cacheclip eval: %s (aux %s), %d questions per task, %d-token contexts in %d-token chunks, seed %d",
-		cfg.Model, cfg.Aux, cfg.N, cfg.ContextTokens, cfg.ChunkTokens, cfg.Seed)
+	seeds := make([]string, 0, len(cfg.SeedList()))
+	for _, s := range cfg.SeedList() {
+		seeds = append(seeds, strconv.FormatUint(s, 10))
+	}
+	res.Title = fmt.Sprintf("cacheclip eval: %s (aux %s), %d questions per task and seed, %d-token contexts in %d-token chunks, seeds %s",
+		cfg.Model, cfg.Aux, cfg.N, cfg.ContextTokens, cfg.ChunkTokens, strings.Join(seeds, ", "))
 	files, err := report.Write(ctx, cfg.Out, res)
 	if err != nil {
 		return fail(1, err)

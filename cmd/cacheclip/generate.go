@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"cacheclip/jobs"
 	"cacheclip/kernels"
 	"cacheclip/loader"
 	"cacheclip/model"
@@ -26,6 +27,7 @@ func cmdGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	topK := fs.Int("top-k", 0, "top-k sampling (0: off)")
 	seed := fs.Uint64("seed", 0, "sampling seed")
 	threads := fs.Int("threads", 0, "CPU threads (0: all)")
+	weights := fs.String("weights", "", jobs.WeightsUsage)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -33,7 +35,11 @@ func cmdGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, "cacheclip generate: --model is required")
 		return 2
 	}
-	b, err := loader.Open(*dir, *tmplName)
+	if err := loader.CheckWeights(*weights); err != nil {
+		fmt.Fprintf(stderr, "cacheclip generate: --weights: %v\n", err)
+		return 2
+	}
+	b, err := loader.OpenWith(*dir, loader.Options{Template: *tmplName, Weights: *weights})
 	if err != nil {
 		fmt.Fprintf(stderr, "cacheclip generate: %v\n", err)
 		return 1

@@ -34,6 +34,7 @@ func cmdShards(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	corpus := fs.String("corpus", "", "corpus Parquet file (chunk_id, text)")
 	modelDir := fs.String("model", "", "model directory whose caches the shards hold")
 	tmpl := fs.String("template", "", "prompt template (default: detected from the model)")
+	weights := fs.String("weights", "", jobs.WeightsUsage)
 	workers := fs.Int("workers", 1, "parallel builders or verifiers in this process")
 	dtype := fs.String("dtype", "bf16", "storage dtype of built shards: bf16, f16 or f32")
 	dryRun := fs.Bool("dry-run", false, "gc: list what would be removed")
@@ -43,6 +44,10 @@ func cmdShards(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	log := progress.NewLogger(stderr, *logFormat, slog.LevelInfo)
+	if err := loader.CheckWeights(*weights); err != nil {
+		fmt.Fprintf(stderr, "cacheclip shards %s: --weights: %v\n", sub, err)
+		return 2
+	}
 	if *store == "" {
 		fmt.Fprintf(stderr, "cacheclip shards %s: --store is required\n", sub)
 		return 2
@@ -96,7 +101,7 @@ func cmdShards(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		if *modelDir == "" || *corpus == "" {
 			return nil, nil, nil, errors.New("--model and --corpus are required")
 		}
-		b, err := loader.Open(*modelDir, *tmpl)
+		b, err := loader.OpenWith(*modelDir, loader.Options{Template: *tmpl, Weights: *weights})
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -117,7 +122,7 @@ func cmdShards(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		if *modelDir == "" || *corpus == "" {
 			return fail(errors.New("--model and --corpus are required"))
 		}
-		res, err := runner.BuildShards(ctx, runner.ShardBuild{Store: builder, Corpus: *corpus, Model: *modelDir, Template: *tmpl,
+		res, err := runner.BuildShards(ctx, runner.ShardBuild{Store: builder, Corpus: *corpus, Model: *modelDir, Template: *tmpl, Weights: *weights,
 			Workers: *workers, Stderr: stderr, Out: stdout, Logger: log})
 		if err != nil {
 			return fail(err)
@@ -127,7 +132,7 @@ func cmdShards(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	case "verify":
 		var fp *[32]byte
 		if *modelDir != "" {
-			b, err := loader.Open(*modelDir, *tmpl)
+			b, err := loader.OpenWith(*modelDir, loader.Options{Template: *tmpl, Weights: *weights})
 			if err != nil {
 				return fail(err)
 			}

@@ -62,3 +62,38 @@ func PairedInterval(a, b []float64, level float64, resamples int, seed uint64) (
 	}
 	return Interval(d, level, resamples, seed)
 }
+
+// Stratified is the central level·100% percentile interval of stat over
+// resamples in which each stratum's items are redrawn with replacement on
+// their own, each stratum keeping its size: the interval of a statistic over
+// several tasks that each have their own questions (a mean over tasks of a
+// per-task score). stat gets, per stratum, the resampled item indices, and
+// may return NaN for a resample it cannot judge (left out). No strata, an
+// empty stratum, or no judged resample give NaN, NaN.
+func Stratified(sizes []int, stat func(idx [][]int) float64, level float64, resamples int, seed uint64) (lo, hi float64) {
+	if len(sizes) == 0 || resamples < 1 || !(level > 0 && level < 1) || slices.Contains(sizes, 0) {
+		return math.NaN(), math.NaN()
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
+	idx := make([][]int, len(sizes))
+	for s, n := range sizes {
+		idx[s] = make([]int, n)
+	}
+	stats := make([]float64, 0, resamples)
+	for range resamples {
+		for s, n := range sizes {
+			for i := range idx[s] {
+				idx[s][i] = rng.IntN(n)
+			}
+		}
+		if v := stat(idx); !math.IsNaN(v) {
+			stats = append(stats, v)
+		}
+	}
+	if len(stats) == 0 {
+		return math.NaN(), math.NaN()
+	}
+	slices.Sort(stats)
+	alpha := (1 - level) / 2
+	return quantile(stats, alpha), quantile(stats, 1-alpha)
+}

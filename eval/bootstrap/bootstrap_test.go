@@ -98,3 +98,55 @@ func TestPairedInterval(t *testing.T) {
 		t.Fatalf("runs of different lengths: %v, want NaN", lo)
 	}
 }
+
+// A stratified interval over one stratum is the plain interval (same draws);
+// over two strata of constant items it is the constant mean; an empty
+// stratum gives NaN.
+func TestStratified(t *testing.T) {
+	xs := []float64{0, 1, 1, 0, 1, 1, 1, 0, 0, 1}
+	mean := func(idx [][]int) float64 {
+		s := 0.0
+		for _, i := range idx[0] {
+			s += xs[i]
+		}
+		return s / float64(len(idx[0]))
+	}
+	lo, hi := Stratified([]int{len(xs)}, mean, 0.95, Resamples, 42)
+	wlo, whi := Interval(xs, 0.95, Resamples, 42)
+	if lo != wlo || hi != whi {
+		t.Fatalf("one stratum: [%v, %v], plain interval [%v, %v]", lo, hi, wlo, whi)
+	}
+	a, b := []float64{0.5, 0.5, 0.5}, []float64{1, 1}
+	avg := func(idx [][]int) float64 {
+		sa, sb := 0.0, 0.0
+		for _, i := range idx[0] {
+			sa += a[i]
+		}
+		for _, i := range idx[1] {
+			sb += b[i]
+		}
+		return (sa/3 + sb/2) / 2
+	}
+	if lo, hi := Stratified([]int{3, 2}, avg, 0.95, Resamples, 1); lo != 0.75 || hi != 0.75 {
+		t.Fatalf("constant strata: [%v, %v], want [0.75, 0.75]", lo, hi)
+	}
+	if lo, hi := Stratified([]int{3, 0}, avg, 0.95, Resamples, 1); !math.IsNaN(lo) || !math.IsNaN(hi) {
+		t.Fatalf("empty stratum: [%v, %v], want NaN", lo, hi)
+	}
+	// Each stratum is redrawn on its own: a stratum of 0s and one of 1s never mix,
+	// so the mean of the two strata's means is always 0.5.
+	z, o := make([]float64, 7), []float64{1, 1, 1, 1}
+	mix := func(idx [][]int) float64 {
+		s0, s1 := 0.0, 0.0
+		for _, i := range idx[0] {
+			s0 += z[i]
+		}
+		for _, i := range idx[1] {
+			s1 += o[i]
+		}
+		return (s0/float64(len(idx[0])) + s1/float64(len(idx[1]))) / 2
+	}
+	if lo, hi := Stratified([]int{7, 4}, mix, 0.95, Resamples, 3); lo != 0.5 || hi != 0.5 {
+		t.Fatalf("strata mixed: [%v, %v], want [0.5, 0.5]", lo, hi)
+	}
+}

@@ -65,6 +65,21 @@ type Row struct {
 	// answers); NaN when unknown.
 	TokenAgree float64
 	TTFTP50ms  float64
+	// AuxP50ms is the median time of the auxiliary stage per question (0 for
+	// a method without an auxiliary model); NaN when unknown.
+	AuxP50ms float64
+	// Recomputed is the run's total of recomputed context tokens (Σ
+	// n_recomputed): runs at one ratio do equal work when it is equal.
+	Recomputed int64
+	// SeedScores is the score of each seed's questions (×100) when the task
+	// pooled several seeds; nil otherwise.
+	SeedScores []SeedScore
+}
+
+// SeedScore is the score of one seed's questions.
+type SeedScore struct {
+	Seed  uint64
+	Score float64
 }
 
 // Agreement is one primary layer's attention agreement with the auxiliary
@@ -88,6 +103,10 @@ type Results struct {
 	Labels []LabelRow
 	// Seed seeds the bootstrap of the paired differences between runs.
 	Seed uint64
+	// Families, when set and a strict subset of the tasks, get averages of
+	// their own beside the averages over every task (the RULER families,
+	// without the tasks of this project's own).
+	Families []string
 }
 
 // Difference is the paired score difference A − B between two runs of a
@@ -232,6 +251,14 @@ func Write(ctx context.Context, dir string, res Results) (Files, error) {
 	if err := writeAtomic(filepath.Join(dir, f.Markdown), func(w io.Writer) error {
 		if err := Markdown(w, res.Title, rows); err != nil {
 			return err
+		}
+		if err := AveragesMarkdown(w, Averages(rows, res.Seed), "tasks"); err != nil {
+			return err
+		}
+		if fam := OfTasks(rows, res.Families); len(res.Families) > 0 && len(tasks(fam)) < len(tasks(rows)) {
+			if err := AveragesMarkdown(w, Averages(fam, res.Seed), "the families "+strings.Join(tasks(fam), ", ")); err != nil {
+				return err
+			}
 		}
 		if err := DifferencesMarkdown(w, Differences(rows, res.Seed)); err != nil {
 			return err
@@ -506,21 +533,40 @@ func Markdown(w io.Writer, title string, rows []Row) error {
 		strconv.Itoa(bootstrap.Resamples) + " resamples). % of full: score / full's score. " +
 		"Same as full: share of answers identical to full's. KL: mean KL(full ‖ method) of the first answer " +
 		"token's distribution, in nats. Token agree: share of full's greedy answer tokens reproduced at the same " +
-		"position. TTFT: p50 time to first token.\n\n")
-	b.WriteString("| task | method | ratio | answered | score | 95% interval | % of full | same as full % | KL first token | token agree % | TTFT p50 ms |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+		"position. Per seed: the score of each seed's questions, when the task pooled several (the interval is over " +
+		"the pooled questions). Recomputed: context tokens recomputed over the run (equal at one ratio: equal work). " +
+		"Aux p50: median time of the auxiliary stage per question. TTFT: p50 time to first token.\n\n")
+	b.WriteString("| task | method | ratio | answered | score | 95% interval | per seed | % of full | same as full % | KL first token | token agree % | recomputed | aux p50 ms | TTFT p50 ms |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %s | %s | %d/%d | %s | %s | %s | %s | %s | %s | %s |\n", r.Task, mdCell(r.Method), RatioLabel(r), r.Answered, r.Questions,
-			num(r.Score, 1), interval(r.ScoreLo, r.ScoreHi), num(OfFull(r.Score, fullScore(rows, r.Task)), 1), num(r.SameAsFull, 1), num(r.KLFirst, 4),
-			num(r.TokenAgree, 1), num(r.TTFTP50ms, 1))
+		fmt.Fprintf(&b, "| %s | %s | %s | %d/%d | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |\n", r.Task, mdCell(r.Method), RatioLabel(r), r.Answered, r.Questions,
+			num(r.Score, 1), interval(r.ScoreLo, r.ScoreHi), seedCell(r.SeedScores, " / "), num(OfFull(r.Score, fullScore(rows, r.Task)), 1), num(r.SameAsFull, 1), num(r.KLFirst, 4),
+			num(r.TokenAgree, 1), r.Recomputed, num(r.AuxP50ms, 2), num(r.TTFTP50ms, 1))
 	}
 	_, err := w.Write(b.Bytes())
 	return err
 }
 
 // CSVHeader is the first row of results.csv.
-var CSVHeader = []string{"task", "method", "ratio", "questions", "answered", "score", "score_lo", "score_hi", "pct_of_full", "same_as_full_pct",
-	"kl_first_token", "token_agree_pct", "ttft_p50_ms"}
+var CSVHeader = []string{"task", "method", "ratio", "questions", "answered", "score", "score_lo", "score_hi", "score_by_seed", "pct_of_full", "same_as_full_pct",
+	"kl_first_token", "token_agree_pct", "recomputed_tokens", "aux_p50_ms", "ttft_p50_ms"}
+
+// seedCell lists each seed's score, "-" without seeds: in the Markdown
+// table "100.0 / 96.0 / 98.0", in the CSV "2026:100;2027:96;2028:98".
+func seedCell(ss []SeedScore, sep string) string {
+	if len(ss) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(ss))
+	for i, x := range ss {
+		if sep == ";" {
+			parts[i] = strconv.FormatUint(x.Seed, 10) + ":" + cell(x.Score)
+		} else {
+			parts[i] = num(x.Score, 1)
+		}
+	}
+	return strings.Join(parts, sep)
+}
 
 // cell is a CSV cell: empty for a missing value.
 func cell(x float64) string {
@@ -543,8 +589,8 @@ func CSV(w io.Writer, rows []Row) error {
 			ratio = cell(r.Ratio)
 		}
 		rec := []string{r.Task, r.Method, ratio, strconv.Itoa(r.Questions), strconv.Itoa(r.Answered),
-			cell(r.Score), cell(r.ScoreLo), cell(r.ScoreHi), cell(OfFull(r.Score, fullScore(rows, r.Task))), cell(r.SameAsFull), cell(r.KLFirst), cell(r.TokenAgree),
-			cell(r.TTFTP50ms)}
+			cell(r.Score), cell(r.ScoreLo), cell(r.ScoreHi), seedCell(r.SeedScores, ";"), cell(OfFull(r.Score, fullScore(rows, r.Task))), cell(r.SameAsFull), cell(r.KLFirst), cell(r.TokenAgree),
+			strconv.FormatInt(r.Recomputed, 10), cell(r.AuxP50ms), cell(r.TTFTP50ms)}
 		if err := cw.Write(rec); err != nil {
 			return err
 		}
@@ -568,6 +614,9 @@ type ParquetRow struct {
 	SameAsFullPct *float64 `parquet:"same_as_full_pct,optional"`
 	KLFirstToken  *float64 `parquet:"kl_first_token,optional"`
 	TokenAgreePct *float64 `parquet:"token_agree_pct,optional"`
+	ScoreBySeed   string   `parquet:"score_by_seed"`
+	Recomputed    int64    `parquet:"recomputed_tokens"`
+	AuxP50ms      *float64 `parquet:"aux_p50_ms,optional"`
 	TTFTP50ms     float64  `parquet:"ttft_p50_ms"`
 }
 
@@ -584,7 +633,8 @@ func ParquetRows(rows []Row) []ParquetRow {
 		pr := ParquetRow{Task: r.Task, Method: r.Method, Questions: int32(r.Questions), Answered: int32(r.Answered), Score: r.Score,
 			ScoreLo: opt(r.ScoreLo), ScoreHi: opt(r.ScoreHi),
 			PctOfFull: opt(OfFull(r.Score, fullScore(rows, r.Task))), SameAsFullPct: opt(r.SameAsFull),
-			KLFirstToken: opt(r.KLFirst), TokenAgreePct: opt(r.TokenAgree), TTFTP50ms: r.TTFTP50ms}
+			KLFirstToken: opt(r.KLFirst), TokenAgreePct: opt(r.TokenAgree), ScoreBySeed: seedCell(r.SeedScores, ";"),
+			Recomputed: r.Recomputed, AuxP50ms: opt(r.AuxP50ms), TTFTP50ms: r.TTFTP50ms}
 		if !r.RatioFree {
 			pr.Ratio = opt(r.Ratio)
 		}

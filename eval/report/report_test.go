@@ -20,7 +20,8 @@ import (
 func handMade() []Row {
 	nan := math.NaN()
 	return []Row{
-		{Task: "vt", Method: "cacheclip", Ratio: 0.4, Questions: 4, Answered: 4, Score: 75, ScoreLo: 50, ScoreHi: 100, SameAsFull: 75, KLFirst: 0.125, TokenAgree: 90, TTFTP50ms: 12},
+		{Task: "vt", Method: "cacheclip", Ratio: 0.4, Questions: 4, Answered: 4, Score: 75, ScoreLo: 50, ScoreHi: 100, SameAsFull: 75, KLFirst: 0.125, TokenAgree: 90, TTFTP50ms: 12,
+			SeedScores: []SeedScore{{Seed: 1, Score: 100}, {Seed: 2, Score: 50}}, Recomputed: 1200, AuxP50ms: 1.5},
 		{Task: "vt", Method: "full", RatioFree: true, Questions: 4, Answered: 4, Score: 80, ScoreLo: 62.5, ScoreHi: 95, SameAsFull: 100, KLFirst: 0, TokenAgree: 100, TTFTP50ms: 30},
 		// A variant of cacheclip sorts after the plain method at the same ratio.
 		{Task: "vt", Method: "cacheclip[aux_mode=cached]", Ratio: 0.4, Questions: 4, Answered: 4, Score: 50, ScoreLo: 25, ScoreHi: 75, SameAsFull: 50, KLFirst: 0.25, TokenAgree: 80, TTFTP50ms: 10},
@@ -28,7 +29,7 @@ func handMade() []Row {
 		{Task: "vt", Method: "reuse", RatioFree: true, Questions: 4, Answered: 4, Score: 20, ScoreLo: 0, ScoreHi: 40, SameAsFull: 25, KLFirst: 1.25, TokenAgree: 30, TTFTP50ms: 5},
 		{Task: "niah_single", Method: "full", RatioFree: true, Questions: 2, Answered: 2, Score: 0, ScoreLo: 0, ScoreHi: 0, SameAsFull: 100, KLFirst: 0, TokenAgree: 100, TTFTP50ms: 9},
 		{Task: "niah_single", Method: "reuse", RatioFree: true, Questions: 2, Answered: 2, Score: 0, ScoreLo: 0, ScoreHi: 0, SameAsFull: 50, KLFirst: 0.03125, TokenAgree: 75, TTFTP50ms: 3},
-		{Task: "multihop", Method: "cacheblend", Ratio: 0.2, Questions: 1, Answered: 1, Score: 100, ScoreLo: nan, ScoreHi: nan, SameAsFull: nan, KLFirst: nan, TokenAgree: nan, TTFTP50ms: 7},
+		{Task: "multihop", Method: "cacheblend", Ratio: 0.2, Questions: 1, Answered: 1, Score: 100, ScoreLo: nan, ScoreHi: nan, SameAsFull: nan, KLFirst: nan, TokenAgree: nan, TTFTP50ms: 7, AuxP50ms: nan},
 	}
 }
 
@@ -48,23 +49,24 @@ func TestEvalReportWrite(t *testing.T) {
 	}
 	var tableRows []string
 	for _, l := range strings.Split(string(md), "\n") {
-		if strings.HasPrefix(l, "| ") && !strings.HasPrefix(l, "| task ") && strings.Count(l, "|") == 12 {
+		if strings.HasPrefix(l, "| ") && !strings.HasPrefix(l, "| task ") && strings.Count(l, "|") == 15 {
 			tableRows = append(tableRows, l)
 		}
 	}
 	wantMD := []string{
 		// Task order is first appearance; within a task full, reuse, ape, cacheblend, cacheclip, then ratio.
-		"| vt | full | - | 4/4 | 80.0 | [62.5, 95.0] | 100.0 | 100.0 | 0.0000 | 100.0 | 30.0 |",
-		"| vt | reuse | - | 4/4 | 20.0 | [0.0, 40.0] | 25.0 | 25.0 | 1.2500 | 30.0 | 5.0 |",
-		"| vt | cacheclip | 0.1 | 3/4 | 40.0 | [12.5, 62.5] | 50.0 | 50.0 | 0.5000 | 60.0 | 8.2 |",
-		"| vt | cacheclip | 0.4 | 4/4 | 75.0 | [50.0, 100.0] | 93.8 | 75.0 | 0.1250 | 90.0 | 12.0 |",
+		"| vt | full | - | 4/4 | 80.0 | [62.5, 95.0] | - | 100.0 | 100.0 | 0.0000 | 100.0 | 0 | 0.00 | 30.0 |",
+		"| vt | reuse | - | 4/4 | 20.0 | [0.0, 40.0] | - | 25.0 | 25.0 | 1.2500 | 30.0 | 0 | 0.00 | 5.0 |",
+		"| vt | cacheclip | 0.1 | 3/4 | 40.0 | [12.5, 62.5] | - | 50.0 | 50.0 | 0.5000 | 60.0 | 0 | 0.00 | 8.2 |",
+		// Two seeds pooled: each seed's score beside the pooled one.
+		"| vt | cacheclip | 0.4 | 4/4 | 75.0 | [50.0, 100.0] | 100.0 / 50.0 | 93.8 | 75.0 | 0.1250 | 90.0 | 1200 | 1.50 | 12.0 |",
 		// A variant's brackets are escaped so Markdown does not read a link.
-		`| vt | cacheclip\[aux_mode=cached\] | 0.4 | 4/4 | 50.0 | [25.0, 75.0] | 62.5 | 50.0 | 0.2500 | 80.0 | 10.0 |`,
+		`| vt | cacheclip\[aux_mode=cached\] | 0.4 | 4/4 | 50.0 | [25.0, 75.0] | - | 62.5 | 50.0 | 0.2500 | 80.0 | 0 | 0.00 | 10.0 |`,
 		// full scored 0: a percentage of it is meaningless.
-		"| niah_single | full | - | 2/2 | 0.0 | [0.0, 0.0] | n/a | 100.0 | 0.0000 | 100.0 | 9.0 |",
-		"| niah_single | reuse | - | 2/2 | 0.0 | [0.0, 0.0] | n/a | 50.0 | 0.0312 | 75.0 | 3.0 |",
+		"| niah_single | full | - | 2/2 | 0.0 | [0.0, 0.0] | - | n/a | 100.0 | 0.0000 | 100.0 | 0 | 0.00 | 9.0 |",
+		"| niah_single | reuse | - | 2/2 | 0.0 | [0.0, 0.0] | - | n/a | 50.0 | 0.0312 | 75.0 | 0 | 0.00 | 3.0 |",
 		// no full run for the task at all, and no interval.
-		"| multihop | cacheblend | 0.2 | 1/1 | 100.0 | n/a | n/a | n/a | n/a | n/a | 7.0 |",
+		"| multihop | cacheblend | 0.2 | 1/1 | 100.0 | n/a | - | n/a | n/a | n/a | n/a | 0 | n/a | 7.0 |",
 	}
 	if len(tableRows) != len(wantMD) {
 		t.Fatalf("markdown has %d table rows, want %d:\n%s", len(tableRows), len(wantMD), md)
@@ -101,14 +103,14 @@ func TestEvalReportWrite(t *testing.T) {
 	}
 	wantCSV := [][]string{
 		CSVHeader,
-		{"vt", "full", "", "4", "4", "80", "62.5", "95", "100", "100", "0", "100", "30"},
-		{"vt", "reuse", "", "4", "4", "20", "0", "40", "25", "25", "1.25", "30", "5"},
-		{"vt", "cacheclip", "0.1", "4", "3", "40", "12.5", "62.5", "50", "50", "0.5", "60", "8.25"},
-		{"vt", "cacheclip", "0.4", "4", "4", "75", "50", "100", "93.75", "75", "0.125", "90", "12"},
-		{"vt", "cacheclip[aux_mode=cached]", "0.4", "4", "4", "50", "25", "75", "62.5", "50", "0.25", "80", "10"},
-		{"niah_single", "full", "", "2", "2", "0", "0", "0", "", "100", "0", "100", "9"},
-		{"niah_single", "reuse", "", "2", "2", "0", "0", "0", "", "50", "0.03125", "75", "3"},
-		{"multihop", "cacheblend", "0.2", "1", "1", "100", "", "", "", "", "", "", "7"},
+		{"vt", "full", "", "4", "4", "80", "62.5", "95", "-", "100", "100", "0", "100", "0", "0", "30"},
+		{"vt", "reuse", "", "4", "4", "20", "0", "40", "-", "25", "25", "1.25", "30", "0", "0", "5"},
+		{"vt", "cacheclip", "0.1", "4", "3", "40", "12.5", "62.5", "-", "50", "50", "0.5", "60", "0", "0", "8.25"},
+		{"vt", "cacheclip", "0.4", "4", "4", "75", "50", "100", "1:100;2:50", "93.75", "75", "0.125", "90", "1200", "1.5", "12"},
+		{"vt", "cacheclip[aux_mode=cached]", "0.4", "4", "4", "50", "25", "75", "-", "62.5", "50", "0.25", "80", "0", "0", "10"},
+		{"niah_single", "full", "", "2", "2", "0", "0", "0", "-", "", "100", "0", "100", "0", "0", "9"},
+		{"niah_single", "reuse", "", "2", "2", "0", "0", "0", "-", "", "50", "0.03125", "75", "0", "0", "3"},
+		{"multihop", "cacheblend", "0.2", "1", "1", "100", "", "", "-", "", "", "", "", "0", "", "7"},
 	}
 	if len(recs) != len(wantCSV) {
 		t.Fatalf("csv has %d records, want %d: %v", len(recs), len(wantCSV), recs)
@@ -134,7 +136,8 @@ func TestEvalReportWrite(t *testing.T) {
 	}
 	for i, pr := range prs {
 		got := []string{pr.Task, pr.Method, show(pr.Ratio), strconv.Itoa(int(pr.Questions)), strconv.Itoa(int(pr.Answered)),
-			show(&pr.Score), show(pr.ScoreLo), show(pr.ScoreHi), show(pr.PctOfFull), show(pr.SameAsFullPct), show(pr.KLFirstToken), show(pr.TokenAgreePct), show(&pr.TTFTP50ms)}
+			show(&pr.Score), show(pr.ScoreLo), show(pr.ScoreHi), pr.ScoreBySeed, show(pr.PctOfFull), show(pr.SameAsFullPct), show(pr.KLFirstToken), show(pr.TokenAgreePct),
+			strconv.FormatInt(pr.Recomputed, 10), show(pr.AuxP50ms), show(&pr.TTFTP50ms)}
 		if strings.Join(got, ",") != strings.Join(wantCSV[i+1], ",") {
 			t.Errorf("parquet row %d: got %q, want %q", i, got, wantCSV[i+1])
 		}

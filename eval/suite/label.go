@@ -18,7 +18,7 @@ import (
 // multiple-choice form (eval.MultipleChoice), each run of the plan as a label
 // job through the real job path, scored by accuracy and against full's labels.
 func (s *Config) runLabelTask(ctx context.Context, task string, plan []Run, count eval.TokenCounter, bar progress.Reporter) ([]report.LabelRow, error) {
-	exs, err := eval.Generate(ctx, eval.Config{Task: task, N: s.N, Seed: s.Seed, ContextTokens: s.ContextTokens,
+	exs, err := s.generate(ctx, eval.Config{Task: task, N: s.N, ContextTokens: s.ContextTokens,
 		ChunkTokens: s.ChunkTokens, ChainLength: s.ChainLength, Count: count, IDPrefix: "label-" + task})
 	if err != nil {
 		return nil, err

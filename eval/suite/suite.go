@@ -53,9 +53,15 @@ type Config struct {
 	MaxNewTokens  int       `yaml:"max_new_tokens"`
 	// ChainLength: variables per chain of vt and vt_distractor (0: the generator's 4;
 	// RULER's num_hops 4 is 5 variables).
-	ChainLength int    `yaml:"chain_length"`
-	Seed        uint64 `yaml:"seed"`
-	Out         string `yaml:"out"`
+	ChainLength int `yaml:"chain_length"`
+	// Seed seeds the generator when Seeds is empty, and always the bootstrap.
+	Seed uint64 `yaml:"seed"`
+	// Seeds, when set, are the generator's seeds: each draws its own N
+	// held-out questions per task, and a task's runs answer all of them (N
+	// per seed); scores and intervals are over the pooled questions, with
+	// each seed's score beside them.
+	Seeds []uint64 `yaml:"seeds"`
+	Out   string   `yaml:"out"`
 	// Haystack: noise (default), needle, or text: sentences of the real
 	// documents TextSources (files; relative paths from the working directory).
 	Haystack    string   `yaml:"haystack"`
@@ -157,6 +163,8 @@ func (s *Config) Validate() error {
 	switch {
 	case s.N < 1:
 		return fmt.Errorf("n: %d, want at least 1", s.N)
+	case len(s.Seeds) != len(slices.Compact(slices.Sorted(slices.Values(s.Seeds)))):
+		return fmt.Errorf("seeds: %v names a seed twice (the same questions twice)", s.Seeds)
 	case s.ContextTokens < 1 || s.ChunkTokens < 1:
 		return fmt.Errorf("context_tokens %d / chunk_tokens %d: both must be positive", s.ContextTokens, s.ChunkTokens)
 	case s.AgreementN < 0 || s.AgreementN > 0 && !(s.AgreementRatio > 0 && s.AgreementRatio <= 1):
@@ -173,6 +181,30 @@ func (s *Config) Validate() error {
 		return errors.New("aux: required by a method that needs an auxiliary model")
 	}
 	return nil
+}
+
+// SeedList is the generator's seeds: Seeds, or Seed alone.
+func (s *Config) SeedList() []uint64 {
+	if len(s.Seeds) > 0 {
+		return s.Seeds
+	}
+	return []uint64{s.Seed}
+}
+
+// generate draws the task's questions: N per seed of SeedList, in seed
+// order. Query ids hold the seed, so the sets never share a question or a
+// chunk.
+func (s *Config) generate(ctx context.Context, c eval.Config) ([]eval.Example, error) {
+	var out []eval.Example
+	for _, seed := range s.SeedList() {
+		c.Seed = seed
+		exs, err := eval.Generate(ctx, c)
+		if err != nil {
+			return nil, fmt.Errorf("seed %d: %w", seed, err)
+		}
+		out = append(out, exs...)
+	}
+	return out, nil
 }
 
 // WriteConfig writes the suite as ConfigFile into its output directory, atomically.
@@ -261,7 +293,7 @@ func boolInt(b bool) int {
 // attention-agreement analysis of the pair on each task's first questions.
 // Progress goes to stderr in the given mode; each run's log to OUT/runs/TASK/RUN.log.
 func Evaluate(ctx context.Context, s Config, mode progress.Mode, stderr io.Writer) (report.Results, error) {
-	res := report.Results{Seed: s.Seed}
+	res := report.Results{Seed: s.Seed, Families: eval.RULERFamilies}
 	count, err := tokenCounter(s.Model)
 	if err != nil {
 		return res, err
@@ -413,7 +445,7 @@ func (s *Config) runTask(ctx context.Context, task string, plan []Run, count eva
 			return nil, nil, err
 		}
 	}
-	exs, err := eval.Generate(ctx, eval.Config{Task: task, N: s.N, Seed: s.Seed, ContextTokens: s.ContextTokens,
+	exs, err := s.generate(ctx, eval.Config{Task: task, N: s.N, ContextTokens: s.ContextTokens,
 		ChunkTokens: s.ChunkTokens, MaxNewTokens: s.MaxNewTokens, ChainLength: s.ChainLength, Count: count,
 		Haystack: s.Haystack, Text: text})
 	if err != nil {
@@ -475,6 +507,8 @@ func (s *Config) runTask(ctx context.Context, task string, plan []Run, count eva
 			return nil, nil, err
 		}
 		row.TTFTP50ms = ds.Stats.TTFT.P50
+		row.Recomputed = ds.Stats.Recomputed
+		row.AuxP50ms = median(auxMS(ans))
 		rows = append(rows, row)
 		bar.Add(1)
 	}
@@ -517,6 +551,7 @@ func scoreRun(task string, r Run, exs []eval.Example, refs map[string][]string, 
 		}
 	}
 	row.Score = 100 * score / float64(len(exs))
+	row.SeedScores = seedScores(exs, perQuestion)
 	lo, hi := bootstrap.Interval(perQuestion, 0.95, bootstrap.Resamples, seed)
 	row.ScoreLo, row.ScoreHi = 100*lo, 100*hi
 	row.PerQuestion = perQuestion
@@ -530,11 +565,55 @@ func scoreRun(task string, r Run, exs []eval.Example, refs map[string][]string, 
 	return row, nil
 }
 
+// seedScores is the score (×100) of each seed's questions, in the order the
+// seeds first appear in exs.
+func seedScores(exs []eval.Example, perQuestion []float64) []report.SeedScore {
+	var out []report.SeedScore
+	at := map[uint64]int{}
+	n := map[uint64]int{}
+	for i, e := range exs {
+		j, ok := at[e.Seed]
+		if !ok {
+			j = len(out)
+			at[e.Seed] = j
+			out = append(out, report.SeedScore{Seed: e.Seed})
+		}
+		out[j].Score += perQuestion[i]
+		n[e.Seed]++
+	}
+	for j := range out {
+		out[j].Score = 100 * out[j].Score / float64(n[out[j].Seed])
+	}
+	return out
+}
+
+func auxMS(ans map[string]diagnostics) []float64 {
+	out := make([]float64, 0, len(ans))
+	for _, a := range ans {
+		out = append(out, a.AuxMS)
+	}
+	return out
+}
+
+// median of xs (NaN for none).
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	xs = slices.Sorted(slices.Values(xs))
+	m := len(xs) / 2
+	if len(xs)%2 == 1 {
+		return xs[m]
+	}
+	return (xs[m-1] + xs[m]) / 2
+}
+
 // diagnostics is one answered question of a run written with diagnostics.
 type diagnostics struct {
 	Answer   string
 	IDs      []int32
 	LogProbs []float32
+	AuxMS    float64 // the auxiliary stage's time for the question
 }
 
 // readDiagnostics reads a run's answers with their diagnostic columns (the
@@ -545,6 +624,7 @@ func readDiagnostics(dir string) (map[string]diagnostics, error) {
 		Answer   *string   `parquet:"answer,optional"`
 		IDs      []int32   `parquet:"answer_token_ids"`
 		LogProbs []float32 `parquet:"first_token_logprobs"`
+		AuxMS    float64   `parquet:"aux_ms"`
 	}
 	rows, err := eval.ReadParts[row](dir)
 	if err != nil {
@@ -553,7 +633,7 @@ func readDiagnostics(dir string) (map[string]diagnostics, error) {
 	out := map[string]diagnostics{}
 	for _, x := range rows {
 		if x.Answer != nil {
-			out[x.QueryID] = diagnostics{Answer: *x.Answer, IDs: x.IDs, LogProbs: x.LogProbs}
+			out[x.QueryID] = diagnostics{Answer: *x.Answer, IDs: x.IDs, LogProbs: x.LogProbs, AuxMS: x.AuxMS}
 		}
 	}
 	return out, nil

@@ -1,6 +1,7 @@
 package suite
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"os"
@@ -172,9 +173,66 @@ func TestShippedConfigs(t *testing.T) {
 		for _, r := range cfg.Plan() {
 			perVariant[r.Variant]++
 		}
-		want := map[string]int{"full": 1, "cacheblend": 7, "cacheclip": 7, "cacheclip[aux_mode=cached]": 7}
+		want := map[string]int{"full": 1, "cacheblend": 7, "cacheclip[aux_mode=fresh]": 7, "cacheclip[aux_mode=cached]": 7}
 		if fmt.Sprint(perVariant) != fmt.Sprint(want) {
 			t.Errorf("sweep plan runs per variant %v, want %v", perVariant, want)
 		}
+	}
+}
+
+// TestSeedsDrawDistinctQuestions: each seed of seeds draws its own n
+// questions (no query id, chunk id or question-and-context shared between
+// seeds), in seed order, each seed's score is its own questions', and a seed
+// given twice is refused before any work.
+func TestSeedsDrawDistinctQuestions(t *testing.T) {
+	cfg := Default()
+	cfg.Seeds = []uint64{7, 8, 9}
+	cfg.N = 6
+	for _, task := range []string{eval.TaskNIAHMultiKey, eval.TaskVT} {
+		exs, err := cfg.generate(context.Background(), eval.Config{Task: task, N: cfg.N, ContextTokens: 256, ChunkTokens: 64, Count: eval.ApproxTokens})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(exs) != 18 {
+			t.Fatalf("%s: %d questions, want 3 seeds × 6", task, len(exs))
+		}
+		ids, chunks, prompts := map[string]bool{}, map[string]uint64{}, map[string]uint64{}
+		for i, e := range exs {
+			if want := cfg.Seeds[i/6]; e.Seed != want {
+				t.Fatalf("%s: question %d from seed %d, want %d", task, i, e.Seed, want)
+			}
+			if ids[e.QueryID] {
+				t.Fatalf("%s: query id %s twice", task, e.QueryID)
+			}
+			ids[e.QueryID] = true
+			var text strings.Builder
+			for _, c := range e.Chunks {
+				if s, ok := chunks[c.ID]; ok && s != e.Seed {
+					t.Fatalf("%s: chunk id %s in seeds %d and %d", task, c.ID, s, e.Seed)
+				}
+				chunks[c.ID] = e.Seed
+				text.WriteString(c.Text)
+			}
+			p := e.Question + "\x00" + text.String()
+			if s, ok := prompts[p]; ok && s != e.Seed {
+				t.Fatalf("%s: one question and context in seeds %d and %d", task, s, e.Seed)
+			}
+			prompts[p] = e.Seed
+		}
+		// Each seed's score counts its own questions only.
+		per := make([]float64, len(exs))
+		for i := range 6 {
+			per[6+i] = 1 // seed 8 all right
+		}
+		per[0] = 1 // one of seed 7's six
+		ss := seedScores(exs, per)
+		if len(ss) != 3 || ss[0].Seed != 7 || ss[1].Seed != 8 || ss[2].Seed != 9 ||
+			math.Abs(ss[0].Score-100.0/6) > 1e-9 || ss[1].Score != 100 || ss[2].Score != 0 {
+			t.Fatalf("%s: seed scores %+v, want 7: 16.7, 8: 100, 9: 0", task, ss)
+		}
+	}
+	cfg.Seeds = []uint64{7, 8, 7}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "seeds") {
+		t.Fatalf("seeds 7, 8, 7: Validate gave %v, want an error naming seeds", err)
 	}
 }

@@ -9,21 +9,30 @@ import (
 	"cacheclip/model"
 )
 
-// BenchmarkSmolLM2 measures the real model (weights dequantized to f32) on
-// the prompt of the golden's long reading task: prefill of the first n
-// tokens in one call, then 32 greedy decode steps after it. Threads:
+// BenchmarkSmolLM2 measures the real model on the prompt of the golden's
+// long reading task, with its weights held each way (weights=native: the
+// file's Q4_1/Q8_0 blocks; weights=f32: dequantized at load): prefill of the
+// first n tokens in one call, then 32 greedy decode steps after it. Threads:
 // $GOMAXPROCS (docs/BENCHMARKS.md runs it with 2, as llama.cpp's figures).
 func BenchmarkSmolLM2(b *testing.B) {
 	p := realmodel.Path(b)
-	f, err := Open(p)
-	if err != nil {
-		b.Fatal(err)
+	for _, mode := range []string{"native", "f32"} {
+		b.Run("weights="+mode, func(b *testing.B) {
+			f, err := Open(p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			m, _, err := f.ModelWith(Options{Native: mode == "native"})
+			f.Close()
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchSmolLM2(b, m)
+		})
 	}
-	m, err := f.Model()
-	f.Close()
-	if err != nil {
-		b.Fatal(err)
-	}
+}
+
+func benchSmolLM2(b *testing.B, m *model.Model) {
 	ids := benchIDs(b)
 	ctx := context.Background()
 	for _, n := range []int{128, 512, 2048} {

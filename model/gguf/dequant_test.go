@@ -13,19 +13,7 @@ import (
 // llama.cpp's gguf-py dequantize gives for the same blocks
 // (testdata/dequant.json, made by tools/ggufquant/gen.py).
 func TestDequantizeMatchesGGUFPy(t *testing.T) {
-	b, err := os.ReadFile("testdata/dequant.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vectors map[string]struct {
-		Type   uint32 `json:"type"`
-		N      int    `json:"n"`
-		Bytes  string `json:"bytes"`
-		Values string `json:"values"`
-	}
-	if err := json.Unmarshal(b, &vectors); err != nil {
-		t.Fatal(err)
-	}
+	vectors := readDequantVectors(t)
 	for _, name := range []string{"F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"} {
 		t.Run(name, func(t *testing.T) {
 			v, ok := vectors[name]
@@ -84,4 +72,25 @@ func TestDequantizeRejectsBadSizes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dequantVector is one type's blocks and gguf-py's values for them.
+type dequantVector struct {
+	Type   uint32 `json:"type"`
+	N      int    `json:"n"`
+	Bytes  string `json:"bytes"`
+	Values string `json:"values"`
+}
+
+func readDequantVectors(t *testing.T) map[string]dequantVector {
+	t.Helper()
+	b, err := os.ReadFile("testdata/dequant.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vectors map[string]dequantVector
+	if err := json.Unmarshal(b, &vectors); err != nil {
+		t.Fatal(err)
+	}
+	return vectors
 }

@@ -131,6 +131,20 @@ func (f *File) ropeScaling(arch string, c *model.Config) error {
 // RoPE order into Hugging Face's rotate-half order, the layout this engine
 // (like transformers) computes RoPE in.
 func (f *File) Weights(c *model.Config) (model.Weights, error) {
+	w, _, err := f.WeightsWith(c, Options{})
+	return w, err
+}
+
+// WeightsWith is Weights with matrices held as o asks (Options.Native keeps
+// the quantized blocks the kernels read); the Report says what was kept and
+// what was widened to f32.
+func (f *File) WeightsWith(c *model.Config, o Options) (model.Weights, Report, error) {
+	rep := Report{Native: map[string]int{}, Widened: map[string]int{}}
+	w, err := f.weights(c, o, &rep)
+	return w, rep, err
+}
+
+func (f *File) weights(c *model.Config, o Options, rep *Report) (model.Weights, error) {
 	used := map[string]bool{}
 	vec := func(name string, n int, optional bool) ([]float32, error) {
 		t, ok := f.Tensor(name)
@@ -159,6 +173,18 @@ func (f *File) Weights(c *model.Config) (model.Weights, error) {
 		if len(t.Dims) != 2 || t.Dims[0] != uint64(cols) || t.Dims[1] != uint64(rows) {
 			return kernels.Mat{}, fmt.Errorf("gguf %s: tensor %s: dims %v, want [%d %d]", f.Path, name, t.Dims, cols, rows)
 		}
+		if o.Native {
+			if m, ok, err := planar(t.Type, rows, cols, t.Data); err != nil {
+				return kernels.Mat{}, fmt.Errorf("gguf %s: tensor %s: %w", f.Path, name, err)
+			} else if ok {
+				if ropeHeads > 0 {
+					m.Q = unpermuteRows(m.Q, rows, kernels.QuantRowBytes(m.DType, cols), ropeHeads)
+				}
+				rep.Native[t.Type.String()]++
+				return m, nil
+			}
+		}
+		rep.Widened[t.Type.String()]++
 		out := make([]float32, rows*cols)
 		if err := Dequantize(out, t.Data, t.Type); err != nil {
 			return kernels.Mat{}, fmt.Errorf("gguf %s: tensor %s: %w", f.Path, name, err)
@@ -226,10 +252,11 @@ func (f *File) Weights(c *model.Config) (model.Weights, error) {
 
 // unpermuteRows undoes llama.cpp's convert permutation of a Q or K projection:
 // within each head, GGUF row 2i+h holds Hugging Face row h·(d/2)+i.
-func unpermuteRows(m []float32, rows, cols, heads int) []float32 {
+// Rows are cols elements of any type (planar quantized rows are bytes).
+func unpermuteRows[T any](m []T, rows, cols, heads int) []T {
 	d := rows / heads
 	half := d / 2
-	out := make([]float32, len(m))
+	out := make([]T, len(m))
 	for hd := 0; hd < heads; hd++ {
 		base := hd * d
 		for i := 0; i < half; i++ {
@@ -246,18 +273,25 @@ func unpermuteRows(m []float32, rows, cols, heads int) []float32 {
 // Model dequantizes the file into an engine model; the File may be closed
 // afterwards (the model owns its f32 copies).
 func (f *File) Model() (*model.Model, error) {
+	m, _, err := f.ModelWith(Options{})
+	return m, err
+}
+
+// ModelWith is Model with the weights held as o asks; the model owns its
+// copies (quantized blocks included), so the File may be closed afterwards.
+func (f *File) ModelWith(o Options) (*model.Model, Report, error) {
 	c, err := f.Config()
 	if err != nil {
-		return nil, err
+		return nil, Report{}, err
 	}
-	w, err := f.Weights(c)
+	w, rep, err := f.WeightsWith(c, o)
 	if err != nil {
-		return nil, err
+		return nil, rep, err
 	}
 	m, err := model.FromWeights(c, w)
 	if err != nil {
-		return nil, fmt.Errorf("gguf %s: %w", f.Path, err)
+		return nil, rep, fmt.Errorf("gguf %s: %w", f.Path, err)
 	}
 	m.Dir = f.Path
-	return m, nil
+	return m, rep, nil
 }

@@ -92,6 +92,16 @@ func (s *Scorer) Select(ctx context.Context, q prefill.Query, primary prefill.La
 	return SelectTokens(sc, budget, o.Window, o.MinCount), nil
 }
 
+// SelectScores is Select's second half, on scores PrimaryScores returned
+// earlier (an adaptive budget is known only once a whole batch is scored).
+func (s *Scorer) SelectScores(scores []float32, budget int) ([]int, error) {
+	o, err := s.opts()
+	if err != nil {
+		return nil, err
+	}
+	return SelectTokens(scores, budget, o.Window, o.MinCount), nil
+}
+
 // PrimaryScores scores the query's context with the auxiliary model and returns
 // one importance per primary context token (chunks concatenated).
 func (s *Scorer) PrimaryScores(ctx context.Context, q prefill.Query, primary prefill.Layout) ([]float32, error) {

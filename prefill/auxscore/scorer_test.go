@@ -100,7 +100,10 @@ func TestAttentionMatchesReference(t *testing.T) {
 				t.Fatal(err)
 			}
 			inv := cfg.InvFreq()
-			K := cache.(*model.Cache).K[cfg.Layers-1]
+			K, _, err := cache.ReadKV(cfg.Layers-1, 0, cache.Len())
+			if err != nil {
+				t.Fatal(err)
+			}
 			var worst float64
 			for r := 0; r < nq; r++ {
 				q := append([]float32(nil), out[0].Logits[r][:H*D]...)

@@ -1010,6 +1010,12 @@ def main():
                     help="min,max chains per variable-tracking example; with 2 or more, the first variable "
                          "must be found by its value, not by being the only one assigned a number")
     ap.add_argument("--level", type=int, default=-1, help="start at this curriculum level")
+    ap.add_argument("--advance-on", default="",
+                    help="comma-separated tasks that must each reach --advance (besides single) to pass a level, "
+                         "so that a drill at short contexts lasts until those families are learnt there "
+                         "(--patience still lets single alone decide after that many evaluations)")
+    ap.add_argument("--target-tasks", default="single,vt",
+                    help="comma-separated tasks also evaluated at the target level (8 x 128) at every evaluation")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--init-from", default="",
                     help="with --resume and no checkpoint in --workdir: continue from the exported test-bed "
@@ -1018,6 +1024,11 @@ def main():
 
     torch.set_num_threads(args.threads)
     weights = dict(TASK_WEIGHTS)
+    advance_on = [t for t in args.advance_on.split(",") if t]
+    target_tasks = [t for t in args.target_tasks.split(",") if t]
+    for t in advance_on + target_tasks:
+        if t not in TASKS:
+            raise SystemExit(f"--advance-on/--target-tasks: unknown task {t!r}")
     for kv in filter(None, args.task_weights.split(",")):
         k, v = kv.split("=")
         if k not in weights:
@@ -1128,6 +1139,9 @@ def main():
         write_samples(gen, os.path.join(args.out, "train_samples.json"))
         log(f"checkpoint ({reason}) step {step} level {level}; exported to {args.out}")
 
+    # The target-level columns: single and vt as before, then whatever else --target-tasks adds.
+    status_targets = ["single", "vt"] + [t for t in target_tasks if t not in ("single", "vt")]
+
     def write_status():
         lines = ["# Test-bed training status (written by tools/testbed/train.py)", "",
                  f"- updated: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
@@ -1135,15 +1149,16 @@ def main():
                  f"- training time {elapsed / 3600:.2f} h, tokens seen {tokens_seen:,}", "",
                  "Teacher-forced exact match (= greedy exact match) on held-out examples, in % (answer-token",
                  "accuracy in brackets), latest evaluations; the target-level columns are 8 chunks x 128 tokens:", "",
-                 "| step | model | level | " + " | ".join(["copy", *TASKS]) + " | target level single | target level vt | reuse: target single | reuse: target vt |",
-                 "|---|---|---|" + "---|" * (len(TASKS) + 5)]
+                 "| step | model | level | " + " | ".join(["copy", *TASKS]) + " | "
+                 + " | ".join(f"target level {t}" for t in status_targets) + " | reuse: target single | reuse: target vt |",
+                 "|---|---|---|" + "---|" * (len(TASKS) + 3 + len(status_targets))]
         for h in history[-12:]:
             for m in ("primary", "aux"):
                 r = h[m]
                 lines.append(f"| {h['step']} | {m} | {h['level']} | " + " | ".join(
                     f"{r.get(t, float('nan')) * 100:.0f} ({r.get('tok_' + t, float('nan')) * 100:.0f})"
                     for t in ["copy", *TASKS]) +
-                    f" | {r.get('target_single', float('nan')) * 100:.0f} | {r.get('target_vt', float('nan')) * 100:.0f}"
+                    " | " + " | ".join(f"{r.get('target_' + t, float('nan')) * 100:.0f}" for t in status_targets) +
                     f" | {r.get('reuse_target_single', float('nan')) * 100:.0f} | {r.get('reuse_target_vt', float('nan')) * 100:.0f} |")
         with open(args.status + ".tmp", "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -1159,12 +1174,13 @@ def main():
             r["aux"][t] = exact_match(aux, ex, 8, ta)
             r["primary"]["tok_" + t], r["aux"]["tok_" + t] = ta
         if level >= 1:
-            for t in ("single", "vt"):
+            for t in status_targets:
                 ex = eval_set(gen, args.seed, TARGET_LEVEL, t, 16 if level < TARGET_LEVEL else args.eval_n, True)
                 r["primary"]["target_" + t] = exact_match(prim, ex, 4)
-                # The test bed must tell methods apart: reuse (no cross-chunk attention)
-                # has to lose on vt where full attention wins.
-                r["primary"]["reuse_target_" + t] = exact_match(prim, ex, 4, reuse=True)
+                if t in ("single", "vt"):
+                    # The test bed must tell methods apart: reuse (no cross-chunk attention)
+                    # has to lose on vt where full attention wins.
+                    r["primary"]["reuse_target_" + t] = exact_match(prim, ex, 4, reuse=True)
         r["step"], r["level"] = step, level
         return r
 
@@ -1249,6 +1265,9 @@ def main():
                 # contexts for ever: after --patience evaluations the needle alone decides.
                 passed = p["single"] >= args.advance and (
                     p["vt"] >= args.vt_advance or mean >= args.advance - 0.1 or evals_here >= args.patience)
+                if advance_on:
+                    passed = p["single"] >= args.advance and (
+                        all(p[t] >= args.advance for t in advance_on) or evals_here >= args.patience)
             if passed and level + 1 < len(LEVELS) and level + 1 <= args.max_level:
                 level += 1
                 level_entered = len(history)
