@@ -25,7 +25,7 @@ import (
 // chunks of 256 tokens drawn from a corpus of 16, 16 new tokens each (random
 // weights never stop early), batch 8, through the real runner (stages,
 // shard store, Parquet out). Full prefill and CacheClip at r = 0.2 (the
-// full auxiliary, and aux_mode=boundary) run alternately in one process; an
+// full auxiliary, the default aux_mode=cached, and aux_mode=boundary) run alternately in one process; an
 // untimed warm-up run builds the primary's shards and the auxiliary's chunk
 // caches first, as a shard build would. It reports each run's questions/s,
 // its speed-up over full, and where the time went: the load, aux and write
@@ -57,6 +57,7 @@ func BenchmarkJobQwen05B(b *testing.B) {
 	variants := []variant{
 		{"full", "full", nil},
 		{"cacheclip", "cacheclip", map[string]string{"aux_mode": "fresh"}},
+		{"cacheclip-cached", "cacheclip", map[string]string{"aux_mode": "cached"}}, // the default mode
 		{"cacheclip-boundary", "cacheclip", map[string]string{"aux_mode": "boundary"}},
 	}
 	run := func(b *testing.B, v variant, out string) (jobs.Stats, time.Duration, time.Duration) {
