@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"cacheclip/internal/cputime"
 )
 
 // benchMatMul times one product shape and reports GFLOP/s and weight bytes/s.
@@ -174,11 +176,11 @@ func BenchmarkMatMulShapes(b *testing.B) {
 			}
 			for b.Loop() {
 				for i, s := range linearShapes {
-					c := cpuTime()
+					c := cputime.Process()
 					t := time.Now()
 					MatMul(p, runs[i].dst, runs[i].x, s.n, runs[i].w)
 					runs[i].best = min(runs[i].best, time.Since(t))
-					runs[i].cpu = min(runs[i].cpu, cpuTime()-c)
+					runs[i].cpu = min(runs[i].cpu, cputime.Process()-c)
 				}
 			}
 			wall, cpu := make([]float64, len(runs)), make([]float64, len(runs))

@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"cacheclip/internal/cputime"
 )
 
 // The blocked layout is [block][kvHead][headDim][KeyBlock]: slot s, column c
@@ -151,7 +153,7 @@ func BenchmarkDecodeAttention(b *testing.B) {
 			spec := AttnSpec{Heads: sh.H, KVHeads: sh.KV, HeadDim: sh.D, Scale: 0.125}
 			for _, mode := range []string{"repack", "inplace"} {
 				b.Run(fmt.Sprintf("%s/%s/ctx=%d/%s", p.Kernels().Name(), sh.name, ctx, mode), func(b *testing.B) {
-					c0 := cpuTime()
+					c0 := cputime.Process()
 					for b.Loop() {
 						if mode == "repack" {
 							Attention(p, out, q, rowPos, k, v, slotPos, spec)
@@ -161,7 +163,7 @@ func BenchmarkDecodeAttention(b *testing.B) {
 					}
 					sec := b.Elapsed().Seconds() / float64(b.N)
 					b.ReportMetric(sec*1e6, "us/call")
-					b.ReportMetric((cpuTime()-c0).Seconds()*1e6/float64(b.N), "cpu-us/call")
+					b.ReportMetric((cputime.Process()-c0).Seconds()*1e6/float64(b.N), "cpu-us/call")
 					b.ReportMetric(float64(2*ctx*kd*4)/sec/1e9, "kvGB/s")
 				})
 			}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"cacheclip/internal/cputime"
 	"cacheclip/kernels"
 	"cacheclip/model"
 	"cacheclip/model/backendtest"
@@ -119,22 +120,22 @@ func BenchmarkPrefillVsMatMul(b *testing.B) {
 				ctx := model.WithStageTimes(context.Background(), &st)
 				var tEng, tMM, cEng, cMM float64
 				for i := 0; i < b.N; i++ {
-					t0, c0 := time.Now(), cpuTime()
+					t0, c0 := time.Now(), cputime.Process()
 					kernels.MatMul(m.Pool, y, x, n, w)
 					tMM += time.Since(t0).Seconds()
-					cMM += (cpuTime() - c0).Seconds()
+					cMM += (cputime.Process() - c0).Seconds()
 					cache.Reset()
 					first, _ := cache.Alloc(n)
 					s := &model.Seq{Cache: cache, Tokens: toks, Pos: make([]int32, n), Slots: make([]int32, n), Logits: []int{n - 1}}
 					for j := range s.Pos {
 						s.Pos[j], s.Slots[j] = int32(j), int32(first+j)
 					}
-					t0, c0 = time.Now(), cpuTime()
+					t0, c0 = time.Now(), cputime.Process()
 					if _, err := m.Forward(ctx, []*model.Seq{s}); err != nil {
 						b.Fatal(err)
 					}
 					tEng += time.Since(t0).Seconds()
-					cEng += (cpuTime() - c0).Seconds()
+					cEng += (cputime.Process() - c0).Seconds()
 				}
 				mm := 2 * float64(n) * float64(w.Rows) * float64(w.Cols) * float64(b.N) / tMM / 1e9
 				eng := linearFLOPs(&m.Config) * float64(n) * float64(b.N) / tEng / 1e9

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"cacheclip/internal/cputime"
 	"cacheclip/kernels"
 	"cacheclip/model"
 	"cacheclip/model/backendtest"
@@ -73,7 +74,7 @@ func BenchmarkDecodeContext(b *testing.B) {
 						cache.SetPos(first+j, pos[j])
 					}
 					b.StartTimer()
-					c0 := cpuTime()
+					c0 := cputime.Process()
 					for s := 0; s < steps; s++ {
 						sl, _ := cache.Alloc(1)
 						d := &model.Seq{Cache: cache, Tokens: toks[s : s+1], Pos: []int32{int32(ctxLen + s)}, Slots: []int32{int32(sl)}, Logits: []int{0}}
@@ -81,7 +82,7 @@ func BenchmarkDecodeContext(b *testing.B) {
 							b.Fatal(err)
 						}
 					}
-					cpu += cpuTime() - c0
+					cpu += cputime.Process() - c0
 					b.StopTimer()
 				}
 				b.ReportMetric(float64(b.N*steps)/b.Elapsed().Seconds(), "tok/s")

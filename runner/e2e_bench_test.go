@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"cacheclip/eval"
+	"cacheclip/internal/cputime"
 	"cacheclip/jobs"
 	"cacheclip/kernels"
 	"cacheclip/loader"
@@ -72,12 +73,12 @@ func BenchmarkJobQwen05B(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer eng.Close()
-		t0, c0 := time.Now(), processCPU(b)
+		t0, c0 := time.Now(), cputime.Process()
 		st, err := Run(ctx, Options{Spec: spec, Stages: eng, Corpus: texts, Logger: log})
 		if err != nil || st.OK != nq {
 			b.Fatalf("%s: run: %v (ok %d of %d)", v.name, err, st.OK, nq)
 		}
-		return st, time.Since(t0), processCPU(b) - c0
+		return st, time.Since(t0), cputime.Process() - c0
 	}
 	run(b, variants[2], filepath.Join(dir, "warmup"))
 	type row struct {

@@ -8,10 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
+	"cacheclip/internal/cputime"
 	"cacheclip/jobs"
 )
 
@@ -49,12 +49,12 @@ func BenchmarkLabelVsGenerateJob(b *testing.B) {
 		if out == filepath.Join(dir, "warmup") {
 			b.Logf("device %s", eng.Device()) // the GPU check runs this on the device
 		}
-		t0, c0 := time.Now(), processCPU(b)
+		t0, c0 := time.Now(), cputime.Process()
 		st, err := Run(ctx, Options{Spec: spec, Stages: eng, Corpus: texts, Logger: log})
 		if err != nil || st.OK != 200 {
 			b.Fatalf("run: %v (ok %d)", err, st.OK)
 		}
-		return st, time.Since(t0), processCPU(b) - c0
+		return st, time.Since(t0), cputime.Process() - c0
 	}
 	run(b, jobs.TaskGenerate, filepath.Join(dir, "warmup")) // builds the shards
 	var labelWall, genWall, labelCPU, genCPU time.Duration
@@ -76,13 +76,4 @@ func BenchmarkLabelVsGenerateJob(b *testing.B) {
 	b.ReportMetric(float64(generated)/float64(200*b.N), "generated-tokens/q")
 	// Process CPU time is the steadier figure on a shared machine.
 	b.ReportMetric(float64(genCPU)/float64(labelCPU), "cpu-generate/label")
-}
-
-// processCPU is the process's user and system CPU time so far.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
