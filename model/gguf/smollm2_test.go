@@ -223,23 +223,7 @@ func TestSmolLM2TokenizerMatchesLlamaCpp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile("../../testdata/smollm2/tokenizer_golden.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g struct {
-		Cases []struct {
-			Name, Text string
-			IDs        []int32
-		}
-	}
-	if err := json.Unmarshal(b, &g); err != nil {
-		t.Fatal(err)
-	}
-	if len(g.Cases) < 20 {
-		t.Fatalf("%d cases", len(g.Cases))
-	}
-	for _, c := range g.Cases {
+	for _, c := range readTokenizerGolden(t, "../../testdata/smollm2/tokenizer_golden.json", 20) {
 		e, err := tok.Encode(c.Text, tokenizer.EncodeOptions{ParseSpecial: true})
 		if err != nil {
 			t.Fatal(err)

@@ -139,23 +139,7 @@ func TestTokenizerFromSentencePieceMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gb, err := os.ReadFile(dir + "golden.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g struct {
-		Cases []struct {
-			Name, Text string
-			IDs        []int32
-		}
-	}
-	if err := json.Unmarshal(gb, &g); err != nil {
-		t.Fatal(err)
-	}
-	if len(g.Cases) < 10 {
-		t.Fatalf("%d golden cases", len(g.Cases))
-	}
-	for _, c := range g.Cases {
+	for _, c := range readTokenizerGolden(t, dir+"golden.json", 10) {
 		e, err := tok.Encode(c.Text, tokenizer.EncodeOptions{ParseSpecial: true})
 		if err != nil {
 			t.Fatal(err)
@@ -170,4 +154,29 @@ func TestTokenizerFromSentencePieceMetadata(t *testing.T) {
 	if !tok.AddsBOS() || tok.Special().BOS != 1 {
 		t.Errorf("BOS: adds %v, id %d", tok.AddsBOS(), tok.Special().BOS)
 	}
+}
+
+// tokenizerCase is one text of a tokenizer golden file and the ids the
+// reference tokenizer gave it.
+type tokenizerCase struct {
+	Name, Text string
+	IDs        []int32
+}
+
+// readTokenizerGolden reads a golden file of {"cases": [...]} and insists on
+// at least atLeast cases, so a truncated file cannot pass by having none.
+func readTokenizerGolden(t *testing.T, path string, atLeast int) []tokenizerCase {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g struct{ Cases []tokenizerCase }
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if len(g.Cases) < atLeast {
+		t.Fatalf("%s: %d cases, want at least %d", path, len(g.Cases), atLeast)
+	}
+	return g.Cases
 }
