@@ -285,17 +285,8 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []floa
 	// Scratch: Qᵀ [D][Mp], Sᵀ [TS][Mp], O [Mp][Dp], max, sum, tile max, junk [Mp],
 	// per-group max, sum, offset [nG][Mp].
 	sizes := [...]int{D * Mp, TS * Mp, Mp * Dp, Mp, Mp, Mp, Mp, nG * Mp, nG * Mp, nG * Mp}
-	total := 0
-	for _, n := range sizes {
-		total += n
-	}
-	buf := p.getBuf(total)
-	defer p.putBuf(buf)
 	var parts [len(sizes)][]float32
-	rest := *buf
-	for i, n := range sizes {
-		parts[i], rest = rest[:n:n], rest[n:]
-	}
+	defer p.putBuf(p.getScratch(sizes[:], parts[:]))
 	qt, st, o, mx, l, tmax, junk, gmx, gl, goff := parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], parts[6], parts[7], parts[8], parts[9]
 
 	minPos, maxPos := int32(math.MaxInt32), int32(-1)
@@ -529,17 +520,8 @@ func (a *attnCall) few(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []float
 
 	// Scratch: Qᵀ [D][mr], S [mr][TS], Pᵀ [TS][mr], O [mr][Dp], max, sum [mr].
 	sizes := [...]int{D * mr, mr * TS, TS * mr, mr * Dp, mr, mr}
-	total := 0
-	for _, n := range sizes {
-		total += n
-	}
-	buf := p.getBuf(total)
-	defer p.putBuf(buf)
 	var parts [len(sizes)][]float32
-	rest := *buf
-	for i, n := range sizes {
-		parts[i], rest = rest[:n:n], rest[n:]
-	}
+	defer p.putBuf(p.getScratch(sizes[:], parts[:]))
 	qt, sc, pt, o, mx, l := parts[0], parts[1], parts[2], parts[3], parts[4], parts[5]
 	clear(qt)
 	clear(pt) // columns past M feed output rows nobody reads: numbers, not stale NaNs

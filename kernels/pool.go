@@ -106,6 +106,23 @@ func (p *Pool) getBuf(n int) *[]float32 {
 	return &b
 }
 
+// getScratch takes one pooled buffer for several scratch slices and carves
+// it into parts (parts[i] gets sizes[i] elements); the caller hands the
+// buffer back with putBuf. One buffer, not one per slice: a kernel call then
+// costs one pool round trip.
+func (p *Pool) getScratch(sizes []int, parts [][]float32) *[]float32 {
+	total := 0
+	for _, n := range sizes {
+		total += n
+	}
+	buf := p.getBuf(total)
+	rest := *buf
+	for i, n := range sizes {
+		parts[i], rest = rest[:n:n], rest[n:]
+	}
+	return buf
+}
+
 func (p *Pool) putBuf(b *[]float32) {
 	if p == nil {
 		return
