@@ -25,13 +25,11 @@ var testQuery = prefill.Query{
 
 func variant(t testing.TB, name string) testmodel.Spec {
 	t.Helper()
-	for _, s := range testmodel.Variants() {
-		if s.Name == name {
-			return s
-		}
+	s, ok := testmodel.Variant(name)
+	if !ok {
+		t.Fatalf("no test model variant %q", name)
 	}
-	t.Fatalf("no test model variant %q", name)
-	return testmodel.Spec{}
+	return s
 }
 
 func build(t testing.TB, s testmodel.Spec) *model.Model {

@@ -87,13 +87,11 @@ func build(t testing.TB, s testmodel.Spec) *model.Model {
 
 func variant(t testing.TB, name string) testmodel.Spec {
 	t.Helper()
-	for _, s := range testmodel.Variants() {
-		if s.Name == name {
-			return s
-		}
+	s, ok := testmodel.Variant(name)
+	if !ok {
+		t.Fatalf("no test model variant %q", name)
 	}
-	t.Fatalf("no test model variant %q", name)
-	return testmodel.Spec{}
+	return s
 }
 
 // RandTokens returns n token ids below vocab drawn from seed: the inputs of the

@@ -38,6 +38,16 @@ type Spec struct {
 	Seed         uint64
 }
 
+// Variant is the variant of Variants named name; false if there is none.
+func Variant(name string) (Spec, bool) {
+	for _, s := range Variants() {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Spec{}, false
+}
+
 // Variants are the small architectures every engine invariant is tested on.
 func Variants() []Spec {
 	base := Spec{Hidden: 64, Intermediate: 160, Layers: 3, Heads: 4, KVHeads: 2, MaxPos: 4096, RopeTheta: 10000, Seed: 1}
