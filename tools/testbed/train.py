@@ -272,6 +272,16 @@ class Gen:
         return ["The list is: " + text], "Repeat the list above.", text
 
     def niah(self, rng, n_chunks, chunk_tokens, kind):
+        chunks, qas = self.niah_all(rng, n_chunks, chunk_tokens, kind)
+        return chunks, qas[0][0], qas[0][1]
+
+    def niah_all(self, rng, n_chunks, chunk_tokens, kind):
+        """A needle context and (question, answer) pairs about it: first the one niah asks, then,
+        for multi-key and multi-query contexts, every other inserted key alone and (multi-query)
+        the asked keys in reverse order. The extra questions draw nothing from rng, so the asked
+        example is the same with or without them. Multi-question rows train key matching with
+        every needle of a context instead of one: the asked question's first answer token is the
+        only place a single example rewards matching the key."""
         vt = rng.choice(VALUE_TYPES)
         nq = rng.randint(2, 3) if kind == "multiquery" else 1
         nv = rng.randint(2, 3) if kind == "multivalue" else 1
@@ -302,16 +312,21 @@ class Gen:
         chunks = self.chunks(rng, n_chunks, chunk_tokens, inserts, filler)
         # Answers in order of appearance in the context, per queried key in query order.
         text = "\n\n".join(chunks)
-        answers = []
-        for k in qkeys:
-            vals = [(text.find(self.needle(vt, k, v)), v) for kk, v, _ in needles if kk == k]
-            answers += [v for _, v in sorted(vals)]
-        if nq == 1:
-            qk = qkeys[0]
-        else:
-            qk = ", ".join(qkeys[:-1]) + " and " + qkeys[-1]
-        q = f"What are all the special magic {vt} for {qk} mentioned in the provided text?"
-        return chunks, q, ", ".join(answers)
+
+        def qa(ks):
+            answers = []
+            for k in ks:
+                vals = [(text.find(self.needle(vt, k, v)), v) for kk, v, _ in needles if kk == k]
+                answers += [v for _, v in sorted(vals)]
+            qk = ks[0] if len(ks) == 1 else ", ".join(ks[:-1]) + " and " + ks[-1]
+            return f"What are all the special magic {vt} for {qk} mentioned in the provided text?", ", ".join(answers)
+
+        qas = [qa(qkeys)]
+        if kind in ("multikey", "multiquery"):
+            qas += [qa([k]) for k in keys if k != qkeys[0] or nq > 1]
+            if nq > 1:
+                qas.append(qa(qkeys[::-1]))
+        return chunks, qas
 
     def varname(self, rng, used):
         while True:
@@ -433,12 +448,15 @@ class Gen:
 
     def example_multi(self, rng, task, n_chunks, chunk_tokens):
         """One context with every question it can answer: a variable-tracking context is asked
-        about each of its chains (the distractors included), other tasks about their one question.
+        about each of its chains (the distractors included), a multi-key or multi-query context
+        about each of its keys (niah_all), other tasks about their one question.
         Returns (ctx ids, ctx segments, [(question+answer ids, index of the first answer token)]):
         the answer tokens are the whole training signal, and a 1,024-token context costs the
         same whether one or three 40-token question blocks follow it."""
         if task == "vt":
             chunks, qas = self.vt_all(rng, n_chunks, chunk_tokens)
+        elif task in ("multikey", "multiquery"):
+            chunks, qas = self.niah_all(rng, n_chunks, chunk_tokens, task)
         else:
             ids, a0, segs = self.example(rng, task, n_chunks, chunk_tokens, True)
             c = segs.index(-1)
@@ -842,7 +860,7 @@ def check_multi_q(model, gen, seed):
     """Packed rows must train exactly what the runner sees: every question block's logits equal
     those of its own single-question example (same positions, gapped or not). Run once at start."""
     rng = random.Random(seed)
-    exs = [gen.example_multi(rng, t, 4, 64) for t in ("vt", "vt", "single", "vt")]
+    exs = [gen.example_multi(rng, t, 4, 64) for t in ("vt", "multikey", "single", "multiquery", "vt")]
     pos = []
     for i, ex in enumerate(exs):
         sg = ex[1] + [-1] * len(ex[2][0][0])
@@ -970,6 +988,9 @@ def main():
     ap.add_argument("--aux-kv-heads", type=int, default=2)
     ap.add_argument("--aux-inter", type=int, default=320)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=200,
+                    help="steps of linear learning-rate warm-up after a fresh optimizer (at ~10 s a step on the "
+                         "shared machine, 200 steps are half an hour)")
     ap.add_argument("--tokens-per-step", type=int, default=4096)
     ap.add_argument("--lm-weight", type=float, default=0.1)
     ap.add_argument("--eval-every", type=int, default=100)
@@ -1222,7 +1243,7 @@ def main():
             x, y, w, _, pids = make_batch(exs, args.lm_weight, pos)
         tokens_seen += int(x.numel())
         # A fresh optimizer warms up again: Adam's first steps move every weight by ~lr.
-        lr = args.lr * min(1.0, (step - (start_step if fresh_opt else 0) + 1) / 200)
+        lr = args.lr * min(1.0, (step - (start_step if fresh_opt else 0) + 1) / args.warmup)
         if args.anneal_start and step >= args.anneal_start:
             # Exact match needs every token right: a decaying rate sharpens what a constant one
             # keeps jittering around.
