@@ -202,7 +202,8 @@ class Gen:
     variable names: 3 upper-case letters. Training draws from Python's random with the
     training seed; the Go generators use their own PRNG and seeds, so examples differ."""
 
-    def __init__(self, tok, words, vt_chains=(1, 2), vt_legacy_order=False):
+    def __init__(self, tok, words, vt_chains=(1, 2), vt_legacy_order=False, multi_q_tasks=("vt", "multikey", "multiquery")):
+        self.multi_q_tasks = multi_q_tasks
         self.tok = tok
         self.words = words
         self.vt_chains = vt_chains
@@ -453,9 +454,9 @@ class Gen:
         Returns (ctx ids, ctx segments, [(question+answer ids, index of the first answer token)]):
         the answer tokens are the whole training signal, and a 1,024-token context costs the
         same whether one or three 40-token question blocks follow it."""
-        if task == "vt":
+        if task == "vt" and task in self.multi_q_tasks:
             chunks, qas = self.vt_all(rng, n_chunks, chunk_tokens)
-        elif task in ("multikey", "multiquery"):
+        elif task in ("multikey", "multiquery") and task in self.multi_q_tasks:
             chunks, qas = self.niah_all(rng, n_chunks, chunk_tokens, task)
         else:
             ids, a0, segs = self.example(rng, task, n_chunks, chunk_tokens, True)
@@ -1027,6 +1028,9 @@ def main():
                     help="phases 1-10: a vt context lists the asked chain's links first within a chunk (a leak)")
     ap.add_argument("--multi-q", action="store_true",
                     help="ask a variable-tracking context about every chain in one row (make_batch_multi)")
+    ap.add_argument("--multi-q-tasks", default="vt,multikey,multiquery",
+                    help="with --multi-q, the families whose contexts are asked every question they answer "
+                         "(the rest keep one question per context)")
     ap.add_argument("--vt-chains", default="1,2",
                     help="min,max chains per variable-tracking example; with 2 or more, the first variable "
                          "must be found by its value, not by being the only one assigned a number")
@@ -1101,7 +1105,8 @@ def main():
     if ck is not None:
         tok = Tokenizer(ck["vocab"], [tuple(m) for m in ck["merges"]])
         pc, ac = ck["pcfg"], ck["acfg"]
-    gen = Gen(tok, words, tuple(int(v) for v in args.vt_chains.split(",")), args.vt_legacy_order)
+    gen = Gen(tok, words, tuple(int(v) for v in args.vt_chains.split(",")), args.vt_legacy_order,
+              tuple(t for t in args.multi_q_tasks.split(",") if t))
     fresh_opt = ck is None or "po" not in ck
     if ck is not None and args.grow_layers > pc["num_hidden_layers"]:
         ck["prim"], pc = grow(ck["prim"], pc, args.grow_layers, args.seed)
