@@ -29,8 +29,7 @@ func TestPrefillBatchEqualsAlone(t *testing.T) {
 			for _, rows := range []int{0, 40} {
 				t.Run(name+"/"+tc.method+"/"+map[bool]string{true: "one call", false: "row bound 40"}[rows == 0], func(t *testing.T) {
 					m := f.method(t, tc.method, tc.ratio)
-					eng := *f.eng
-					eng.BatchRows = rows
+					eng := &prefill.Prefiller{Model: f.eng.Model, Layouter: f.eng.Layouter, BatchRows: rows}
 					items := make([]prefill.Item, 0, len(queries)+1)
 					for i, q := range queries {
 						lay, err := f.lay.Layout(q.Chunks, q.Question)
