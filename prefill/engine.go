@@ -118,10 +118,12 @@ const BatchRows = 2 * model.DefaultAppendRows
 // assembled on its own, then the rows that methods recompute (CacheClip's
 // selected tokens and question, CacheBlend's, APE's and reuse's question) of
 // consecutive questions share forward calls of up to BatchRows rows: at
-// r = 0.2 a question recomputes a few hundred rows, and a product over that
-// few rows pays for reading (and, for bf16 weights, widening) every weight
-// matrix much as one over thousands does. Full prefill computes each question
-// alone (its thousands of rows fill a call already).
+// r = 0.2 a question recomputes a few hundred rows, and each product then
+// reads (and, for bf16 weights, widens) its weights once for the batch rather
+// than once per question. On the CPU that is worth little (products of 460
+// rows run at 0.93–0.98 of their rate at 3,680; docs/BENCHMARKS.md); a wide
+// device needs the rows to fill it. Full prefill computes each question alone
+// (its thousands of rows fill a call already).
 //
 // Every question has its own result or error, in the order of items: a
 // question that fails leaves the others to go on. Stats.Recompute is the
