@@ -192,8 +192,10 @@ func attention(p *Pool, out, q []float32, rowPos []int32, kb, v []float32, slotP
 		splits = min(tiles, (attnSplitUnits*p.Threads()+units-1)/units)
 	}
 	if splits <= 1 {
+		// Last row blocks first: in causal prefill they see the most slots,
+		// and starting them first keeps both workers busy to the end.
 		p.runDynamic(units, func(u int) {
-			b, kh := u/KV, u%KV
+			b, kh := blocks-1-u/KV, u%KV
 			r0 := b * rb
 			at.unit(p, rowPos[r0:min(r0+rb, rows)], r0, kh, 0, tiles, nil)
 		})
@@ -277,6 +279,7 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []floa
 	// Sᵀ is computed in nr-query panels and O += P·V in mr-query panels; Mp covers
 	// both (columns past M are never read back).
 	Mp := max((M+nr-1)/nr*nr, (M+mr-1)/mr*mr)
+	W := (M + 15) / 16 * 16
 	nG := 1
 	if grouped {
 		nG = len(spec.GroupTemp)
@@ -311,6 +314,14 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []floa
 		}
 		t0 := t * TS
 		n = min(TS, slots-t0)
+		if hi > maxPos && spec.Probs == nil {
+			// The tile reaches past every row of the unit (the causal
+			// diagonal): the slots after its last visible one are skipped,
+			// not computed and masked.
+			for n > 0 && (a.slotPos[t0+n-1] < 0 || a.slotPos[t0+n-1] > maxPos) {
+				n--
+			}
+		}
 		kt := a.kb[(t*spec.KVHeads+kh)*D*TS:]
 		for j0 := 0; j0 < n; j0 += mr {
 			for m0 := 0; m0 < M; m0 += nr {
@@ -365,12 +376,12 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []floa
 	}
 	// fold merges rows [j0,j1) of Sᵀ into running (max, sum) and rescales the
 	// accumulated output when scaleO; it leaves exp(s − max) in those rows.
+	// It works on the first W columns (M rounded up to whole 16-column strips;
+	// the padding columns are queries of zeros whose rows nobody reads).
 	fold := func(j0, j1 int, mx, l []float32, scaleO bool) {
-		copy(tmax, st[j0*Mp:(j0+1)*Mp])
-		for j := j0 + 1; j < j1; j++ {
-			ks.vmax(tmax, st[j*Mp:(j+1)*Mp])
-		}
-		for m := 0; m < M; m++ {
+		copy(tmax[:W], st[j0*Mp:j0*Mp+W])
+		ks.colMax(tmax[:W], st[(j0+1)*Mp:], Mp, j1-j0-1)
+		for m := 0; m < W; m++ {
 			// The running max moves only when a logit exceeds it by more than
 			// rescaleSlack: the exponentials stay ≤ e^rescaleSlack (no overflow),
 			// the result is the same (output and sum share the reference), and
@@ -386,9 +397,7 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []floa
 				mx[m] = tmax[m]
 			}
 		}
-		for j := j0; j < j1; j++ {
-			ks.expSubV(st[j*Mp:(j+1)*Mp], mx, l)
-		}
+		ks.expRows(st[j0*Mp:], Mp, j1-j0, mx[:W], l)
 	}
 	pv := func(t, n int) {
 		vt, ldv := a.v[t*TS*spec.KVHeads*D+kh*D:], spec.KVHeads*D
@@ -452,9 +461,7 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []floa
 				continue
 			}
 			runs(t, n, func(j0, j1, g int) {
-				for j := j0; j < j1; j++ {
-					ks.expSubV(st[j*Mp:(j+1)*Mp], goff[g*Mp:(g+1)*Mp], junk)
-				}
+				ks.expRows(st[j0*Mp:], Mp, j1-j0, goff[g*Mp:g*Mp+W], junk)
 			})
 			if spec.Probs != nil {
 				t0 := t * TS

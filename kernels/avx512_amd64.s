@@ -657,6 +657,53 @@ GLOBL expc<>(SB), RODATA|NOPTR, $48
 	VADDPS Z29, t, t; \
 	VSCALEFPS n, t, z
 
+// Softmax exponential: the same two-part ln2 range reduction as EXP, then a
+// degree-5 polynomial for e^r on [−ln2/2, ln2/2] (a minimax fit of relative
+// error, 0.95e-7 with these float32 coefficients) instead of EXP's degree 7:
+// 13 instructions instead of 16. Max relative error against math.Exp 1.35 ulp
+// (1.6e-7) over the range softmax sees, [−87.3, 8] (TestSoftmaxExpAccuracy);
+// exactly 0 for inputs from −104 down (and −Inf), as EXP. Constants in Z20–Z30; x in z, temporaries t, n.
+DATA fexpc<>+0(SB)/4, $0x3fb8aa3b  // log2 e
+DATA fexpc<>+4(SB)/4, $0x3f318000  // ln2 high part
+DATA fexpc<>+8(SB)/4, $0xb95e8083  // ln2 low part
+DATA fexpc<>+12(SB)/4, $0x3c07d417 // c4
+DATA fexpc<>+16(SB)/4, $0x3d2b9d30 // c3
+DATA fexpc<>+20(SB)/4, $0x3e2aad35 // c2
+DATA fexpc<>+24(SB)/4, $0x3efffee3 // c1
+DATA fexpc<>+28(SB)/4, $0x3f7ffffb // c0
+DATA fexpc<>+32(SB)/4, $0x3f800000 // 1
+DATA fexpc<>+36(SB)/4, $0xc2d00000 // lower clamp −104
+DATA fexpc<>+40(SB)/4, $0x42b17217 // upper clamp
+GLOBL fexpc<>(SB), RODATA|NOPTR, $44
+
+#define FEXPCONST \
+	VBROADCASTSS fexpc<>+0(SB), Z20; \
+	VBROADCASTSS fexpc<>+4(SB), Z21; \
+	VBROADCASTSS fexpc<>+8(SB), Z22; \
+	VBROADCASTSS fexpc<>+12(SB), Z23; \
+	VBROADCASTSS fexpc<>+16(SB), Z24; \
+	VBROADCASTSS fexpc<>+20(SB), Z25; \
+	VBROADCASTSS fexpc<>+24(SB), Z26; \
+	VBROADCASTSS fexpc<>+28(SB), Z27; \
+	VBROADCASTSS fexpc<>+32(SB), Z28; \
+	VBROADCASTSS fexpc<>+36(SB), Z29; \
+	VBROADCASTSS fexpc<>+40(SB), Z30
+
+#define FEXP(z, t, n) \
+	VMAXPS Z29, z, z; \
+	VMINPS Z30, z, z; \
+	VMULPS Z20, z, n; \
+	VRNDSCALEPS $0, n, n; \
+	VFNMADD231PS Z21, n, z; \
+	VFNMADD231PS Z22, n, z; \
+	VMOVAPS Z23, t; \
+	VFMADD213PS Z24, z, t; \
+	VFMADD213PS Z25, z, t; \
+	VFMADD213PS Z26, z, t; \
+	VFMADD213PS Z27, z, t; \
+	VFMADD213PS Z28, z, t; \
+	VSCALEFPS n, t, z
+
 // siluMulAVX512(gate, up []float32): gate = gate/(1+exp(−gate))·up
 TEXT ·siluMulAVX512(SB), NOSPLIT, $0-48
 	MOVQ gate_base+0(FP), DI
@@ -699,14 +746,14 @@ TEXT ·expSubAVX512(SB), NOSPLIT, $0-36
 	MOVQ x_base+0(FP), DI
 	MOVQ x_len+8(FP), CX
 	VBROADCASTSS m+24(FP), Z17
-	EXPCONST
+	FEXPCONST
 	VPXORD Z16, Z16, Z16
 es16:
 	CMPQ CX, $16
 	JLT estail
 	VMOVUPS (DI), Z0
 	VSUBPS Z17, Z0, Z0
-	EXP(Z0, Z2, Z3)
+	FEXP(Z0, Z2, Z3)
 	VMOVUPS Z0, (DI)
 	VADDPS Z0, Z16, Z16
 	ADDQ $64, DI
@@ -718,7 +765,7 @@ estail:
 	TAILMASK
 	VMOVUPS.Z (DI), K1, Z0
 	VSUBPS Z17, Z0, Z0
-	EXP(Z0, Z2, Z3)
+	FEXP(Z0, Z2, Z3)
 	VMOVAPS.Z Z0, K1, Z0
 	VMOVUPS Z0, K1, (DI)
 	VADDPS Z0, Z16, Z16
@@ -831,13 +878,13 @@ TEXT ·expSubVAVX512(SB), NOSPLIT, $0-72
 	MOVQ x_len+8(FP), CX
 	MOVQ m_base+24(FP), SI
 	MOVQ acc_base+48(FP), DX
-	EXPCONST
+	FEXPCONST
 ev16:
 	CMPQ CX, $16
 	JLT evtail
 	VMOVUPS (DI), Z0
 	VSUBPS (SI), Z0, Z0
-	EXP(Z0, Z2, Z3)
+	FEXP(Z0, Z2, Z3)
 	VMOVUPS Z0, (DI)
 	VADDPS (DX), Z0, Z1
 	VMOVUPS Z1, (DX)
@@ -853,7 +900,7 @@ evtail:
 	VMOVUPS.Z (DI), K1, Z0
 	VMOVUPS.Z (SI), K1, Z4
 	VSUBPS Z4, Z0, Z0
-	EXP(Z0, Z2, Z3)
+	FEXP(Z0, Z2, Z3)
 	VMOVUPS Z0, K1, (DI)
 	VMOVUPS.Z (DX), K1, Z1
 	VADDPS Z0, Z1, Z1
@@ -1308,4 +1355,88 @@ seloop:
 	JNZ seloop
 	VZEROUPPER
 sedone:
+	RET
+
+// colMax16AVX512(p *float32, ld, n int, dst *float32): dst[c] = max(dst[c],
+// p[j·ld+c]) over rows j < n, c < 16 — one 16-column strip of a row-major
+// block, four rows at a time in four chains so that the maxima do not wait on
+// each other.
+TEXT ·colMax16AVX512(SB), NOSPLIT, $0-32
+	MOVQ p+0(FP), SI
+	MOVQ ld+8(FP), BX
+	SHLQ $2, BX
+	MOVQ n+16(FP), CX
+	MOVQ dst+24(FP), DI
+	VMOVUPS (DI), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VMOVAPS Z0, Z3
+cm4:
+	CMPQ CX, $4
+	JLT cm1
+	LEAQ (SI)(BX*2), DX
+	VMAXPS (SI), Z0, Z0
+	VMAXPS (SI)(BX*1), Z1, Z1
+	VMAXPS (DX), Z2, Z2
+	VMAXPS (DX)(BX*1), Z3, Z3
+	LEAQ (DX)(BX*2), SI
+	SUBQ $4, CX
+	JMP cm4
+cm1:
+	TESTQ CX, CX
+	JEQ cmdone
+	VMAXPS (SI), Z0, Z0
+	ADDQ BX, SI
+	DECQ CX
+	JMP cm1
+cmdone:
+	VMAXPS Z1, Z0, Z0
+	VMAXPS Z3, Z2, Z2
+	VMAXPS Z2, Z0, Z0
+	VMOVUPS Z0, (DI)
+	VZEROUPPER
+	RET
+
+// expRows16AVX512(p *float32, ld, n int, m, acc *float32): p[j·ld+c] =
+// exp(p[j·ld+c] − m[c]) and acc[c] += the sum of them over rows j < n, c < 16
+// (one 16-column strip; two rows per step, each with its own sum).
+TEXT ·expRows16AVX512(SB), NOSPLIT, $0-40
+	MOVQ p+0(FP), SI
+	MOVQ ld+8(FP), BX
+	SHLQ $2, BX
+	MOVQ n+16(FP), CX
+	MOVQ m+24(FP), DX
+	MOVQ acc+32(FP), DI
+	FEXPCONST
+	VMOVUPS (DX), Z17
+	VMOVUPS (DI), Z16
+	VPXORD Z15, Z15, Z15
+er2:
+	CMPQ CX, $2
+	JLT er1
+	VMOVUPS (SI), Z0
+	VMOVUPS (SI)(BX*1), Z4
+	VSUBPS Z17, Z0, Z0
+	VSUBPS Z17, Z4, Z4
+	FEXP(Z0, Z2, Z3)
+	FEXP(Z4, Z5, Z6)
+	VMOVUPS Z0, (SI)
+	VMOVUPS Z4, (SI)(BX*1)
+	VADDPS Z0, Z16, Z16
+	VADDPS Z4, Z15, Z15
+	LEAQ (SI)(BX*2), SI
+	SUBQ $2, CX
+	JMP er2
+er1:
+	TESTQ CX, CX
+	JEQ erdone
+	VMOVUPS (SI), Z0
+	VSUBPS Z17, Z0, Z0
+	FEXP(Z0, Z2, Z3)
+	VMOVUPS Z0, (SI)
+	VADDPS Z0, Z16, Z16
+erdone:
+	VADDPS Z15, Z16, Z16
+	VMOVUPS Z16, (DI)
+	VZEROUPPER
 	RET
