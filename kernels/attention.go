@@ -140,12 +140,19 @@ func attention(p *Pool, out, q []float32, rowPos []int32, kb, v []float32, slotP
 	slotsP := tiles * TS
 	Dp := (D + nr - 1) / nr * nr
 
-	// Shared padded V ([KV][slotsP][Dp], only when HeadDim is not a multiple of
-	// nr; otherwise P·V reads it in place) and per-tile position bounds (lowest
-	// valid, highest, any empty slot).
-	packV := D%nr != 0
+	// Shared copy of V and per-tile position bounds (lowest valid, highest,
+	// any empty slot). A call with many queries (prefill) copies V into
+	// panels, [KV][tile][Dp/nr][KeyBlock][nr]: each P·V product then reads one
+	// contiguous 12 KiB panel that stays in L1 across the query panels, where
+	// V in place has rows KVHeads·HeadDim floats apart whose lines fall into a
+	// few cache sets and evict each other. The copy is O(slots·KVHeads·HeadDim)
+	// against the attention's O(rows·slots·Heads·HeadDim), so it is skipped for
+	// few queries (decode), which read V in place, or padded to [KV][slotsP][Dp]
+	// only when HeadDim is not a multiple of nr.
+	panelV := rows*G >= 4*ks.mr
+	packV := !panelV && D%nr != 0
 	vpN := 0
-	if packV {
+	if panelV || packV {
 		vpN = KV * slotsP * Dp
 	}
 	shared := p.getBuf(vpN + 3*tiles)
@@ -165,6 +172,25 @@ func attention(p *Pool, out, q []float32, rowPos []int32, kb, v []float32, slotP
 			lo, hi = min(lo, sp), max(hi, sp)
 		}
 		stat[3*t], stat[3*t+1], stat[3*t+2] = lo, hi, neg
+	}
+	if panelV {
+		p.runDynamic(KV*tiles, func(u int) {
+			kh, t := u/tiles, u%tiles
+			for cp := 0; cp < Dp/nr; cp++ {
+				panel := vp[((kh*tiles+t)*(Dp/nr)+cp)*TS*nr:][:TS*nr]
+				c0, c1 := cp*nr, min((cp+1)*nr, D)
+				for j := 0; j < TS; j++ {
+					dst := panel[j*nr : (j+1)*nr]
+					s := t*TS + j
+					if s >= slots {
+						clear(dst)
+						continue
+					}
+					copy(dst, v[s*KV*D+kh*D+c0:s*KV*D+kh*D+c1])
+					clear(dst[c1-c0:])
+				}
+			}
+		})
 	}
 	if packV {
 		p.runDynamic(KV*tiles, func(u int) {
@@ -186,7 +212,7 @@ func attention(p *Pool, out, q []float32, rowPos []int32, kb, v []float32, slotP
 	blocks := (rows + rb - 1) / rb
 	units := blocks * KV
 	at := attnCall{ks: ks, spec: &spec, out: out, q: q, slotPos: slotPos, kb: kb, vp: vp, stat: stat,
-		G: G, tiles: tiles, slotsP: slotsP, Dp: Dp, v: v, packV: packV}
+		G: G, tiles: tiles, slotsP: slotsP, Dp: Dp, v: v, packV: packV, panelV: panelV}
 	splits := 1
 	if spec.SlotGroup == nil && spec.Probs == nil && units < attnSplitUnits*p.Threads() {
 		splits = min(tiles, (attnSplitUnits*p.Threads()+units-1)/units)
@@ -253,7 +279,7 @@ type attnCall struct {
 	out, q           []float32
 	slotPos          []int32
 	kb, vp, v        []float32
-	packV            bool
+	packV, panelV    bool    // V copied padded, or into panels (see attention)
 	stat             []int32 // per tile: lowest valid position, highest, any empty slot
 	G, tiles, slotsP int
 	Dp               int
@@ -272,7 +298,7 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []floa
 	M := R * G
 	grouped := spec.SlotGroup != nil
 	twoPass := grouped || spec.Probs != nil
-	if !twoPass && M <= mr && KeyBlock%nr == 0 {
+	if !twoPass && M <= mr && KeyBlock%nr == 0 && !a.panelV {
 		a.few(p, rowPos, r0, kh, t0, t1, part)
 		return
 	}
@@ -400,6 +426,16 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []floa
 		ks.expRows(st[j0*Mp:], Mp, j1-j0, mx[:W], l)
 	}
 	pv := func(t, n int) {
+		if a.panelV {
+			// One V panel at a time, kept in L1 across the query panels.
+			for c0 := 0; c0 < Dp; c0 += nr {
+				vt := a.vp[((kh*a.tiles+t)*(Dp/nr)+c0/nr)*TS*nr:]
+				for m0 := 0; m0 < M; m0 += mr {
+					ks.gemm(n, &st[m0], Mp, &vt[0], nr, &o[m0*Dp+c0], Dp, 1)
+				}
+			}
+			return
+		}
 		vt, ldv := a.v[t*TS*spec.KVHeads*D+kh*D:], spec.KVHeads*D
 		if a.packV {
 			vt, ldv = a.vp[(kh*a.slotsP+t*TS)*Dp:], Dp
