@@ -322,11 +322,20 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []floa
 	for _, rp := range rowPos {
 		minPos, maxPos = min(minPos, rp), max(maxPos, rp)
 	}
+	// Qᵀ, scaled: written a row of Qᵀ at a time (contiguous), reading the
+	// queries' column d; writing a query's column at a time instead strides
+	// every store by Mp floats, which cost as much as three key blocks at 512
+	// tokens.
 	clear(qt)
+	qoff := unsafe.Slice((*int32)(unsafe.Pointer(&tmax[0])), M) // tmax is free until the first fold
 	for m := 0; m < M; m++ {
-		r, h := m/G, kh*G+m%G
-		for d, x := range a.q[(r0+r)*H*D+h*D : (r0+r)*H*D+(h+1)*D] {
-			qt[d*Mp+m] = x * spec.Scale
+		qoff[m] = int32((r0+m/G)*H*D + (kh*G+m%G)*D)
+	}
+	qv, sc := a.q, spec.Scale
+	for d := 0; d < D; d++ {
+		row := qt[d*Mp : d*Mp+M]
+		for m, off := range qoff {
+			row[m] = qv[int(off)+d] * sc
 		}
 	}
 	clear(o)
@@ -537,10 +546,8 @@ func (a *attnCall) emit(o, mx, l []float32, M, r0, kh int, twoPass bool, part []
 		case l[m] == 0:
 			clear(dst)
 		default:
-			inv := 1 / l[m]
-			for d := range dst {
-				dst[d] = om[d] * inv
-			}
+			copy(dst, om)
+			a.ks.scale(dst, 1/l[m])
 		}
 	}
 }
