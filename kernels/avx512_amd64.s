@@ -623,7 +623,12 @@ DATA expc<>+32(SB)/4, $0x3f000000 // p5
 DATA expc<>+36(SB)/4, $0x3f800000 // 1
 DATA expc<>+40(SB)/4, $0xc2d00000 // lower clamp −104: exp gives exactly 0 below, so exp(−Inf) = 0
 DATA expc<>+44(SB)/4, $0x42b17217 // upper clamp
-GLOBL expc<>(SB), RODATA|NOPTR, $48
+DATA expc<>+48(SB)/4, $0x3c07d417 // FEXP c4
+DATA expc<>+52(SB)/4, $0x3d2b9d30 // FEXP c3
+DATA expc<>+56(SB)/4, $0x3e2aad35 // FEXP c2
+DATA expc<>+60(SB)/4, $0x3efffee3 // FEXP c1
+DATA expc<>+64(SB)/4, $0x3f7ffffb // FEXP c0
+GLOBL expc<>(SB), RODATA|NOPTR, $68
 
 #define EXPCONST \
 	VBROADCASTSS expc<>+0(SB), Z20; \
@@ -662,32 +667,21 @@ GLOBL expc<>(SB), RODATA|NOPTR, $48
 // error, 0.95e-7 with these float32 coefficients) instead of EXP's degree 7:
 // 13 instructions instead of 16. Max relative error against math.Exp 1.35 ulp
 // (1.6e-7) over the range softmax sees, [−87.3, 8] (TestSoftmaxExpAccuracy);
-// exactly 0 for inputs from −104 down (and −Inf), as EXP. Constants in Z20–Z30; x in z, temporaries t, n.
-DATA fexpc<>+0(SB)/4, $0x3fb8aa3b  // log2 e
-DATA fexpc<>+4(SB)/4, $0x3f318000  // ln2 high part
-DATA fexpc<>+8(SB)/4, $0xb95e8083  // ln2 low part
-DATA fexpc<>+12(SB)/4, $0x3c07d417 // c4
-DATA fexpc<>+16(SB)/4, $0x3d2b9d30 // c3
-DATA fexpc<>+20(SB)/4, $0x3e2aad35 // c2
-DATA fexpc<>+24(SB)/4, $0x3efffee3 // c1
-DATA fexpc<>+28(SB)/4, $0x3f7ffffb // c0
-DATA fexpc<>+32(SB)/4, $0x3f800000 // 1
-DATA fexpc<>+36(SB)/4, $0xc2d00000 // lower clamp −104
-DATA fexpc<>+40(SB)/4, $0x42b17217 // upper clamp
-GLOBL fexpc<>(SB), RODATA|NOPTR, $44
+// exactly 0 for inputs from −104 down (and −Inf), as EXP. Constants (EXP's
+// table and its own coefficients) in Z20–Z30; x in z, temporaries t, n.
 
 #define FEXPCONST \
-	VBROADCASTSS fexpc<>+0(SB), Z20; \
-	VBROADCASTSS fexpc<>+4(SB), Z21; \
-	VBROADCASTSS fexpc<>+8(SB), Z22; \
-	VBROADCASTSS fexpc<>+12(SB), Z23; \
-	VBROADCASTSS fexpc<>+16(SB), Z24; \
-	VBROADCASTSS fexpc<>+20(SB), Z25; \
-	VBROADCASTSS fexpc<>+24(SB), Z26; \
-	VBROADCASTSS fexpc<>+28(SB), Z27; \
-	VBROADCASTSS fexpc<>+32(SB), Z28; \
-	VBROADCASTSS fexpc<>+36(SB), Z29; \
-	VBROADCASTSS fexpc<>+40(SB), Z30
+	VBROADCASTSS expc<>+0(SB), Z20; \
+	VBROADCASTSS expc<>+4(SB), Z21; \
+	VBROADCASTSS expc<>+8(SB), Z22; \
+	VBROADCASTSS expc<>+48(SB), Z23; \
+	VBROADCASTSS expc<>+52(SB), Z24; \
+	VBROADCASTSS expc<>+56(SB), Z25; \
+	VBROADCASTSS expc<>+60(SB), Z26; \
+	VBROADCASTSS expc<>+64(SB), Z27; \
+	VBROADCASTSS expc<>+36(SB), Z28; \
+	VBROADCASTSS expc<>+40(SB), Z29; \
+	VBROADCASTSS expc<>+44(SB), Z30
 
 #define FEXP(z, t, n) \
 	VMAXPS Z29, z, z; \
