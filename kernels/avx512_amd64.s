@@ -608,27 +608,26 @@ scdone:
 	VZEROUPPER
 	RET
 
-// Exponential (Cephes expf scheme): clamp, n = round(x·log2 e), r = x − n·ln2 in two
-// parts, degree-6 polynomial, then VSCALEFPS multiplies by 2^n. Constants live in
-// Z20–Z31; x in z, temporaries t and n.
+// Exponential: clamp, n = round(x·log2 e), r = x − n·ln2 in two parts (the
+// Cephes expf reduction), a degree-5 polynomial for e^r on [−ln2/2, ln2/2] (a
+// minimax fit of relative error, 0.95e-7 with these float32 coefficients;
+// Cephes' degree 7 took three instructions more), then VSCALEFPS multiplies by
+// 2^n. Max relative error against math.Exp 1.35 ulp (1.6e-7) over the range
+// softmax sees, [−87.3, 8] (TestSoftmaxExpAccuracy); exactly 0 from −104 down
+// (and at −Inf), so masked logits weigh nothing. Constants live in Z20–Z30;
+// x in z, temporaries t and n.
 DATA expc<>+0(SB)/4, $0x3fb8aa3b  // log2 e
 DATA expc<>+4(SB)/4, $0x3f318000  // ln2 high part
 DATA expc<>+8(SB)/4, $0xb95e8083  // ln2 low part
-DATA expc<>+12(SB)/4, $0x39506967 // p0
-DATA expc<>+16(SB)/4, $0x3ab743ce // p1
-DATA expc<>+20(SB)/4, $0x3c088908 // p2
-DATA expc<>+24(SB)/4, $0x3d2aa9c1 // p3
-DATA expc<>+28(SB)/4, $0x3e2aaaaa // p4
-DATA expc<>+32(SB)/4, $0x3f000000 // p5
-DATA expc<>+36(SB)/4, $0x3f800000 // 1
-DATA expc<>+40(SB)/4, $0xc2d00000 // lower clamp −104: exp gives exactly 0 below, so exp(−Inf) = 0
-DATA expc<>+44(SB)/4, $0x42b17217 // upper clamp
-DATA expc<>+48(SB)/4, $0x3c07d417 // FEXP c4
-DATA expc<>+52(SB)/4, $0x3d2b9d30 // FEXP c3
-DATA expc<>+56(SB)/4, $0x3e2aad35 // FEXP c2
-DATA expc<>+60(SB)/4, $0x3efffee3 // FEXP c1
-DATA expc<>+64(SB)/4, $0x3f7ffffb // FEXP c0
-GLOBL expc<>(SB), RODATA|NOPTR, $68
+DATA expc<>+12(SB)/4, $0x3c07d417 // c4
+DATA expc<>+16(SB)/4, $0x3d2b9d30 // c3
+DATA expc<>+20(SB)/4, $0x3e2aad35 // c2
+DATA expc<>+24(SB)/4, $0x3efffee3 // c1
+DATA expc<>+28(SB)/4, $0x3f7ffffb // c0
+DATA expc<>+32(SB)/4, $0x3f800000 // 1
+DATA expc<>+36(SB)/4, $0xc2d00000 // lower clamp −104: exp gives exactly 0 below, so exp(−Inf) = 0
+DATA expc<>+40(SB)/4, $0x42b17217 // upper clamp
+GLOBL expc<>(SB), RODATA|NOPTR, $44
 
 #define EXPCONST \
 	VBROADCASTSS expc<>+0(SB), Z20; \
@@ -641,49 +640,9 @@ GLOBL expc<>(SB), RODATA|NOPTR, $68
 	VBROADCASTSS expc<>+28(SB), Z27; \
 	VBROADCASTSS expc<>+32(SB), Z28; \
 	VBROADCASTSS expc<>+36(SB), Z29; \
-	VBROADCASTSS expc<>+40(SB), Z30; \
-	VBROADCASTSS expc<>+44(SB), Z31
+	VBROADCASTSS expc<>+40(SB), Z30
 
 #define EXP(z, t, n) \
-	VMAXPS Z30, z, z; \
-	VMINPS Z31, z, z; \
-	VMULPS Z20, z, n; \
-	VRNDSCALEPS $0, n, n; \
-	VFNMADD231PS Z21, n, z; \
-	VFNMADD231PS Z22, n, z; \
-	VMOVAPS Z23, t; \
-	VFMADD213PS Z24, z, t; \
-	VFMADD213PS Z25, z, t; \
-	VFMADD213PS Z26, z, t; \
-	VFMADD213PS Z27, z, t; \
-	VFMADD213PS Z28, z, t; \
-	VMULPS z, z, Z19; \
-	VFMADD213PS z, Z19, t; \
-	VADDPS Z29, t, t; \
-	VSCALEFPS n, t, z
-
-// Softmax exponential: the same two-part ln2 range reduction as EXP, then a
-// degree-5 polynomial for e^r on [−ln2/2, ln2/2] (a minimax fit of relative
-// error, 0.95e-7 with these float32 coefficients) instead of EXP's degree 7:
-// 13 instructions instead of 16. Max relative error against math.Exp 1.35 ulp
-// (1.6e-7) over the range softmax sees, [−87.3, 8] (TestSoftmaxExpAccuracy);
-// exactly 0 for inputs from −104 down (and −Inf), as EXP. Constants (EXP's
-// table and its own coefficients) in Z20–Z30; x in z, temporaries t, n.
-
-#define FEXPCONST \
-	VBROADCASTSS expc<>+0(SB), Z20; \
-	VBROADCASTSS expc<>+4(SB), Z21; \
-	VBROADCASTSS expc<>+8(SB), Z22; \
-	VBROADCASTSS expc<>+48(SB), Z23; \
-	VBROADCASTSS expc<>+52(SB), Z24; \
-	VBROADCASTSS expc<>+56(SB), Z25; \
-	VBROADCASTSS expc<>+60(SB), Z26; \
-	VBROADCASTSS expc<>+64(SB), Z27; \
-	VBROADCASTSS expc<>+36(SB), Z28; \
-	VBROADCASTSS expc<>+40(SB), Z29; \
-	VBROADCASTSS expc<>+44(SB), Z30
-
-#define FEXP(z, t, n) \
 	VMAXPS Z29, z, z; \
 	VMINPS Z30, z, z; \
 	VMULPS Z20, z, n; \
@@ -711,7 +670,7 @@ si16:
 	VMOVUPS (DI), Z0
 	VSUBPS Z0, Z18, Z1
 	EXP(Z1, Z2, Z3)
-	VADDPS Z29, Z1, Z1
+	VADDPS Z28, Z1, Z1
 	VDIVPS Z1, Z0, Z0
 	VMULPS (SI), Z0, Z0
 	VMOVUPS Z0, (DI)
@@ -727,7 +686,7 @@ sitail:
 	VMOVUPS.Z (SI), K1, Z4
 	VSUBPS Z0, Z18, Z1
 	EXP(Z1, Z2, Z3)
-	VADDPS Z29, Z1, Z1
+	VADDPS Z28, Z1, Z1
 	VDIVPS Z1, Z0, Z0
 	VMULPS Z4, Z0, Z0
 	VMOVUPS Z0, K1, (DI)
@@ -740,14 +699,14 @@ TEXT ·expSubAVX512(SB), NOSPLIT, $0-36
 	MOVQ x_base+0(FP), DI
 	MOVQ x_len+8(FP), CX
 	VBROADCASTSS m+24(FP), Z17
-	FEXPCONST
+	EXPCONST
 	VPXORD Z16, Z16, Z16
 es16:
 	CMPQ CX, $16
 	JLT estail
 	VMOVUPS (DI), Z0
 	VSUBPS Z17, Z0, Z0
-	FEXP(Z0, Z2, Z3)
+	EXP(Z0, Z2, Z3)
 	VMOVUPS Z0, (DI)
 	VADDPS Z0, Z16, Z16
 	ADDQ $64, DI
@@ -759,7 +718,7 @@ estail:
 	TAILMASK
 	VMOVUPS.Z (DI), K1, Z0
 	VSUBPS Z17, Z0, Z0
-	FEXP(Z0, Z2, Z3)
+	EXP(Z0, Z2, Z3)
 	VMOVAPS.Z Z0, K1, Z0
 	VMOVUPS Z0, K1, (DI)
 	VADDPS Z0, Z16, Z16
@@ -872,13 +831,13 @@ TEXT ·expSubVAVX512(SB), NOSPLIT, $0-72
 	MOVQ x_len+8(FP), CX
 	MOVQ m_base+24(FP), SI
 	MOVQ acc_base+48(FP), DX
-	FEXPCONST
+	EXPCONST
 ev16:
 	CMPQ CX, $16
 	JLT evtail
 	VMOVUPS (DI), Z0
 	VSUBPS (SI), Z0, Z0
-	FEXP(Z0, Z2, Z3)
+	EXP(Z0, Z2, Z3)
 	VMOVUPS Z0, (DI)
 	VADDPS (DX), Z0, Z1
 	VMOVUPS Z1, (DX)
@@ -894,7 +853,7 @@ evtail:
 	VMOVUPS.Z (DI), K1, Z0
 	VMOVUPS.Z (SI), K1, Z4
 	VSUBPS Z4, Z0, Z0
-	FEXP(Z0, Z2, Z3)
+	EXP(Z0, Z2, Z3)
 	VMOVUPS Z0, K1, (DI)
 	VMOVUPS.Z (DX), K1, Z1
 	VADDPS Z0, Z1, Z1
@@ -1401,7 +1360,7 @@ TEXT ·expRows16AVX512(SB), NOSPLIT, $0-40
 	MOVQ n+16(FP), CX
 	MOVQ m+24(FP), DX
 	MOVQ acc+32(FP), DI
-	FEXPCONST
+	EXPCONST
 	VMOVUPS (DX), Z17
 	VMOVUPS (DI), Z16
 	VPXORD Z15, Z15, Z15
@@ -1412,8 +1371,8 @@ er2:
 	VMOVUPS (SI)(BX*1), Z4
 	VSUBPS Z17, Z0, Z0
 	VSUBPS Z17, Z4, Z4
-	FEXP(Z0, Z2, Z3)
-	FEXP(Z4, Z5, Z6)
+	EXP(Z0, Z2, Z3)
+	EXP(Z4, Z5, Z6)
 	VMOVUPS Z0, (SI)
 	VMOVUPS Z4, (SI)(BX*1)
 	VADDPS Z0, Z16, Z16
@@ -1426,7 +1385,7 @@ er1:
 	JEQ erdone
 	VMOVUPS (SI), Z0
 	VSUBPS Z17, Z0, Z0
-	FEXP(Z0, Z2, Z3)
+	EXP(Z0, Z2, Z3)
 	VMOVUPS Z0, (SI)
 	VADDPS Z0, Z16, Z16
 erdone:
