@@ -121,6 +121,9 @@ func TestAttentionMatchesReference(t *testing.T) {
 		{100, 100, 2, 1, 64, 0, false, false, false},
 		{5, 300, 4, 1, 12, 5, true, true, false},
 		{40, 65, 3, 3, 7, 2, false, false, false},
+		// Enough queries for V panels, few enough units for split slot ranges.
+		{8, 300, 14, 2, 64, 0, false, true, false},
+		{8, 300, 14, 2, 40, 0, false, true, false},
 	}
 	// Causal prefill at GQA 1, 2, 7 and 8, lengths off the 96-slot key block
 	// and the row blocks (96/G rows), with and without a cached prefix.
