@@ -22,6 +22,8 @@ type Pool struct {
 	// team runs the decode products (team.go); made on first use.
 	team     *team
 	teamOnce sync.Once
+	// forkJoin makes runTeam use Run (the benchmarks' before/after).
+	forkJoin bool
 }
 
 // maxFree bounds the buffers a Pool keeps: a product uses one shared buffer plus

@@ -165,6 +165,10 @@ func (p *Pool) runTeam(n, grain int, fn func(lo, hi int)) {
 		fn(0, n)
 		return
 	}
+	if p.forkJoin {
+		p.Run(n, grain, fn)
+		return
+	}
 	p.teamOnce.Do(func() { p.team = newTeam(p.Threads() - 1) })
 	// Twice the parts of Run: a helper that starts late still finds some.
 	parts = min(2*parts, (n+max(grain, 1)-1)/max(grain, 1))

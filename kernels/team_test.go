@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -69,30 +70,34 @@ func TestTeamHelpersExitWhenIdle(t *testing.T) {
 }
 
 // BenchmarkTeamDispatch: the cost of splitting one decode product over two
-// threads, the work itself nearly nil (SmolLM2's 576 × 1536 down projection
-// is 144 groups of four rows): Run starts a goroutine and waits on a
-// WaitGroup per call, runTeam hands the part to a running helper. gap
-// inserts the pause between products a decode step has (norms, attention on
-// one thread).
+// threads. empty: the work nearly nil (SmolLM2's 576 × 1536 down projection
+// is 144 groups of four rows), so the figure is the dispatch alone; q4_1:
+// that product itself (Q4_1, Q8Act). fork is Run (a goroutine started and a
+// WaitGroup per call), team the helpers that stay. gap inserts the pause a
+// decode step has between products (norms, attention on one thread).
 func BenchmarkTeamDispatch(b *testing.B) {
 	var sink atomic.Int64
-	fn := func(lo, hi int) { sink.Add(int64(hi - lo)) }
-	for _, gap := range []time.Duration{0, 20 * time.Microsecond} {
-		for _, mode := range []string{"run", "team"} {
-			b.Run(fmt.Sprintf("gap=%v/%s", gap, mode), func(b *testing.B) {
-				p := NewPool(2)
-				for b.Loop() {
-					if mode == "run" {
-						p.Run(144, 16, fn)
-					} else {
-						p.runTeam(144, 16, fn)
-					}
-					if gap > 0 {
+	rng := rand.New(rand.NewPCG(3, 3))
+	w := randQuantMat(rng, Q4_1, 576, 1536)
+	w.Q8Act = true
+	x, dst := randVec(rng, 1536), make([]float32, 576)
+	for _, work := range []string{"empty", "q4_1"} {
+		for _, gap := range []time.Duration{0, 20 * time.Microsecond} {
+			for _, mode := range []string{"fork", "team"} {
+				b.Run(fmt.Sprintf("%s/gap=%v/%s", work, gap, mode), func(b *testing.B) {
+					p := NewPool(2)
+					p.forkJoin = mode == "fork"
+					for b.Loop() {
+						if work == "empty" {
+							p.runTeam(144, 16, func(lo, hi int) { sink.Add(int64(hi - lo)) })
+						} else {
+							MatMul(p, dst, x, 1, w)
+						}
 						for t0 := time.Now(); time.Since(t0) < gap; {
 						}
 					}
-				}
-			})
+				})
+			}
 		}
 	}
 }

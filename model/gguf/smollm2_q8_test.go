@@ -10,14 +10,16 @@ import (
 )
 
 const (
-	// q8LogitTol bounds |native-q8 − native| on every decode logit: the
-	// 8-bit activations move SmolLM2-135M's decode logits by at most 0.0
-	// (measured over the golden's 12 prompts × 32 steps, AVX-512 VNNI and
-	// portable kernels alike, 2026-12-07); the bound leaves a factor of two.
-	q8LogitTol = 1.0
+	// q8LogitTol bounds |native-q8 − native| on every logit of the
+	// vocabulary at every decode step. Measured over the golden's 12
+	// prompts × 32 steps (2026-12-07; the integer kernels give the same bits
+	// on the AVX-512 VNNI and portable sets): at most 3.71 over the whole
+	// vocabulary, 1.55 on native's top token; the bound leaves about a factor of two.
+	q8LogitTol = 8.0
 	// q8NearTie: where the reference's top-2 gap is below this, the 8-bit
-	// path may pick the other token (each logit may move by the tolerance).
-	q8NearTie = 2 * q8LogitTol
+	// path may pick the other token. Measured: native-q8's argmax left the
+	// reference's at 19 of 384 steps, all with gaps ≤ 0.286; about twice that.
+	q8NearTie = 0.6
 )
 
 // TestSmolLM2Q8ActDecode holds decode with 8-bit activations (weights
