@@ -50,13 +50,12 @@
 	VCVTPH2PS Y9, Z9; \
 	VFMADD231PS Z9, Z30, ACC
 
-// QGEMV_PROLOGUE loads nb (CX), the four row pointers (R10–R13), ldw (DX)
-// and x (DI), and zeroes the accumulators Z4–Z7.
+// QGEMV_PROLOGUE loads nb (CX), the four row pointers (R10–R13) and ldw
+// (DX), and zeroes the accumulators Z4–Z7 (the caller loads its activation).
 #define QGEMV_PROLOGUE \
 	MOVQ nb+0(FP), CX; \
 	MOVQ w+8(FP), R10; \
 	MOVQ ldw+16(FP), DX; \
-	MOVQ x+24(FP), DI; \
 	LEAQ (R10)(DX*1), R11; \
 	LEAQ (R11)(DX*1), R12; \
 	LEAQ (R12)(DX*1), R13; \
@@ -111,20 +110,18 @@ label: \
 	BZHIQ R8, R9, R9; \
 	MOVQ R9, OFF(SP)
 
-// QI8_PROLOGUE loads nb (CX), the four row pointers (R10–R13), ldw (DX),
-// xq (DI), the block order index (Z30), and zeroes the accumulators Z4–Z7.
+// Q41_SCALES points SI at row 0's d and AX at its m (after nb·16 bytes of
+// nibbles, nb·2 of d).
+#define Q41_SCALES \
+	MOVQ CX, SI; \
+	SHLQ $4, SI; \
+	ADDQ R10, SI; \
+	LEAQ (SI)(CX*2), AX
+
+// QI8_PROLOGUE is QGEMV_PROLOGUE with xq (DI) and the block order index (Z30).
 #define QI8_PROLOGUE \
-	MOVQ nb+0(FP), CX; \
-	MOVQ w+8(FP), R10; \
-	MOVQ ldw+16(FP), DX; \
+	QGEMV_PROLOGUE; \
 	MOVQ xq+24(FP), DI; \
-	LEAQ (R10)(DX*1), R11; \
-	LEAQ (R11)(DX*1), R12; \
-	LEAQ (R12)(DX*1), R13; \
-	VPXORD Z4, Z4, Z4; \
-	VPXORD Z5, Z5, Z5; \
-	VPXORD Z6, Z6, Z6; \
-	VPXORD Z7, Z7, Z7; \
 	VMOVDQU32 qi8perm<>(SB), Z30
 
 // QI8_XD loads the group's 16 activation scales into Z28 (and, with SX,
@@ -275,11 +272,9 @@ label: \
 // rows at w, ldw bytes apart; sx is padded with zeros to a multiple of 16.
 TEXT ·q41Gemv4AVX512(SB), NOSPLIT, $256-48
 	QGEMV_PROLOGUE
+	MOVQ x+24(FP), DI
 	MOVQ sx+32(FP), R8
-	MOVQ CX, SI
-	SHLQ $4, SI
-	ADDQ R10, SI // d of row 0
-	LEAQ (SI)(CX*2), AX // m of row 0
+	Q41_SCALES
 	MOVL $0x0F, R9
 	VPBROADCASTD R9, Z31
 	TESTQ CX, CX
@@ -322,6 +317,7 @@ q41done:
 // out[r] = Σ_b d[r][b]·(q[r][b]·x_b) for the four planar Q8_0 rows at w.
 TEXT ·q80Gemv4AVX512(SB), NOSPLIT, $256-40
 	QGEMV_PROLOGUE
+	MOVQ x+24(FP), DI
 	MOVQ CX, SI
 	SHLQ $5, SI
 	ADDQ R10, SI // d of row 0
@@ -404,10 +400,7 @@ q80dqdone:
 // q41Gemv4VNNI(nb int, w *byte, ldw int, xq *int8, xd, sx, out *float32)
 TEXT ·q41Gemv4VNNI(SB), NOSPLIT, $64-56
 	QI8_PROLOGUE
-	MOVQ CX, SI
-	SHLQ $4, SI
-	ADDQ R10, SI // d of row 0
-	LEAQ (SI)(CX*2), AX // m of row 0
+	Q41_SCALES
 	MOVL $0x0F0F0F0F, R9
 	VPBROADCASTD R9, Z31
 	TESTQ CX, CX
