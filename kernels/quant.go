@@ -77,6 +77,8 @@ type quantKernels struct {
 	// quants, xd its block scales, sx its exact block sums, all padded with
 	// zeros to a multiple of 16 blocks.
 	gemv4Q8 map[DType]func(nb int, w *byte, ldw int, xq *int8, xd, sx, out *float32)
+	// quantize rounds nb blocks of x to 8 bits for gemv4Q8 (quantizeQ8Go).
+	quantize func(nb int, x *float32, qs *int8, d, s *float32)
 }
 
 // HasQuantSIMD reports whether the set reads quantized weights with SIMD
@@ -104,6 +106,7 @@ var genericQuant = &quantKernels{
 	gemv4Q8: map[DType]func(nb int, w *byte, ldw int, xq *int8, xd, sx, out *float32){
 		Q4_1: gemv4Q8Generic(Q4_1), Q8_0: gemv4Q8Generic(Q8_0),
 	},
+	quantize: quantizeQ8Go,
 }
 
 func f16At(b []byte, i int) float32 { return F16ToF32(binary.LittleEndian.Uint16(b[2*i:])) }

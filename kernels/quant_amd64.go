@@ -19,7 +19,8 @@ var avx512Quant = func() *quantKernels {
 			Q4_1: q41DequantAVX512,
 			Q8_0: q80DequantAVX512,
 		},
-		gemv4Q8: genericQuant.gemv4Q8,
+		gemv4Q8:  genericQuant.gemv4Q8,
+		quantize: q8QuantizeAVX512,
 	}
 	if cpu.X86.HasAVX512VNNI {
 		k.gemv4Q8 = map[DType]func(nb int, w *byte, ldw int, xq *int8, xd, sx, out *float32){
@@ -49,3 +50,6 @@ func q41DequantAVX512(nb int, row *byte, dst *float32)
 
 //go:noescape
 func q80DequantAVX512(nb int, row *byte, dst *float32)
+
+//go:noescape
+func q8QuantizeAVX512(nb int, x *float32, qs *int8, d, s *float32)

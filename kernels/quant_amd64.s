@@ -518,3 +518,74 @@ DATA qi8perm<>+52(SB)/4, $7
 DATA qi8perm<>+56(SB)/4, $11
 DATA qi8perm<>+60(SB)/4, $15
 GLOBL qi8perm<>(SB), RODATA|NOPTR, $64
+
+// q8QuantizeAVX512(nb int, x *float32, qs *int8, d, s *float32)
+// The bits of quantizeQ8Go: the sum in QHSUM's order over x[l] + x[l+16],
+// max|x| as bit patterns (VPMAXUD), VCVTPS2DQ's round half to even, and
+// VPMOVSDB's saturation never reached (|x·127/amax| ≤ 127).
+TEXT ·q8QuantizeAVX512(SB), NOSPLIT, $0-40
+	MOVQ nb+0(FP), CX
+	MOVQ x+8(FP), SI
+	MOVQ qs+16(FP), DI
+	MOVQ d+24(FP), R8
+	MOVQ s+32(FP), R9
+	MOVL $0x7fffffff, AX
+	VPBROADCASTD AX, Z31
+	MOVL $0x42fe0000, AX // 127.0
+	VMOVD AX, X15
+	TESTQ CX, CX
+	JZ q8qdone
+q8qblock:
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VADDPS Z1, Z0, Z2
+	QHSUM(Z2, Y2, X2, (R9))
+	VPANDD Z31, Z0, Z3
+	VPANDD Z31, Z1, Z4
+	VPMAXUD Z4, Z3, Z3
+	VEXTRACTI64X4 $1, Z3, Y4
+	VPMAXUD Y4, Y3, Y3
+	VEXTRACTI128 $1, Y3, X4
+	VPMAXUD X4, X3, X3
+	VPSHUFD $0x4E, X3, X4
+	VPMAXUD X4, X3, X3
+	VPSHUFD $0xB1, X3, X4
+	VPMAXUD X4, X3, X3
+	VMOVD X3, AX
+	TESTL AX, AX
+	JZ q8qzero
+	CMPL AX, $0x7f800000
+	JAE q8qnan
+	VMOVD AX, X5
+	VDIVSS X15, X5, X6
+	VMOVSS X6, (R8)
+	VDIVSS X5, X15, X7
+	VBROADCASTSS X7, Z7
+	VMULPS Z7, Z0, Z0
+	VMULPS Z7, Z1, Z1
+	VCVTPS2DQ Z0, Z0
+	VCVTPS2DQ Z1, Z1
+	VPMOVSDB Z0, X0
+	VPMOVSDB Z1, X1
+	VMOVDQU X0, (DI)
+	VMOVDQU X1, 16(DI)
+	JMP q8qnext
+q8qzero:
+	MOVL $0, (R8)
+	JMP q8qclear
+q8qnan:
+	MOVL $0x7fc00000, (R8)
+q8qclear:
+	VPXOR X0, X0, X0
+	VMOVDQU X0, (DI)
+	VMOVDQU X0, 16(DI)
+q8qnext:
+	ADDQ $128, SI
+	ADDQ $32, DI
+	ADDQ $4, R8
+	ADDQ $4, R9
+	DECQ CX
+	JNZ q8qblock
+q8qdone:
+	VZEROUPPER
+	RET

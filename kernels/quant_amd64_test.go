@@ -34,7 +34,7 @@ func BenchmarkQuantKernelCPU(b *testing.B) {
 		rb, f := QuantRowBytes(d, cols), avx512Quant.gemv4[d]
 		cases[d.String()] = func(g int) { f(cols/QuantBlock, &w.Q[g*4*rb], rb, &x[0], &sx[0], &out[0]) }
 		fq, a := avx512Quant.gemv4Q8[d], carveQ8(make([]float32, q8Floats(cols/QuantBlock)), cols/QuantBlock)
-		quantizeQ8(a, x)
+		avx512Quant.quantizeQ8(a, x)
 		cases[d.String()+"-q8act"] = func(g int) { fq(cols/QuantBlock, &w.Q[g*4*rb], rb, &a.qs[0], &a.d[0], &a.s[0], &out[0]) }
 	}
 	wf, wb := randMat(rng, F32, rows, cols), randMat(rng, BF16, rows, cols)

@@ -47,39 +47,60 @@ func carveQ8(buf []float32, nb int) q8Act {
 	return q8Act{qs: qs, d: buf[nbPad*8 : nbPad*9], s: buf[nbPad*9 : nbPad*10]}
 }
 
-// quantizeQ8 rounds x (len a multiple of QuantBlock) into a: per block
-// dx = max|x|/127 and qx = round-half-even(x·(127/max|x|)), so the largest
-// element maps to ±127 and no quant is −128 (the Q8_0 kernel negates them).
-func quantizeQ8(a q8Act, x []float32) {
+// quantizeQ8 rounds x (len a multiple of QuantBlock) into a with ks's
+// routine and zeroes a's padding.
+func (k *quantKernels) quantizeQ8(a q8Act, x []float32) {
 	nb := len(x) / QuantBlock
-	for b := 0; b < nb; b++ {
-		xb := x[b*32 : b*32+32]
-		var amax, sum float32
-		for _, v := range xb {
-			amax = max(amax, float32(math.Abs(float64(v))))
-			sum += v
-		}
-		q := a.qs[b*32 : b*32+32]
-		a.s[b] = sum
-		if amax == 0 || amax > math.MaxFloat32 || amax != amax {
-			// Zero: every quant 0. Inf or NaN: a NaN scale, so the outputs
-			// are NaN as an exact product's would be non-finite.
-			a.d[b] = 0
-			if amax != 0 {
-				a.d[b] = float32(math.NaN())
-			}
-			clear(q)
-			continue
-		}
-		a.d[b] = amax / 127
-		inv := 127 / amax
-		for j, v := range xb {
-			q[j] = int8(math.RoundToEven(float64(v * inv)))
-		}
+	if nb > 0 {
+		k.quantize(nb, &x[0], &a.qs[0], &a.d[0], &a.s[0])
 	}
 	clear(a.qs[nb*32:])
 	clear(a.d[nb:])
 	clear(a.s[nb:])
+}
+
+// q8NaN is the scale of a block holding an Inf or NaN: its outputs are NaN,
+// as an exact product's would be non-finite.
+const q8NaN = 0x7fc00000
+
+// quantizeQ8Go is the portable quantizer; the assembly one gives the same
+// bits. Per block: s = the f32 sum in hsum16's order over the lanes
+// x[l] + x[l+16]; amax = max|x| (compared as bit patterns, so an Inf or NaN
+// anywhere is seen); dx = amax/127 and qx = round-half-even(x·(127/amax)),
+// so the largest element maps to ±127 and no quant is −128.
+func quantizeQ8Go(nb int, xp *float32, qp *int8, dp, sp *float32) {
+	x, qs, d, s := floats(xp, nb*32), unsafe.Slice(qp, nb*32), floats(dp, nb), floats(sp, nb)
+	for b := 0; b < nb; b++ {
+		xb := x[b*32 : b*32+32]
+		var lanes [16]float32
+		var bits uint32
+		for l := 0; l < 16; l++ {
+			lanes[l] = xb[l] + xb[l+16]
+			bits = max(bits, math.Float32bits(xb[l])&0x7fffffff, math.Float32bits(xb[l+16])&0x7fffffff)
+		}
+		s[b] = hsum16(&lanes)
+		q := qs[b*32 : b*32+32]
+		switch {
+		case bits == 0:
+			d[b] = 0
+			clear(q)
+			continue
+		case bits >= 0x7f800000:
+			d[b] = math.Float32frombits(q8NaN)
+			clear(q)
+			continue
+		}
+		amax := math.Float32frombits(bits)
+		d[b] = amax / 127
+		inv := 127 / amax
+		for j, v := range xb {
+			// Round half to even in f32: |v| ≤ 127 < 2²², so adding
+			// 1.5·2²³ leaves units in the last place (the conversions keep
+			// the compiler from fusing or widening).
+			r := float32(float32(v*inv)+12582912) - 12582912
+			q[j] = int8(r)
+		}
+	}
 }
 
 // isumQ41 is Σ q·qx over one Q4_1 block: byte j of the 16 holds element j in
@@ -166,12 +187,13 @@ func matVecQ8(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 	per := q8Floats(nb)
 	buf := p.getBuf(n * per)
 	defer p.putBuf(buf)
+	qk := ks.quant()
 	acts := make([]q8Act, n)
 	for i := range acts {
 		acts[i] = carveQ8((*buf)[i*per:(i+1)*per], nb)
-		quantizeQ8(acts[i], x[i*K:(i+1)*K])
+		qk.quantizeQ8(acts[i], x[i*K:(i+1)*K])
 	}
-	gemv := ks.quant().gemv4Q8[w.DType]
+	gemv := qk.gemv4Q8[w.DType]
 	groups := (N + 3) / 4
 	p.runTeam(groups, 16, func(lo, hi int) {
 		var out [4]float32

@@ -7,9 +7,10 @@ import (
 	"testing"
 )
 
-// TestQuantizeQ8 checks the activation rounding's invariants: every element
-// within half a step of its block's scale, the largest at ±127, zero and
-// non-finite blocks, the padding zeroed, the sums exact f32 sums.
+// TestQuantizeQ8 checks the activation rounding's invariants for every
+// kernel set: every element within half a step of its block's scale, the
+// largest at ±127, zero and non-finite blocks, the padding zeroed, the sums
+// the f32 sums; and the sets agree bit for bit.
 func TestQuantizeQ8(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 1))
 	for _, nb := range []int{1, 2, 15, 16, 17, 18, 48} {
@@ -18,57 +19,84 @@ func TestQuantizeQ8(t *testing.T) {
 			x[i] = float32(rng.NormFloat64() * math.Pow(10, float64(rng.IntN(7)-3)))
 		}
 		clear(x[:32]) // an all-zero block
-		buf := make([]float32, q8Floats(nb))
-		for i := range buf {
-			buf[i] = float32(math.NaN()) // stale scratch must not leak through
+		if nb > 2 {
+			x[40] = float32(math.Inf(-1)) // block 1 non-finite
+			x[70] = float32(math.NaN())   // block 2 too
 		}
-		a := carveQ8(buf, nb)
-		quantizeQ8(a, x)
-		for b := 0; b < nb; b++ {
-			var amax, sum float32
-			for _, v := range x[b*32 : b*32+32] {
-				amax = max(amax, float32(math.Abs(float64(v))))
-				sum += v
+		var first q8Act
+		for _, p := range testPools(t) {
+			buf := make([]float32, q8Floats(nb))
+			for i := range buf {
+				buf[i] = float32(math.NaN()) // stale scratch must not leak through
 			}
-			if a.s[b] != sum {
-				t.Fatalf("nb %d block %d: sum %g, want %g", nb, b, a.s[b], sum)
+			a := carveQ8(buf, nb)
+			p.Kernels().quant().quantizeQ8(a, x)
+			name := fmt.Sprintf("%s/nb=%d", p.Kernels().Name(), nb)
+			checkQ8Act(t, name, a, x)
+			if first.qs == nil {
+				first = a
+				continue
 			}
-			if a.d[b] != amax/127 {
-				t.Fatalf("nb %d block %d: scale %g, want %g", nb, b, a.d[b], amax/127)
-			}
-			top := 0
-			for j, v := range x[b*32 : b*32+32] {
-				q := a.qs[b*32+j]
-				if q == -128 {
-					t.Fatalf("quant −128 at block %d", b)
+			for i := range a.qs {
+				if a.qs[i] != first.qs[i] {
+					t.Fatalf("%s: quant %d is %d, the generic set's %d", name, i, a.qs[i], first.qs[i])
 				}
-				if err := math.Abs(float64(v) - float64(a.d[b])*float64(q)); err > float64(a.d[b])*0.5001+1e-30 {
-					t.Fatalf("nb %d block %d elem %d: %g rounds to %d·%g (error %g > half a step)", nb, b, j, v, q, a.d[b], err)
+			}
+			for b := range a.d {
+				if math.Float32bits(a.d[b]) != math.Float32bits(first.d[b]) || math.Float32bits(a.s[b]) != math.Float32bits(first.s[b]) {
+					t.Fatalf("%s: block %d scale/sum %g/%g, the generic set's %g/%g", name, b, a.d[b], a.s[b], first.d[b], first.s[b])
 				}
-				top = max(top, int(math.Abs(float64(q))))
-			}
-			if amax > 0 && top != 127 {
-				t.Fatalf("nb %d block %d: largest quant %d, want 127", nb, b, top)
-			}
-		}
-		nbPad := (nb + 15) &^ 15
-		for i := nb * 32; i < nbPad*32; i++ {
-			if a.qs[i] != 0 {
-				t.Fatalf("nb %d: padding quant %d is %d", nb, i, a.qs[i])
-			}
-		}
-		for b := nb; b < nbPad; b++ {
-			if a.d[b] != 0 || a.s[b] != 0 {
-				t.Fatalf("nb %d: padding block %d has scale %g sum %g", nb, b, a.d[b], a.s[b])
 			}
 		}
 	}
-	x := make([]float32, 64)
-	x[3], x[40] = float32(math.Inf(1)), float32(math.NaN())
-	a := carveQ8(make([]float32, q8Floats(2)), 2)
-	quantizeQ8(a, x)
-	if !math.IsNaN(float64(a.d[0])) || !math.IsNaN(float64(a.d[1])) {
-		t.Fatalf("non-finite blocks: scales %g %g, want NaN", a.d[0], a.d[1])
+}
+
+func checkQ8Act(t *testing.T, name string, a q8Act, x []float32) {
+	t.Helper()
+	nb := len(x) / 32
+	for b := 0; b < nb; b++ {
+		var amax, sum float64
+		for _, v := range x[b*32 : b*32+32] {
+			amax = math.Max(amax, math.Abs(float64(v)))
+			sum += float64(v)
+		}
+		if math.IsInf(amax, 0) || math.IsNaN(amax) {
+			if !math.IsNaN(float64(a.d[b])) {
+				t.Fatalf("%s block %d: non-finite block has scale %g, want NaN", name, b, a.d[b])
+			}
+			continue
+		}
+		if d := math.Abs(float64(a.s[b]) - sum); d > 1e-6*amax*32 {
+			t.Fatalf("%s block %d: sum %g, want %g", name, b, a.s[b], sum)
+		}
+		if a.d[b] != float32(amax)/127 {
+			t.Fatalf("%s block %d: scale %g, want %g", name, b, a.d[b], float32(amax)/127)
+		}
+		top := 0
+		for j, v := range x[b*32 : b*32+32] {
+			q := a.qs[b*32+j]
+			if q == -128 {
+				t.Fatalf("%s: quant −128 at block %d", name, b)
+			}
+			if err := math.Abs(float64(v) - float64(a.d[b])*float64(q)); err > float64(a.d[b])*0.5001+1e-30 {
+				t.Fatalf("%s block %d elem %d: %g rounds to %d·%g (error %g > half a step)", name, b, j, v, q, a.d[b], err)
+			}
+			top = max(top, int(math.Abs(float64(q))))
+		}
+		if amax > 0 && top != 127 {
+			t.Fatalf("%s block %d: largest quant %d, want 127", name, b, top)
+		}
+	}
+	nbPad := (nb + 15) &^ 15
+	for i := nb * 32; i < nbPad*32; i++ {
+		if a.qs[i] != 0 {
+			t.Fatalf("%s: padding quant %d is %d", name, i, a.qs[i])
+		}
+	}
+	for b := nb; b < nbPad; b++ {
+		if a.d[b] != 0 || a.s[b] != 0 {
+			t.Fatalf("%s: padding block %d has scale %g sum %g", name, b, a.d[b], a.s[b])
+		}
 	}
 }
 
@@ -132,7 +160,7 @@ func TestQ8ActMatVec(t *testing.T) {
 				}
 				w.Q8Act = true
 				a := carveQ8(make([]float32, q8Floats(K/32)), K/32)
-				quantizeQ8(a, x)
+				genericQuant.quantizeQ8(a, x)
 				var first []float32
 				for _, p := range testPools(t) {
 					name := fmt.Sprintf("%s/%s/%dx%d/extreme=%v", p.Kernels().Name(), d, N, K, extreme)
@@ -180,7 +208,7 @@ func TestQ8ActRoundingBound(t *testing.T) {
 			x[i] = float32(rng.NormFloat64())
 		}
 		a := carveQ8(make([]float32, q8Floats(K/32)), K/32)
-		quantizeQ8(a, x)
+		genericQuant.quantizeQ8(a, x)
 		for _, p := range testPools(t) {
 			exact, approx := make([]float32, N), make([]float32, N)
 			MatMul(p, exact, x, 1, w)
