@@ -11,15 +11,18 @@ import (
 
 const (
 	// q8LogitTol bounds |native-q8 − native| on every logit of the
-	// vocabulary at every decode step. Measured over the golden's 12
-	// prompts × 32 steps (2026-12-07; the integer kernels give the same bits
-	// on the AVX-512 VNNI and portable sets): at most 3.71 over the whole
-	// vocabulary, 1.55 on native's top token; the bound leaves about a factor of two.
-	q8LogitTol = 8.0
+	// vocabulary at every decode step, q8TopTol on native's top token.
+	// Measured over the golden's 12 prompts × 32 steps (2026-12-07; the
+	// integer kernels give the same bits on the AVX-512 VNNI and portable
+	// sets): 3.71 and 1.55 with the first quantizer, 4.54 and 1.46 with the
+	// final one (its block sums in another order: the difference is chaotic
+	// over 30 layers); the bounds leave about a factor of two.
+	q8LogitTol = 10.0
+	q8TopTol   = 3.0
 	// q8NearTie: where the reference's top-2 gap is below this, the 8-bit
-	// path may pick the other token. Measured: native-q8's argmax left the
-	// reference's at 19 of 384 steps, all with gaps ≤ 0.286; about twice that.
-	q8NearTie = 0.6
+	// path may pick the other token (each of the two may move by q8TopTol).
+	// Measured: 19 and 25 of 384 steps differed, at gaps ≤ 0.29 and ≤ 0.89.
+	q8NearTie = 2 * q8TopTol
 )
 
 // TestSmolLM2Q8ActDecode holds decode with 8-bit activations (weights
@@ -80,7 +83,11 @@ func TestSmolLM2Q8ActDecode(t *testing.T) {
 				d = math.Max(d, math.Abs(float64(lq[j]-le[j])))
 			}
 			top := argmaxF(le)
-			worstTop = math.Max(worstTop, math.Abs(float64(lq[top]-le[top])))
+			if dt := math.Abs(float64(lq[top] - le[top])); dt > q8TopTol {
+				t.Errorf("%s step %d: native's top token moved by %.4f > %g", p.Name, i, dt, q8TopTol)
+			} else {
+				worstTop = math.Max(worstTop, dt)
+			}
 			worst = math.Max(worst, d)
 			if d > q8LogitTol {
 				t.Errorf("%s step %d: |native-q8 − native| %.4f > %g", p.Name, i, d, q8LogitTol)
@@ -100,5 +107,5 @@ func TestSmolLM2Q8ActDecode(t *testing.T) {
 			t.Errorf("%s step %d: native-q8 picks %d, reference %d (reference gap %.3f)", p.Name, i, got, want, p.GreedyGaps[i])
 		}
 	}
-	t.Logf("native-q8 decode: largest |logit − native| %.4f over %d steps (tolerance %g), %.4f on native's top token; argmax ≠ reference at %d near-ties (gap < %g, the widest %.3f), %d elsewhere", worst, steps, q8LogitTol, worstTop, ties, q8NearTie, flipGap, flips)
+	t.Logf("native-q8 decode: largest |logit − native| %.4f over %d steps (tolerance %g), %.4f on native's top token (%g); argmax ≠ reference at %d near-ties (gap < %g, the widest %.3f), %d elsewhere", worst, steps, q8LogitTol, worstTop, q8TopTol, ties, q8NearTie, flipGap, flips)
 }
