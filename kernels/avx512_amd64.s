@@ -1309,3 +1309,57 @@ seloop:
 	VZEROUPPER
 sedone:
 	RET
+
+// ---------------------------------------------------------------------------
+// sgemm12x32RowsAVX512(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc int)
+// sgemm12x32AVX512 with A read in place: A's 12 rows are lda floats apart and
+// row i's k-th value is a[i·lda+k], so the activations need no packing (the
+// transposition into [kc][12] costs about as much as the FMAs of a narrow
+// product). Rows 0–3 are addressed from AX, 4–7 from R11, 8–11 from R12, with
+// R9 = lda and R10 = 3·lda in bytes; each step advances the three by 4 bytes.
+
+#define ROWR(addr, bc, r0, r1) \
+	VBROADCASTSS addr, bc; \
+	VFMADD231PS Z24, bc, r0; \
+	VFMADD231PS Z25, bc, r1
+
+TEXT ·sgemm12x32RowsAVX512(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ lda+16(FP), R9
+	SHLQ $2, R9
+	LEAQ (R9)(R9*2), R10
+	LEAQ (AX)(R9*4), R11
+	LEAQ (R11)(R9*4), R12
+	MOVQ b+24(FP), BX
+	MOVQ ldb+32(FP), DX
+	SHLQ $2, DX
+	ZERO24
+	TESTQ CX, CX
+	JEQ rdone
+
+rloop:
+	VMOVUPS (BX), Z24
+	VMOVUPS 64(BX), Z25
+	PREFETCHT0 512(BX)
+	ROWR((AX), Z26, Z0, Z1)
+	ROWR((AX)(R9*1), Z27, Z2, Z3)
+	ROWR((AX)(R9*2), Z26, Z4, Z5)
+	ROWR((AX)(R10*1), Z27, Z6, Z7)
+	ROWR((R11), Z26, Z8, Z9)
+	ROWR((R11)(R9*1), Z27, Z10, Z11)
+	ROWR((R11)(R9*2), Z26, Z12, Z13)
+	ROWR((R11)(R10*1), Z27, Z14, Z15)
+	ROWR((R12), Z26, Z16, Z17)
+	ROWR((R12)(R9*1), Z27, Z18, Z19)
+	ROWR((R12)(R9*2), Z26, Z20, Z21)
+	ROWR((R12)(R10*1), Z27, Z22, Z23)
+	ADDQ $4, AX
+	ADDQ $4, R11
+	ADDQ $4, R12
+	ADDQ DX, BX
+	DECQ CX
+	JNZ rloop
+
+rdone:
+	STORE24

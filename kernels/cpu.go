@@ -26,6 +26,9 @@ type Kernels struct {
 	// (nr values) ldb floats apart and C rows ldc floats apart.
 	gemm   func(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc int)
 	mr, nr int
+	// gemmRows is gemm with A read in place: its mr rows are lda floats apart
+	// and row i's k-th value is a[i·lda+k] (nil when the set has none).
+	gemmRows func(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc int)
 	// gemmBF16 is the VDPBF16PS micro-kernel over bf16 pairs (nil when absent):
 	// A packed [kc/2][mr][2], B packed [kc/2][nr][2], both bf16.
 	gemmBF16 func(kp int, a, b *uint16, c *float32, ldc int, acc int)

@@ -58,7 +58,7 @@ func MatMul(p *Pool, dst, x []float32, n int, w Mat) {
 		matVec(p, ks, dst, x, n, w)
 	case w.DType == BF16 && p != nil && p.bf16Dot:
 		matMulBF16Dot(p, ks, dst, x, n, w)
-	case (w.Rows+ks.nr-1)/ks.nr < narrowPanels*p.Threads() && (w.Rows+ks.nr-1)/ks.nr*ks.nr*w.Cols*4 <= narrowBytes(ks):
+	case (w.Rows+ks.nr-1)/ks.nr < narrowPanels*p.Threads():
 		matMulRows(p, ks, dst, x, n, w)
 	default:
 		matMulPacked(p, ks, dst, x, n, w)
@@ -214,16 +214,22 @@ func blocking(ks *Kernels, K, elem int) (kc, nc int) {
 // matMulPacked is the Goto-style blocked product, split over output columns:
 // each worker packs (and widens) blocks of kc×nc of its weight rows, sized by
 // blocking to stay in its L2, and sweeps every activation panel over each
-// block, packing the panel's kc columns into an L1-sized buffer right before
-// use. Packing activations per block repeats a little work for every block,
-// but never writes the whole packed activation matrix to memory and reads it
+// block; the micro-kernel reads the panel's kc columns of activations in place
+// (or, without gemmRows, packs them into an L1-sized buffer right before use),
+// so the whole packed activation matrix is never written to memory and read
 // back (40 MiB for 2048 rows of the 4864-wide down projection).
 func matMulPacked(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 	kc, nc := blocking(ks, w.Cols, 4)
-	matMulPackedWith(p, ks, dst, x, n, w, kc, nc)
+	matMulPackedWith(p, ks, dst, x, n, w, kc, nc, true)
 }
 
-func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB, ncMax int) {
+// matMulPackedWith is matMulPacked with the block sizes given; inPlace lets
+// the micro-kernel read activation rows in place (panelA) instead of packing
+// them. Alternated by CPU time on the shapes of BenchmarkMatMulShapes under
+// load, reading in place ran 1.01–1.11× packing on every shape, the most on
+// the down projection (K = 4864) and the narrow outputs, where each packed
+// panel serves few tiles.
+func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB, ncMax int, inPlace bool) {
 	K, N := w.Cols, w.Rows
 	mr, nr := ks.mr, ks.nr
 	panels := (n + mr - 1) / mr
@@ -247,13 +253,13 @@ func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB,
 					acc = 1
 				}
 				for ip := 0; ip < panels; ip++ {
-					packA(ks, ap, x, n, K, ip*mr, mr, pc, kc)
+					a := panelA(ks, ap, x, n, K, ip*mr, pc, kc, inPlace)
 					rows := min(mr, n-ip*mr)
 					for jr := 0; jr < nc; jr += nr {
 						cols := min(nr, nc-jr)
 						b := &wp[(jr/nr)*kc*nr]
 						ci := ip*mr*N + jc + jr
-						microTile(ks, kc, &ap[0], b, dst, ci, N, rows, cols, acc, tile)
+						microTile(ks, kc, a, b, dst, ci, N, rows, cols, acc, tile)
 					}
 				}
 			}
@@ -263,11 +269,15 @@ func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB,
 
 // microTile runs the micro-kernel on the output tile at dst[ci] (rows × cols of
 // an mr × nr tile, row stride N), through the scratch tile when it is partial;
-// acc != 0 adds to what is there.
-func microTile(ks *Kernels, kc int, a, b *float32, dst []float32, ci, N, rows, cols, acc int, tile []float32) {
+// acc != 0 adds to what is there. a is an activation panel as aPanel returns it.
+func microTile(ks *Kernels, kc int, a aPanel, b *float32, dst []float32, ci, N, rows, cols, acc int, tile []float32) {
 	mr, nr := ks.mr, ks.nr
+	gemm := ks.gemm
+	if a.inPlace {
+		gemm = ks.gemmRows
+	}
 	if rows == mr && cols == nr {
-		ks.gemm(kc, a, mr, b, nr, &dst[ci], N, acc)
+		gemm(kc, a.p, a.ld, b, nr, &dst[ci], N, acc)
 		return
 	}
 	if acc != 0 {
@@ -275,71 +285,89 @@ func microTile(ks *Kernels, kc int, a, b *float32, dst []float32, ci, N, rows, c
 			copy(tile[i*nr:i*nr+cols], dst[ci+i*N:ci+i*N+cols])
 		}
 	}
-	ks.gemm(kc, a, mr, b, nr, &tile[0], nr, acc)
+	gemm(kc, a.p, a.ld, b, nr, &tile[0], nr, acc)
 	for i := 0; i < rows; i++ {
 		copy(dst[ci+i*N:ci+i*N+cols], tile[i*nr:i*nr+cols])
 	}
 }
 
-// narrowPanels: when the output has fewer than this many nr-column panels per
-// worker, matMulPacked's split over output columns leaves each activation
-// panel, packed once through memory, serving only a few micro-tiles;
-// matMulRows is chosen instead, provided the whole packed weight matrix fits
-// in half an L2 (narrowBytes), since every activation panel sweeps all of it.
-// Measured (BenchmarkMatMulNarrow, two runs): the row split is 1.05–1.57× on
-// 2048×896→128 and 2048×576→192 (≈ 450 KiB packed), 0.78–0.90× on
-// 512×2048→512 (4 MiB packed), 0.96–1.14× on 2048×896→896 (28 panels).
-const narrowPanels = 8
-
-// narrowBytes is the largest packed weight matrix matMulRows takes: half an L2.
-func narrowBytes(ks *Kernels) int {
-	_, l2 := ks.caches()
-	return l2 / 2
+// aPanel is one mr-row activation panel over a kc block as the micro-kernel
+// reads it: packed [kc][mr] (ld = mr) or, when inPlace, the rows of x
+// themselves (ld = K, for ks.gemmRows).
+type aPanel struct {
+	p       *float32
+	ld      int
+	inPlace bool
 }
 
-// matMulRows serves narrow outputs (the K/V projections under GQA): the whole
-// weight matrix is packed once, and the workers split the activation rows, each
-// packing one mr-row panel at a time into a buffer that stays in cache and
-// sweeping it over every weight panel, so the activations are read once
-// instead of being packed to memory and read back by every worker.
+// panelA returns rows [r0, r0+mr) × columns [pc, pc+kc) of x for the
+// micro-kernel: in place when the kernel set reads rows directly and the panel
+// is whole (a short last panel reads past n, so it is packed with zero rows),
+// else packed into ap (mr·kc floats).
+func panelA(ks *Kernels, ap, x []float32, n, K, r0, pc, kc int, inPlace bool) aPanel {
+	if inPlace && ks.gemmRows != nil && r0+ks.mr <= n {
+		return aPanel{p: &x[r0*K+pc], ld: K, inPlace: true}
+	}
+	packA(ks, ap, x, n, K, r0, ks.mr, pc, kc)
+	return aPanel{p: &ap[0], ld: ks.mr}
+}
+
+// narrowPanels: when the output has fewer than this many nr-column panels per
+// worker, matMulPacked's split over output columns leaves each activation
+// panel, packed once per column block by every worker, serving only a few
+// micro-tiles; matMulRows is chosen instead.
+const narrowPanels = 8
+
+// matMulRows serves narrow outputs (the K/V projections under GQA, small
+// models' Q/O): the Goto loop order with the split over activation rows instead
+// of output columns. Each kc×nc weight block (sized by blocking, so it stays in
+// L2) is packed once, shared by all workers, and every worker sweeps only its
+// own mr-row panels over all of the block's nr-column panels. The activations
+// are read in place by the micro-kernel where the set has gemmRows: packing
+// them (a 16×16 transposition per 192 floats) cost as much as a sixth of a
+// 128-column product, and each worker would have packed all the rows for its
+// few tiles in the column split.
 func matMulRows(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
+	matMulRowsWith(p, ks, dst, x, n, w, true)
+}
+
+func matMulRowsWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, inPlace bool) {
 	K, N := w.Cols, w.Rows
 	mr, nr := ks.mr, ks.nr
-	kcB, _ := blocking(ks, K, 4)
-	npan := (N + nr - 1) / nr
-	wpBuf := p.getBuf(npan * nr * K)
+	kcB, ncB := blocking(ks, K, 4)
+	ncB = min(ncB, (N+nr-1)/nr*nr)
+	wpBuf := p.getBuf(ncB * kcB)
 	defer p.putBuf(wpBuf)
 	wp := *wpBuf
-	blocks := (K + kcB - 1) / kcB
-	p.Run(blocks, 1, func(lo, hi int) {
-		rowBuf := p.getBuf(nr * kcB)
-		defer p.putBuf(rowBuf)
-		for bi := lo; bi < hi; bi++ {
-			pc := bi * kcB
-			packB(ks, wp[pc*npan*nr:], w, 0, N, pc, min(kcB, K-pc), nr, *rowBuf)
-		}
-	})
 	panels := (n + mr - 1) / mr
-	p.Run(panels, 1, func(lo, hi int) {
-		apBuf := p.getBuf(mr*K + mr*nr)
-		defer p.putBuf(apBuf)
-		ap, tile := (*apBuf)[:mr*K], (*apBuf)[mr*K:]
-		for ip := lo; ip < hi; ip++ {
-			packA(ks, ap, x, n, K, ip*mr, mr, 0, K)
-			rows := min(mr, n-ip*mr)
-			for pc := 0; pc < K; pc += kcB {
-				kc := min(kcB, K-pc)
-				acc := 0
-				if pc > 0 {
-					acc = 1
-				}
-				for jp := 0; jp < npan; jp++ {
-					b := &wp[pc*npan*nr+jp*kc*nr]
-					microTile(ks, kc, &ap[pc*mr], b, dst, ip*mr*N+jp*nr, N, rows, min(nr, N-jp*nr), acc, tile)
-				}
+	for jc := 0; jc < N; jc += ncB {
+		nc := min(ncB, N-jc)
+		npan := (nc + nr - 1) / nr
+		for pc := 0; pc < K; pc += kcB {
+			kc := min(kcB, K-pc)
+			p.Run(npan, 1, func(lo, hi int) {
+				rowBuf := p.getBuf(nr * kc)
+				defer p.putBuf(rowBuf)
+				packB(ks, wp[lo*kc*nr:], w, jc+lo*nr, min(hi*nr, nc)-lo*nr, pc, kc, nr, *rowBuf)
+			})
+			acc := 0
+			if pc > 0 {
+				acc = 1
 			}
+			p.Run(panels, 1, func(lo, hi int) {
+				buf := p.getBuf(mr*kc + mr*nr)
+				defer p.putBuf(buf)
+				ap, tile := (*buf)[:mr*kc], (*buf)[mr*kc:]
+				for ip := lo; ip < hi; ip++ {
+					a := panelA(ks, ap, x, n, K, ip*mr, pc, kc, inPlace)
+					rows := min(mr, n-ip*mr)
+					for jp := 0; jp < npan; jp++ {
+						microTile(ks, kc, a, &wp[jp*kc*nr], dst, ip*mr*N+jc+jp*nr, N, rows, min(nr, nc-jp*nr), acc, tile)
+					}
+				}
+			})
 		}
-	})
+	}
 }
 
 // packA writes columns [pc, pc+kc) of rows [r0, r0+mr) of x (zero beyond n)

@@ -112,6 +112,7 @@ func TestMatMulMatchesReference(t *testing.T) {
 						{"matVec", func(dst []float32) { matVec(p, p.Kernels(), dst, x, n, w) }},
 						{"packed", func(dst []float32) { matMulPacked(p, p.Kernels(), dst, x, n, w) }},
 						{"rows", func(dst []float32) { matMulRows(p, p.Kernels(), dst, x, n, w) }},
+						{"rows-packedA", func(dst []float32) { matMulRowsWith(p, p.Kernels(), dst, x, n, w, false) }},
 					} {
 						dst := randVec(rng, n*o) // garbage must be overwritten
 						path.run(dst)
@@ -209,11 +210,13 @@ func TestMatMulPackedBlockEdges(t *testing.T) {
 				w, x := randMat(rng, d, o, k), randVec(rng, n*k)
 				want, mag := refMatMul(x, n, w)
 				for _, b := range [][2]int{{1, 1}, {7, ks.nr + 3}, {16, 2 * ks.nr}, {64, 5 * ks.nr}, {k, 1 << 20}} {
-					dst := randVec(rng, n*o)
-					matMulPackedWith(p, ks, dst, x, n, w, b[0], b[1])
-					for j := range want {
-						if diff := math.Abs(float64(dst[j]) - want[j]); diff > 1e-5*mag[j]+1e-6 {
-							t.Fatalf("%s/%s %v kc=%d nc=%d out %d: got %g want %g", ks.Name(), d, sh, b[0], b[1], j, dst[j], want[j])
+					for _, inPlace := range []bool{false, true} {
+						dst := randVec(rng, n*o)
+						matMulPackedWith(p, ks, dst, x, n, w, b[0], b[1], inPlace)
+						for j := range want {
+							if diff := math.Abs(float64(dst[j]) - want[j]); diff > 1e-5*mag[j]+1e-6 {
+								t.Fatalf("%s/%s %v kc=%d nc=%d inPlace=%v out %d: got %g want %g", ks.Name(), d, sh, b[0], b[1], inPlace, j, dst[j], want[j])
+							}
 						}
 					}
 				}

@@ -14,6 +14,7 @@ func simdKernels() []*Kernels {
 		k := &Kernels{
 			name:         "avx512",
 			gemm:         sgemm12x32AVX512,
+			gemmRows:     sgemm12x32RowsAVX512,
 			mr:           12,
 			nr:           32,
 			gemv4F32:     gemv4F32AVX512,
@@ -66,6 +67,9 @@ func f32F16Wide(f func(dst []uint16, src []float32), w int) func(dst []uint16, s
 
 //go:noescape
 func sgemm12x32AVX512(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc int)
+
+//go:noescape
+func sgemm12x32RowsAVX512(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc int)
 
 //go:generate go run gen_dpbf16.go
 
