@@ -225,6 +225,37 @@ func TestMatMulPackedBlockEdges(t *testing.T) {
 	}
 }
 
+// TestMatMulRowsBlocks runs the row split on a kernel set told its caches
+// are tiny, so that the weights no longer fit in half an L2 and go through
+// several kc × nc blocks (partial in both directions), packed A and in place.
+func TestMatMulRowsBlocks(t *testing.T) {
+	rng := rand.New(rand.NewPCG(22, 12))
+	for _, p := range testPools(t) {
+		ks := *p.Kernels()
+		ks.l1d, ks.l2 = 4<<10, 64<<10
+		for _, d := range []DType{F32, BF16} {
+			for _, sh := range [][3]int{{37, 300, 150}, {100, 97, 165}, {25, 1000, 33}} {
+				n, k, o := sh[0], sh[1], sh[2]
+				w, x := randMat(rng, d, o, k), randVec(rng, n*k)
+				want, mag := refMatMul(x, n, w)
+				kc, nc := blocking(&ks, k, 4)
+				if o*k*4 <= 32<<10 || (kc >= k && nc >= o) {
+					t.Fatalf("%v: kc=%d nc=%d leave one block", sh, kc, nc)
+				}
+				for _, inPlace := range []bool{false, true} {
+					dst := randVec(rng, n*o)
+					matMulRowsWith(p, &ks, dst, x, n, w, inPlace)
+					for j := range want {
+						if diff := math.Abs(float64(dst[j]) - want[j]); diff > 1e-5*mag[j]+1e-6 {
+							t.Fatalf("%s/%s %v inPlace=%v out %d: got %g want %g", ks.Name(), d, sh, inPlace, j, dst[j], want[j])
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestBlockingFitsCaches checks the blocking rule's invariants on the cache
 // sizes of common x86 cores: the blocks cover K evenly, the activation
 // micro-panel fits half of L1d and the weight block half of L2 (but for the
