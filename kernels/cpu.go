@@ -29,6 +29,10 @@ type Kernels struct {
 	// gemmRows is gemm with A read in place: its mr rows are lda floats apart
 	// and row i's k-th value is a[i·lda+k] (nil when the set has none).
 	gemmRows func(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc int)
+	// gemmRowsPf is gemmRows for B packed with ldb = nr that also prefetches
+	// the mr rows at pf (lda apart) over the same kc columns: the next panel's
+	// activations, fetched while this one computes (nil when the set has none).
+	gemmRowsPf func(kc int, a *float32, lda int, b *float32, pf *float32, c *float32, ldc int, acc int)
 	// gemmBF16 is the VDPBF16PS micro-kernel over bf16 pairs (nil when absent):
 	// A packed [kc/2][mr][2], B packed [kc/2][nr][2], both bf16.
 	gemmBF16 func(kp int, a, b *uint16, c *float32, ldc int, acc int)

@@ -15,6 +15,7 @@ func simdKernels() []*Kernels {
 			name:         "avx512",
 			gemm:         sgemm12x32AVX512,
 			gemmRows:     sgemm12x32RowsAVX512,
+			gemmRowsPf:   sgemm12x32RowsPfAVX512,
 			mr:           12,
 			nr:           32,
 			gemv4F32:     gemv4F32AVX512,
@@ -70,6 +71,9 @@ func sgemm12x32AVX512(kc int, a *float32, lda int, b *float32, ldb int, c *float
 
 //go:noescape
 func sgemm12x32RowsAVX512(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc int)
+
+//go:noescape
+func sgemm12x32RowsPfAVX512(kc int, a *float32, lda int, b *float32, pf *float32, c *float32, ldc int, acc int)
 
 //go:generate go run gen_dpbf16.go
 
