@@ -31,8 +31,8 @@ func matVecRows(p *Pool, ks *Kernels, d DType) int {
 // MatMul computes dst[i*w.Rows+o] = Σ_c x[i*w.Cols+c] · W[o][c] for i < n: n
 // activation rows times the transposed weight matrix. dst is overwritten. Weights
 // are read in their stored dtype and widened exactly to f32 (unless the Pool opted
-// into FastBF16); accumulation is f32. Work is split over output features or over
-// activation rows, whichever are more (matMulRows).
+// into FastBF16); accumulation is f32. Work is split over output features so each
+// worker streams its slice of W once.
 func MatMul(p *Pool, dst, x []float32, n int, w Mat) {
 	if n <= 0 || w.Rows == 0 {
 		return
@@ -220,7 +220,7 @@ func blocking(ks *Kernels, K, elem int) (kc, nc int) {
 // back (40 MiB for 2048 rows of the 4864-wide down projection).
 func matMulPacked(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 	kc, nc := blocking(ks, w.Cols, 4)
-	matMulPackedWith(p, ks, oneOutput(dst, w), x, n, kc, nc, true)
+	matMulPackedWith(p, ks, dst, x, n, w, kc, nc, true)
 }
 
 // matMulPackedWith is matMulPacked with the block sizes given; inPlace lets
@@ -229,8 +229,8 @@ func matMulPacked(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 // load, reading in place ran 1.01–1.11× packing on every shape, the most on
 // the down projection (K = 4864) and the narrow outputs, where each packed
 // panel serves few tiles.
-func matMulPackedWith(p *Pool, ks *Kernels, o outputs, x []float32, n int, kcB, ncMax int, inPlace bool) {
-	K, N := o[0].w.Cols, o.width()
+func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB, ncMax int, inPlace bool) {
+	K, N := w.Cols, w.Rows
 	mr, nr := ks.mr, ks.nr
 	panels := (n + mr - 1) / mr
 	nb := (N + nr - 1) / nr
@@ -247,7 +247,7 @@ func matMulPackedWith(p *Pool, ks *Kernels, o outputs, x []float32, n int, kcB, 
 			nc := min(ncB, c1-jc)
 			for pc := 0; pc < K; pc += kcB {
 				kc := min(kcB, K-pc)
-				o.pack(ks, wp, jc, nc, pc, kc, rowBuf)
+				packB(ks, wp, w, jc, nc, pc, kc, nr, rowBuf)
 				acc := 0
 				if pc > 0 {
 					acc = 1
@@ -256,7 +256,10 @@ func matMulPackedWith(p *Pool, ks *Kernels, o outputs, x []float32, n int, kcB, 
 					a := panelA(ks, ap, x, n, K, ip*mr, pc, kc, inPlace).withNext(x, n, K, (ip+1)*mr, pc)
 					rows := min(mr, n-ip*mr)
 					for jr := 0; jr < nc; jr += nr {
-						o.tile(ks, kc, a, &wp[(jr/nr)*kc*nr], jc+jr, ip*mr, rows, acc, tile)
+						cols := min(nr, nc-jr)
+						b := &wp[(jr/nr)*kc*nr]
+						ci := ip*mr*N + jc + jr
+						microTile(ks, kc, a, b, dst, ci, N, rows, cols, acc, tile)
 					}
 				}
 			}
@@ -359,17 +362,17 @@ func panelA(ks *Kernels, ap, x []float32, n, K, r0, pc, kc int, inPlace bool) aP
 // workers and shared. The activations are read in place by the micro-kernel
 // where the set has gemmRows.
 func matMulRows(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
-	matMulRowsWith(p, ks, oneOutput(dst, w), x, n, true)
+	matMulRowsWith(p, ks, dst, x, n, w, true)
 }
 
 // matMulRowsWith is matMulRows with the activations packed (inPlace false)
 // or read in place where the kernel set allows.
-func matMulRowsWith(p *Pool, ks *Kernels, o outputs, x []float32, n int, inPlace bool) {
-	K, N := o[0].w.Cols, o.width()
+func matMulRowsWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, inPlace bool) {
+	K, N := w.Cols, w.Rows
 	mr, nr := ks.mr, ks.nr
 	kcB, ncB := blocking(ks, K, 4)
 	if _, l2 := ks.caches(); (N+nr-1)/nr*nr*K*4 <= l2/2 {
-		matMulRowsWhole(p, ks, o, x, n, inPlace, kcB)
+		matMulRowsWhole(p, ks, dst, x, n, w, inPlace, kcB)
 		return
 	}
 	// Equal column blocks: 576 columns under a 512 bound are two of 288, not
@@ -388,7 +391,7 @@ func matMulRowsWith(p *Pool, ks *Kernels, o outputs, x []float32, n int, inPlace
 			p.Run(npan, 1, func(lo, hi int) {
 				rowBuf := p.getBuf(nr * kc)
 				defer p.putBuf(rowBuf)
-				o.pack(ks, wp[lo*kc*nr:], jc+lo*nr, min(hi*nr, nc)-lo*nr, pc, kc, *rowBuf)
+				packB(ks, wp[lo*kc*nr:], w, jc+lo*nr, min(hi*nr, nc)-lo*nr, pc, kc, nr, *rowBuf)
 			})
 			acc := 0
 			if pc > 0 {
@@ -402,7 +405,7 @@ func matMulRowsWith(p *Pool, ks *Kernels, o outputs, x []float32, n int, inPlace
 					a := panelA(ks, ap, x, n, K, ip*mr, pc, kc, inPlace).withNext(x, n, K, (ip+1)*mr, pc)
 					rows := min(mr, n-ip*mr)
 					for jp := 0; jp < npan; jp++ {
-						o.tile(ks, kc, a, &wp[jp*kc*nr], jc+jp*nr, ip*mr, rows, acc, tile)
+						microTile(ks, kc, a, &wp[jp*kc*nr], dst, ip*mr*N+jc+jp*nr, N, rows, min(nr, nc-jp*nr), acc, tile)
 					}
 				}
 			})
@@ -525,8 +528,8 @@ func Axpy(a float32, x, y []float32) { defaultKernels.axpy(a, x, y[:len(x)]) }
 // they are packed in one parallel pass, [K/kc][N/nr][kc][nr], and each worker
 // takes each of its panels through every kc block before the next panel, so
 // it reads its activation rows once, front to back.
-func matMulRowsWhole(p *Pool, ks *Kernels, o outputs, x []float32, n int, inPlace bool, kcB int) {
-	K, N := o[0].w.Cols, o.width()
+func matMulRowsWhole(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, inPlace bool, kcB int) {
+	K, N := w.Cols, w.Rows
 	mr, nr := ks.mr, ks.nr
 	npan := (N + nr - 1) / nr
 	wpBuf := p.getBuf(npan * nr * K)
@@ -540,7 +543,7 @@ func matMulRowsWhole(p *Pool, ks *Kernels, o outputs, x []float32, n int, inPlac
 			bi, jp := it/npan, it%npan
 			pc := bi * kcB
 			kc := min(kcB, K-pc)
-			o.pack(ks, wp[pc*npan*nr+jp*kc*nr:], jp*nr, min(nr, N-jp*nr), pc, kc, *rowBuf)
+			packB(ks, wp[pc*npan*nr+jp*kc*nr:], w, jp*nr, min(nr, N-jp*nr), pc, kc, nr, *rowBuf)
 		}
 	})
 	panels := (n + mr - 1) / mr
@@ -558,7 +561,7 @@ func matMulRowsWhole(p *Pool, ks *Kernels, o outputs, x []float32, n int, inPlac
 				}
 				a := panelA(ks, ap, x, n, K, ip*mr, pc, kc, inPlace).withNext(x, n, K, (ip+1)*mr, pc)
 				for jp := 0; jp < npan; jp++ {
-					o.tile(ks, kc, a, &wp[pc*npan*nr+jp*kc*nr], jp*nr, ip*mr, rows, acc, tile)
+					microTile(ks, kc, a, &wp[pc*npan*nr+jp*kc*nr], dst, ip*mr*N+jp*nr, N, rows, min(nr, N-jp*nr), acc, tile)
 				}
 			}
 		}

@@ -112,7 +112,7 @@ func TestMatMulMatchesReference(t *testing.T) {
 						{"matVec", func(dst []float32) { matVec(p, p.Kernels(), dst, x, n, w) }},
 						{"packed", func(dst []float32) { matMulPacked(p, p.Kernels(), dst, x, n, w) }},
 						{"rows", func(dst []float32) { matMulRows(p, p.Kernels(), dst, x, n, w) }},
-						{"rows-packedA", func(dst []float32) { matMulRowsWith(p, p.Kernels(), oneOutput(dst, w), x, n, false) }},
+						{"rows-packedA", func(dst []float32) { matMulRowsWith(p, p.Kernels(), dst, x, n, w, false) }},
 					} {
 						dst := randVec(rng, n*o) // garbage must be overwritten
 						path.run(dst)
@@ -212,7 +212,7 @@ func TestMatMulPackedBlockEdges(t *testing.T) {
 				for _, b := range [][2]int{{1, 1}, {7, ks.nr + 3}, {16, 2 * ks.nr}, {64, 5 * ks.nr}, {k, 1 << 20}} {
 					for _, inPlace := range []bool{false, true} {
 						dst := randVec(rng, n*o)
-						matMulPackedWith(p, ks, oneOutput(dst, w), x, n, b[0], b[1], inPlace)
+						matMulPackedWith(p, ks, dst, x, n, w, b[0], b[1], inPlace)
 						for j := range want {
 							if diff := math.Abs(float64(dst[j]) - want[j]); diff > 1e-5*mag[j]+1e-6 {
 								t.Fatalf("%s/%s %v kc=%d nc=%d inPlace=%v out %d: got %g want %g", ks.Name(), d, sh, b[0], b[1], inPlace, j, dst[j], want[j])
@@ -244,7 +244,7 @@ func TestMatMulRowsBlocks(t *testing.T) {
 				}
 				for _, inPlace := range []bool{false, true} {
 					dst := randVec(rng, n*o)
-					matMulRowsWith(p, &ks, oneOutput(dst, w), x, n, inPlace)
+					matMulRowsWith(p, &ks, dst, x, n, w, inPlace)
 					for j := range want {
 						if diff := math.Abs(float64(dst[j]) - want[j]); diff > 1e-5*mag[j]+1e-6 {
 							t.Fatalf("%s/%s %v inPlace=%v out %d: got %g want %g", ks.Name(), d, sh, inPlace, j, dst[j], want[j])
