@@ -214,7 +214,8 @@ func BenchmarkMatMulShapes(b *testing.B) {
 // BenchmarkMatMulNarrow compares, alternately in one run, the two f32 product
 // splits on narrow and wide outputs: over output columns (matMulPacked) and over
 // activation rows (matMulRows); MatMul picks rows when there are more rows
-// than output columns. rowsOverCols > 1 means the row split is faster.
+// than output columns and the packed weights fit in three quarters of L2
+// (rowsFit). rowsOverCols > 1 means the row split is faster.
 func BenchmarkMatMulNarrow(b *testing.B) {
 	p := NewPool(0)
 	ks := p.Kernels()

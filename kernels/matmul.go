@@ -58,7 +58,7 @@ func MatMul(p *Pool, dst, x []float32, n int, w Mat) {
 		matVec(p, ks, dst, x, n, w)
 	case w.DType == BF16 && p != nil && p.bf16Dot:
 		matMulBF16Dot(p, ks, dst, x, n, w)
-	case n > w.Rows:
+	case n > w.Rows && rowsFit(ks, w.Rows, w.Cols):
 		matMulRows(p, ks, dst, x, n, w)
 	default:
 		matMulPacked(p, ks, dst, x, n, w)
@@ -340,29 +340,34 @@ func panelA(ks *Kernels, ap, x []float32, n, K, r0, pc, kc int, inPlace bool) aP
 	return aPanel{p: &ap[0], ld: ks.mr}
 }
 
-// matMulRows serves outputs with fewer columns than rows (the K/V projections
-// under GQA, small models' Q/O, the down projection at 2,048 tokens): the Goto
-// loop order with the split over activation rows instead of output columns.
-// Each worker then reads only its share of the activations, the larger
-// operand, once, and the weights, the smaller, are packed once and shared; the
-// column split has every worker read all the activations for its few tiles
-// (its share of the weights, the smaller operand, is what it saves). Per
-// worker the row split reads n·K/T + N·K values against the column split's
-// n·K + N·K/T, so it wins exactly when n > N, which is MatMul's rule.
-// Measured with cold activations, alternated by CPU time under load: the row
-// split ran 1.04–1.10× the column split on 2048 × 576 → 576, 2048 × 1536 → 576
-// and 2048 × 4096 → 1024, level on 2048 × 896 → 896 and 2048 × 4864 → 896, and
-// 0.93× on 512 × 2048 → 512 (n = N, which keeps the column split).
-//
-// When the whole packed weight matrix fits in half an L2 (the narrow K/V
-// projections) it is packed in one pass and each worker runs its panels over
-// the full depth, one fork/join for the product instead of one per block
-// (1.1× on 2048 × 896 → 128 and 2048 × 576 → 192); otherwise the weights go
-// through in kc × nc blocks sized by blocking, each packed once by all
-// workers and shared. The activations are read in place by the micro-kernel
-// where the set has gemmRows.
+// matMulRows serves outputs with fewer columns than rows whose packed weights
+// stay in L2 (the K/V projections under GQA, small models' Q/O): the split is
+// over activation rows instead of output columns. Each worker then reads only
+// its share of the activations, the larger operand, once, and the weights,
+// the smaller, are packed once and shared; the column split has every worker
+// read all the activations for its few tiles. Per worker the row split reads
+// n·K/T + N·K values against the column split's n·K + N·K/T, so it reads less
+// when n > N. The weights are packed in one parallel pass,
+// [K/kc][N/nr][kc][nr], and each worker takes each of its panels through every
+// kc block before the next panel, so it reads its activation rows once, front
+// to back, with the next panel prefetched (one fork/join for the packing, one
+// for the product). The activations are read in place where the set has
+// gemmRows.
 func matMulRows(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 	matMulRowsWith(p, ks, dst, x, n, w, true)
+}
+
+// rowsFit reports whether the N×K packed weights of the row split stay in L2
+// with a quarter of it left for the activation rows and the tiles passing
+// through. Measured with cold activations by CPU time under load: on
+// 2048 × 576 → 576 (1.3 MiB packed) the row split ran 1.10× the column split;
+// on larger matrices, which it must stream through in kc × nc blocks with a
+// fork/join per block (or one per block and a barrier), it ran 0.93–1.04× by
+// CPU time and down to 0.78× by wall time on a loaded machine (2048 × 1536 →
+// 576), so those keep the column split.
+func rowsFit(ks *Kernels, N, K int) bool {
+	_, l2 := ks.caches()
+	return (N+ks.nr-1)/ks.nr*ks.nr*K*4 <= l2/4*3
 }
 
 // matMulRowsWith is matMulRows with the activations packed (inPlace false)
@@ -370,47 +375,42 @@ func matMulRows(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 func matMulRowsWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, inPlace bool) {
 	K, N := w.Cols, w.Rows
 	mr, nr := ks.mr, ks.nr
-	kcB, ncB := blocking(ks, K, 4)
-	if _, l2 := ks.caches(); (N+nr-1)/nr*nr*K*4 <= l2/2 {
-		matMulRowsWhole(p, ks, dst, x, n, w, inPlace, kcB)
-		return
-	}
-	// Equal column blocks: 576 columns under a 512 bound are two of 288, not
-	// 512 and a 64-wide block that costs two fork/joins for little work.
-	nbc := (N + ncB - 1) / ncB
-	ncB = ((N+nbc-1)/nbc + nr - 1) / nr * nr
-	wpBuf := p.getBuf(ncB * kcB)
+	kcB, _ := blocking(ks, K, 4)
+	npan := (N + nr - 1) / nr
+	wpBuf := p.getBuf(npan * nr * K)
 	defer p.putBuf(wpBuf)
 	wp := *wpBuf
-	panels := (n + mr - 1) / mr
-	for jc := 0; jc < N; jc += ncB {
-		nc := min(ncB, N-jc)
-		npan := (nc + nr - 1) / nr
-		for pc := 0; pc < K; pc += kcB {
+	blocks := (K + kcB - 1) / kcB
+	p.Run(blocks*npan, 1, func(lo, hi int) {
+		rowBuf := p.getBuf(nr * kcB)
+		defer p.putBuf(rowBuf)
+		for it := lo; it < hi; it++ {
+			bi, jp := it/npan, it%npan
+			pc := bi * kcB
 			kc := min(kcB, K-pc)
-			p.Run(npan, 1, func(lo, hi int) {
-				rowBuf := p.getBuf(nr * kc)
-				defer p.putBuf(rowBuf)
-				packB(ks, wp[lo*kc*nr:], w, jc+lo*nr, min(hi*nr, nc)-lo*nr, pc, kc, nr, *rowBuf)
-			})
-			acc := 0
-			if pc > 0 {
-				acc = 1
-			}
-			p.Run(panels, 1, func(lo, hi int) {
-				buf := p.getBuf(mr*kc + mr*nr)
-				defer p.putBuf(buf)
-				ap, tile := (*buf)[:mr*kc], (*buf)[mr*kc:]
-				for ip := lo; ip < hi; ip++ {
-					a := panelA(ks, ap, x, n, K, ip*mr, pc, kc, inPlace).withNext(x, n, K, (ip+1)*mr, pc)
-					rows := min(mr, n-ip*mr)
-					for jp := 0; jp < npan; jp++ {
-						microTile(ks, kc, a, &wp[jp*kc*nr], dst, ip*mr*N+jc+jp*nr, N, rows, min(nr, nc-jp*nr), acc, tile)
-					}
-				}
-			})
+			packB(ks, wp[pc*npan*nr+jp*kc*nr:], w, jp*nr, min(nr, N-jp*nr), pc, kc, nr, *rowBuf)
 		}
-	}
+	})
+	panels := (n + mr - 1) / mr
+	p.Run(panels, 1, func(lo, hi int) {
+		buf := p.getBuf(mr*kcB + mr*nr)
+		defer p.putBuf(buf)
+		ap, tile := (*buf)[:mr*kcB], (*buf)[mr*kcB:]
+		for ip := lo; ip < hi; ip++ {
+			rows := min(mr, n-ip*mr)
+			for pc := 0; pc < K; pc += kcB {
+				kc := min(kcB, K-pc)
+				acc := 0
+				if pc > 0 {
+					acc = 1
+				}
+				a := panelA(ks, ap, x, n, K, ip*mr, pc, kc, inPlace).withNext(x, n, K, (ip+1)*mr, pc)
+				for jp := 0; jp < npan; jp++ {
+					microTile(ks, kc, a, &wp[pc*npan*nr+jp*kc*nr], dst, ip*mr*N+jp*nr, N, rows, min(nr, N-jp*nr), acc, tile)
+				}
+			}
+		}
+	})
 }
 
 // packA writes columns [pc, pc+kc) of rows [r0, r0+mr) of x (zero beyond n)
@@ -523,47 +523,3 @@ func Dot(a, b []float32) float32 { return defaultKernels.dot(a, b[:len(a)]) }
 
 // Axpy computes y += a·x.
 func Axpy(a float32, x, y []float32) { defaultKernels.axpy(a, x, y[:len(x)]) }
-
-// matMulRowsWhole is matMulRows when all N×K packed weights fit in half an L2:
-// they are packed in one parallel pass, [K/kc][N/nr][kc][nr], and each worker
-// takes each of its panels through every kc block before the next panel, so
-// it reads its activation rows once, front to back.
-func matMulRowsWhole(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, inPlace bool, kcB int) {
-	K, N := w.Cols, w.Rows
-	mr, nr := ks.mr, ks.nr
-	npan := (N + nr - 1) / nr
-	wpBuf := p.getBuf(npan * nr * K)
-	defer p.putBuf(wpBuf)
-	wp := *wpBuf
-	blocks := (K + kcB - 1) / kcB
-	p.Run(blocks*npan, 1, func(lo, hi int) {
-		rowBuf := p.getBuf(nr * kcB)
-		defer p.putBuf(rowBuf)
-		for it := lo; it < hi; it++ {
-			bi, jp := it/npan, it%npan
-			pc := bi * kcB
-			kc := min(kcB, K-pc)
-			packB(ks, wp[pc*npan*nr+jp*kc*nr:], w, jp*nr, min(nr, N-jp*nr), pc, kc, nr, *rowBuf)
-		}
-	})
-	panels := (n + mr - 1) / mr
-	p.Run(panels, 1, func(lo, hi int) {
-		buf := p.getBuf(mr*kcB + mr*nr)
-		defer p.putBuf(buf)
-		ap, tile := (*buf)[:mr*kcB], (*buf)[mr*kcB:]
-		for ip := lo; ip < hi; ip++ {
-			rows := min(mr, n-ip*mr)
-			for pc := 0; pc < K; pc += kcB {
-				kc := min(kcB, K-pc)
-				acc := 0
-				if pc > 0 {
-					acc = 1
-				}
-				a := panelA(ks, ap, x, n, K, ip*mr, pc, kc, inPlace).withNext(x, n, K, (ip+1)*mr, pc)
-				for jp := 0; jp < npan; jp++ {
-					microTile(ks, kc, a, &wp[pc*npan*nr+jp*kc*nr], dst, ip*mr*N+jp*nr, N, rows, min(nr, N-jp*nr), acc, tile)
-				}
-			}
-		}
-	})
-}

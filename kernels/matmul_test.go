@@ -225,32 +225,22 @@ func TestMatMulPackedBlockEdges(t *testing.T) {
 	}
 }
 
-// TestMatMulRowsBlocks runs the row split on a kernel set told its caches
-// are tiny, so that the weights no longer fit in half an L2 and go through
-// several kc × nc blocks (partial in both directions), packed A and in place.
-func TestMatMulRowsBlocks(t *testing.T) {
-	rng := rand.New(rand.NewPCG(22, 12))
-	for _, p := range testPools(t) {
-		ks := *p.Kernels()
-		ks.l1d, ks.l2 = 4<<10, 64<<10
-		for _, d := range []DType{F32, BF16} {
-			for _, sh := range [][3]int{{37, 300, 150}, {100, 97, 165}, {25, 1000, 33}} {
-				n, k, o := sh[0], sh[1], sh[2]
-				w, x := randMat(rng, d, o, k), randVec(rng, n*k)
-				want, mag := refMatMul(x, n, w)
-				kc, nc := blocking(&ks, k, 4)
-				if o*k*4 <= 32<<10 || (kc >= k && nc >= o) {
-					t.Fatalf("%v: kc=%d nc=%d leave one block", sh, kc, nc)
-				}
-				for _, inPlace := range []bool{false, true} {
-					dst := randVec(rng, n*o)
-					matMulRowsWith(p, &ks, dst, x, n, w, inPlace)
-					for j := range want {
-						if diff := math.Abs(float64(dst[j]) - want[j]); diff > 1e-5*mag[j]+1e-6 {
-							t.Fatalf("%s/%s %v inPlace=%v out %d: got %g want %g", ks.Name(), d, sh, inPlace, j, dst[j], want[j])
-						}
-					}
-				}
+// TestRowsFit: the row split takes a packed weight matrix up to three
+// quarters of L2 (whole panels of nr columns), whatever the shape.
+func TestRowsFit(t *testing.T) {
+	for _, base := range Available() {
+		ks := *base
+		ks.l1d, ks.l2 = 48<<10, 2<<20
+		nr := ks.nr
+		for _, c := range []struct {
+			n, k int
+			want bool
+		}{
+			{128, 896, true}, {576, 576, true}, {nr, (3 << 19) / (4 * nr), true},
+			{nr, (3<<19)/(4*nr) + 1, false}, {576, 1536, false}, {896, 896, false},
+		} {
+			if got := rowsFit(&ks, c.n, c.k); got != c.want {
+				t.Errorf("%s: rowsFit(%d × %d) = %v, want %v", ks.Name(), c.n, c.k, got, c.want)
 			}
 		}
 	}
