@@ -1660,3 +1660,168 @@ pfstep:
 	JNZ pfstep
 pfdone:
 	STORE24
+
+// ---------------------------------------------------------------------------
+// packPanel32BF16AVX512 and packPanel32F16AVX512(kc16 int, src *uint16, lds int,
+// dst *float32): packPanel32AVX512 for 16-bit weights, widened as they are
+// loaded (16 values per row and block), dst[t·32+r] = f32(src[r·lds+t]). packB
+// widened each row into a 32 × kc f32 buffer first (57 KiB at kc = 448, more
+// than L1d), which the transposition then read back.
+
+TEXT ·packPanel32BF16AVX512(SB), NOSPLIT, $0-32
+	MOVQ kc16+0(FP), CX
+	MOVQ src+8(FP), SI
+	MOVQ lds+16(FP), R8
+	SHLQ $1, R8
+	LEAQ (R8)(R8*2), R9
+	MOVQ dst+24(FP), DX
+	SHRQ $4, CX
+	JEQ pbdone
+	XORQ R12, R12
+pbhalf:
+	MOVQ SI, AX
+	LEAQ (AX)(R8*4), BX
+	LEAQ (BX)(R8*4), R10
+	LEAQ (R10)(R8*4), R11
+	MOVQ DX, DI
+	MOVQ CX, R13
+pbblk:
+	VPMOVZXWD (AX), Z0
+	VPSLLD $16, Z0, Z0
+	VPMOVZXWD (AX)(R8*1), Z1
+	VPSLLD $16, Z1, Z1
+	VPMOVZXWD (AX)(R8*2), Z2
+	VPSLLD $16, Z2, Z2
+	VPMOVZXWD (AX)(R9*1), Z3
+	VPSLLD $16, Z3, Z3
+	VPMOVZXWD (BX), Z4
+	VPSLLD $16, Z4, Z4
+	VPMOVZXWD (BX)(R8*1), Z5
+	VPSLLD $16, Z5, Z5
+	VPMOVZXWD (BX)(R8*2), Z6
+	VPSLLD $16, Z6, Z6
+	VPMOVZXWD (BX)(R9*1), Z7
+	VPSLLD $16, Z7, Z7
+	VPMOVZXWD (R10), Z8
+	VPSLLD $16, Z8, Z8
+	VPMOVZXWD (R10)(R8*1), Z9
+	VPSLLD $16, Z9, Z9
+	VPMOVZXWD (R10)(R8*2), Z10
+	VPSLLD $16, Z10, Z10
+	VPMOVZXWD (R10)(R9*1), Z11
+	VPSLLD $16, Z11, Z11
+	VPMOVZXWD (R11), Z12
+	VPSLLD $16, Z12, Z12
+	VPMOVZXWD (R11)(R8*1), Z13
+	VPSLLD $16, Z13, Z13
+	VPMOVZXWD (R11)(R8*2), Z14
+	VPSLLD $16, Z14, Z14
+	VPMOVZXWD (R11)(R9*1), Z15
+	VPSLLD $16, Z15, Z15
+	TRANSPOSE16
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 128(DI)
+	VMOVUPS Z2, 256(DI)
+	VMOVUPS Z3, 384(DI)
+	VMOVUPS Z4, 512(DI)
+	VMOVUPS Z5, 640(DI)
+	VMOVUPS Z6, 768(DI)
+	VMOVUPS Z7, 896(DI)
+	VMOVUPS Z8, 1024(DI)
+	VMOVUPS Z9, 1152(DI)
+	VMOVUPS Z10, 1280(DI)
+	VMOVUPS Z11, 1408(DI)
+	VMOVUPS Z12, 1536(DI)
+	VMOVUPS Z13, 1664(DI)
+	VMOVUPS Z14, 1792(DI)
+	VMOVUPS Z15, 1920(DI)
+	ADDQ $32, AX
+	ADDQ $32, BX
+	ADDQ $32, R10
+	ADDQ $32, R11
+	ADDQ $2048, DI
+	DECQ R13
+	JNZ pbblk
+	INCQ R12
+	CMPQ R12, $2
+	JEQ pbdone
+	LEAQ (R11)(R8*4), SI // row 16 of this column block...
+	SHLQ $5, CX          // ...minus the columns walked: rows advance 16·lds
+	SUBQ CX, SI
+	SHRQ $5, CX
+	ADDQ $64, DX
+	JMP pbhalf
+pbdone:
+	VZEROUPPER
+	RET
+
+TEXT ·packPanel32F16AVX512(SB), NOSPLIT, $0-32
+	MOVQ kc16+0(FP), CX
+	MOVQ src+8(FP), SI
+	MOVQ lds+16(FP), R8
+	SHLQ $1, R8
+	LEAQ (R8)(R8*2), R9
+	MOVQ dst+24(FP), DX
+	SHRQ $4, CX
+	JEQ phdone
+	XORQ R12, R12
+phhalf:
+	MOVQ SI, AX
+	LEAQ (AX)(R8*4), BX
+	LEAQ (BX)(R8*4), R10
+	LEAQ (R10)(R8*4), R11
+	MOVQ DX, DI
+	MOVQ CX, R13
+phblk:
+	VCVTPH2PS (AX), Z0
+	VCVTPH2PS (AX)(R8*1), Z1
+	VCVTPH2PS (AX)(R8*2), Z2
+	VCVTPH2PS (AX)(R9*1), Z3
+	VCVTPH2PS (BX), Z4
+	VCVTPH2PS (BX)(R8*1), Z5
+	VCVTPH2PS (BX)(R8*2), Z6
+	VCVTPH2PS (BX)(R9*1), Z7
+	VCVTPH2PS (R10), Z8
+	VCVTPH2PS (R10)(R8*1), Z9
+	VCVTPH2PS (R10)(R8*2), Z10
+	VCVTPH2PS (R10)(R9*1), Z11
+	VCVTPH2PS (R11), Z12
+	VCVTPH2PS (R11)(R8*1), Z13
+	VCVTPH2PS (R11)(R8*2), Z14
+	VCVTPH2PS (R11)(R9*1), Z15
+	TRANSPOSE16
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 128(DI)
+	VMOVUPS Z2, 256(DI)
+	VMOVUPS Z3, 384(DI)
+	VMOVUPS Z4, 512(DI)
+	VMOVUPS Z5, 640(DI)
+	VMOVUPS Z6, 768(DI)
+	VMOVUPS Z7, 896(DI)
+	VMOVUPS Z8, 1024(DI)
+	VMOVUPS Z9, 1152(DI)
+	VMOVUPS Z10, 1280(DI)
+	VMOVUPS Z11, 1408(DI)
+	VMOVUPS Z12, 1536(DI)
+	VMOVUPS Z13, 1664(DI)
+	VMOVUPS Z14, 1792(DI)
+	VMOVUPS Z15, 1920(DI)
+	ADDQ $32, AX
+	ADDQ $32, BX
+	ADDQ $32, R10
+	ADDQ $32, R11
+	ADDQ $2048, DI
+	DECQ R13
+	JNZ phblk
+	INCQ R12
+	CMPQ R12, $2
+	JEQ phdone
+	LEAQ (R11)(R8*4), SI // row 16 of this column block...
+	SHLQ $5, CX          // ...minus the columns walked: rows advance 16·lds
+	SUBQ CX, SI
+	SHRQ $5, CX
+	ADDQ $64, DX
+	JMP phhalf
+phdone:
+	VZEROUPPER
+	RET

@@ -76,6 +76,9 @@ type Kernels struct {
 	// packPanel transposes nr rows (lds floats apart) of kc16 floats, a multiple
 	// of 16, into a [kc16][nr] panel; nil means the Go loop in packB.
 	packPanel func(kc16 int, src *float32, lds int, dst *float32)
+	// packPanelBF16 and packPanelF16 are packPanel for 16-bit rows, widening
+	// as they load (nil: widen into a buffer, then packPanel).
+	packPanelBF16, packPanelF16 func(kc16 int, src *uint16, lds int, dst *float32)
 	// packRows is the same transposition for mr rows (the attention K tiles).
 	packRows func(d16 int, src *float32, lds int, dst *float32)
 	// ropeHalf and ropeInter rotate heads vectors of hd floats by one row of the

@@ -458,6 +458,26 @@ func packB(ks *Kernels, dst []float32, w Mat, jc, nc, pc, kc, nr int, rowBuf []f
 		pan := dst[jp*kc*nr : (jp+1)*kc*nr]
 		valid := min(nr, nc-jp*nr)
 		o0 := jc + jp*nr
+		if pp16 := ks.packPanelBF16; w.DType != F32 && valid == nr && kc >= 16 && pp16 != nil && ks.packPanelF16 != nil {
+			// Full 16-bit panel: widened and transposed in one pass, the last
+			// kc%16 columns here.
+			if w.DType == F16 {
+				pp16 = ks.packPanelF16
+			}
+			kc16 := kc &^ 15
+			pp16(kc16, &w.U16[o0*K+pc], K, &pan[0])
+			for r := 0; r < nr; r++ {
+				row := w.U16[(o0+r)*K+pc : (o0+r)*K+pc+kc]
+				for t := kc16; t < kc; t++ {
+					if w.DType == F16 {
+						pan[t*nr+r] = F16ToF32(row[t])
+					} else {
+						pan[t*nr+r] = BF16ToF32(row[t])
+					}
+				}
+			}
+			continue
+		}
 		if valid == nr && ks.packPanel != nil && kc >= 16 {
 			// Full panel: widen 16-bit rows into rowBuf, transpose 16-column
 			// blocks in assembly and the last kc%16 columns here.
