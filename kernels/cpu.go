@@ -67,6 +67,10 @@ type Kernels struct {
 	expSubV func(x, m, acc []float32)
 	// vmax writes dst[i] = max(dst[i], x[i]).
 	vmax func(dst, x []float32)
+	// colMax16 and expRows16 are colMax and expRows on one strip of 16
+	// columns (nil: the row-at-a-time loops over vmax and expSubV).
+	colMax16  func(p *float32, ld, n int, dst *float32)
+	expRows16 func(p *float32, ld, n int, m, acc *float32)
 	// scale multiplies x by s in place.
 	scale   func(x []float32, s float32)
 	bf16F32 func(dst []float32, src []uint16)

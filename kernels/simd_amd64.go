@@ -33,6 +33,8 @@ func simdKernels() []*Kernels {
 			siluMul:       siluMulAVX512,
 			expSub:        expSubAVX512,
 			expSubV:       expSubVAVX512,
+			colMax16:      colMax16AVX512,
+			expRows16:     expRows16AVX512,
 			vmax:          vmaxAVX512,
 			scale:         scaleAVX512,
 			bf16F32:       bf16F32AVX512,
@@ -168,3 +170,9 @@ func gemv4x4BF16SplitAVX512(k int, w *uint16, ldw int, x *float32, ldx int, out 
 
 //go:noescape
 func splitEvenOddAVX512(dst, src []float32)
+
+//go:noescape
+func colMax16AVX512(p *float32, ld, n int, dst *float32)
+
+//go:noescape
+func expRows16AVX512(p *float32, ld, n int, m, acc *float32)
