@@ -118,6 +118,15 @@ label: \
 	ADDQ R10, SI; \
 	LEAQ (SI)(CX*2), AX
 
+// QI8_MASKS sets the group's scale mask (K1, QGROUP_MASK) and stores the
+// byte masks of its first four 64-byte loads of BPB-byte blocks.
+#define QI8_MASKS(BPB) \
+	QGROUP_MASK; \
+	QBYTEMASK(0, BPB, 0); \
+	QBYTEMASK(1, BPB, 8); \
+	QBYTEMASK(2, BPB, 16); \
+	QBYTEMASK(3, BPB, 24)
+
 // QI8_PROLOGUE is QGEMV_PROLOGUE with xq (DI) and the block order index (Z30).
 #define QI8_PROLOGUE \
 	QGEMV_PROLOGUE; \
@@ -406,11 +415,7 @@ TEXT ·q41Gemv4VNNI(SB), NOSPLIT, $64-56
 	TESTQ CX, CX
 	JZ q41i8done
 q41i8group:
-	QGROUP_MASK
-	QBYTEMASK(0, 16, 0)
-	QBYTEMASK(1, 16, 8)
-	QBYTEMASK(2, 16, 16)
-	QBYTEMASK(3, 16, 24)
+	QI8_MASKS(16)
 	KMOVQ 0(SP), K2
 	KMOVQ 8(SP), K3
 	KMOVQ 16(SP), K4
@@ -459,11 +464,7 @@ TEXT ·q80Gemv4VNNI(SB), NOSPLIT, $64-56
 	TESTQ CX, CX
 	JZ q80i8done
 q80i8group:
-	QGROUP_MASK
-	QBYTEMASK(0, 32, 0)
-	QBYTEMASK(1, 32, 8)
-	QBYTEMASK(2, 32, 16)
-	QBYTEMASK(3, 32, 24)
+	QI8_MASKS(32)
 	QBYTEMASK(4, 32, 32)
 	QBYTEMASK(5, 32, 40)
 	QBYTEMASK(6, 32, 48)
