@@ -148,6 +148,12 @@ var linearShapes = []struct {
 	{"llama1b-q/o", 512, 2048, 2048}, {"llama1b-kv", 512, 2048, 512},
 	{"llama1b-up", 512, 2048, 8192}, {"llama1b-down", 512, 8192, 2048},
 	{"qwen-lmhead", 256, 896, 151936}, {"smol-lmhead", 256, 576, 49152},
+	// Shapes no kernel rule was tuned on, as held-out checks of the blocking
+	// and split rules: Qwen2.5-1.5B's K/V (1536 → 256 under GQA), Llama-3-8B's
+	// and Mistral-7B's K/V (4096 → 1024) and down projection (14336 → 4096),
+	// Phi-3-mini's Q/O (3072 → 3072, no GQA).
+	{"qwen1.5b-kv", 2048, 1536, 256}, {"llama8b-kv", 512, 4096, 1024},
+	{"mistral-down", 256, 14336, 4096}, {"phi3-q/o", 512, 3072, 3072},
 }
 
 // BenchmarkMatMulShapes runs every linear shape once per iteration, in turn, so
@@ -207,12 +213,13 @@ func BenchmarkMatMulShapes(b *testing.B) {
 
 // BenchmarkMatMulNarrow compares, alternately in one run, the two f32 product
 // splits on narrow and wide outputs: over output columns (matMulPacked) and over
-// activation rows (matMulRows); MatMul picks rows below narrowPanels panels per
-// worker. rowsOverCols > 1 means the row split is faster.
+// activation rows (matMulRows); MatMul picks rows when there are more rows
+// than output columns and the packed weights fit in three quarters of L2
+// (rowsFit). rowsOverCols > 1 means the row split is faster.
 func BenchmarkMatMulNarrow(b *testing.B) {
 	p := NewPool(0)
 	ks := p.Kernels()
-	for _, s := range [][3]int{{2048, 896, 128}, {2048, 576, 192}, {512, 2048, 512}, {2048, 896, 896}} {
+	for _, s := range [][3]int{{2048, 896, 128}, {2048, 576, 192}, {2048, 576, 576}, {2048, 1536, 576}, {512, 2048, 512}, {2048, 896, 896}} {
 		n, k, out := s[0], s[1], s[2]
 		b.Run(fmt.Sprintf("%s/%dx%dx%d", ks.Name(), n, k, out), func(b *testing.B) {
 			rng := rand.New(rand.NewPCG(3, 4))
