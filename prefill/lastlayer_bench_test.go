@@ -8,25 +8,10 @@ import (
 	"time"
 
 	"cacheclip/methods"
-	"cacheclip/model"
 	"cacheclip/prefill"
 	"cacheclip/prefill/auxscore"
 	"cacheclip/prefill/prefilltest"
 )
-
-// everyRow runs every row of its forward calls through the last layer (a
-// probe that asks for nothing keeps all rows of its sequence): the engine as
-// it was before rows nobody reads stopped at the last layer's keys and values.
-type everyRow struct{ model.Backend }
-
-func (b everyRow) Forward(ctx context.Context, seqs []*model.Seq) ([]model.Output, error) {
-	for _, s := range seqs {
-		if s.Probe == nil {
-			s.Probe = func(int) []float32 { return nil }
-		}
-	}
-	return b.Backend.Forward(ctx, seqs)
-}
 
 // BenchmarkUnreadLastLayer is what stopping unread rows at the last layer's
 // keys and values saves, in one process: the full auxiliary's selection and a
@@ -41,10 +26,10 @@ func BenchmarkUnreadLastLayer(b *testing.B) {
 	ctx := context.Background()
 	primary, _ := s.eng.Layouter.Layout(s.q.Chunks, s.q.Question)
 	skip := &auxscore.Scorer{Model: s.auxModel, Layouter: prefilltest.Layouter{Width: 2}}
-	every := &auxscore.Scorer{Model: everyRow{s.auxModel}, Layouter: prefilltest.Layouter{Width: 2}}
+	every := &auxscore.Scorer{Model: prefilltest.EveryRow{Backend: s.auxModel}, Layouter: prefilltest.Layouter{Width: 2}}
 	fm, _ := prefill.NewMethod(methods.Full)
 	fskip := &prefill.Prefiller{Model: s.eng.Model, Layouter: s.eng.Layouter}
-	fevery := &prefill.Prefiller{Model: everyRow{s.eng.Model}, Layouter: s.eng.Layouter}
+	fevery := &prefill.Prefiller{Model: prefilltest.EveryRow{Backend: s.eng.Model}, Layouter: s.eng.Layouter}
 	var c [4]time.Duration
 	for i := 0; i < b.N; i++ {
 		for j, f := range []func() error{

@@ -397,19 +397,6 @@ func TestBoundaryModeAgainstFullPrefill(t *testing.T) {
 	}
 }
 
-// everyRow is a backend whose forward calls run every row through the last
-// layer: a probe that asks for nothing keeps all rows of its sequence.
-type everyRow struct{ model.Backend }
-
-func (b everyRow) Forward(ctx context.Context, seqs []*model.Seq) ([]model.Output, error) {
-	for _, s := range seqs {
-		if s.Probe == nil {
-			s.Probe = func(int) []float32 { return nil }
-		}
-	}
-	return b.Backend.Forward(ctx, seqs)
-}
-
 // The full auxiliary computes its context rows' last layer only as far as
 // their keys and values (the question's attention is all the scorer reads):
 // its scores and selections must equal, bit for bit, those of a prefill that
@@ -423,7 +410,7 @@ func TestFreshScoresSkipNothingRead(t *testing.T) {
 			// FullChunkRows 7 also splits the context over several calls.
 			for _, rows := range []int{0, 7} {
 				got := &Scorer{Model: m, Layouter: prefilltest.Layouter{Width: 2}, FullChunkRows: rows}
-				ref := &Scorer{Model: everyRow{m}, Layouter: prefilltest.Layouter{Width: 2}, FullChunkRows: rows}
+				ref := &Scorer{Model: prefilltest.EveryRow{Backend: m}, Layouter: prefilltest.Layouter{Width: 2}, FullChunkRows: rows}
 				a, err := got.PrimaryScores(ctx, query, primary)
 				if err != nil {
 					t.Fatal(err)
