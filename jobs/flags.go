@@ -42,7 +42,7 @@ func integer(dst func(*Spec) *int) func(*Spec, string) error {
 }
 
 // WeightsUsage is the help of --weights, on every command that loads a model.
-const WeightsUsage = "a .gguf model's quantized matrices: native (kept in their Q4_0/Q4_1/Q8_0 blocks, other types widened to f32), f32 (all widened at load) or auto (native where the CPU has the AVX-512 quantized kernels, else f32) (default auto)"
+const WeightsUsage = "a .gguf model's quantized matrices: native (kept in their Q4_0/Q4_1/Q8_0 blocks, other types widened to f32), native-q8 (native, and decode rounds activations to 8 bits for integer dot products: llama.cpp's numerics, faster), f32 (all widened at load) or auto (native where the CPU has the AVX-512 quantized kernels, else f32) (default auto)"
 
 var specFlags = []specFlag{
 	{name: "questions", usage: "questions Parquet file (query_id, question, chunk_ids, ...)", set: str(func(s *Spec) *string { return &s.Questions })},

@@ -67,7 +67,8 @@ type Spec struct {
 	MethodParams map[string]string `yaml:"method_params"` // method-specific, e.g. window: "8"
 	Template     string            `yaml:"template"`
 	// Weights is how a GGUF model's quantized matrices are held: "native"
-	// (kept in their blocks, read by the quantized kernels), "f32" (widened
+	// (kept in their blocks, read by the quantized kernels), "native-q8"
+	// (native, decode with 8-bit activations and integer dot products), "f32" (widened
 	// at load) or "auto"/"" (native where the CPU has the SIMD quantized
 	// kernels, else f32).
 	Weights string `yaml:"weights"`
@@ -230,8 +231,8 @@ func (s *Spec) Validate() error {
 	if s.LabelScore != "sum" && s.LabelScore != "mean" {
 		bad("label_score", "%q is not sum or mean", s.LabelScore)
 	}
-	if !slices.Contains([]string{"", "auto", "native", "f32"}, s.Weights) {
-		bad("weights", "%q is not auto, native or f32", s.Weights)
+	if !slices.Contains([]string{"", "auto", "native", "native-q8", "f32"}, s.Weights) {
+		bad("weights", "%q is not auto, native, native-q8 or f32", s.Weights)
 	}
 	if !slices.Contains(templates, s.Template) {
 		bad("template", "%q is not one of chatml, llama3, plain (or empty for the model's own)", s.Template)

@@ -106,14 +106,16 @@ func Attention(p *Pool, out, q []float32, rowPos []int32, k, v []float32, slotPo
 // Heads/KVHeads heads) and walks the slots one key block at a time: the block's
 // logits come from the matrix micro-kernel reading the keys in place, transposed
 // (slot-major) so that the softmax bookkeeping runs as vector operations across
-// queries, and O += P·V reuses the micro-kernel with P and V read in place (V is
-// padded per call only when HeadDim is not a multiple of the micro-kernel
+// queries, and O += P·V reuses the micro-kernel with P read in place and V
+// copied once per call into contiguous per-block panels (prefill; decode reads
+// V in place, padded only when HeadDim is not a multiple of the micro-kernel
 // width). Without slot groups or Probs this is a one-pass online softmax, and a
 // call with few units (decode) also splits the slots of each unit into ranges
 // merged by their (max, sum); with groups or Probs a first pass collects each
 // group's log-sum-exp and a second produces final probabilities. Rows with no
 // visible slot get zeros. Blocks no row of a unit can see (the causal upper
-// triangle) are skipped.
+// triangle) are skipped, and a block on the diagonal stops at its last slot
+// the unit can see.
 func AttentionBlocked(p *Pool, out, q []float32, rowPos []int32, kb, v []float32, slotPos []int32, spec AttnSpec) {
 	rows, slots := len(rowPos), len(slotPos)
 	if rows == 0 {
@@ -140,12 +142,19 @@ func attention(p *Pool, out, q []float32, rowPos []int32, kb, v []float32, slotP
 	slotsP := tiles * TS
 	Dp := (D + nr - 1) / nr * nr
 
-	// Shared padded V ([KV][slotsP][Dp], only when HeadDim is not a multiple of
-	// nr; otherwise P·V reads it in place) and per-tile position bounds (lowest
-	// valid, highest, any empty slot).
-	packV := D%nr != 0
+	// Shared copy of V and per-tile position bounds (lowest valid, highest,
+	// any empty slot). A call with many queries (prefill) copies V into
+	// panels, [KV][tile][Dp/nr][KeyBlock][nr]: each P·V product then reads one
+	// contiguous 12 KiB panel that stays in L1 across the query panels, where
+	// V in place has rows KVHeads·HeadDim floats apart whose lines fall into a
+	// few cache sets and evict each other. The copy is O(slots·KVHeads·HeadDim)
+	// against the attention's O(rows·slots·Heads·HeadDim), so it is skipped for
+	// few queries (decode), which read V in place, or padded to [KV][slotsP][Dp]
+	// only when HeadDim is not a multiple of nr.
+	panelV := rows*G >= 4*ks.mr
+	packV := !panelV && D%nr != 0
 	vpN := 0
-	if packV {
+	if panelV || packV {
 		vpN = KV * slotsP * Dp
 	}
 	shared := p.getBuf(vpN + 3*tiles)
@@ -165,6 +174,25 @@ func attention(p *Pool, out, q []float32, rowPos []int32, kb, v []float32, slotP
 			lo, hi = min(lo, sp), max(hi, sp)
 		}
 		stat[3*t], stat[3*t+1], stat[3*t+2] = lo, hi, neg
+	}
+	if panelV {
+		p.runDynamic(KV*tiles, func(u int) {
+			kh, t := u/tiles, u%tiles
+			for cp := 0; cp < Dp/nr; cp++ {
+				panel := vp[((kh*tiles+t)*(Dp/nr)+cp)*TS*nr:][:TS*nr]
+				c0, c1 := cp*nr, min((cp+1)*nr, D)
+				for j := 0; j < TS; j++ {
+					dst := panel[j*nr : (j+1)*nr]
+					s := t*TS + j
+					if s >= slots {
+						clear(dst)
+						continue
+					}
+					copy(dst, v[s*KV*D+kh*D+c0:s*KV*D+kh*D+c1])
+					clear(dst[c1-c0:])
+				}
+			}
+		})
 	}
 	if packV {
 		p.runDynamic(KV*tiles, func(u int) {
@@ -186,14 +214,16 @@ func attention(p *Pool, out, q []float32, rowPos []int32, kb, v []float32, slotP
 	blocks := (rows + rb - 1) / rb
 	units := blocks * KV
 	at := attnCall{ks: ks, spec: &spec, out: out, q: q, slotPos: slotPos, kb: kb, vp: vp, stat: stat,
-		G: G, tiles: tiles, slotsP: slotsP, Dp: Dp, v: v, packV: packV}
+		G: G, tiles: tiles, slotsP: slotsP, Dp: Dp, v: v, packV: packV, panelV: panelV}
 	splits := 1
 	if spec.SlotGroup == nil && spec.Probs == nil && units < attnSplitUnits*p.Threads() {
 		splits = min(tiles, (attnSplitUnits*p.Threads()+units-1)/units)
 	}
 	if splits <= 1 {
+		// Last row blocks first: in causal prefill they see the most slots,
+		// and starting them first keeps both workers busy to the end.
 		p.runDynamic(units, func(u int) {
-			b, kh := u/KV, u%KV
+			b, kh := blocks-1-u/KV, u%KV
 			r0 := b * rb
 			at.unit(p, rowPos[r0:min(r0+rb, rows)], r0, kh, 0, tiles, nil)
 		})
@@ -251,7 +281,7 @@ type attnCall struct {
 	out, q           []float32
 	slotPos          []int32
 	kb, vp, v        []float32
-	packV            bool
+	packV, panelV    bool    // V copied padded, or into panels (see attention)
 	stat             []int32 // per tile: lowest valid position, highest, any empty slot
 	G, tiles, slotsP int
 	Dp               int
@@ -270,13 +300,14 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []floa
 	M := R * G
 	grouped := spec.SlotGroup != nil
 	twoPass := grouped || spec.Probs != nil
-	if !twoPass && M <= mr && KeyBlock%nr == 0 {
+	if !twoPass && M <= mr && KeyBlock%nr == 0 && !a.panelV {
 		a.few(p, rowPos, r0, kh, t0, t1, part)
 		return
 	}
 	// Sᵀ is computed in nr-query panels and O += P·V in mr-query panels; Mp covers
 	// both (columns past M are never read back).
 	Mp := max((M+nr-1)/nr*nr, (M+mr-1)/mr*mr)
+	W := (M + 15) / 16 * 16
 	nG := 1
 	if grouped {
 		nG = len(spec.GroupTemp)
@@ -293,11 +324,20 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []floa
 	for _, rp := range rowPos {
 		minPos, maxPos = min(minPos, rp), max(maxPos, rp)
 	}
+	// Qᵀ, scaled: written a row of Qᵀ at a time (contiguous), reading the
+	// queries' column d; writing a query's column at a time instead strides
+	// every store by Mp floats, which cost as much as three key blocks at 512
+	// tokens.
 	clear(qt)
+	qoff := unsafe.Slice((*int32)(unsafe.Pointer(&tmax[0])), M) // tmax is free until the first fold
 	for m := 0; m < M; m++ {
-		r, h := m/G, kh*G+m%G
-		for d, x := range a.q[(r0+r)*H*D+h*D : (r0+r)*H*D+(h+1)*D] {
-			qt[d*Mp+m] = x * spec.Scale
+		qoff[m] = int32((r0+m/G)*H*D + (kh*G+m%G)*D)
+	}
+	qv, sc := a.q, spec.Scale
+	for d := 0; d < D; d++ {
+		row := qt[d*Mp : d*Mp+M]
+		for m, off := range qoff {
+			row[m] = qv[int(off)+d] * sc
 		}
 	}
 	clear(o)
@@ -311,6 +351,14 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []floa
 		}
 		t0 := t * TS
 		n = min(TS, slots-t0)
+		if hi > maxPos && spec.Probs == nil {
+			// The tile reaches past every row of the unit (the causal
+			// diagonal): the slots after its last visible one are skipped,
+			// not computed and masked.
+			for n > 0 && (a.slotPos[t0+n-1] < 0 || a.slotPos[t0+n-1] > maxPos) {
+				n--
+			}
+		}
 		kt := a.kb[(t*spec.KVHeads+kh)*D*TS:]
 		for j0 := 0; j0 < n; j0 += mr {
 			for m0 := 0; m0 < M; m0 += nr {
@@ -365,12 +413,12 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []floa
 	}
 	// fold merges rows [j0,j1) of Sᵀ into running (max, sum) and rescales the
 	// accumulated output when scaleO; it leaves exp(s − max) in those rows.
+	// It works on the first W columns (M rounded up to whole 16-column strips;
+	// the padding columns are queries of zeros whose rows nobody reads).
 	fold := func(j0, j1 int, mx, l []float32, scaleO bool) {
-		copy(tmax, st[j0*Mp:(j0+1)*Mp])
-		for j := j0 + 1; j < j1; j++ {
-			ks.vmax(tmax, st[j*Mp:(j+1)*Mp])
-		}
-		for m := 0; m < M; m++ {
+		copy(tmax[:W], st[j0*Mp:j0*Mp+W])
+		ks.colMax(tmax[:W], st[(j0+1)*Mp:], Mp, j1-j0-1)
+		for m := 0; m < W; m++ {
 			// The running max moves only when a logit exceeds it by more than
 			// rescaleSlack: the exponentials stay ≤ e^rescaleSlack (no overflow),
 			// the result is the same (output and sum share the reference), and
@@ -386,11 +434,19 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []floa
 				mx[m] = tmax[m]
 			}
 		}
-		for j := j0; j < j1; j++ {
-			ks.expSubV(st[j*Mp:(j+1)*Mp], mx, l)
-		}
+		ks.expRows(st[j0*Mp:], Mp, j1-j0, mx[:W], l)
 	}
 	pv := func(t, n int) {
+		if a.panelV {
+			// One V panel at a time, kept in L1 across the query panels.
+			for c0 := 0; c0 < Dp; c0 += nr {
+				vt := a.vp[((kh*a.tiles+t)*(Dp/nr)+c0/nr)*TS*nr:]
+				for m0 := 0; m0 < M; m0 += mr {
+					ks.gemm(n, &st[m0], Mp, &vt[0], nr, &o[m0*Dp+c0], Dp, 1)
+				}
+			}
+			return
+		}
 		vt, ldv := a.v[t*TS*spec.KVHeads*D+kh*D:], spec.KVHeads*D
 		if a.packV {
 			vt, ldv = a.vp[(kh*a.slotsP+t*TS)*Dp:], Dp
@@ -452,9 +508,7 @@ func (a *attnCall) unit(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []floa
 				continue
 			}
 			runs(t, n, func(j0, j1, g int) {
-				for j := j0; j < j1; j++ {
-					ks.expSubV(st[j*Mp:(j+1)*Mp], goff[g*Mp:(g+1)*Mp], junk)
-				}
+				ks.expRows(st[j0*Mp:], Mp, j1-j0, goff[g*Mp:g*Mp+W], junk)
 			})
 			if spec.Probs != nil {
 				t0 := t * TS
@@ -494,10 +548,8 @@ func (a *attnCall) emit(o, mx, l []float32, M, r0, kh int, twoPass bool, part []
 		case l[m] == 0:
 			clear(dst)
 		default:
-			inv := 1 / l[m]
-			for d := range dst {
-				dst[d] = om[d] * inv
-			}
+			copy(dst, om)
+			a.ks.scale(dst, 1/l[m])
 		}
 	}
 }

@@ -101,27 +101,47 @@ type attnCase struct {
 	groups                     int // 0: no groups
 	probs                      bool
 	decode                     bool // rows sit after all slots
+	// causal: slots in position order, the rows the last of them (prefill
+	// after a cached prefix of slots − rows), as the engine's prefill calls it.
+	causal bool
 }
 
 func TestAttentionMatchesReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	cases := []attnCase{
-		{1, 1, 1, 1, 1, 0, false, false},
-		{1, 5, 2, 1, 8, 0, false, true},
-		{3, 0, 2, 2, 4, 0, true, false},
-		{7, 7, 4, 2, 16, 0, false, false},
-		{13, 70, 14, 2, 64, 0, false, false},
-		{13, 70, 14, 2, 64, 0, true, false},
-		{20, 130, 6, 3, 33, 3, false, false},
-		{20, 130, 6, 3, 33, 3, true, false},
-		{2, 200, 8, 8, 8, 0, false, true},
-		{100, 100, 2, 1, 64, 0, false, false},
-		{5, 300, 4, 1, 12, 5, true, true},
-		{40, 65, 3, 3, 7, 2, false, false},
+		{1, 1, 1, 1, 1, 0, false, false, false},
+		{1, 5, 2, 1, 8, 0, false, true, false},
+		{3, 0, 2, 2, 4, 0, true, false, false},
+		{7, 7, 4, 2, 16, 0, false, false, false},
+		{13, 70, 14, 2, 64, 0, false, false, false},
+		{13, 70, 14, 2, 64, 0, true, false, false},
+		{20, 130, 6, 3, 33, 3, false, false, false},
+		{20, 130, 6, 3, 33, 3, true, false, false},
+		{2, 200, 8, 8, 8, 0, false, true, false},
+		{100, 100, 2, 1, 64, 0, false, false, false},
+		{5, 300, 4, 1, 12, 5, true, true, false},
+		{40, 65, 3, 3, 7, 2, false, false, false},
+		// Enough queries for V panels, few enough units for split slot ranges.
+		{8, 300, 14, 2, 64, 0, false, true, false},
+		{8, 300, 14, 2, 40, 0, false, true, false},
+	}
+	// Causal prefill at GQA 1, 2, 7 and 8, lengths off the 96-slot key block
+	// and the row blocks (96/G rows), with and without a cached prefix.
+	for _, c := range []attnCase{
+		{rows: 200, slots: 200, heads: 14, kv: 2, hd: 64},
+		{rows: 97, slots: 290, heads: 8, kv: 1, hd: 64},
+		{rows: 150, slots: 150, heads: 3, kv: 3, hd: 32},
+		{rows: 61, slots: 61, heads: 16, kv: 2, hd: 32},
+		{rows: 193, slots: 193, heads: 4, kv: 2, hd: 40},
+		{rows: 130, slots: 225, heads: 14, kv: 2, hd: 64, probs: true},
+		{rows: 77, slots: 100, heads: 6, kv: 3, hd: 16, groups: 2},
+	} {
+		c.causal = true
+		cases = append(cases, c)
 	}
 	for i := 0; i < 6; i++ {
 		kv := 1 + rng.IntN(3)
-		cases = append(cases, attnCase{1 + rng.IntN(30), rng.IntN(150), kv * (1 + rng.IntN(4)), kv, 1 + rng.IntN(70), rng.IntN(4), rng.IntN(2) == 0, rng.IntN(2) == 0})
+		cases = append(cases, attnCase{1 + rng.IntN(30), rng.IntN(150), kv * (1 + rng.IntN(4)), kv, 1 + rng.IntN(70), rng.IntN(4), rng.IntN(2) == 0, rng.IntN(2) == 0, false})
 	}
 	for _, p := range testPools(t) {
 		for ci, c := range cases {
@@ -149,7 +169,16 @@ func checkAttention(t *testing.T, p *Pool, rng *rand.Rand, c attnCase) {
 		}
 	}
 	rowPos := make([]int32, c.rows)
+	if c.causal {
+		for j := range slotPos {
+			slotPos[j] = int32(j)
+		}
+	}
 	for i := range rowPos {
+		if c.causal {
+			rowPos[i] = int32(c.slots - c.rows + i)
+			continue
+		}
 		if c.decode {
 			rowPos[i] = int32(c.slots + i)
 		} else {

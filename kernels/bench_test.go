@@ -148,6 +148,12 @@ var linearShapes = []struct {
 	{"llama1b-q/o", 512, 2048, 2048}, {"llama1b-kv", 512, 2048, 512},
 	{"llama1b-up", 512, 2048, 8192}, {"llama1b-down", 512, 8192, 2048},
 	{"qwen-lmhead", 256, 896, 151936}, {"smol-lmhead", 256, 576, 49152},
+	// Shapes no kernel rule was tuned on, as held-out checks of the blocking
+	// and split rules: Qwen2.5-1.5B's K/V (1536 → 256 under GQA), Llama-3-8B's
+	// and Mistral-7B's K/V (4096 → 1024) and down projection (14336 → 4096),
+	// Phi-3-mini's Q/O (3072 → 3072, no GQA).
+	{"qwen1.5b-kv", 2048, 1536, 256}, {"llama8b-kv", 512, 4096, 1024},
+	{"mistral-down", 256, 14336, 4096}, {"phi3-q/o", 512, 3072, 3072},
 }
 
 // BenchmarkMatMulShapes runs every linear shape once per iteration, in turn, so
@@ -207,12 +213,13 @@ func BenchmarkMatMulShapes(b *testing.B) {
 
 // BenchmarkMatMulNarrow compares, alternately in one run, the two f32 product
 // splits on narrow and wide outputs: over output columns (matMulPacked) and over
-// activation rows (matMulRows); MatMul picks rows below narrowPanels panels per
-// worker. rowsOverCols > 1 means the row split is faster.
+// activation rows (matMulRows); MatMul picks rows when there are more rows
+// than output columns and the packed weights fit in three quarters of L2
+// (rowsFit). rowsOverCols > 1 means the row split is faster.
 func BenchmarkMatMulNarrow(b *testing.B) {
 	p := NewPool(0)
 	ks := p.Kernels()
-	for _, s := range [][3]int{{2048, 896, 128}, {2048, 576, 192}, {512, 2048, 512}, {2048, 896, 896}} {
+	for _, s := range [][3]int{{2048, 896, 128}, {2048, 576, 192}, {2048, 576, 576}, {2048, 1536, 576}, {512, 2048, 512}, {2048, 896, 896}} {
 		n, k, out := s[0], s[1], s[2]
 		b.Run(fmt.Sprintf("%s/%dx%dx%d", ks.Name(), n, k, out), func(b *testing.B) {
 			rng := rand.New(rand.NewPCG(3, 4))
@@ -230,6 +237,52 @@ func BenchmarkMatMulNarrow(b *testing.B) {
 			b.ReportMetric(fl/cols.Seconds(), "cols-GFLOP/s")
 			b.ReportMetric(fl/rows.Seconds(), "rows-GFLOP/s")
 			b.ReportMetric(cols.Seconds()/rows.Seconds(), "rowsOverCols")
+		})
+	}
+}
+
+// BenchmarkAttentionVsMatMul: causal prefill attention (Qwen2.5-0.5B head
+// layout, keys kept blocked as the engine's cache keeps them) of 512, 2048 and
+// 4096 rows over their own slots, alternated in one run with the bare matrix
+// product of the MLP's up projection (2048 × 896 · 896 × 4864), so that both
+// see the same load. GFLOP/s counts 4·HeadDim flops per visible (row, head,
+// slot) triple (q·k and p·v); ofMatMul is attention's rate over the product's,
+// by wall time and by CPU time (cpuOfMatMul; the process's CPU seconds, which
+// the machine's other load inflates far less).
+func BenchmarkAttentionVsMatMul(b *testing.B) {
+	const H, KV, D = 14, 2, 64
+	p := NewPool(0)
+	rng := rand.New(rand.NewPCG(31, 32))
+	const mn, mk, mo = 2048, 896, 4864
+	w, x, y := randMat(rng, F32, mo, mk), randVec(rng, mn*mk), make([]float32, mn*mo)
+	for _, n := range []int{512, 2048, 4096} {
+		b.Run(fmt.Sprintf("%s/n=%d", p.Kernels().Name(), n), func(b *testing.B) {
+			q, k, v := randVec(rng, n*H*D), randVec(rng, n*KV*D), randVec(rng, n*KV*D)
+			kb := make([]float32, BlockedKeysLen(n, KV*D))
+			PutKeys(kb, 0, KV*D, k)
+			pos := make([]int32, n)
+			for i := range pos {
+				pos[i] = int32(i)
+			}
+			out := make([]float32, n*H*D)
+			spec := AttnSpec{Heads: H, KVHeads: KV, HeadDim: D, Scale: 0.125}
+			var tA, tM, cA, cM time.Duration
+			for b.Loop() {
+				c, t := cputime.Process(), time.Now()
+				MatMul(p, y, x, mn, w)
+				tM, cM = tM+time.Since(t), cM+cputime.Process()-c
+				c, t = cputime.Process(), time.Now()
+				AttentionBlocked(p, out, q, pos, kb, v, pos, spec)
+				tA, cA = tA+time.Since(t), cA+cputime.Process()-c
+			}
+			af := 4 * D * H * float64(n) * float64(n+1) / 2 * float64(b.N) / 1e9
+			mf := 2 * float64(mn) * mk * mo * float64(b.N) / 1e9
+			b.ReportMetric(af/tA.Seconds(), "attnGFLOP/s")
+			b.ReportMetric(mf/tM.Seconds(), "matmulGFLOP/s")
+			b.ReportMetric(af/tA.Seconds()/(mf/tM.Seconds()), "ofMatMul")
+			if cA > 0 && cM > 0 {
+				b.ReportMetric(af/cA.Seconds()/(mf/cM.Seconds()), "cpuOfMatMul")
+			}
 		})
 	}
 }

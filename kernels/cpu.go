@@ -26,6 +26,13 @@ type Kernels struct {
 	// (nr values) ldb floats apart and C rows ldc floats apart.
 	gemm   func(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc int)
 	mr, nr int
+	// gemmRows is gemm with A read in place: its mr rows are lda floats apart
+	// and row i's k-th value is a[i·lda+k] (nil when the set has none).
+	gemmRows func(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc int)
+	// gemmRowsPf is gemmRows for B packed with ldb = nr that also prefetches
+	// the mr rows at pf (lda apart) over the same kc columns: the next panel's
+	// activations, fetched while this one computes (nil when the set has none).
+	gemmRowsPf func(kc int, a *float32, lda int, b *float32, pf *float32, c *float32, ldc int, acc int)
 	// gemmBF16 is the VDPBF16PS micro-kernel over bf16 pairs (nil when absent):
 	// A packed [kc/2][mr][2], B packed [kc/2][nr][2], both bf16.
 	gemmBF16 func(kp int, a, b *uint16, c *float32, ldc int, acc int)
@@ -60,6 +67,10 @@ type Kernels struct {
 	expSubV func(x, m, acc []float32)
 	// vmax writes dst[i] = max(dst[i], x[i]).
 	vmax func(dst, x []float32)
+	// colMax16 and expRows16 are colMax and expRows on one strip of 16
+	// columns (nil: the row-at-a-time loops over vmax and expSubV).
+	colMax16  func(p *float32, ld, n int, dst *float32)
+	expRows16 func(p *float32, ld, n int, m, acc *float32)
 	// scale multiplies x by s in place.
 	scale   func(x []float32, s float32)
 	bf16F32 func(dst []float32, src []uint16)
@@ -69,6 +80,9 @@ type Kernels struct {
 	// packPanel transposes nr rows (lds floats apart) of kc16 floats, a multiple
 	// of 16, into a [kc16][nr] panel; nil means the Go loop in packB.
 	packPanel func(kc16 int, src *float32, lds int, dst *float32)
+	// packPanelBF16 and packPanelF16 are packPanel for 16-bit rows, widening
+	// as they load (nil: widen into a buffer, then packPanel).
+	packPanelBF16, packPanelF16 func(kc16 int, src *uint16, lds int, dst *float32)
 	// packRows is the same transposition for mr rows (the attention K tiles).
 	packRows func(d16 int, src *float32, lds int, dst *float32)
 	// ropeHalf and ropeInter rotate heads vectors of hd floats by one row of the

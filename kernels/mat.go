@@ -13,6 +13,12 @@ type Mat struct {
 	F32        []float32
 	U16        []uint16
 	Q          []byte
+	// Q8Act (quantized DTypes only) lets a one-row product round the
+	// activation to 8-bit blocks and dot it with the weight blocks in
+	// integers (quant_q8.go): about llama.cpp's numerics and speed, where
+	// false keeps f32 activations (results equal f32 weights' up to
+	// summation order).
+	Q8Act bool
 }
 
 // Validate checks that the backing slice matches the shape.

@@ -58,7 +58,7 @@ func MatMul(p *Pool, dst, x []float32, n int, w Mat) {
 		matVec(p, ks, dst, x, n, w)
 	case w.DType == BF16 && p != nil && p.bf16Dot:
 		matMulBF16Dot(p, ks, dst, x, n, w)
-	case (w.Rows+ks.nr-1)/ks.nr < narrowPanels*p.Threads() && (w.Rows+ks.nr-1)/ks.nr*ks.nr*w.Cols*4 <= narrowBytes(ks):
+	case n > w.Rows && rowsFit(ks, w.Rows, w.Cols):
 		matMulRows(p, ks, dst, x, n, w)
 	default:
 		matMulPacked(p, ks, dst, x, n, w)
@@ -214,16 +214,22 @@ func blocking(ks *Kernels, K, elem int) (kc, nc int) {
 // matMulPacked is the Goto-style blocked product, split over output columns:
 // each worker packs (and widens) blocks of kc×nc of its weight rows, sized by
 // blocking to stay in its L2, and sweeps every activation panel over each
-// block, packing the panel's kc columns into an L1-sized buffer right before
-// use. Packing activations per block repeats a little work for every block,
-// but never writes the whole packed activation matrix to memory and reads it
+// block; the micro-kernel reads the panel's kc columns of activations in place
+// (or, without gemmRows, packs them into an L1-sized buffer right before use),
+// so the whole packed activation matrix is never written to memory and read
 // back (40 MiB for 2048 rows of the 4864-wide down projection).
 func matMulPacked(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 	kc, nc := blocking(ks, w.Cols, 4)
-	matMulPackedWith(p, ks, dst, x, n, w, kc, nc)
+	matMulPackedWith(p, ks, dst, x, n, w, kc, nc, true)
 }
 
-func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB, ncMax int) {
+// matMulPackedWith is matMulPacked with the block sizes given; inPlace lets
+// the micro-kernel read activation rows in place (panelA) instead of packing
+// them. Alternated by CPU time on the shapes of BenchmarkMatMulShapes under
+// load, reading in place ran 1.01–1.11× packing on every shape, the most on
+// the down projection (K = 4864) and the narrow outputs, where each packed
+// panel serves few tiles.
+func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB, ncMax int, inPlace bool) {
 	K, N := w.Cols, w.Rows
 	mr, nr := ks.mr, ks.nr
 	panels := (n + mr - 1) / mr
@@ -247,13 +253,13 @@ func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB,
 					acc = 1
 				}
 				for ip := 0; ip < panels; ip++ {
-					packA(ks, ap, x, n, K, ip*mr, mr, pc, kc)
+					a := panelA(ks, ap, x, n, K, ip*mr, pc, kc, inPlace).withNext(x, n, K, (ip+1)*mr, pc)
 					rows := min(mr, n-ip*mr)
 					for jr := 0; jr < nc; jr += nr {
 						cols := min(nr, nc-jr)
 						b := &wp[(jr/nr)*kc*nr]
 						ci := ip*mr*N + jc + jr
-						microTile(ks, kc, &ap[0], b, dst, ci, N, rows, cols, acc, tile)
+						microTile(ks, kc, a, b, dst, ci, N, rows, cols, acc, tile)
 					}
 				}
 			}
@@ -263,11 +269,11 @@ func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB,
 
 // microTile runs the micro-kernel on the output tile at dst[ci] (rows × cols of
 // an mr × nr tile, row stride N), through the scratch tile when it is partial;
-// acc != 0 adds to what is there.
-func microTile(ks *Kernels, kc int, a, b *float32, dst []float32, ci, N, rows, cols, acc int, tile []float32) {
+// acc != 0 adds to what is there. a is an activation panel as aPanel returns it.
+func microTile(ks *Kernels, kc int, a aPanel, b *float32, dst []float32, ci, N, rows, cols, acc int, tile []float32) {
 	mr, nr := ks.mr, ks.nr
 	if rows == mr && cols == nr {
-		ks.gemm(kc, a, mr, b, nr, &dst[ci], N, acc)
+		a.gemm(ks, kc, b, &dst[ci], N, acc)
 		return
 	}
 	if acc != 0 {
@@ -275,34 +281,98 @@ func microTile(ks *Kernels, kc int, a, b *float32, dst []float32, ci, N, rows, c
 			copy(tile[i*nr:i*nr+cols], dst[ci+i*N:ci+i*N+cols])
 		}
 	}
-	ks.gemm(kc, a, mr, b, nr, &tile[0], nr, acc)
+	a.gemm(ks, kc, b, &tile[0], nr, acc)
 	for i := 0; i < rows; i++ {
 		copy(dst[ci+i*N:ci+i*N+cols], tile[i*nr:i*nr+cols])
 	}
 }
 
-// narrowPanels: when the output has fewer than this many nr-column panels per
-// worker, matMulPacked's split over output columns leaves each activation
-// panel, packed once through memory, serving only a few micro-tiles;
-// matMulRows is chosen instead, provided the whole packed weight matrix fits
-// in half an L2 (narrowBytes), since every activation panel sweeps all of it.
-// Measured (BenchmarkMatMulNarrow, two runs): the row split is 1.05–1.57× on
-// 2048×896→128 and 2048×576→192 (≈ 450 KiB packed), 0.78–0.90× on
-// 512×2048→512 (4 MiB packed), 0.96–1.14× on 2048×896→896 (28 panels).
-const narrowPanels = 8
-
-// narrowBytes is the largest packed weight matrix matMulRows takes: half an L2.
-func narrowBytes(ks *Kernels) int {
-	_, l2 := ks.caches()
-	return l2 / 2
+// aPanel is one mr-row activation panel over a kc block as the micro-kernel
+// reads it: packed [kc][mr] (ld = mr) or, when inPlace, the rows of x
+// themselves (ld = K, for ks.gemmRows).
+type aPanel struct {
+	p       *float32
+	ld      int
+	inPlace bool
+	// pf, when not nil, is the next in-place panel's first row at the same
+	// columns, for gemmRowsPf to prefetch.
+	pf *float32
 }
 
-// matMulRows serves narrow outputs (the K/V projections under GQA): the whole
-// weight matrix is packed once, and the workers split the activation rows, each
-// packing one mr-row panel at a time into a buffer that stays in cache and
-// sweeping it over every weight panel, so the activations are read once
-// instead of being packed to memory and read back by every worker.
+// gemm runs the micro-kernel that reads the panel as it is laid out, on B
+// packed [kc][nr].
+func (a aPanel) gemm(ks *Kernels, kc int, b, c *float32, ldc, acc int) {
+	switch {
+	case a.pf != nil && ks.gemmRowsPf != nil:
+		ks.gemmRowsPf(kc, a.p, a.ld, b, a.pf, c, ldc, acc)
+	case a.inPlace:
+		ks.gemmRows(kc, a.p, a.ld, b, ks.nr, c, ldc, acc)
+	default:
+		ks.gemm(kc, a.p, a.ld, b, ks.nr, c, ldc, acc)
+	}
+}
+
+// withNext sets the panel to prefetch the rows of the panel at r0 (the one
+// the worker runs next) when it is read in place. Alternated with cold
+// activations by CPU time under load, the prefetch ran 1.15× on 2048 × 896 →
+// 128, 1.10× on 2048 × 576 → 192, 1.09× on 2048 × 576 → 576, 1.02× on
+// 2048 × 896 → 896 and 1.03× on the LM head: a narrow product reads its
+// activations at 2N flops per 4 bytes, and the first tile of each panel
+// otherwise waits on 12 row streams from memory. Prefetching the next weight
+// block the same way (or in bursts before tiles or panels) made the LM heads
+// 0.92–0.95×: it evicts the packed block that the tiles are reading.
+func (a aPanel) withNext(x []float32, n, K, r0, pc int) aPanel {
+	if a.inPlace && r0 < n {
+		a.pf = &x[r0*K+pc]
+	}
+	return a
+}
+
+// panelA returns rows [r0, r0+mr) × columns [pc, pc+kc) of x for the
+// micro-kernel: in place when the kernel set reads rows directly and the panel
+// is whole (a short last panel reads past n, so it is packed with zero rows),
+// else packed into ap (mr·kc floats).
+func panelA(ks *Kernels, ap, x []float32, n, K, r0, pc, kc int, inPlace bool) aPanel {
+	if inPlace && ks.gemmRows != nil && r0+ks.mr <= n {
+		return aPanel{p: &x[r0*K+pc], ld: K, inPlace: true}
+	}
+	packA(ks, ap, x, n, K, r0, ks.mr, pc, kc)
+	return aPanel{p: &ap[0], ld: ks.mr}
+}
+
+// matMulRows serves outputs with fewer columns than rows whose packed weights
+// stay in L2 (the K/V projections under GQA, small models' Q/O): the split is
+// over activation rows instead of output columns. Each worker then reads only
+// its share of the activations, the larger operand, once, and the weights,
+// the smaller, are packed once and shared; the column split has every worker
+// read all the activations for its few tiles. Per worker the row split reads
+// n·K/T + N·K values against the column split's n·K + N·K/T, so it reads less
+// when n > N. The weights are packed in one parallel pass,
+// [K/kc][N/nr][kc][nr], and each worker takes each of its panels through every
+// kc block before the next panel, so it reads its activation rows once, front
+// to back, with the next panel prefetched (one fork/join for the packing, one
+// for the product). The activations are read in place where the set has
+// gemmRows.
 func matMulRows(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
+	matMulRowsWith(p, ks, dst, x, n, w, true)
+}
+
+// rowsFit reports whether the N×K packed weights of the row split stay in L2
+// with a quarter of it left for the activation rows and the tiles passing
+// through. Measured with cold activations by CPU time under load: on
+// 2048 × 576 → 576 (1.3 MiB packed) the row split ran 1.10× the column split;
+// on larger matrices, which it must stream through in kc × nc blocks with a
+// fork/join per block (or one per block and a barrier), it ran 0.93–1.04× by
+// CPU time and down to 0.78× by wall time on a loaded machine (2048 × 1536 →
+// 576), so those keep the column split.
+func rowsFit(ks *Kernels, N, K int) bool {
+	_, l2 := ks.caches()
+	return (N+ks.nr-1)/ks.nr*ks.nr*K*4 <= l2/4*3
+}
+
+// matMulRowsWith is matMulRows with the activations packed (inPlace false)
+// or read in place where the kernel set allows.
+func matMulRowsWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, inPlace bool) {
 	K, N := w.Cols, w.Rows
 	mr, nr := ks.mr, ks.nr
 	kcB, _ := blocking(ks, K, 4)
@@ -311,21 +381,22 @@ func matMulRows(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 	defer p.putBuf(wpBuf)
 	wp := *wpBuf
 	blocks := (K + kcB - 1) / kcB
-	p.Run(blocks, 1, func(lo, hi int) {
+	p.Run(blocks*npan, 1, func(lo, hi int) {
 		rowBuf := p.getBuf(nr * kcB)
 		defer p.putBuf(rowBuf)
-		for bi := lo; bi < hi; bi++ {
+		for it := lo; it < hi; it++ {
+			bi, jp := it/npan, it%npan
 			pc := bi * kcB
-			packB(ks, wp[pc*npan*nr:], w, 0, N, pc, min(kcB, K-pc), nr, *rowBuf)
+			kc := min(kcB, K-pc)
+			packB(ks, wp[pc*npan*nr+jp*kc*nr:], w, jp*nr, min(nr, N-jp*nr), pc, kc, nr, *rowBuf)
 		}
 	})
 	panels := (n + mr - 1) / mr
 	p.Run(panels, 1, func(lo, hi int) {
-		apBuf := p.getBuf(mr*K + mr*nr)
-		defer p.putBuf(apBuf)
-		ap, tile := (*apBuf)[:mr*K], (*apBuf)[mr*K:]
+		buf := p.getBuf(mr*kcB + mr*nr)
+		defer p.putBuf(buf)
+		ap, tile := (*buf)[:mr*kcB], (*buf)[mr*kcB:]
 		for ip := lo; ip < hi; ip++ {
-			packA(ks, ap, x, n, K, ip*mr, mr, 0, K)
 			rows := min(mr, n-ip*mr)
 			for pc := 0; pc < K; pc += kcB {
 				kc := min(kcB, K-pc)
@@ -333,9 +404,9 @@ func matMulRows(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 				if pc > 0 {
 					acc = 1
 				}
+				a := panelA(ks, ap, x, n, K, ip*mr, pc, kc, inPlace).withNext(x, n, K, (ip+1)*mr, pc)
 				for jp := 0; jp < npan; jp++ {
-					b := &wp[pc*npan*nr+jp*kc*nr]
-					microTile(ks, kc, &ap[pc*mr], b, dst, ip*mr*N+jp*nr, N, rows, min(nr, N-jp*nr), acc, tile)
+					microTile(ks, kc, a, &wp[pc*npan*nr+jp*kc*nr], dst, ip*mr*N+jp*nr, N, rows, min(nr, N-jp*nr), acc, tile)
 				}
 			}
 		}
@@ -387,6 +458,26 @@ func packB(ks *Kernels, dst []float32, w Mat, jc, nc, pc, kc, nr int, rowBuf []f
 		pan := dst[jp*kc*nr : (jp+1)*kc*nr]
 		valid := min(nr, nc-jp*nr)
 		o0 := jc + jp*nr
+		if pp16 := ks.packPanelBF16; w.DType != F32 && valid == nr && kc >= 16 && pp16 != nil && ks.packPanelF16 != nil {
+			// Full 16-bit panel: widened and transposed in one pass, the last
+			// kc%16 columns here.
+			if w.DType == F16 {
+				pp16 = ks.packPanelF16
+			}
+			kc16 := kc &^ 15
+			pp16(kc16, &w.U16[o0*K+pc], K, &pan[0])
+			for r := 0; r < nr; r++ {
+				row := w.U16[(o0+r)*K+pc : (o0+r)*K+pc+kc]
+				for t := kc16; t < kc; t++ {
+					if w.DType == F16 {
+						pan[t*nr+r] = F16ToF32(row[t])
+					} else {
+						pan[t*nr+r] = BF16ToF32(row[t])
+					}
+				}
+			}
+			continue
+		}
 		if valid == nr && ks.packPanel != nil && kc >= 16 {
 			// Full panel: widen 16-bit rows into rowBuf, transpose 16-column
 			// blocks in assembly and the last kc%16 columns here.

@@ -112,6 +112,7 @@ func TestMatMulMatchesReference(t *testing.T) {
 						{"matVec", func(dst []float32) { matVec(p, p.Kernels(), dst, x, n, w) }},
 						{"packed", func(dst []float32) { matMulPacked(p, p.Kernels(), dst, x, n, w) }},
 						{"rows", func(dst []float32) { matMulRows(p, p.Kernels(), dst, x, n, w) }},
+						{"rows-packedA", func(dst []float32) { matMulRowsWith(p, p.Kernels(), dst, x, n, w, false) }},
 					} {
 						dst := randVec(rng, n*o) // garbage must be overwritten
 						path.run(dst)
@@ -209,14 +210,37 @@ func TestMatMulPackedBlockEdges(t *testing.T) {
 				w, x := randMat(rng, d, o, k), randVec(rng, n*k)
 				want, mag := refMatMul(x, n, w)
 				for _, b := range [][2]int{{1, 1}, {7, ks.nr + 3}, {16, 2 * ks.nr}, {64, 5 * ks.nr}, {k, 1 << 20}} {
-					dst := randVec(rng, n*o)
-					matMulPackedWith(p, ks, dst, x, n, w, b[0], b[1])
-					for j := range want {
-						if diff := math.Abs(float64(dst[j]) - want[j]); diff > 1e-5*mag[j]+1e-6 {
-							t.Fatalf("%s/%s %v kc=%d nc=%d out %d: got %g want %g", ks.Name(), d, sh, b[0], b[1], j, dst[j], want[j])
+					for _, inPlace := range []bool{false, true} {
+						dst := randVec(rng, n*o)
+						matMulPackedWith(p, ks, dst, x, n, w, b[0], b[1], inPlace)
+						for j := range want {
+							if diff := math.Abs(float64(dst[j]) - want[j]); diff > 1e-5*mag[j]+1e-6 {
+								t.Fatalf("%s/%s %v kc=%d nc=%d inPlace=%v out %d: got %g want %g", ks.Name(), d, sh, b[0], b[1], inPlace, j, dst[j], want[j])
+							}
 						}
 					}
 				}
+			}
+		}
+	}
+}
+
+// TestRowsFit: the row split takes a packed weight matrix up to three
+// quarters of L2 (whole panels of nr columns), whatever the shape.
+func TestRowsFit(t *testing.T) {
+	for _, base := range Available() {
+		ks := *base
+		ks.l1d, ks.l2 = 48<<10, 2<<20
+		nr := ks.nr
+		for _, c := range []struct {
+			n, k int
+			want bool
+		}{
+			{128, 896, true}, {576, 576, true}, {nr, (3 << 19) / (4 * nr), true},
+			{nr, (3<<19)/(4*nr) + 1, false}, {576, 1536, false}, {896, 896, false},
+		} {
+			if got := rowsFit(&ks, c.n, c.k); got != c.want {
+				t.Errorf("%s: rowsFit(%d × %d) = %v, want %v", ks.Name(), c.n, c.k, got, c.want)
 			}
 		}
 	}

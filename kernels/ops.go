@@ -61,3 +61,49 @@ func (k *Kernels) FromF32(dst []uint16, src []float32, d DType) {
 		panic("kernels: FromF32 to f32 storage")
 	}
 }
+
+// colMax sets dst[c] = max(dst[c], x[j·ld+c]) over rows j < n and columns
+// c < len(dst) of the row-major block x: a softmax's running maximum over a
+// block of logits kept one row per key and one column per query. The SIMD set
+// walks 16-column strips in one call each instead of one call per row.
+func (k *Kernels) colMax(dst, x []float32, ld, n int) {
+	w := len(dst)
+	if n <= 0 || w == 0 {
+		return
+	}
+	_ = x[(n-1)*ld+w-1]
+	c0 := 0
+	if k.colMax16 != nil {
+		for ; c0+16 <= w; c0 += 16 {
+			k.colMax16(&x[c0], ld, n, &dst[c0])
+		}
+	}
+	if c0 < w {
+		for j := 0; j < n; j++ {
+			k.vmax(dst[c0:], x[j*ld+c0:j*ld+w])
+		}
+	}
+}
+
+// expRows replaces x[j·ld+c] by exp(x[j·ld+c] − m[c]) and adds each column's
+// sum to acc[c], over rows j < n and columns c < len(m) of the block x (the
+// layout of colMax).
+func (k *Kernels) expRows(x []float32, ld, n int, m, acc []float32) {
+	w := len(m)
+	if n <= 0 || w == 0 {
+		return
+	}
+	_ = x[(n-1)*ld+w-1]
+	acc = acc[:w]
+	c0 := 0
+	if k.expRows16 != nil {
+		for ; c0+16 <= w; c0 += 16 {
+			k.expRows16(&x[c0], ld, n, &m[c0], &acc[c0])
+		}
+	}
+	if c0 < w {
+		for j := 0; j < n; j++ {
+			k.expSubV(x[j*ld+c0:j*ld+w], m[c0:], acc[c0:])
+		}
+	}
+}

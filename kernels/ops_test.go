@@ -209,3 +209,134 @@ func TestNarrowingBitPatterns(t *testing.T) {
 		}
 	}
 }
+
+// The softmax's exponential (expSub, expSubV, expRows) on every kernel set
+// against math.Exp over the range softmax sees: logit − running max from −Inf
+// up to rescaleSlack above it. Results that are normal floats (x ≥ −87.3) must
+// be within 3 ulp (relative 3·2⁻²³); below that, within 2⁻¹²⁶ (the smallest
+// normal: a softmax sum holds exp(0) = 1 for its maximum, so a subnormal term
+// never shows; the AVX2 set flushes them to 0); from −104 down, and at −Inf,
+// exactly 0 (masked slots must weigh nothing).
+func TestSoftmaxExpAccuracy(t *testing.T) {
+	var xs []float32
+	for x := -110.0; x <= rescaleSlack; x += 0.00173 {
+		xs = append(xs, float32(x))
+	}
+	xs = append(xs, float32(math.Inf(-1)), 0, -0.5*float32(math.Ln2), 0.5*float32(math.Ln2), rescaleSlack, -104, -87.3)
+	check := func(t *testing.T, what string, x []float32, got []float32) {
+		t.Helper()
+		worst := 0.0
+		for i, xi := range x {
+			want := math.Exp(float64(xi))
+			g := float64(got[i])
+			switch {
+			case xi <= -104:
+				if g != 0 {
+					t.Fatalf("%s(%g) = %g, want exactly 0", what, xi, g)
+				}
+			case xi >= -87.3:
+				rel := math.Abs(g-want) / want
+				worst = max(worst, rel)
+				if rel > 3*math.Pow(2, -23) {
+					t.Fatalf("%s(%g) = %g, want %g (relative error %.2g)", what, xi, g, want, rel)
+				}
+			default:
+				if math.Abs(g-want) > math.Pow(2, -126) {
+					t.Fatalf("%s(%g) = %g, want %g (subnormal)", what, xi, g, want)
+				}
+			}
+		}
+		t.Logf("%s: max relative error %.3g (%.2f ulp)", what, worst, worst/math.Pow(2, -23))
+	}
+	for _, p := range testPools(t) {
+		ks := p.Kernels()
+		t.Run(ks.Name(), func(t *testing.T) {
+			e := append([]float32(nil), xs...)
+			ks.expSub(e, 0)
+			check(t, "expSub", xs, e)
+
+			e = append([]float32(nil), xs...)
+			ks.expSubV(e, make([]float32, len(e)), make([]float32, len(e)))
+			check(t, "expSubV", xs, e)
+
+			// expRows: the values laid out as a block of 48 columns (three
+			// strips) with a row stride of 53.
+			const w, ld = 48, 53
+			n := len(xs) / w
+			blk := make([]float32, n*ld)
+			for j := 0; j < n; j++ {
+				copy(blk[j*ld:j*ld+w], xs[j*w:(j+1)*w])
+			}
+			ks.expRows(blk, ld, n, make([]float32, w), make([]float32, w))
+			got := make([]float32, n*w)
+			for j := 0; j < n; j++ {
+				copy(got[j*w:(j+1)*w], blk[j*ld:j*ld+w])
+			}
+			check(t, "expRows", xs[:n*w], got)
+		})
+	}
+}
+
+// colMax and expRows against plain loops on widths around the 16-column strip
+// (tails, whole strips), row counts around the 4- and 2-row steps, and row
+// strides wider than the width: columns past the width are left as they were.
+func TestColMaxExpRowsMatchReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(41, 42))
+	for _, p := range testPools(t) {
+		ks := p.Kernels()
+		for _, w := range []int{1, 7, 15, 16, 17, 32, 33, 91, 96} {
+			for _, n := range []int{1, 2, 3, 4, 5, 9, 96} {
+				ld := w + rng.IntN(20)
+				name := fmt.Sprintf("%s/w=%d/n=%d/ld=%d", ks.Name(), w, n, ld)
+				x := randVec(rng, n*ld)
+				for i := range x {
+					x[i] *= 20
+				}
+				if n > 2 && w > 3 {
+					x[ld+2] = float32(math.Inf(-1)) // a masked logit
+				}
+				mx := randVec(rng, w)
+				want := append([]float32(nil), mx...)
+				for j := 0; j < n; j++ {
+					for c := 0; c < w; c++ {
+						want[c] = max(want[c], x[j*ld+c])
+					}
+				}
+				ks.colMax(mx, x, ld, n)
+				for c := range want {
+					if mx[c] != want[c] {
+						t.Fatalf("%s colMax[%d]: got %g want %g", name, c, mx[c], want[c])
+					}
+				}
+				x0 := append([]float32(nil), x...)
+				acc := randVec(rng, w)
+				wantAcc := make([]float64, w)
+				for c := range acc {
+					wantAcc[c] = float64(acc[c])
+				}
+				ks.expRows(x, ld, n, mx, acc)
+				for j := 0; j < n; j++ {
+					for c := 0; c < ld; c++ {
+						i := j*ld + c
+						if c >= w {
+							if x[i] != x0[i] {
+								t.Fatalf("%s: column %d past the width changed", name, c)
+							}
+							continue
+						}
+						e := math.Exp(float64(x0[i] - mx[c]))
+						wantAcc[c] += e
+						if !near(float64(x[i]), e, 1e-6) {
+							t.Fatalf("%s expRows[%d][%d]: got %g want %g", name, j, c, x[i], e)
+						}
+					}
+				}
+				for c := range acc {
+					if !near(float64(acc[c]), wantAcc[c], 1e-5) {
+						t.Fatalf("%s expRows sum[%d]: got %g want %g", name, c, acc[c], wantAcc[c])
+					}
+				}
+			}
+		}
+	}
+}

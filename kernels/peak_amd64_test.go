@@ -95,16 +95,19 @@ func BenchmarkDecodeBandwidth(b *testing.B) {
 	for _, sh := range []struct {
 		d         DType
 		n, k, out int
+		q8        bool // Mat.Q8Act: the integer path (quant_q8.go)
 	}{
-		{BF16, 1, 4096, 14336}, {F16, 1, 4096, 14336},
-		{BF16, 1, 896, 4864}, {BF16, 1, 4864, 896},
-		{Q4_1, 1, 4096, 14336}, {Q8_0, 1, 4096, 14336}, {Q4_1, 1, 576, 1536}, {Q8_0, 1, 576, 49152},
+		{BF16, 1, 4096, 14336, false}, {F16, 1, 4096, 14336, false},
+		{BF16, 1, 896, 4864, false}, {BF16, 1, 4864, 896, false},
+		{Q4_1, 1, 4096, 14336, false}, {Q8_0, 1, 4096, 14336, false}, {Q4_1, 1, 576, 1536, false}, {Q8_0, 1, 576, 49152, false},
+		{Q4_1, 1, 4096, 14336, true}, {Q8_0, 1, 4096, 14336, true}, {Q4_1, 1, 576, 1536, true}, {Q4_1, 1, 1536, 576, true}, {Q8_0, 1, 576, 49152, true},
 	} {
 		rng := rand.New(rand.NewPCG(7, 8))
 		w := anyMat(rng, sh.d, sh.out, sh.k)
+		w.Q8Act = sh.q8
 		x := randVec(rng, sh.n*sh.k)
 		dst := make([]float32, sh.n*sh.out)
-		b.Run(fmt.Sprintf("%s/%s/%dx%dx%d", p.Kernels().Name(), sh.d, sh.n, sh.k, sh.out), func(b *testing.B) {
+		b.Run(fmt.Sprintf("%s/%s%s/%dx%dx%d", p.Kernels().Name(), sh.d, map[bool]string{true: "-q8act"}[sh.q8], sh.n, sh.k, sh.out), func(b *testing.B) {
 			// Best of the iterations for both: on the shared machine an
 			// iteration that lost a core to another process says nothing
 			// about either kernel, and the minimum discards it.

@@ -7,7 +7,8 @@ import (
 )
 
 // Pool splits data-parallel work over a fixed number of goroutines and carries the
-// kernel set chosen when it was created. It owns no goroutines between calls; the
+// kernel set chosen when it was created. It owns no goroutines between calls (but for
+// the decode team's helpers, team.go, which exit after 20 ms without work); the
 // engine passes one Pool down so that thread count is a setting, not global state.
 // A Pool may be used by several goroutines at once.
 type Pool struct {
@@ -18,6 +19,11 @@ type Pool struct {
 	// call (a sync.Pool would drop them at every GC).
 	mu   sync.Mutex
 	free []*[]float32
+	// team runs the decode products (team.go); made on first use.
+	team     *team
+	teamOnce sync.Once
+	// forkJoin makes runTeam use Run (the benchmarks' before/after).
+	forkJoin bool
 }
 
 // maxFree bounds the buffers a Pool keeps: a product uses one shared buffer plus

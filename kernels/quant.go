@@ -73,6 +73,12 @@ type quantKernels struct {
 	gemv4 map[DType]func(nb int, w *byte, ldw int, x, sx, out *float32)
 	// dequant widens one row of nb blocks into dst (nb·32 floats).
 	dequant map[DType]func(nb int, row *byte, dst *float32)
+	// gemv4Q8 is gemv4 against a quantized activation (quant_q8.go): xq its
+	// quants, xd its block scales, sx its exact block sums, all padded with
+	// zeros to a multiple of 16 blocks.
+	gemv4Q8 map[DType]func(nb int, w *byte, ldw int, xq *int8, xd, sx, out *float32)
+	// quantize rounds nb blocks of x to 8 bits for gemv4Q8 (quantizeQ8Go).
+	quantize func(nb int, x *float32, qs *int8, d, s *float32)
 }
 
 // HasQuantSIMD reports whether the set reads quantized weights with SIMD
@@ -97,6 +103,10 @@ var genericQuant = &quantKernels{
 		Q4_1: func(nb int, row *byte, dst *float32) { dequantQ41(rowBytes(row, nb*20), floats(dst, nb*32)) },
 		Q8_0: func(nb int, row *byte, dst *float32) { dequantQ80(rowBytes(row, nb*34), floats(dst, nb*32)) },
 	},
+	gemv4Q8: map[DType]func(nb int, w *byte, ldw int, xq *int8, xd, sx, out *float32){
+		Q4_1: gemv4Q8Generic(Q4_1), Q8_0: gemv4Q8Generic(Q8_0),
+	},
+	quantize: quantizeQ8Go,
 }
 
 func f16At(b []byte, i int) float32 { return F16ToF32(binary.LittleEndian.Uint16(b[2*i:])) }
@@ -205,6 +215,10 @@ const quantChunkFloats = 2 << 20
 // product, whose cost per weight grows with the rows while the widening's does
 // not.
 func matMulQuant(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
+	if n < quantBatchRows && w.Q8Act {
+		matVecQ8(p, ks, dst, x, n, w)
+		return
+	}
 	if n <= gemvMaxRows {
 		matVecQuant(p, ks, dst, x, n, w)
 		return
@@ -272,7 +286,7 @@ func matVecQuant(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 	}
 	gemv, dequant := qk.gemv4[w.DType], qk.dequant[w.DType]
 	groups := (N + 3) / 4
-	p.Run(groups, 16, func(lo, hi int) {
+	p.runTeam(groups, 16, func(lo, hi int) {
 		res := new([20]float32)
 		out, out16 := (*[4]float32)(res[:4]), (*[16]float32)(res[4:])
 		var wf []float32

@@ -15,13 +15,12 @@ import (
 // CPU clock (CLOCK_THREAD_CPUTIME_ID), fastest of 20 trials: on a machine
 // shared with other jobs wall time counts the slices other processes take,
 // CPU time does not. Mweights/s set beside the f32 and bf16 kernels' says
-// what the in-register dequantization costs per weight.
+// what the in-register dequantization costs per weight; the -q8act cases are
+// the integer kernels against an 8-bit activation (quant_q8.go).
 func BenchmarkQuantKernelCPU(b *testing.B) {
 	if avx512Quant == nil {
 		b.Skip("no AVX-512 quantized kernels")
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	const rows, cols, reps = 16, 576, 2000
 	rng := rand.New(rand.NewPCG(1, 2))
 	x := randVec(rng, cols)
@@ -34,6 +33,9 @@ func BenchmarkQuantKernelCPU(b *testing.B) {
 		w := randQuantMat(rng, d, rows, cols)
 		rb, f := QuantRowBytes(d, cols), avx512Quant.gemv4[d]
 		cases[d.String()] = func(g int) { f(cols/QuantBlock, &w.Q[g*4*rb], rb, &x[0], &sx[0], &out[0]) }
+		fq, a := avx512Quant.gemv4Q8[d], carveQ8(make([]float32, q8Floats(cols/QuantBlock)), cols/QuantBlock)
+		avx512Quant.quantizeQ8(a, x)
+		cases[d.String()+"-q8act"] = func(g int) { fq(cols/QuantBlock, &w.Q[g*4*rb], rb, &a.qs[0], &a.d[0], &a.s[0], &out[0]) }
 	}
 	wf, wb := randMat(rng, F32, rows, cols), randMat(rng, BF16, rows, cols)
 	cases["f32"] = func(g int) { ks.gemv4F32(cols, &wf.F32[g*4*cols], cols, &x[0], &out[0]) }
@@ -43,9 +45,13 @@ func BenchmarkQuantKernelCPU(b *testing.B) {
 		_ = unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
 		return ts.Nano()
 	}
-	for _, name := range []string{"q4_1", "q8_0", "bf16", "f32"} {
+	for _, name := range []string{"q4_1", "q4_1-q8act", "q8_0", "q8_0-q8act", "bf16", "f32"} {
 		f := cases[name]
 		b.Run(name, func(b *testing.B) {
+			// The thread's CPU clock: the sub-benchmark's own goroutine
+			// must stay on one thread (locking the parent's did not).
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
 			best := int64(1 << 62)
 			for b.Loop() {
 				for trial := 0; trial < 20; trial++ {

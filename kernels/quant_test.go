@@ -160,7 +160,8 @@ func TestQuantValidate(t *testing.T) {
 
 // BenchmarkQuantMatVec: decode-sized products (1, 2 and 8 activation rows)
 // over SmolLM2-135M's shapes (gate/up, down, the tied LM head) for each weight
-// storage; bytes/s is the weights' storage read per product.
+// storage, the quantized ones also with Q8Act (-q8act: the integer path) for
+// one row; bytes/s is the weights' storage read per product.
 func BenchmarkQuantMatVec(b *testing.B) {
 	rng := rand.New(rand.NewPCG(9, 9))
 	p, _ := NewPoolWith(PoolOptions{Threads: 2})
@@ -174,12 +175,18 @@ func BenchmarkQuantMatVec(b *testing.B) {
 					x[i] = float32(rng.NormFloat64())
 				}
 				dst := make([]float32, n*N)
-				b.Run(fmt.Sprintf("%dx%d/%s/rows=%d/%s", N, K, d, n, p.Kernels().Name()), func(b *testing.B) {
-					b.SetBytes(w.Bytes())
-					for range b.N {
-						MatMul(p, dst, x, n, w)
+				for _, q8 := range []bool{false, true} {
+					if q8 && (!d.Quantized() || n >= quantBatchRows) {
+						continue
 					}
-				})
+					w.Q8Act = q8
+					b.Run(fmt.Sprintf("%dx%d/%s%s/rows=%d/%s", N, K, d, map[bool]string{true: "-q8act"}[q8], n, p.Kernels().Name()), func(b *testing.B) {
+						b.SetBytes(w.Bytes())
+						for range b.N {
+							MatMul(p, dst, x, n, w)
+						}
+					})
+				}
 			}
 		}
 	}

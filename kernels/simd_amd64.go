@@ -12,35 +12,41 @@ func simdKernels() []*Kernels {
 	}
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512DQ {
 		k := &Kernels{
-			name:         "avx512",
-			gemm:         sgemm12x32AVX512,
-			mr:           12,
-			nr:           32,
-			gemv4F32:     gemv4F32AVX512,
-			gemv4F16:     gemv4F16AVX512,
-			gemv4BF16:    gemv4BF16AVX512,
-			gemv44F32:    gemv4x4F32AVX512,
-			gemv44F16:    gemv4x4F16AVX512,
-			gemv44BF16:   gemv4x4BF16AVX512,
-			gemv44BF16s:  gemv4x4BF16SplitAVX512,
-			splitEvenOdd: splitEvenOddAVX512,
-			dot:          dotAVX512,
-			axpy:         axpyAVX512,
-			add:          addAVX512,
-			scaleMul:     scaleMulAVX512,
-			siluMul:      siluMulAVX512,
-			expSub:       expSubAVX512,
-			expSubV:      expSubVAVX512,
-			vmax:         vmaxAVX512,
-			scale:        scaleAVX512,
-			bf16F32:      bf16F32AVX512,
-			f16F32:       f16F32AVX512,
-			f32F16:       f32F16Wide(f32F16AVX512, 16),
-			f32BF16:      f32BF16AVX512,
-			packPanel:    packPanel32AVX512,
-			packRows:     packRows12AVX512,
-			ropeHalf:     ropeHalfAVX512,
-			ropeInter:    ropeInterAVX512,
+			name:          "avx512",
+			gemm:          sgemm12x32AVX512,
+			gemmRows:      sgemm12x32RowsAVX512,
+			gemmRowsPf:    sgemm12x32RowsPfAVX512,
+			mr:            12,
+			nr:            32,
+			gemv4F32:      gemv4F32AVX512,
+			gemv4F16:      gemv4F16AVX512,
+			gemv4BF16:     gemv4BF16AVX512,
+			gemv44F32:     gemv4x4F32AVX512,
+			gemv44F16:     gemv4x4F16AVX512,
+			gemv44BF16:    gemv4x4BF16AVX512,
+			gemv44BF16s:   gemv4x4BF16SplitAVX512,
+			splitEvenOdd:  splitEvenOddAVX512,
+			dot:           dotAVX512,
+			axpy:          axpyAVX512,
+			add:           addAVX512,
+			scaleMul:      scaleMulAVX512,
+			siluMul:       siluMulAVX512,
+			expSub:        expSubAVX512,
+			expSubV:       expSubVAVX512,
+			colMax16:      colMax16AVX512,
+			expRows16:     expRows16AVX512,
+			vmax:          vmaxAVX512,
+			scale:         scaleAVX512,
+			bf16F32:       bf16F32AVX512,
+			f16F32:        f16F32AVX512,
+			f32F16:        f32F16Wide(f32F16AVX512, 16),
+			f32BF16:       f32BF16AVX512,
+			packPanel:     packPanel32AVX512,
+			packPanelBF16: packPanel32BF16AVX512,
+			packPanelF16:  packPanel32F16AVX512,
+			packRows:      packRows12AVX512,
+			ropeHalf:      ropeHalfAVX512,
+			ropeInter:     ropeInterAVX512,
 		}
 		if cpu.X86.HasAVX512BF16 {
 			k.gemmBF16 = sgemmBF16AVX512
@@ -66,6 +72,18 @@ func f32F16Wide(f func(dst []uint16, src []float32), w int) func(dst []uint16, s
 
 //go:noescape
 func sgemm12x32AVX512(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc int)
+
+//go:noescape
+func sgemm12x32RowsAVX512(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc int)
+
+//go:noescape
+func sgemm12x32RowsPfAVX512(kc int, a *float32, lda int, b *float32, pf *float32, c *float32, ldc int, acc int)
+
+//go:noescape
+func packPanel32BF16AVX512(kc16 int, src *uint16, lds int, dst *float32)
+
+//go:noescape
+func packPanel32F16AVX512(kc16 int, src *uint16, lds int, dst *float32)
 
 //go:generate go run gen_dpbf16.go
 
@@ -152,3 +170,9 @@ func gemv4x4BF16SplitAVX512(k int, w *uint16, ldw int, x *float32, ldx int, out 
 
 //go:noescape
 func splitEvenOddAVX512(dst, src []float32)
+
+//go:noescape
+func colMax16AVX512(p *float32, ld, n int, dst *float32)
+
+//go:noescape
+func expRows16AVX512(p *float32, ld, n int, m, acc *float32)

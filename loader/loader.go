@@ -41,6 +41,11 @@ const (
 	// WeightsNative keeps Q4_0/Q4_1/Q8_0 matrices in their blocks, read by
 	// the quantized kernels, and widens other types to f32.
 	WeightsNative = "native"
+	// WeightsNativeQ8 is WeightsNative with 8-bit activations in decode:
+	// a one-row product rounds its input to 8-bit blocks and dots them with
+	// the weight blocks in integers (kernels.Mat.Q8Act; llama.cpp's
+	// numerics), about twice the exact path's speed on Q4_1.
+	WeightsNativeQ8 = "native-q8"
 	// WeightsF32 widens every matrix to f32 at load.
 	WeightsF32 = "f32"
 )
@@ -59,24 +64,26 @@ type Options struct {
 // model loads.
 func CheckWeights(mode string) error {
 	switch mode {
-	case "", WeightsAuto, WeightsNative, WeightsF32:
+	case "", WeightsAuto, WeightsNative, WeightsNativeQ8, WeightsF32:
 		return nil
 	}
-	return fmt.Errorf("weights %q is not %s, %s or %s", mode, WeightsAuto, WeightsNative, WeightsF32)
+	return fmt.Errorf("weights %q is not %s, %s, %s or %s", mode, WeightsAuto, WeightsNative, WeightsNativeQ8, WeightsF32)
 }
 
 // native resolves a weights mode for a model whose Pool gets ks.
-func native(mode string, ks *kernels.Kernels) (bool, string) {
+func native(mode string, ks *kernels.Kernels) (gguf.Options, string) {
 	switch mode {
 	case WeightsNative:
-		return true, ""
+		return gguf.Options{Native: true}, ""
+	case WeightsNativeQ8:
+		return gguf.Options{Native: true, Q8Act: true}, ""
 	case WeightsF32:
-		return false, ""
+		return gguf.Options{}, ""
 	}
 	if ks.HasQuantSIMD() {
-		return true, ""
+		return gguf.Options{Native: true}, ""
 	}
-	return false, fmt.Sprintf(" (weights auto: the %s kernels have no SIMD quantized kernels, so f32)", ks.Name())
+	return gguf.Options{}, fmt.Sprintf(" (weights auto: the %s kernels have no SIMD quantized kernels, so f32)", ks.Name())
 }
 
 // Open loads dir, a model directory or a .gguf file; templateName overrides
@@ -154,8 +161,8 @@ func openGGUF(path, templateName, weights string) (*Bundle, error) {
 		return nil, err
 	}
 	defer f.Close() // the model owns its copies of the weights
-	nat, why := native(weights, kernels.Detect())
-	m, rep, err := f.ModelWith(gguf.Options{Native: nat})
+	opts, why := native(weights, kernels.Detect())
+	m, rep, err := f.ModelWith(opts)
 	if err != nil {
 		return nil, err
 	}

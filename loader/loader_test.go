@@ -98,7 +98,7 @@ func TestOpenWeightsModes(t *testing.T) {
 		}
 		b.Close()
 	}
-	if _, err := OpenWith(p, Options{Weights: "q4"}); err == nil || !strings.Contains(err.Error(), `weights "q4" is not auto, native or f32`) {
+	if _, err := OpenWith(p, Options{Weights: "q4"}); err == nil || !strings.Contains(err.Error(), `weights "q4" is not auto, native, native-q8 or f32`) {
 		t.Errorf("bad mode: %v", err)
 	}
 }
@@ -107,16 +107,19 @@ func TestOpenWeightsModes(t *testing.T) {
 // kernels, and f32, saying why, on the portable set.
 func TestWeightsAuto(t *testing.T) {
 	for _, k := range kernels.Available() {
-		nat, why := native("", k)
-		if nat != k.HasQuantSIMD() || (why == "") != nat {
+		o, why := native("", k)
+		if nat := o.Native; nat != k.HasQuantSIMD() || (why == "") != nat {
 			t.Errorf("%s: native %v, note %q", k.Name(), nat, why)
 		}
 	}
 	generic, _ := kernels.Select("generic")
-	if nat, why := native(WeightsAuto, generic); nat || !strings.Contains(why, "generic kernels have no SIMD quantized kernels") {
-		t.Errorf("generic: native %v, note %q", nat, why)
+	if o, why := native(WeightsAuto, generic); o.Native || !strings.Contains(why, "generic kernels have no SIMD quantized kernels") {
+		t.Errorf("generic: native %v, note %q", o.Native, why)
 	}
-	if nat, _ := native(WeightsNative, generic); !nat {
-		t.Error("an explicit native is not kept on the portable kernels")
+	if o, _ := native(WeightsNative, generic); !o.Native || o.Q8Act {
+		t.Error("an explicit native is not kept (exact) on the portable kernels")
+	}
+	if o, _ := native(WeightsNativeQ8, generic); !o.Native || !o.Q8Act {
+		t.Error("an explicit native-q8 is not kept on the portable kernels")
 	}
 }

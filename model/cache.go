@@ -168,11 +168,17 @@ func (m *Model) Fill(kc KVCache, layer, first int, pos []int32, k, v []float32, 
 	cos := make([]float32, c.HeadDim/2)
 	sin := make([]float32, c.HeadDim/2)
 	row := make([]float32, c.KVDim)
+	// A chunk moves by one offset for all its rows: the table (a sine and
+	// cosine per frequency) is made once per offset, not once per row.
+	tableD := int32(0)
 	for i := 0; i < n; i++ {
 		key := k[i*c.KVDim : (i+1)*c.KVDim]
 		if d := pos[i] - fromPos[i]; d != 0 {
 			copy(row, key)
-			kernels.RoPETable(cos, sin, d, 1, m.invFreq)
+			if d != tableD {
+				kernels.RoPETable(cos, sin, d, 1, m.invFreq)
+				tableD = d
+			}
 			ks.RoPE(row, 0, c.KVDim/c.HeadDim, c.HeadDim, cos, sin, m.Config.RopeInterleaved)
 			key = row
 		}

@@ -53,7 +53,9 @@ type Output struct {
 // Forward runs every layer for the given rows of each sequence: each row's key and
 // value are written into its slot before attention, each row attends over every
 // slot of its cache whose position is at or before its own, and logits come back
-// only for the rows asked for. Rows of all sequences share the matrix products,
+// only for the rows asked for. At the last layer a row whose output nothing reads
+// (no logits asked, no Probe on its sequence) stops once its key and value are
+// written. Rows of all sequences share the matrix products,
 // which is what makes batched decode cheaper than one sequence at a time.
 //
 // Every operation runs on m.Pool with its kernel set.
@@ -144,19 +146,12 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 			return nil, err
 		}
 		if pruned {
-			gatherRows := func(buf []float32, w int) {
-				for j, r := range keep {
-					if j != r {
-						copy(buf[j*w:(j+1)*w], buf[r*w:(r+1)*w])
-					}
-				}
-			}
-			gatherRows(x, H)
-			gatherRows(q, QD)
-			gatherRows(k, KD)
-			gatherRows(v, KD)
-			gatherRows(cos, half)
-			gatherRows(sin, half)
+			gatherRows(keep, x, H)
+			gatherRows(keep, q, QD)
+			gatherRows(keep, k, KD)
+			gatherRows(keep, v, KD)
+			gatherRows(keep, cos, half)
+			gatherRows(keep, sin, half)
 			if err := rows.Keep(seqs, l, keep); err != nil {
 				return nil, err
 			}
@@ -172,6 +167,20 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 					c.putKV(l, int(slot[r]), k[r*KD:(r+1)*KD], v[r*KD:(r+1)*KD])
 				}
 			})
+		}
+		if l == cfg.Layers-1 {
+			// Past its keys and values, the last layer of a row is read only
+			// through logits or a probe: the other rows (a prompt's context, a
+			// chunk's cache, CacheClip's recomputed tokens) stop here.
+			if keep, fewer := rows.Needed(seqs); fewer {
+				gatherRows(keep, x, H)
+				gatherRows(keep, q, QD)
+				if err := rows.Keep(seqs, l, keep); err != nil {
+					return nil, err
+				}
+				pos, spans = rows.Pos, rows.Spans
+				R = rows.Len()
+			}
 		}
 		st.lap(StageKVWrite)
 		for si, s := range seqs {
@@ -238,6 +247,15 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 	SplitLogits(outs, seqs, logits, cfg.Vocab)
 	st.lap(StageHead)
 	return outs, nil
+}
+
+// gatherRows moves rows keep[j] (ascending) of buf, w floats each, to row j.
+func gatherRows(keep []int, buf []float32, w int) {
+	for j, r := range keep {
+		if j != r {
+			copy(buf[j*w:(j+1)*w], buf[r*w:(r+1)*w])
+		}
+	}
 }
 
 func (m *Model) checkSeq(s *Seq) (*Cache, error) {

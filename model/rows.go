@@ -1,6 +1,9 @@
 package model
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Rows is the row bookkeeping of one Forward call, shared by every backend:
 // the rows of all sequences side by side, each with its index in its
@@ -98,6 +101,31 @@ func (b *Rows) Keep(seqs []*Seq, layer int, keep []int) error {
 		}
 	}
 	return nil
+}
+
+// Needed lists the active rows whose last-layer output anything reads: the
+// rows whose logits are asked for, and every row of a sequence with a Probe
+// (its probabilities are of all its rows). fewer is false when that is every
+// row.
+func (b *Rows) Needed(seqs []*Seq) (keep []int, fewer bool) {
+	for si, s := range seqs {
+		sp := b.Spans[si]
+		if s.Probe != nil {
+			for r := sp.Lo; r < sp.Hi; r++ {
+				keep = append(keep, r)
+			}
+			continue
+		}
+		at := len(keep)
+		for _, w := range s.Logits {
+			if r := b.row(si, w); r >= 0 {
+				keep = append(keep, r)
+			}
+		}
+		slices.Sort(keep[at:])
+		keep = slices.Compact(keep)
+	}
+	return keep, len(keep) < b.Len()
 }
 
 // Wanted returns the active row of every Logits entry, sequence by sequence,

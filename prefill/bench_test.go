@@ -282,3 +282,71 @@ func BenchmarkAuxModes(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPrefillBatch is the primary's own part of CacheClip at r = 0.2 for
+// a batch of 8 questions over the same 8 chunks (the selections made ahead by
+// the full auxiliary, as a job's aux stage does): the questions prefilled one
+// by one, and with PrefillBatch (their recomputed rows in one forward call),
+// each against 8 full prefills (one timed, as every question costs full the
+// same). CPU times, the steadier figure on a shared machine.
+//
+//	go test -run '^$' -bench PrefillBatch -benchtime 2x ./prefill/
+func BenchmarkPrefillBatch(b *testing.B) {
+	s, err := benchOnce()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	m, _ := prefill.NewMethod(methods.CacheClip)
+	m.Ratio = 0.2
+	var items []prefill.Item
+	for i := 0; i < 8; i++ {
+		q := s.q
+		q.Question = fmt.Sprintf("What is key %02d?", i)[:14]
+		lay, err := s.eng.Layouter.Layout(q.Chunks, q.Question)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if q.Selection, err = s.aux.Select(ctx, q, lay, m.Budget(lay.ContextTokens())); err != nil {
+			b.Fatal(err)
+		}
+		items = append(items, prefill.Item{Query: q, Layout: lay})
+	}
+	fm, _ := prefill.NewMethod(methods.Full)
+	best := func(f func()) time.Duration {
+		var c time.Duration
+		for i := 0; i < b.N; i++ {
+			c0 := cpuTime()
+			f()
+			if d := cpuTime() - c0; i == 0 || d < c {
+				c = d
+			}
+		}
+		return c
+	}
+	full := 8 * best(func() {
+		if _, err := s.eng.PrefillLayout(ctx, items[0].Query, items[0].Layout, fm, 0); err != nil {
+			b.Fatal(err)
+		}
+	})
+	alone := best(func() {
+		for _, it := range items {
+			if _, err := s.eng.PrefillLayout(ctx, it.Query, it.Layout, m, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	batched := best(func() {
+		_, errs := s.eng.PrefillBatch(ctx, items, m)
+		for _, err := range errs {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.ReportMetric(full.Seconds(), "full-cpu-s")
+	b.ReportMetric(alone.Seconds(), "alone-cpu-s")
+	b.ReportMetric(batched.Seconds(), "batched-cpu-s")
+	b.ReportMetric(float64(full)/float64(alone), "alone-x-full")
+	b.ReportMetric(float64(full)/float64(batched), "batched-x-full")
+}

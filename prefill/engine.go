@@ -1,6 +1,7 @@
 package prefill
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sort"
@@ -23,6 +24,9 @@ type Prefiller struct {
 	// FullChunkRows bounds the rows of one forward call of the full method (chunked
 	// prefill); 0 means model.DefaultAppendRows.
 	FullChunkRows int
+	// BatchRows bounds the rows of one forward call that PrefillBatch shares
+	// among questions; 0 means BatchRows.
+	BatchRows int
 
 	prefix  PrefixCache
 	memOnce sync.Once
@@ -46,6 +50,10 @@ type Stats struct {
 	Assembly         time.Duration // copying and re-rotating them into the cache
 	Aux              time.Duration // auxiliary scoring and selection
 	Recompute        time.Duration // the forward call(s) over the recomputed rows and Q
+	// Own is the question's own wall time in the prefill call: for a question
+	// prefilled alone the whole call; in PrefillBatch its work before the
+	// shared forward call plus its share (by rows) of that call.
+	Own time.Duration
 	// TTFT is the wall time of the prefill call up to the logits of the first
 	// answer token. It includes Aux when the scorer runs inside the call, not
 	// when the selection came with the Query (made ahead, overlapped).
@@ -90,25 +98,156 @@ func (e *Prefiller) Prefill(ctx context.Context, q Query, m Method, reserve int)
 // PrefillLayout runs the method on an already tokenised layout (q is passed on
 // to the auxiliary scorer, which lays the texts out with its own tokenizer).
 func (e *Prefiller) PrefillLayout(ctx context.Context, q Query, lay Layout, m Method, reserve int) (*Result, error) {
+	res, errs := e.PrefillBatch(ctx, []Item{{Query: q, Layout: lay, Reserve: reserve}}, m)
+	return res[0], errs[0]
+}
+
+// Item is one question of PrefillBatch: its query, its layout and the slots
+// kept free for its answer.
+type Item struct {
+	Query   Query
+	Layout  Layout
+	Reserve int
+}
+
+// BatchRows bounds the rows of one shared forward call of PrefillBatch when
+// the Prefiller sets none: about two full prefills' worth of activations.
+const BatchRows = 2 * model.DefaultAppendRows
+
+// PrefillBatch runs the method on several questions. Each question's cache is
+// assembled on its own, then the rows that methods recompute (CacheClip's
+// selected tokens and question, CacheBlend's, APE's and reuse's question) of
+// consecutive questions share forward calls of up to BatchRows rows: at
+// r = 0.2 a question recomputes a few hundred rows, and each product then
+// reads (and, for bf16 weights, widens) its weights once for the batch rather
+// than once per question. On the CPU that is worth little (products of 460
+// rows run at 0.93–0.98 of their rate at 3,680; docs/BENCHMARKS.md); a wide
+// device needs the rows to fill it. Full prefill computes each question alone
+// (its thousands of rows fill a call already).
+//
+// Every question has its own result or error, in the order of items: a
+// question that fails leaves the others to go on. Stats.Recompute is the
+// question's share (by rows) of the forward call it shared, and Stats.TTFT
+// runs from the batch's start to the end of that call.
+func (e *Prefiller) PrefillBatch(ctx context.Context, items []Item, m Method) ([]*Result, []error) {
 	start := time.Now()
+	results := make([]*Result, len(items))
+	errs := make([]error, len(items))
+	limit := e.BatchRows
+	if limit <= 0 {
+		limit = BatchRows
+	}
+	var group []*pending
+	rows := 0
+	flush := func() {
+		e.recompute(ctx, group, start)
+		group, rows = nil, 0
+	}
+	for i, it := range items {
+		res, p, err := e.prepare(ctx, it, m, start)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		if p == nil {
+			results[i] = res
+			continue
+		}
+		p.res, p.idx, p.results, p.errs = res, i, results, errs
+		if p.seq.Prune != nil {
+			// CacheBlend's hook reads the loaded caches at its layer, which a
+			// failed shared call would have overwritten before a retry alone.
+			e.recompute(ctx, []*pending{p}, start)
+			continue
+		}
+		if n := len(p.seq.Tokens); rows > 0 && rows+n > limit {
+			flush()
+		}
+		group = append(group, p)
+		rows += len(p.seq.Tokens)
+	}
+	if len(group) > 0 {
+		flush()
+	}
+	return results, errs
+}
+
+// pending is a question prepared up to its forward call.
+type pending struct {
+	res      *Result
+	seq      *model.Seq
+	cache    model.KVCache
+	name     string
+	total    int
+	prep     time.Duration // its own work before the forward call
+	pruneErr error         // reading the cache inside CacheBlend's hook failed
+	idx      int
+	results  []*Result
+	errs     []error
+}
+
+// recompute runs the group's rows in one forward call and completes each
+// question. When the shared call fails, each question is run alone, so that
+// the error lands on the question that caused it.
+func (e *Prefiller) recompute(ctx context.Context, group []*pending, start time.Time) {
+	seqs := make([]*model.Seq, len(group))
+	rows := 0
+	for i, p := range group {
+		seqs[i] = p.seq
+		rows += len(p.seq.Tokens)
+	}
+	t0 := time.Now()
+	out, err := e.Model.Forward(ctx, seqs)
+	d := time.Since(t0)
+	if err != nil && len(group) > 1 && ctx.Err() == nil {
+		for _, p := range group {
+			e.recompute(ctx, []*pending{p}, start)
+		}
+		return
+	}
+	for i, p := range group {
+		if err := cmp.Or(p.pruneErr, err); err != nil {
+			// A hook that failed kept no rows, so Forward failed on that: the
+			// cause is the hook's error.
+			p.cache.Free()
+			p.errs[p.idx] = fmt.Errorf("prefill: %s: %w", p.name, err)
+			continue
+		}
+		res := p.res
+		res.Stats.Recompute = time.Duration(float64(d) * float64(len(p.seq.Tokens)) / float64(rows))
+		res.Logits = out[i].Logits[0]
+		res.NextPos = int32(p.total)
+		res.Stats.RecomputedTokens = len(res.Selected)
+		res.Stats.TTFT = time.Since(start)
+		res.Stats.Own = p.prep + res.Stats.Recompute
+		p.results[p.idx] = res
+	}
+}
+
+// prepare checks one question and runs its method up to the forward call: a
+// full prefill completes here (the result), any other method returns its
+// assembled cache and the rows to recompute (pending).
+func (e *Prefiller) prepare(ctx context.Context, it Item, m Method, batchStart time.Time) (*Result, *pending, error) {
+	start := time.Now()
+	q, lay, reserve := it.Query, it.Layout, it.Reserve
 	cfg := e.Model.ModelConfig()
 	if err := m.Validate(cfg.Layers); err != nil {
-		return nil, fmt.Errorf("prefill: %w", err)
+		return nil, nil, fmt.Errorf("prefill: %w", err)
 	}
 	if len(lay.Question.IDs) == 0 {
-		return nil, fmt.Errorf("prefill: empty question")
+		return nil, nil, fmt.Errorf("prefill: empty question")
 	}
 	if reserve < 0 {
 		reserve = 0
 	}
 	total := lay.Len()
 	if total+reserve > cfg.MaxPos {
-		return nil, fmt.Errorf("prefill: prompt of %d tokens (%d prefix, %d context, %d question) plus %d reserved for the answer exceeds the model's context of %d",
+		return nil, nil, fmt.Errorf("prefill: prompt of %d tokens (%d prefix, %d context, %d question) plus %d reserved for the answer exceeds the model's context of %d",
 			total, len(lay.Prefix.IDs), lay.ContextTokens(), len(lay.Question.IDs), reserve, cfg.MaxPos)
 	}
 	for i, c := range lay.Chunks {
 		if len(c.Offsets) != 0 && len(c.Offsets) != len(c.IDs) {
-			return nil, fmt.Errorf("prefill: chunk %d: %d tokens but %d offsets", i, len(c.IDs), len(c.Offsets))
+			return nil, nil, fmt.Errorf("prefill: chunk %d: %d tokens but %d offsets", i, len(c.IDs), len(c.Offsets))
 		}
 	}
 	n := lay.ContextTokens()
@@ -116,10 +255,11 @@ func (e *Prefiller) PrefillLayout(ctx context.Context, q Query, lay Layout, m Me
 	res := &Result{Stats: Stats{Method: m.Name(), Ratio: m.Ratio, PrefixTokens: len(lay.Prefix.IDs), ContextTokens: n, QuestionTokens: len(lay.Question.IDs)}}
 	if kind == methods.Fresh {
 		if err := e.full(ctx, &lay, reserve, res); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		res.Stats.TTFT = time.Since(start)
-		return res, nil
+		res.Stats.TTFT = time.Since(batchStart)
+		res.Stats.Own = time.Since(start)
+		return res, nil, nil
 	}
 	// A selection does not depend on the primary's caches, so it is made first;
 	// the job runner overlaps the auxiliary model's with the previous batch.
@@ -128,16 +268,16 @@ func (e *Prefiller) PrefillLayout(ctx context.Context, q Query, lay Layout, m Me
 	if kind == methods.Selected {
 		var err error
 		if sel, err = e.selection(ctx, q, lay, m, budget, res); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	pkv, err := e.prefix.Get(ctx, e.Model, lay.Prefix.IDs)
 	if err != nil {
-		return nil, fmt.Errorf("prefill: %w", err)
+		return nil, nil, fmt.Errorf("prefill: %w", err)
 	}
 	asm, err := Assemble(ctx, e.Model, e.source(), pkv, &lay, reserve)
 	if err != nil {
-		return nil, fmt.Errorf("prefill: %w", err)
+		return nil, nil, fmt.Errorf("prefill: %w", err)
 	}
 	res.Stats.Load = time.Duration(asm.Load * float64(time.Second))
 	res.Stats.Assembly = time.Duration(asm.Fill * float64(time.Second))
@@ -155,7 +295,7 @@ func (e *Prefiller) PrefillLayout(ctx context.Context, q Query, lay Layout, m Me
 		ctxTok = append(ctxTok, c.IDs...)
 	}
 	np := len(lay.Prefix.IDs)
-	var pruneErr error // reading the cache inside CacheBlend's hook failed
+	p := &pending{seq: seq, cache: asm.Cache, name: m.Name(), total: total}
 	switch {
 	case m.Entry.AttnGroups:
 		// APE (Infini-AI-Lab/APE, ape_llama.py, prefill_query): the query's attention
@@ -183,7 +323,7 @@ func (e *Prefiller) PrefillLayout(ctx context.Context, q Query, lay Layout, m Me
 			// layer: the fresh ones are written after the hook.
 			oldK, oldV, err := cache.ReadKV(layer, np, np+n)
 			if err != nil {
-				pruneErr = err
+				p.pruneErr = err
 				return nil
 			}
 			fresh, old := v, oldV
@@ -232,22 +372,8 @@ func (e *Prefiller) PrefillLayout(ctx context.Context, q Query, lay Layout, m Me
 		addRow(t, qStart+i)
 	}
 	seq.Logits = []int{len(seq.Tokens) - 1}
-	t0 := time.Now()
-	out, err := e.Model.Forward(ctx, []*model.Seq{seq})
-	if pruneErr != nil {
-		// The hook kept no rows, so Forward failed on that: the cause is here.
-		err = pruneErr
-	}
-	if err != nil {
-		asm.Cache.Free()
-		return nil, fmt.Errorf("prefill: %s: %w", m.Name(), err)
-	}
-	res.Stats.Recompute = time.Since(t0)
-	res.Logits = out[0].Logits[0]
-	res.NextPos = int32(total)
-	res.Stats.RecomputedTokens = len(res.Selected)
-	res.Stats.TTFT = time.Since(start)
-	return res, nil
+	p.prep = time.Since(start)
+	return res, p, nil
 }
 
 // full computes every row (P, chunks, Q) fresh, FullChunkRows at a time.

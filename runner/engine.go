@@ -459,34 +459,47 @@ func (e *Engine) Allocate(ctx context.Context, batch []*Work) error {
 	return nil
 }
 
-// prefillWork prefills one question with the job's method and records its
-// prefill figures. A failed question is marked on w and yields a nil result;
-// only a cancelled context is returned as an error.
-func (e *Engine) prefillWork(ctx context.Context, w *Work) (*prefill.Result, error) {
-	st := w.State.(*workState)
-	t0 := time.Now()
-	res, err := e.prefiller.PrefillLayout(ctx, st.q, st.lay, e.method, st.maxNew)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+// prefillBatch prefills the batch's questions with the job's method (their
+// recomputed rows share forward calls: prefill.PrefillBatch) and records each
+// one's prefill figures. A failed question is marked on its Work and has a nil
+// result; only a cancelled context is returned as an error.
+func (e *Engine) prefillBatch(ctx context.Context, batch []*Work) ([]*prefill.Result, error) {
+	items := make([]prefill.Item, len(batch))
+	for i, w := range batch {
+		st := w.State.(*workState)
+		items[i] = prefill.Item{Query: st.q, Layout: st.lay, Reserve: st.maxNew}
+	}
+	results, errs := e.prefiller.PrefillBatch(ctx, items, e.method)
+	if err := ctx.Err(); err != nil {
+		for _, res := range results {
+			if res != nil {
+				res.Cache.Free()
+			}
 		}
-		w.Fail(err)
-		return nil, nil
+		return nil, err
 	}
-	r := &w.Result
-	r.NContextTokens = int32(res.Stats.ContextTokens)
-	r.NRecomputed = int32(res.Stats.RecomputedTokens)
-	// Load and aux ran in their own stages (the runner times them): the call
-	// itself was assembly and recompute. res.Stats.Aux is not subtracted: a
-	// selection made ahead cost nothing inside the call, and a method's own
-	// Select is part of its prefill.
-	r.PrefillMS = ms(time.Since(t0))
-	if e.spec.Diagnostics {
-		// Now, before decoding or label scoring: those replace Logits and the
-		// forward pass may reuse the buffer behind them.
-		r.FirstLogProbs = logSoftmax(res.Logits)
+	for i, w := range batch {
+		res := results[i]
+		if errs[i] != nil {
+			w.Fail(errs[i])
+			continue
+		}
+		r := &w.Result
+		r.NContextTokens = int32(res.Stats.ContextTokens)
+		r.NRecomputed = int32(res.Stats.RecomputedTokens)
+		// Load and aux ran in their own stages (the runner times them): what
+		// is left is the question's own part of the prefill (assembly, a
+		// selection the method makes inside the call, and its share of the
+		// forward call it shared with the batch). A selection made ahead
+		// cost nothing here.
+		r.PrefillMS = ms(res.Stats.Own)
+		if e.spec.Diagnostics {
+			// Now, before decoding or label scoring: those replace Logits and the
+			// forward pass may reuse the buffer behind them.
+			r.FirstLogProbs = logSoftmax(res.Logits)
+		}
 	}
-	return res, nil
+	return results, nil
 }
 
 // Answer prefills each question with the method, then decodes all of them
@@ -495,14 +508,15 @@ func (e *Engine) Answer(ctx context.Context, batch []*Work) error {
 	if e.spec.Task == jobs.TaskLabel {
 		return e.answerLabels(ctx, batch)
 	}
+	results, err := e.prefillBatch(ctx, batch)
+	if err != nil {
+		return err
+	}
 	var gens []*model.GenState
 	var owners []*Work
-	for _, w := range batch {
+	for i, w := range batch {
 		st := w.State.(*workState)
-		res, err := e.prefillWork(ctx, w)
-		if err != nil {
-			return err
-		}
+		res := results[i]
 		if res == nil {
 			continue
 		}

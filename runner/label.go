@@ -48,14 +48,15 @@ func (e *Engine) planLabels(w *Work) error {
 // answerLabels prefills each question with the method, then scores every
 // label of the whole batch in one forward call branching from the prompts.
 func (e *Engine) answerLabels(ctx context.Context, batch []*Work) error {
+	results, err := e.prefillBatch(ctx, batch)
+	if err != nil {
+		return err
+	}
 	var items []*prefill.LabelItem
 	var owners []*Work
-	for _, w := range batch {
+	for i, w := range batch {
 		st := w.State.(*workState)
-		res, err := e.prefillWork(ctx, w)
-		if err != nil {
-			return err
-		}
+		res := results[i]
 		if res == nil {
 			continue
 		}

@@ -2,7 +2,7 @@
 # The auxiliary's cost and the end-to-end job throughput (docs/BENCHMARKS.md, "The auxiliary's
 # cost" and "End-to-end job throughput"), in one go, for a quiet window: the load average is
 # printed before and after each benchmark so a reader can tell what else was running.
-# About 10 minutes on a quiet 2-core machine; needs the SmolLM2 GGUF (scripts/fetch-smollm2.sh)
+# About 12 minutes on a quiet 2-core machine; needs the SmolLM2 GGUF (scripts/fetch-smollm2.sh)
 # for the real-model agreement, which is skipped without it.
 set -eu
 cd "$(dirname "$0")/.."
@@ -13,6 +13,9 @@ run() {
 }
 # Full prefill and CacheClip at r = 0.2 with each auxiliary mode, in one process.
 run -bench 'Methods/^(full|cacheclip|cacheclip-cheap|cacheclip-boundary)$/^r=0.2$' -benchtime 3x ./prefill/
+# The primary's own part for a batch of 8 (one by one and in shared forward
+# calls), and what stopping unread rows at the last layer saves.
+run -bench 'PrefillBatch|UnreadLastLayer' -benchtime 2x ./prefill/
 # Each cheaper auxiliary alone: cost, and selection Jaccard against the full auxiliary.
 run -bench 'AuxModes$' -benchtime 3x ./prefill/
 run -bench 'AuxModesSmolLM2' -benchtime 1x ./eval/agree/

@@ -7,7 +7,9 @@
 # 1. PrefillVsMatMul: engine prefill of 512 and 2048 tokens (Qwen2.5-0.5B shape,
 #    random weights, f32 and bf16) alternated with the bare up-projection product;
 #    the ratio and the per-stage profile table of the same prefills.
-# 2. DecodeAttention: one decode row over 512/2k/4k cached slots, keys repacked
+# 2. AttentionVsMatMul: causal prefill attention alone at 512/2k/4k tokens
+#    (GFLOP/s) alternated with the up-projection product (kernels).
+#    DecodeAttention: one decode row over 512/2k/4k cached slots, keys repacked
 #    per call against keys kept blocked (kernels).
 # 3. DecodeContext: decode tokens/s after 512 and 2048 tokens of context on the
 #    SmolLM2-135M and Qwen2.5-0.5B shapes (bf16 weights).
@@ -23,6 +25,7 @@ go test -c -o "$tmp/kernels.test" ./kernels/
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(git rev-parse --short HEAD), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs"
 echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 (cd model && "$tmp/model.test" -test.run '^$' -test.bench 'PrefillVsMatMul' -test.benchtime "${n}x" -test.v)
+(cd kernels && "$tmp/kernels.test" -test.run '^$' -test.bench 'AttentionVsMatMul' -test.benchtime "${n}x")
 (cd kernels && "$tmp/kernels.test" -test.run '^$' -test.bench 'DecodeAttention' -test.benchtime 300x)
 (cd model && "$tmp/model.test" -test.run '^$' -test.bench 'DecodeContext' -test.benchtime 4x)
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"

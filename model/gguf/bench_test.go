@@ -11,18 +11,19 @@ import (
 
 // BenchmarkSmolLM2 measures the real model on the prompt of the golden's
 // long reading task, with its weights held each way (weights=native: the
-// file's Q4_1/Q8_0 blocks; weights=f32: dequantized at load): prefill of the
+// file's Q4_1/Q8_0 blocks; native-q8: the same, decode with 8-bit
+// activations and integer dot products; weights=f32: dequantized at load): prefill of the
 // first n tokens in one call, then 32 greedy decode steps after it. Threads:
 // $GOMAXPROCS (docs/BENCHMARKS.md runs it with 2, as llama.cpp's figures).
 func BenchmarkSmolLM2(b *testing.B) {
 	p := realmodel.Path(b)
-	for _, mode := range []string{"native", "f32"} {
+	for _, mode := range []string{"native-q8", "native", "f32"} {
 		b.Run("weights="+mode, func(b *testing.B) {
 			f, err := Open(p)
 			if err != nil {
 				b.Fatal(err)
 			}
-			m, _, err := f.ModelWith(Options{Native: mode == "native"})
+			m, _, err := f.ModelWith(Options{Native: mode != "f32", Q8Act: mode == "native-q8"})
 			f.Close()
 			if err != nil {
 				b.Fatal(err)

@@ -139,7 +139,7 @@ func (f *File) Weights(c *model.Config) (model.Weights, error) {
 // the quantized blocks the kernels read); the Report says what was kept and
 // what was widened to f32.
 func (f *File) WeightsWith(c *model.Config, o Options) (model.Weights, Report, error) {
-	rep := Report{Native: map[string]int{}, Widened: map[string]int{}}
+	rep := Report{Native: map[string]int{}, Widened: map[string]int{}, Q8Act: o.Q8Act}
 	w, err := f.weights(c, o, &rep)
 	return w, rep, err
 }
@@ -181,6 +181,7 @@ func (f *File) weights(c *model.Config, o Options, rep *Report) (model.Weights, 
 					m.Q = unpermuteRows(m.Q, rows, kernels.QuantRowBytes(m.DType, cols), ropeHeads)
 				}
 				rep.Native[t.Type.String()]++
+				m.Q8Act = o.Q8Act
 				return m, nil
 			}
 		}

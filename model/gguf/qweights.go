@@ -18,12 +18,18 @@ type Options struct {
 	// 1.06 bytes per weight instead of 4. Every other type, and a Q4_0 block
 	// whose −8·d does not fit an f16, is widened to f32 as without it.
 	Native bool
+	// Q8Act (with Native) marks the kept matrices kernels.Mat.Q8Act: a
+	// one-row product (decode) rounds its activation to 8-bit blocks and
+	// dots them with the weight blocks in integers, as llama.cpp does.
+	Q8Act bool
 }
 
 // Report counts the matrices a load kept in their blocks (Native) and those
 // it widened to f32 (Widened), by GGUF type.
 type Report struct {
 	Native, Widened map[string]int
+	// Q8Act: the native matrices decode with 8-bit activations.
+	Q8Act bool
 }
 
 // String is the one line a command logs about the load, e.g. "weights native:
@@ -39,7 +45,11 @@ func (r Report) String() string {
 		}
 		return strings.Join(parts, ", ")
 	}
-	return "weights native: " + list(r.Native) + "; widened to f32: " + list(r.Widened)
+	q8 := ""
+	if r.Q8Act && len(r.Native) > 0 {
+		q8 = " (decode with 8-bit activations)"
+	}
+	return "weights native" + q8 + ": " + list(r.Native) + "; widened to f32: " + list(r.Widened)
 }
 
 // planar converts a rows×cols tensor of GGUF blocks to the kernels' planar

@@ -76,7 +76,7 @@ func TestPlanarQ4_0Overflow(t *testing.T) {
 // the f32 load's fingerprint (shards built either way serve both).
 func TestSmolLM2NativeWeights(t *testing.T) {
 	nat, f32 := smolModel(t, true), smolModel(t, false)
-	rep := smolReport[true]
+	rep := smolReport[Options{Native: true}]
 	if rep.Native["Q4_1"] != 7*nat.Config.Layers || rep.Native["Q8_0"] != 1 || len(rep.Widened) != 0 {
 		t.Errorf("native load: %v", rep)
 	}

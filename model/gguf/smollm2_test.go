@@ -48,18 +48,22 @@ const (
 	nearTie = 2 * logitTol
 )
 
-// smolModels caches the SmolLM2 model per weights mode (f32 and native).
+// smolModels caches the SmolLM2 model per weights mode (f32, native, native with Q8Act).
 var (
 	smolMu     sync.Mutex
-	smolModels = map[bool]*model.Model{}
-	smolReport = map[bool]Report{}
+	smolModels = map[Options]*model.Model{}
+	smolReport = map[Options]Report{}
 )
 
 func smolModel(t *testing.T, native bool) *model.Model {
+	return smolModelWith(t, Options{Native: native})
+}
+
+func smolModelWith(t *testing.T, o Options) *model.Model {
 	p := realmodel.Path(t)
 	smolMu.Lock()
 	defer smolMu.Unlock()
-	if m, ok := smolModels[native]; ok {
+	if m, ok := smolModels[o]; ok {
 		return m
 	}
 	f, err := Open(p)
@@ -67,11 +71,11 @@ func smolModel(t *testing.T, native bool) *model.Model {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	m, rep, err := f.ModelWith(Options{Native: native})
+	m, rep, err := f.ModelWith(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	smolModels[native], smolReport[native] = m, rep
+	smolModels[o], smolReport[o] = m, rep
 	return m
 }
 

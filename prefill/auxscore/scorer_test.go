@@ -3,6 +3,7 @@ package auxscore
 import (
 	"context"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -393,5 +394,45 @@ func TestBoundaryModeAgainstFullPrefill(t *testing.T) {
 	}
 	if moved == 0 {
 		t.Errorf("a boundary window of %d left the cached mode's scores unchanged", w)
+	}
+}
+
+// The full auxiliary computes its context rows' last layer only as far as
+// their keys and values (the question's attention is all the scorer reads):
+// its scores and selections must equal, bit for bit, those of a prefill that
+// runs every row through the whole last layer.
+func TestFreshScoresSkipNothingRead(t *testing.T) {
+	for _, name := range []string{"smollm2", "qwen2"} {
+		t.Run(name, func(t *testing.T) {
+			m := build(t, name)
+			ctx := context.Background()
+			primary, _ := prefilltest.Layouter{Width: 1}.Layout(query.Chunks, query.Question)
+			// FullChunkRows 7 also splits the context over several calls.
+			for _, rows := range []int{0, 7} {
+				got := &Scorer{Model: m, Layouter: prefilltest.Layouter{Width: 2}, FullChunkRows: rows}
+				ref := &Scorer{Model: prefilltest.EveryRow{Backend: m}, Layouter: prefilltest.Layouter{Width: 2}, FullChunkRows: rows}
+				a, err := got.PrimaryScores(ctx, query, primary)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := ref.PrimaryScores(ctx, query, primary)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range a {
+					if a[i] != b[i] {
+						t.Fatalf("rows %d: token %d scores %v, %v with every row computed", rows, i, a[i], b[i])
+					}
+				}
+				for _, r := range []float64{0.1, 0.2, 0.4, 1} {
+					budget := methods.Budget(r, primary.ContextTokens())
+					sa, _ := got.SelectScores(a, budget)
+					sb, _ := ref.SelectScores(b, budget)
+					if !slices.Equal(sa, sb) {
+						t.Fatalf("rows %d r=%.1f: selected %v, %v with every row computed", rows, r, sa, sb)
+					}
+				}
+			}
+		})
 	}
 }

@@ -4,8 +4,10 @@
 package prefilltest
 
 import (
+	"context"
 	"fmt"
 
+	"cacheclip/model"
 	"cacheclip/model/testmodel"
 	"cacheclip/prefill"
 )
@@ -63,4 +65,20 @@ func (l Layouter) Decode(ids []int32) string {
 		}
 	}
 	return string(b)
+}
+
+// EveryRow is a backend whose forward calls run every row through the last
+// layer (a probe that asks for nothing keeps all rows of its sequence): the
+// engine as it was before rows nobody reads stopped at the last layer's keys
+// and values, kept as the reference that skipping them changes nothing.
+type EveryRow struct{ model.Backend }
+
+// Forward gives every sequence without a probe one that asks for nothing.
+func (b EveryRow) Forward(ctx context.Context, seqs []*model.Seq) ([]model.Output, error) {
+	for _, s := range seqs {
+		if s.Probe == nil {
+			s.Probe = func(int) []float32 { return nil }
+		}
+	}
+	return b.Backend.Forward(ctx, seqs)
 }

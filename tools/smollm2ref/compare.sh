@@ -2,7 +2,8 @@
 # compare.sh: this engine beside llama.cpp on the same SmolLM2 GGUF, the same
 # tokens and the same threads, alternated ROUNDS times in one run (llama.cpp,
 # ours, llama.cpp, ours, ...): prefill tok/s of 128/512/2048 tokens and decode
-# tok/s after each (32 greedy steps), ours with --weights native and f32.
+# tok/s after each (32 greedy steps), ours with --weights native-q8 (8-bit
+# activations in decode, as llama.cpp), native and f32.
 #
 #   sh tools/smollm2ref/compare.sh [THREADS] [ROUNDS]
 #
