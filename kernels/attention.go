@@ -587,6 +587,12 @@ func (a *attnCall) few(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []float
 		}
 		mx[m], l[m] = negBig, 0
 	}
+	// The 4-row tile where the set has one: fmr rows per product, the
+	// operands' strides unchanged.
+	gemm, fmr := ks.gemm, mr
+	if ks.gemm4 != nil {
+		gemm, fmr = ks.gemm4, 4
+	}
 	ninf := float32(math.Inf(-1))
 	for t := t0; t < t1; t++ {
 		lo, hi, neg := a.stat[3*t], a.stat[3*t+1], a.stat[3*t+2] != 0
@@ -596,8 +602,10 @@ func (a *attnCall) few(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []float
 		s0 := t * TS
 		n := min(TS, slots-s0)
 		kt := a.kb[(t*spec.KVHeads+kh)*D*TS:]
-		for j0 := 0; j0 < n; j0 += nr {
-			ks.gemm(D, &qt[0], mr, &kt[j0], TS, &sc[j0], TS, 0)
+		for m0 := 0; m0 < M; m0 += fmr {
+			for j0 := 0; j0 < n; j0 += nr {
+				gemm(D, &qt[m0], mr, &kt[j0], TS, &sc[m0*TS+j0], TS, 0)
+			}
 		}
 		masked := neg || hi > minPos
 		for m := 0; m < M; m++ {
@@ -621,6 +629,19 @@ func (a *attnCall) few(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []float
 			}
 			l[m] += ks.expSub(row, mx[m])
 		}
+		vt, ldv := a.v[s0*spec.KVHeads*D+kh*D:], spec.KVHeads*D
+		if a.packV {
+			vt, ldv = a.vp[(kh*a.slotsP+s0)*Dp:], Dp
+		}
+		if ks.gemm4Rows != nil {
+			// P read in place, a query's logits a row of sc.
+			for m0 := 0; m0 < M; m0 += 4 {
+				for c0 := 0; c0 < Dp; c0 += nr {
+					ks.gemm4Rows(n, &sc[m0*TS], TS, &vt[c0], ldv, &o[m0*Dp+c0], Dp, 1)
+				}
+			}
+			continue
+		}
 		// Pᵀ: slot-major, the left operand of O += P·V.
 		for j := 0; j < n; j++ {
 			pj := pt[j*mr : j*mr+M]
@@ -628,12 +649,10 @@ func (a *attnCall) few(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []float
 				pj[m] = sc[m*TS+j]
 			}
 		}
-		vt, ldv := a.v[s0*spec.KVHeads*D+kh*D:], spec.KVHeads*D
-		if a.packV {
-			vt, ldv = a.vp[(kh*a.slotsP+s0)*Dp:], Dp
-		}
-		for c0 := 0; c0 < Dp; c0 += nr {
-			ks.gemm(n, &pt[0], mr, &vt[c0], ldv, &o[c0], Dp, 1)
+		for m0 := 0; m0 < M; m0 += fmr {
+			for c0 := 0; c0 < Dp; c0 += nr {
+				gemm(n, &pt[m0], mr, &vt[c0], ldv, &o[m0*Dp+c0], Dp, 1)
+			}
 		}
 	}
 	a.emit(o, mx, l, M, r0, kh, false, part)

@@ -26,6 +26,25 @@
 	VMOVUPS r1, 64(DI); \
 	ADDQ SI, DI
 
+#define ZERO8 \
+	VPXORD Z0, Z0, Z0; VPXORD Z1, Z1, Z1; VPXORD Z2, Z2, Z2; VPXORD Z3, Z3, Z3; \
+	VPXORD Z4, Z4, Z4; VPXORD Z5, Z5, Z5; VPXORD Z6, Z6, Z6; VPXORD Z7, Z7, Z7
+
+#define STORE8 \
+	MOVQ c+40(FP), DI; \
+	MOVQ ldc+48(FP), SI; \
+	SHLQ $2, SI; \
+	MOVQ acc+56(FP), R8; \
+	TESTQ R8, R8; \
+	JEQ nacc; \
+	ACCST(Z0, Z1); ACCST(Z2, Z3); ACCST(Z4, Z5); ACCST(Z6, Z7); \
+	VZEROUPPER; \
+	RET; \
+nacc: \
+	ST(Z0, Z1); ST(Z2, Z3); ST(Z4, Z5); ST(Z6, Z7); \
+	VZEROUPPER; \
+	RET
+
 #define ZERO24 \
 	VPXORD Z0, Z0, Z0; VPXORD Z1, Z1, Z1; VPXORD Z2, Z2, Z2; VPXORD Z3, Z3, Z3; \
 	VPXORD Z4, Z4, Z4; VPXORD Z5, Z5, Z5; VPXORD Z6, Z6, Z6; VPXORD Z7, Z7, Z7; \
@@ -1909,3 +1928,64 @@ erdone:
 	VMOVUPS Z16, (DI)
 	VZEROUPPER
 	RET
+
+// ---------------------------------------------------------------------------
+// sgemm4x32AVX512 and sgemm4x32RowsAVX512 have the signatures of the 12×32
+// kernels for a 4×32 tile: decode attention has one query row per head, 1–7
+// heads per KV head, and the 12-row tile would spend most of its FMAs on rows
+// of zeros. Eight accumulators keep the two FMA ports busy (latency 4).
+
+TEXT ·sgemm4x32AVX512(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ lda+16(FP), R9
+	SHLQ $2, R9
+	MOVQ b+24(FP), BX
+	MOVQ ldb+32(FP), DX
+	SHLQ $2, DX
+	ZERO8
+	TESTQ CX, CX
+	JEQ done
+
+loop:
+	VMOVUPS (BX), Z24
+	VMOVUPS 64(BX), Z25
+	ROW(0, Z26, Z0, Z1)
+	ROW(4, Z27, Z2, Z3)
+	ROW(8, Z28, Z4, Z5)
+	ROW(12, Z29, Z6, Z7)
+	ADDQ R9, AX
+	ADDQ DX, BX
+	DECQ CX
+	JNZ loop
+
+done:
+	STORE8
+
+TEXT ·sgemm4x32RowsAVX512(SB), NOSPLIT, $0-64
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), AX
+	MOVQ lda+16(FP), R9
+	SHLQ $2, R9
+	LEAQ (R9)(R9*2), R10
+	MOVQ b+24(FP), BX
+	MOVQ ldb+32(FP), DX
+	SHLQ $2, DX
+	ZERO8
+	TESTQ CX, CX
+	JEQ done
+
+loop:
+	VMOVUPS (BX), Z24
+	VMOVUPS 64(BX), Z25
+	ROWR((AX), Z26, Z0, Z1)
+	ROWR((AX)(R9*1), Z27, Z2, Z3)
+	ROWR((AX)(R9*2), Z28, Z4, Z5)
+	ROWR((AX)(R10*1), Z29, Z6, Z7)
+	ADDQ $4, AX
+	ADDQ DX, BX
+	DECQ CX
+	JNZ loop
+
+done:
+	STORE8

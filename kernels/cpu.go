@@ -33,6 +33,10 @@ type Kernels struct {
 	// the mr rows at pf (lda apart) over the same kc columns: the next panel's
 	// activations, fetched while this one computes (nil when the set has none).
 	gemmRowsPf func(kc int, a *float32, lda int, b *float32, pf *float32, c *float32, ldc int, acc int)
+	// gemm4 and gemm4Rows are gemm and gemmRows for a 4×nr tile (nil when the
+	// set has none): decode attention's few queries per KV head (1–7) would
+	// leave most of an mr-row tile's FMAs on rows of zeros.
+	gemm4, gemm4Rows func(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc int)
 	// gemmBF16 is the VDPBF16PS micro-kernel over bf16 pairs (nil when absent):
 	// A packed [kc/2][mr][2], B packed [kc/2][nr][2], both bf16.
 	gemmBF16 func(kp int, a, b *uint16, c *float32, ldc int, acc int)

@@ -51,7 +51,7 @@ func TestPutKeysLayout(t *testing.T) {
 func TestAttentionBlockedMatchesReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 2))
 	type shape struct{ kv, g, hd int }
-	shapes := []shape{{2, 7, 64}, {3, 3, 64}, {1, 8, 64}, {4, 1, 32}, {2, 2, 33}, {1, 7, 8}}
+	shapes := []shape{{2, 7, 64}, {3, 3, 64}, {1, 8, 64}, {4, 1, 32}, {2, 2, 33}, {1, 7, 8}, {1, 5, 48}}
 	ctxs := []int{1, KeyBlock - 1, KeyBlock, KeyBlock + 1, 2*KeyBlock + 5, 700}
 	for _, ks := range Available() {
 		for _, threads := range []int{1, 3} {

@@ -16,6 +16,8 @@ func simdKernels() []*Kernels {
 			gemm:          sgemm12x32AVX512,
 			gemmRows:      sgemm12x32RowsAVX512,
 			gemmRowsPf:    sgemm12x32RowsPfAVX512,
+			gemm4:         sgemm4x32AVX512,
+			gemm4Rows:     sgemm4x32RowsAVX512,
 			mr:            12,
 			nr:            32,
 			gemv4F32:      gemv4F32AVX512,
@@ -176,3 +178,9 @@ func colMax16AVX512(p *float32, ld, n int, dst *float32)
 
 //go:noescape
 func expRows16AVX512(p *float32, ld, n int, m, acc *float32)
+
+//go:noescape
+func sgemm4x32AVX512(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc int)
+
+//go:noescape
+func sgemm4x32RowsAVX512(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, acc int)
