@@ -218,6 +218,12 @@ func attention(p *Pool, out, q []float32, rowPos []int32, kb, v []float32, slotP
 	splits := 1
 	if spec.SlotGroup == nil && spec.Probs == nil && units < attnSplitUnits*p.Threads() {
 		splits = min(tiles, (attnSplitUnits*p.Threads()+units-1)/units)
+		// Whole rounds: with as many pieces per worker (SmolLM2's 3 KV heads
+		// on 2 workers: 12 pieces, not 9) no worker runs a last piece alone
+		// while the other waits.
+		for splits < tiles && units*splits%p.Threads() != 0 {
+			splits++
+		}
 	}
 	if splits <= 1 {
 		// Last row blocks first: in causal prefill they see the most slots,

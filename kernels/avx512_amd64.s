@@ -1934,6 +1934,9 @@ erdone:
 // kernels for a 4×32 tile: decode attention has one query row per head, 1–7
 // heads per KV head, and the 12-row tile would spend most of its FMAs on rows
 // of zeros. Eight accumulators keep the two FMA ports busy (latency 4).
+// Both prefetch B eight rows ahead: decode reads keys and values once per
+// token from far caches, with B rows 384 (keys) or KVHeads·HeadDim·4 (values)
+// bytes apart, a stride the hardware prefetcher follows late.
 
 TEXT ·sgemm4x32AVX512(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
@@ -1950,6 +1953,8 @@ TEXT ·sgemm4x32AVX512(SB), NOSPLIT, $0-64
 loop:
 	VMOVUPS (BX), Z24
 	VMOVUPS 64(BX), Z25
+	PREFETCHT0 (BX)(DX*8)
+	PREFETCHT0 64(BX)(DX*8)
 	ROW(0, Z26, Z0, Z1)
 	ROW(4, Z27, Z2, Z3)
 	ROW(8, Z28, Z4, Z5)
@@ -1978,6 +1983,8 @@ TEXT ·sgemm4x32RowsAVX512(SB), NOSPLIT, $0-64
 loop:
 	VMOVUPS (BX), Z24
 	VMOVUPS 64(BX), Z25
+	PREFETCHT0 (BX)(DX*8)
+	PREFETCHT0 64(BX)(DX*8)
 	ROWR((AX), Z26, Z0, Z1)
 	ROWR((AX)(R9*1), Z27, Z2, Z3)
 	ROWR((AX)(R9*2), Z28, Z4, Z5)
