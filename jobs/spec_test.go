@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"cacheclip/loader"
 )
 
 func TestParsePartition(t *testing.T) {
@@ -199,6 +201,19 @@ func TestValidateNamesField(t *testing.T) {
 	s.Store, s.StoreCache, s.StoreCacheMiB = "s3://bucket/team/kv", "/ssd/tier", 1024
 	if err := s.Validate(); err != nil {
 		t.Errorf("s3 store with a tier rejected: %v", err)
+	}
+}
+
+// The job spec checks weights modes before any work without importing the
+// loader (which pulls in the engine): its list must stay the loader's.
+func TestWeightsModesAreTheLoaders(t *testing.T) {
+	for _, mode := range []string{"", loader.WeightsAuto, loader.WeightsNative, loader.WeightsNativeQ8, loader.WeightsF32, "q4", "native-q4", "F32"} {
+		s := validSpec()
+		s.Weights = mode
+		specErr, loaderErr := s.Validate(), loader.CheckWeights(mode)
+		if (specErr == nil) != (loaderErr == nil) {
+			t.Errorf("weights %q: spec says %v, loader says %v", mode, specErr, loaderErr)
+		}
 	}
 }
 

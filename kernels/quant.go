@@ -77,6 +77,9 @@ type quantKernels struct {
 	// quants, xd its block scales, sx its exact block sums, all padded with
 	// zeros to a multiple of 16 blocks.
 	gemv4Q8 map[DType]func(nb int, w *byte, ldw int, xq *int8, xd, sx, out *float32)
+	// intSIMD says gemv4Q8 is the AVX-512 VNNI kernels, not the portable
+	// integer loops an AVX-512 CPU without VNNI keeps (HasQ8ActSIMD).
+	intSIMD bool
 	// quantize rounds nb blocks of x to 8 bits for gemv4Q8 (quantizeQ8Go).
 	quantize func(nb int, x *float32, qs *int8, d, s *float32)
 }
@@ -85,6 +88,11 @@ type quantKernels struct {
 // kernels; the portable ones decode several times slower than an f32 product,
 // so a model's loader keeps f32 weights by default where this is false.
 func (k *Kernels) HasQuantSIMD() bool { return k.quant() != genericQuant }
+
+// HasQ8ActSIMD reports whether the set multiplies quantized weights by 8-bit
+// activations (Mat.Q8Act) in SIMD integer kernels; without them those
+// products run portable loops, slower than the exact SIMD kernels.
+func (k *Kernels) HasQ8ActSIMD() bool { return k.quant().intSIMD }
 
 // quant returns the set's quantized routines: the AVX-512 ones for the
 // avx512 set, the portable ones otherwise.

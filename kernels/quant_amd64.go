@@ -26,6 +26,7 @@ var avx512Quant = func() *quantKernels {
 		k.gemv4Q8 = map[DType]func(nb int, w *byte, ldw int, xq *int8, xd, sx, out *float32){
 			Q4_1: q41Gemv4VNNI, Q8_0: q80Gemv4VNNI,
 		}
+		k.intSIMD = true
 	}
 	return k
 }()

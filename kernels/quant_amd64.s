@@ -553,8 +553,8 @@ q8qblock:
 	VPSHUFD $0xB1, X3, X4
 	VPMAXUD X4, X3, X3
 	VMOVD X3, AX
-	TESTL AX, AX
-	JZ q8qzero
+	CMPL AX, $0x03800000 // q8TinyBits: zero, or 127/amax would overflow
+	JB q8qzero
 	CMPL AX, $0x7f800000
 	JAE q8qnan
 	VMOVD AX, X5

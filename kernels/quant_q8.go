@@ -63,11 +63,18 @@ func (k *quantKernels) quantizeQ8(a q8Act, x []float32) {
 // as an exact product's would be non-finite.
 const q8NaN = 0x7fc00000
 
+// q8TinyBits is 2⁻¹²⁰ as bits: a block whose largest magnitude is below it
+// counts as zero (scale 0, quants 0), since 127/amax would overflow to +Inf
+// there and the quants would be NaN·0 — garbage that the two quantizers
+// turned into different bytes. The values dropped are below 1e-36.
+const q8TinyBits = 0x03800000
+
 // quantizeQ8Go is the portable quantizer; the assembly one gives the same
 // bits. Per block: s = the f32 sum in hsum16's order over the lanes
 // x[l] + x[l+16]; amax = max|x| (compared as bit patterns, so an Inf or NaN
 // anywhere is seen); dx = amax/127 and qx = round-half-even(x·(127/amax)),
-// so the largest element maps to ±127 and no quant is −128.
+// so the largest element maps to ±127 and no quant is −128; a block with
+// amax < 2⁻¹²⁰ (q8TinyBits) is all zero quants with scale 0.
 func quantizeQ8Go(nb int, xp *float32, qp *int8, dp, sp *float32) {
 	x, qs, d, s := floats(xp, nb*32), unsafe.Slice(qp, nb*32), floats(dp, nb), floats(sp, nb)
 	for b := 0; b < nb; b++ {
@@ -81,7 +88,7 @@ func quantizeQ8Go(nb int, xp *float32, qp *int8, dp, sp *float32) {
 		s[b] = hsum16(&lanes)
 		q := qs[b*32 : b*32+32]
 		switch {
-		case bits == 0:
+		case bits < q8TinyBits:
 			d[b] = 0
 			clear(q)
 			continue

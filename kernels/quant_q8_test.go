@@ -19,6 +19,12 @@ func TestQuantizeQ8(t *testing.T) {
 			x[i] = float32(rng.NormFloat64() * math.Pow(10, float64(rng.IntN(7)-3)))
 		}
 		clear(x[:32]) // an all-zero block
+		if nb > 3 {
+			for i := 96; i < 128; i++ { // block 3 too small for 127/amax to be finite
+				x[i] = float32(rng.NormFloat64() * 1e-38)
+			}
+			x[100] = 3e-37
+		}
 		if nb > 2 {
 			x[40] = float32(math.Inf(-1)) // block 1 non-finite
 			x[70] = float32(math.NaN())   // block 2 too
@@ -63,6 +69,17 @@ func checkQ8Act(t *testing.T, name string, a q8Act, x []float32) {
 		if math.IsInf(amax, 0) || math.IsNaN(amax) {
 			if !math.IsNaN(float64(a.d[b])) {
 				t.Fatalf("%s block %d: non-finite block has scale %g, want NaN", name, b, a.d[b])
+			}
+			continue
+		}
+		if amax < 0x1p-120 {
+			if a.d[b] != 0 {
+				t.Fatalf("%s block %d: amax %g below 2⁻¹²⁰ has scale %g, want 0", name, b, amax, a.d[b])
+			}
+			for j := b * 32; j < b*32+32; j++ {
+				if a.qs[j] != 0 {
+					t.Fatalf("%s block %d: amax %g below 2⁻¹²⁰ has quant %d", name, b, amax, a.qs[j])
+				}
 			}
 			continue
 		}

@@ -96,7 +96,11 @@ func (t *team) run(n, step int, fn func(lo, hi int)) bool {
 			runtime.Gosched()
 		}
 	}
-	t.cur.Store(nil) // the closure's captures are not kept alive by the team
+	// Unpublish the job. Each helper still holds it as last (its closure
+	// stays alive until the helper's next job or exit, at most teamIdle);
+	// that reference is also what keeps work's pointer comparison safe from
+	// a new job reusing this one's address.
+	t.cur.Store(nil)
 	return true
 }
 

@@ -76,6 +76,9 @@ func native(mode string, ks *kernels.Kernels) (gguf.Options, string) {
 	case WeightsNative:
 		return gguf.Options{Native: true}, ""
 	case WeightsNativeQ8:
+		if !ks.HasQ8ActSIMD() {
+			return gguf.Options{Native: true, Q8Act: true}, fmt.Sprintf(" (weights native-q8: the %s kernels have no integer (AVX-512 VNNI) kernels, so its 8-bit products run portable loops, slower than native)", ks.Name())
+		}
 		return gguf.Options{Native: true, Q8Act: true}, ""
 	case WeightsF32:
 		return gguf.Options{}, ""

@@ -119,7 +119,12 @@ func TestWeightsAuto(t *testing.T) {
 	if o, _ := native(WeightsNative, generic); !o.Native || o.Q8Act {
 		t.Error("an explicit native is not kept (exact) on the portable kernels")
 	}
-	if o, _ := native(WeightsNativeQ8, generic); !o.Native || !o.Q8Act {
-		t.Error("an explicit native-q8 is not kept on the portable kernels")
+	if o, why := native(WeightsNativeQ8, generic); !o.Native || !o.Q8Act || !strings.Contains(why, "generic kernels have no integer") {
+		t.Errorf("an explicit native-q8 on the portable kernels: native %v, q8 %v, note %q (want kept, with a note that it is slow)", o.Native, o.Q8Act, why)
+	}
+	for _, k := range kernels.Available() {
+		if _, why := native(WeightsNativeQ8, k); (why == "") != k.HasQ8ActSIMD() {
+			t.Errorf("%s: native-q8 note %q with integer SIMD %v", k.Name(), why, k.HasQ8ActSIMD())
+		}
 	}
 }

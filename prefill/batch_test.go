@@ -2,11 +2,13 @@ package prefill_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
 
 	"cacheclip/methods"
+	"cacheclip/model"
 	"cacheclip/prefill"
 )
 
@@ -79,5 +81,70 @@ func TestPrefillBatchEqualsAlone(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// failingRows is a backend whose forward calls fail whenever one of their
+// sequences holds the poisoned question's tokens: a fault that belongs to one
+// question of a shared call.
+type failingRows struct {
+	model.Backend
+	poison []int32
+}
+
+func (b failingRows) Forward(ctx context.Context, seqs []*model.Seq) ([]model.Output, error) {
+	for _, s := range seqs {
+		if len(s.Tokens) >= len(b.poison) && slices.Equal(s.Tokens[len(s.Tokens)-len(b.poison):], b.poison) {
+			return nil, errors.New("injected fault")
+		}
+	}
+	return b.Backend.Forward(ctx, seqs)
+}
+
+// When the shared forward call fails, each question is retried alone: the
+// error lands on the question that caused it, and the others get what they
+// get prefilled alone.
+func TestPrefillBatchFailedCallRetriesAlone(t *testing.T) {
+	queries := []prefill.Query{
+		testQuery,
+		{Chunks: testQuery.Chunks[1:], Question: "Which colour is the sky?"},
+		{Chunks: []string{testQuery.Chunks[2], testQuery.Chunks[0]}, Question: "What is reused?"},
+	}
+	f := newFixture(t, "qwen2")
+	for _, tc := range []struct {
+		method string
+		ratio  float64
+	}{{methods.CacheClip, 0.2}, {methods.Reuse, 0}, {methods.APE, 0}} {
+		t.Run(tc.method, func(t *testing.T) {
+			m := f.method(t, tc.method, tc.ratio)
+			items := make([]prefill.Item, len(queries))
+			for i, q := range queries {
+				lay, err := f.lay.Layout(q.Chunks, q.Question)
+				if err != nil {
+					t.Fatal(err)
+				}
+				items[i] = prefill.Item{Query: q, Layout: lay, Reserve: 8}
+			}
+			eng := &prefill.Prefiller{Model: failingRows{Backend: f.eng.Model, poison: items[1].Layout.Question.IDs}, Layouter: f.eng.Layouter}
+			got, errs := eng.PrefillBatch(context.Background(), items, m)
+			if errs[1] == nil || !strings.Contains(errs[1].Error(), "injected fault") || got[1] != nil {
+				t.Fatalf("the poisoned question: error %v, result %v", errs[1], got[1])
+			}
+			for _, i := range []int{0, 2} {
+				if errs[i] != nil {
+					t.Fatalf("question %d failed with its batch partner: %v", i, errs[i])
+				}
+				want, err := f.eng.PrefillLayout(context.Background(), items[i].Query, items[i].Layout, m, items[i].Reserve)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(got[i].Selected, want.Selected) || got[i].NextPos != want.NextPos {
+					t.Fatalf("question %d: selected %v next %d, alone %v next %d", i, got[i].Selected, got[i].NextPos, want.Selected, want.NextPos)
+				}
+				if d := relDiff(got[i].Logits, want.Logits); d > 1e-4 {
+					t.Fatalf("question %d: logits %.2e from prefilling it alone", i, d)
+				}
+			}
+		})
 	}
 }

@@ -1027,7 +1027,9 @@ def main():
     ap.add_argument("--vt-legacy-order", action="store_true",
                     help="phases 1-10: a vt context lists the asked chain's links first within a chunk (a leak)")
     ap.add_argument("--multi-q", action="store_true",
-                    help="ask a variable-tracking context about every chain in one row (make_batch_multi)")
+                    help="ask a context about every question it answers in one row (make_batch_multi): every "
+                         "chain of a variable-tracking context, every key of a multi-key or multi-query one "
+                         "(which families: --multi-q-tasks)")
     ap.add_argument("--multi-q-tasks", default="vt,multikey,multiquery",
                     help="with --multi-q, the families whose contexts are asked every question they answer "
                          "(the rest keep one question per context)")
@@ -1054,6 +1056,11 @@ def main():
     for t in advance_on + target_tasks:
         if t not in TASKS:
             raise SystemExit(f"--advance-on/--target-tasks: unknown task {t!r}")
+    for t in filter(None, args.multi_q_tasks.split(",")):
+        if t not in ("vt", "multikey", "multiquery"):
+            raise SystemExit(f"--multi-q-tasks: {t!r} is not vt, multikey or multiquery")
+    if args.warmup < 1:
+        raise SystemExit(f"--warmup: {args.warmup} steps; it must be at least 1 (1 = no warm-up)")
     for kv in filter(None, args.task_weights.split(",")):
         k, v = kv.split("=")
         if k not in weights:
