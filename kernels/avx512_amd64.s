@@ -243,6 +243,27 @@ nacc: \
 	VSHUFF32X4 $0x88, Z31, Z23, Z7; \
 	VSHUFF32X4 $0xdd, Z31, Z23, Z15
 
+// PANEL_LOAD16(op) loads 16 source rows, R8 bytes apart from AX (rows 4–15
+// through BX, R10, R11 = AX + 4, 8, 12 rows; R9 = 3·R8), into Z0–Z15 with op:
+// VMOVUPS for f32 rows, VCVTPH2PS for f16 ones.
+#define PANEL_LOAD16(op) \
+	op (AX), Z0; \
+	op (AX)(R8*1), Z1; \
+	op (AX)(R8*2), Z2; \
+	op (AX)(R9*1), Z3; \
+	op (BX), Z4; \
+	op (BX)(R8*1), Z5; \
+	op (BX)(R8*2), Z6; \
+	op (BX)(R9*1), Z7; \
+	op (R10), Z8; \
+	op (R10)(R8*1), Z9; \
+	op (R10)(R8*2), Z10; \
+	op (R10)(R9*1), Z11; \
+	op (R11), Z12; \
+	op (R11)(R8*1), Z13; \
+	op (R11)(R8*2), Z14; \
+	op (R11)(R9*1), Z15
+
 // PANEL_STORE16 stores Z0–Z15, a transposed 16×16 tile, as rows 128 bytes
 // apart at DI: 16 consecutive t of a 32-wide packed panel (one half of it).
 #define PANEL_STORE16 \
@@ -1017,22 +1038,7 @@ pphalf:
 	MOVQ DX, DI
 	MOVQ CX, R13
 ppblk:
-	VMOVUPS (AX), Z0
-	VMOVUPS (AX)(R8*1), Z1
-	VMOVUPS (AX)(R8*2), Z2
-	VMOVUPS (AX)(R9*1), Z3
-	VMOVUPS (BX), Z4
-	VMOVUPS (BX)(R8*1), Z5
-	VMOVUPS (BX)(R8*2), Z6
-	VMOVUPS (BX)(R9*1), Z7
-	VMOVUPS (R10), Z8
-	VMOVUPS (R10)(R8*1), Z9
-	VMOVUPS (R10)(R8*2), Z10
-	VMOVUPS (R10)(R9*1), Z11
-	VMOVUPS (R11), Z12
-	VMOVUPS (R11)(R8*1), Z13
-	VMOVUPS (R11)(R8*2), Z14
-	VMOVUPS (R11)(R9*1), Z15
+	PANEL_LOAD16(VMOVUPS)
 	TRANSPOSE16
 	PANEL_STORE16
 	ADDQ $64, AX
@@ -1782,22 +1788,7 @@ phhalf:
 	MOVQ DX, DI
 	MOVQ CX, R13
 phblk:
-	VCVTPH2PS (AX), Z0
-	VCVTPH2PS (AX)(R8*1), Z1
-	VCVTPH2PS (AX)(R8*2), Z2
-	VCVTPH2PS (AX)(R9*1), Z3
-	VCVTPH2PS (BX), Z4
-	VCVTPH2PS (BX)(R8*1), Z5
-	VCVTPH2PS (BX)(R8*2), Z6
-	VCVTPH2PS (BX)(R9*1), Z7
-	VCVTPH2PS (R10), Z8
-	VCVTPH2PS (R10)(R8*1), Z9
-	VCVTPH2PS (R10)(R8*2), Z10
-	VCVTPH2PS (R10)(R9*1), Z11
-	VCVTPH2PS (R11), Z12
-	VCVTPH2PS (R11)(R8*1), Z13
-	VCVTPH2PS (R11)(R8*2), Z14
-	VCVTPH2PS (R11)(R9*1), Z15
+	PANEL_LOAD16(VCVTPH2PS)
 	TRANSPOSE16
 	PANEL_STORE16
 	ADDQ $32, AX
