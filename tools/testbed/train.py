@@ -911,11 +911,13 @@ def reuse_mask(examples, T):
 
 
 @torch.no_grad()
-def exact_match(model, examples, bs, token_acc=None, reuse=False):
+def exact_match(model, examples, bs, token_acc=None, reuse=False, first_acc=None):
     """Share of examples whose every answer token (and EOS) is the argmax; token_acc, when
-    given, receives the per-token share too (progress shows there long before exact match)."""
+    given, receives the per-token share too (progress shows there long before exact match),
+    first_acc the share of first answer tokens right (in the needle families the one token
+    that needs the key matched; the rest is copying)."""
     model.eval()
-    ok, tok_ok, tok_n = 0, 0, 0
+    ok, tok_ok, tok_n, first_ok = 0, 0, 0, 0
     for i in range(0, len(examples), bs):
         part = examples[i : i + bs]
         x, y, w, am = make_batch(part, 0.0)
@@ -924,9 +926,13 @@ def exact_match(model, examples, bs, token_acc=None, reuse=False):
         ok += int(good.sum())
         tok_ok += int(((pred == y) & am).sum())
         tok_n += int(am.sum())
+        first = am.int().argmax(dim=1, keepdim=True)
+        first_ok += int((pred.gather(1, first) == y.gather(1, first)).sum())
     model.train()
     if token_acc is not None:
         token_acc.append(tok_ok / max(tok_n, 1))
+    if first_acc is not None:
+        first_acc.append(first_ok / len(examples))
     return ok / len(examples)
 
 
@@ -1043,6 +1049,13 @@ def main():
                          "(--patience still lets single alone decide after that many evaluations)")
     ap.add_argument("--target-tasks", default="single,vt",
                     help="comma-separated tasks also evaluated at the target level (8 x 128) at every evaluation")
+    ap.add_argument("--replay-levels", default="",
+                    help="comma-separated levels the replay steps (a quarter of all steps) draw from; empty = "
+                         "every level below the current one. A drill at a short level can replay the target "
+                         "level instead, so that what it does not drill is kept where it is scored")
+    ap.add_argument("--replay-weights", default="",
+                    help="task weights of the replay steps (task=w,...; empty = --task-weights), e.g. the "
+                         "families the drill does not train")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--init-from", default="",
                     help="with --resume and no checkpoint in --workdir: continue from the exported test-bed "
@@ -1061,11 +1074,31 @@ def main():
             raise SystemExit(f"--multi-q-tasks: {t!r} is not vt, multikey or multiquery")
     if args.warmup < 1:
         raise SystemExit(f"--warmup: {args.warmup} steps; it must be at least 1 (1 = no warm-up)")
-    for kv in filter(None, args.task_weights.split(",")):
-        k, v = kv.split("=")
-        if k not in weights:
-            raise SystemExit(f"--task-weights: unknown task {k!r}")
-        weights[k] = float(v)
+    def parse_weights(flag, spec, base):
+        out = dict(base)
+        for kv in filter(None, spec.split(",")):
+            k, _, v = kv.partition("=")
+            if k not in out:
+                raise SystemExit(f"{flag}: unknown task {k!r}")
+            try:
+                out[k] = float(v)
+            except ValueError:
+                raise SystemExit(f"{flag}: {kv!r} is not task=weight")
+        if sum(out.values()) <= 0:
+            raise SystemExit(f"{flag}: every weight is zero")
+        return out
+
+    weights = parse_weights("--task-weights", args.task_weights, weights)
+    # Replay steps: without --replay-weights they draw tasks as the drill does.
+    replay_weights = parse_weights("--replay-weights", args.replay_weights,
+                                   weights if not args.replay_weights else {t: 0.0 for t in weights})
+    try:
+        replay_levels = [int(v) for v in args.replay_levels.split(",") if v]
+    except ValueError:
+        raise SystemExit(f"--replay-levels: {args.replay_levels!r} is not a comma-separated list of levels")
+    for lv in replay_levels:
+        if not 1 <= lv < len(LEVELS):
+            raise SystemExit(f"--replay-levels: level {lv} is not in 1..{len(LEVELS) - 1}")
     os.makedirs(args.workdir, exist_ok=True)
     words = load_words()
     ckpt_path = os.path.join(args.workdir, "ckpt.pt")
@@ -1181,10 +1214,12 @@ def main():
                  f"- step {step}, curriculum level {level} {LEVELS[level]} (n_chunks, tokens per chunk; level 0 = copy warm-up)",
                  f"- training time {elapsed / 3600:.2f} h, tokens seen {tokens_seen:,}", "",
                  "Teacher-forced exact match (= greedy exact match) on held-out examples, in % (answer-token",
-                 "accuracy in brackets), latest evaluations; the target-level columns are 8 chunks x 128 tokens:", "",
+                 "accuracy in brackets), latest evaluations; the target-level columns are 8 chunks x 128 tokens;",
+                 "first token: the first answer token right at the current level (key matching):", "",
                  "| step | model | level | " + " | ".join(["copy", *TASKS]) + " | "
-                 + " | ".join(f"target level {t}" for t in status_targets) + " | reuse: target single | reuse: target vt |",
-                 "|---|---|---|" + "---|" * (len(TASKS) + 3 + len(status_targets))]
+                 + " | ".join(f"target level {t}" for t in status_targets) + " | reuse: target single | reuse: target vt"
+                 + " | first token: multikey | first token: multiquery |",
+                 "|---|---|---|" + "---|" * (len(TASKS) + 5 + len(status_targets))]
         for h in history[-12:]:
             for m in ("primary", "aux"):
                 r = h[m]
@@ -1192,7 +1227,8 @@ def main():
                     f"{r.get(t, float('nan')) * 100:.0f} ({r.get('tok_' + t, float('nan')) * 100:.0f})"
                     for t in ["copy", *TASKS]) +
                     " | " + " | ".join(f"{r.get('target_' + t, float('nan')) * 100:.0f}" for t in status_targets) +
-                    f" | {r.get('reuse_target_single', float('nan')) * 100:.0f} | {r.get('reuse_target_vt', float('nan')) * 100:.0f} |")
+                    f" | {r.get('reuse_target_single', float('nan')) * 100:.0f} | {r.get('reuse_target_vt', float('nan')) * 100:.0f}" +
+                    f" | {r.get('first_multikey', float('nan')) * 100:.0f} | {r.get('first_multiquery', float('nan')) * 100:.0f} |")
         with open(args.status + ".tmp", "w") as f:
             f.write("\n".join(lines) + "\n")
         os.replace(args.status + ".tmp", args.status)
@@ -1203,13 +1239,20 @@ def main():
         for t in tasks:
             ex = eval_set(gen, args.seed, level, t, args.eval_n)
             ta = []
-            r["primary"][t] = exact_match(prim, ex, 8, ta)
-            r["aux"][t] = exact_match(aux, ex, 8, ta)
-            r["primary"]["tok_" + t], r["aux"]["tok_" + t] = ta
+            fa = []
+            r["primary"][t] = exact_match(prim, ex, 8, ta, first_acc=fa)
+            r["primary"]["tok_" + t] = ta[0]
+            r["primary"]["first_" + t] = fa[0]
+            if not args.freeze_aux:
+                # A frozen auxiliary's figures are those of its last evaluation: half the cost saved.
+                r["aux"][t] = exact_match(aux, ex, 8, ta)
+                r["aux"]["tok_" + t] = ta[1]
         if level >= 1:
             for t in status_targets:
                 ex = eval_set(gen, args.seed, TARGET_LEVEL, t, 16 if level < TARGET_LEVEL else args.eval_n, True)
-                r["primary"]["target_" + t] = exact_match(prim, ex, 4)
+                fa = []
+                r["primary"]["target_" + t] = exact_match(prim, ex, 4, first_acc=fa)
+                r["primary"]["target_first_" + t] = fa[0]
                 if t in ("single", "vt"):
                     # The test bed must tell methods apart: reuse (no cross-chunk attention)
                     # has to lose on vt where full attention wins.
@@ -1223,16 +1266,20 @@ def main():
     n_sum = 0
     while elapsed < args.max_hours * 3600:
         t0 = time.time()
-        # 75% current level, the rest earlier levels (copy included) against forgetting.
-        if level == 0 or rng.random() < 0.75:
+        # 75% current level, the rest earlier levels (copy included; or --replay-levels) against forgetting.
+        replay = level > 0 and rng.random() >= 0.75
+        if not replay:
             lv = level
+        elif replay_levels:
+            lv = rng.choice(replay_levels)
         else:
             lv = rng.randrange(0, level)
         nc, ct = LEVELS[lv]
         names = list(weights)
+        ws = [(replay_weights if replay else weights)[n] for n in names]
 
         def pick():
-            return "copy" if lv == 0 else rng.choices(names, [weights[n] for n in names])[0]
+            return "copy" if lv == 0 else rng.choices(names, ws)[0]
 
         multi = args.multi_q and lv >= 1
         make = (lambda: gen.example_multi(rng, pick(), nc, ct)) if multi else (lambda: gen.example(rng, pick(), nc, ct, True))
