@@ -202,8 +202,10 @@ class Gen:
     variable names: 3 upper-case letters. Training draws from Python's random with the
     training seed; the Go generators use their own PRNG and seeds, so examples differ."""
 
-    def __init__(self, tok, words, vt_chains=(1, 2), vt_legacy_order=False, multi_q_tasks=("vt", "multikey", "multiquery")):
+    def __init__(self, tok, words, vt_chains=(1, 2), vt_legacy_order=False, multi_q_tasks=("vt", "multikey", "multiquery"),
+                 mq_pairs=False):
         self.multi_q_tasks = multi_q_tasks
+        self.mq_pairs = mq_pairs
         self.tok = tok
         self.words = words
         self.vt_chains = vt_chains
@@ -327,6 +329,17 @@ class Gen:
             qas += [qa([k]) for k in keys if k != qkeys[0] or nq > 1]
             if nq > 1:
                 qas.append(qa(qkeys[::-1]))
+        if kind == "multiquery" and self.mq_pairs:
+            # Any two keys of the context make a valid multi-query question: each neighbouring pair
+            # of the key list, both orders. Without them a packed row asks one or two list questions
+            # among 5-9, and the list (answer the FIRST named key first) is what single-key
+            # matching does not teach.
+            asked = {tuple(qkeys), tuple(qkeys[::-1])}
+            for a, b in zip(keys, keys[1:]):
+                for pair in ((a, b), (b, a)):
+                    if pair not in asked:
+                        asked.add(pair)
+                        qas.append(qa(list(pair)))
         return chunks, qas
 
     def varname(self, rng, used):
@@ -1039,6 +1052,9 @@ def main():
     ap.add_argument("--multi-q-tasks", default="vt,multikey,multiquery",
                     help="with --multi-q, the families whose contexts are asked every question they answer "
                          "(the rest keep one question per context)")
+    ap.add_argument("--multi-q-pairs", action="store_true",
+                    help="with --multi-q and multiquery packed: also ask every neighbouring pair of a multi-query "
+                         "context's keys, both orders (more list questions per row; the asked example is unchanged)")
     ap.add_argument("--vt-chains", default="1,2",
                     help="min,max chains per variable-tracking example; with 2 or more, the first variable "
                          "must be found by its value, not by being the only one assigned a number")
@@ -1146,7 +1162,7 @@ def main():
         tok = Tokenizer(ck["vocab"], [tuple(m) for m in ck["merges"]])
         pc, ac = ck["pcfg"], ck["acfg"]
     gen = Gen(tok, words, tuple(int(v) for v in args.vt_chains.split(",")), args.vt_legacy_order,
-              tuple(t for t in args.multi_q_tasks.split(",") if t))
+              tuple(t for t in args.multi_q_tasks.split(",") if t), args.multi_q_pairs)
     fresh_opt = ck is None or "po" not in ck
     if ck is not None and args.grow_layers > pc["num_hidden_layers"]:
         ck["prim"], pc = grow(ck["prim"], pc, args.grow_layers, args.seed)
