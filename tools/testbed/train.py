@@ -1280,6 +1280,7 @@ def main():
     t_start = time.time()
     pl_sum = al_sum = 0.0
     n_sum = 0
+    carry = {}  # level -> a row drawn but deferred: it would have made the padded batch too large
     while elapsed < args.max_hours * 3600:
         t0 = time.time()
         # 75% current level, the rest earlier levels (copy included; or --replay-levels) against forgetting.
@@ -1299,12 +1300,22 @@ def main():
 
         multi = args.multi_q and lv >= 1
         make = (lambda: gen.example_multi(rng, pick(), nc, ct)) if multi else (lambda: gen.example(rng, pick(), nc, ct, True))
-        first = make()
         size = (lambda ex: len(ex[0]) + sum(len(b) for b, _ in ex[2])) if multi else (lambda ex: len(ex[0]))
-        per = max(1, args.tokens_per_step // size(first))
-        exs = [first]
-        for _ in range(per - 1):
-            exs.append(make())
+        # Rows until --tokens-per-step, but never a padded batch over twice that: rows differ up to
+        # 15x in length (a level-1 single needle against a packed multi-query row), and sizing the
+        # batch by its first row once built 68 rows padded to ~1,000 tokens (21 GB, killed for
+        # memory). A row that would overflow waits for the next step at its level, so the task
+        # mix is unchanged.
+        exs = [carry.pop(lv, None) or make()]
+        total = width = size(exs[0])
+        while total < args.tokens_per_step:
+            ex = make()
+            n = size(ex)
+            if (len(exs) + 1) * max(width, n) > 2 * args.tokens_per_step:
+                carry[lv] = ex
+                break
+            exs.append(ex)
+            total, width = total + n, max(width, n)
         gapped = lv >= 1 and rng.random() < args.gap_prob
         # Single-question layout of each example: the segments gapped_positions works on.
         segs = [ex[1] + [-1] * len(ex[2][0][0]) for ex in exs] if multi else [ex[2] for ex in exs]
