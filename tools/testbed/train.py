@@ -1069,6 +1069,8 @@ def main():
                     help="comma-separated levels the replay steps (a quarter of all steps) draw from; empty = "
                          "every level below the current one. A drill at a short level can replay the target "
                          "level instead, so that what it does not drill is kept where it is scored")
+    ap.add_argument("--replay-prob", type=float, default=0.25,
+                    help="share of steps that replay (--replay-levels, or the levels below the current one)")
     ap.add_argument("--replay-weights", default="",
                     help="task weights of the replay steps (task=w,...; empty = --task-weights), e.g. the "
                          "families the drill does not train")
@@ -1088,6 +1090,8 @@ def main():
     for t in filter(None, args.multi_q_tasks.split(",")):
         if t not in ("vt", "multikey", "multiquery"):
             raise SystemExit(f"--multi-q-tasks: {t!r} is not vt, multikey or multiquery")
+    if not 0 <= args.replay_prob <= 1:
+        raise SystemExit(f"--replay-prob: {args.replay_prob} is not a share between 0 and 1")
     if args.warmup < 1:
         raise SystemExit(f"--warmup: {args.warmup} steps; it must be at least 1 (1 = no warm-up)")
     def parse_weights(flag, spec, base):
@@ -1283,8 +1287,9 @@ def main():
     carry = {}  # level -> a row drawn but deferred: it would have made the padded batch too large
     while elapsed < args.max_hours * 3600:
         t0 = time.time()
-        # 75% current level, the rest earlier levels (copy included; or --replay-levels) against forgetting.
-        replay = level > 0 and rng.random() >= 0.75
+        # 75% current level (--replay-prob), the rest earlier levels (copy included; or --replay-levels)
+        # against forgetting.
+        replay = level > 0 and rng.random() >= 1 - args.replay_prob
         if not replay:
             lv = level
         elif replay_levels:
