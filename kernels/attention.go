@@ -242,12 +242,17 @@ func attention(p *Pool, out, q []float32, rowPos []int32, kb, v []float32, slotP
 	partBuf := p.getBuf(units * splits * pm)
 	defer p.putBuf(partBuf)
 	part := *partBuf
-	p.runDynamic(units*splits, func(u int) {
-		c, b, kh := u%splits, u/splits/KV, u/splits%KV
-		r0 := b * rb
-		at.unit(p, rowPos[r0:min(r0+rb, rows)], r0, kh, c*tiles/splits, (c+1)*tiles/splits, part[u*pm:(u+1)*pm])
+	// A split call is decode's (few units): its two steps go to the pool's
+	// team (runTeam), whose helpers are awake between a token's calls,
+	// rather than to new goroutines that wake parked threads twice a layer.
+	p.runTeam(units*splits, 1, func(lo, hi int) {
+		for u := lo; u < hi; u++ {
+			c, b, kh := u%splits, u/splits/KV, u/splits%KV
+			r0 := b * rb
+			at.unit(p, rowPos[r0:min(r0+rb, rows)], r0, kh, c*tiles/splits, (c+1)*tiles/splits, part[u*pm:(u+1)*pm])
+		}
 	})
-	p.Run(units, 1, func(lo, hi int) {
+	p.runTeam(units, 1, func(lo, hi int) {
 		for bu := lo; bu < hi; bu++ {
 			b, kh := bu/KV, bu%KV
 			r0 := b * rb
