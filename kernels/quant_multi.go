@@ -73,9 +73,10 @@ func planFloats(n int, w Mat) int {
 func (pl *quantPlan) groups() int { return (pl.w.Rows + 3) / 4 }
 
 // group computes outputs 4g..4g+3 (fewer in a last partial group) of every
-// activation row.
-func (pl *quantPlan) group(g int) {
-	var out [4]float32
+// activation row. out is the kernels' scratch, one per part: the kernels are
+// called through func values, so a local array would move to the heap at
+// every group.
+func (pl *quantPlan) group(g int, out *[4]float32) {
 	w, K, N, rb := pl.w, pl.w.Cols, pl.w.Rows, pl.rb
 	o0 := g * 4
 	rows := min(4, N-o0)
@@ -172,12 +173,13 @@ func runPlans(p *Pool, ks *Kernels, n int, prods []Product) {
 		ends[i] = G
 	}
 	p.runTeam(G, 16, func(lo, hi int) {
+		out := new([4]float32)
 		i := 0
 		for g := lo; g < hi; g++ {
 			for g >= ends[i] {
 				i++
 			}
-			plans[i].group(g - (ends[i] - plans[i].groups()))
+			plans[i].group(g-(ends[i]-plans[i].groups()), out)
 		}
 	})
 }
