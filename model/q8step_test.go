@@ -78,3 +78,64 @@ func TestQ8ActBatchPartners(t *testing.T) {
 		})
 	}
 }
+
+// TestQ8ActMixedCall: a call holding a decode step and a prompt (8-bit
+// weights) gives each the bits it gets in a call of its own — the decode
+// step's 8-bit rows and the prompt's exact rows run apart (actRuns), in
+// either order.
+func TestQ8ActMixedCall(t *testing.T) {
+	cpu, err := testmodel.Build(testmodel.Variants()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := quantizeQ8Act(t, cpu).(*model.Model)
+	ctx := context.Background()
+	prompt := []int32{5, 9, 33, 2}
+	seq := func(c *model.Cache, ids []int32, at int) *model.Seq {
+		first, _ := c.Alloc(len(ids))
+		s := &model.Seq{Cache: c, Tokens: ids, Logits: []int{len(ids) - 1}}
+		for i := range ids {
+			s.Pos = append(s.Pos, int32(at+i))
+			s.Slots = append(s.Slots, int32(first+i))
+		}
+		return s
+	}
+	// decodeSeq is a cache holding the prompt and the one-token step after it.
+	decodeSeq := func() *model.Seq {
+		c := m.HostCache(8)
+		if _, err := m.Forward(ctx, []*model.Seq{seq(c, prompt, 0)}); err != nil {
+			t.Fatal(err)
+		}
+		return seq(c, []int32{71}, len(prompt))
+	}
+	other := []int32{4, 8, 15, 16, 23}
+	alone, err := m.Forward(ctx, []*model.Seq{decodeSeq()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherAlone, err := m.Forward(ctx, []*model.Seq{seq(m.HostCache(8), other, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, decodeFirst := range []bool{true, false} {
+		d, o := decodeSeq(), seq(m.HostCache(8), other, 0)
+		seqs, di, oi := []*model.Seq{d, o}, 0, 1
+		if !decodeFirst {
+			seqs, di, oi = []*model.Seq{o, d}, 1, 0
+		}
+		outs, err := m.Forward(ctx, seqs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			name      string
+			got, want []float32
+		}{{"decode step", outs[di].Logits[0], alone[0].Logits[0]}, {"prompt", outs[oi].Logits[0], otherAlone[0].Logits[0]}} {
+			for i, v := range c.want {
+				if math.Float32bits(c.got[i]) != math.Float32bits(v) {
+					t.Fatalf("decode first %v: %s logit %d: %g in the mixed call, %g alone", decodeFirst, c.name, i, c.got[i], v)
+				}
+			}
+		}
+	}
+}
