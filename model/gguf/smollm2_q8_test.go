@@ -27,9 +27,8 @@ const (
 
 // TestSmolLM2Q8ActDecode holds decode with 8-bit activations (weights
 // native-q8) to the exact native decode and to transformers' greedy
-// continuations: both models prefill each golden prompt (the many-row
-// products exact in both; the LM head of the one logits row is a one-row
-// product, so step 0 already differs) and then decode the reference's own
+// continuations: both models prefill each golden prompt (exact in both:
+// only decode steps take 8-bit activations) and then decode the reference's own
 // greedy tokens, comparing every logit of every step, and
 // the native-q8 argmax with the reference's token wherever the reference's
 // gap is not a near-tie at this tolerance.
@@ -64,7 +63,7 @@ func TestSmolLM2Q8ActDecode(t *testing.T) {
 			return c, out[0].Logits[0]
 		}
 		step := func(m *model.Model, c *model.Cache, id int32, pos int) []float32 {
-			out, err := m.Forward(ctx, []*model.Seq{{Cache: c, Tokens: []int32{id}, Pos: []int32{int32(pos)}, Slots: []int32{int32(allocOne(c))}, Logits: []int{0}}})
+			out, err := m.Forward(ctx, []*model.Seq{{Cache: c, Tokens: []int32{id}, Pos: []int32{int32(pos)}, Slots: []int32{int32(allocOne(c))}, Logits: []int{0}, Decode: true}})
 			if err != nil {
 				t.Fatal(err)
 			}
