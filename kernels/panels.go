@@ -146,7 +146,7 @@ func matMulPanels(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 // the panel holding block column jr starts at buf[off + (jr/width)·pstride +
 // jr%width], its rows width floats apart.
 type bBlock struct {
-	buf                  []float32
+	buf                 []float32
 	off, pstride, width int
 }
 
@@ -204,6 +204,10 @@ func matMulPanelsSmall(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 		wb, tile, ap := parts[0], parts[1], parts[2]
 		for q := lo; q < hi; q++ {
 			cols := min(pw, N-q*pw)
+			if n == 1 && gemvPanel(ks, w, q, x, tile) {
+				copy(dst[q*pw:q*pw+cols], tile[:cols])
+				continue
+			}
 			for pc := 0; pc < K; pc += kcB {
 				kc := min(kcB, K-pc)
 				b := wb
@@ -261,4 +265,22 @@ func tileCall(kern func(kc int, a *float32, lda int, b *float32, ldb int, c *flo
 	for i := 0; i < rows; i++ {
 		copy(dst[ci+i*N:ci+i*N+cols], tile[i*nr:i*nr+cols])
 	}
+}
+
+// gemvPanel writes out[0:32] = x · panel q of w with the set's one-row panel
+// kernel, reporting false when the set has none for w's dtype.
+func gemvPanel(ks *Kernels, w Mat, q int, x, out []float32) bool {
+	K := w.Cols
+	off := q * K * PanelWidth
+	switch {
+	case w.DType == F32 && ks.gemvPanelF32 != nil:
+		ks.gemvPanelF32(K, &w.F32[off], &x[0], &out[0], 0)
+	case w.DType == BF16 && ks.gemvPanelBF16 != nil:
+		ks.gemvPanelBF16(K, &w.U16[off], &x[0], &out[0], 0)
+	case w.DType == F16 && ks.gemvPanelF16 != nil:
+		ks.gemvPanelF16(K, &w.U16[off], &x[0], &out[0], 0)
+	default:
+		return false
+	}
+	return true
 }
