@@ -234,6 +234,9 @@ func FromWeights(cfg *Config, w Weights) (*Model, error) {
 	}
 	var infos []tensorInfo
 	add := func(name string, m kernels.Mat) {
+		// Row-major values, so that packed weights (a model cut from a
+		// loaded one) fingerprint as their file does.
+		m = m.RowMajor()
 		if m.DType.Quantized() {
 			// The values a load widened to f32 would hold, so that one GGUF
 			// has one fingerprint whichever way its weights are kept.
@@ -285,7 +288,40 @@ func u16Bytes(s []uint16) []byte {
 }
 
 func newModel(cfg *Config, w Weights, fp [32]byte) *Model {
-	return &Model{Config: *cfg, W: w, Pool: kernels.NewPool(0), invFreq: cfg.InvFreq(), fp: fp}
+	return &Model{Config: *cfg, W: packWeights(w), Pool: kernels.NewPool(0), invFreq: cfg.InvFreq(), fp: fp}
+}
+
+// packWeights converts the f32, f16 and bf16 matrices of the linear layers
+// into the product kernels' panel layout once, at load (kernels.Pack: the
+// same values permuted, one copy; the mapped file's pages are the kernel's
+// to drop), so that no product packs them per call. The LM head is packed
+// too unless it is the embedding table, which is read by rows.
+func packWeights(w Weights) Weights {
+	layers := make([]Layer, len(w.Layers))
+	for i, L := range w.Layers {
+		for _, m := range []*kernels.Mat{&L.Wq, &L.Wk, &L.Wv, &L.Wo, &L.Wgate, &L.Wup, &L.Wdown} {
+			*m = kernels.Pack(*m)
+		}
+		layers[i] = L
+	}
+	w.Layers = layers
+	if !sameBacking(w.LMHead, w.Embed) {
+		w.LMHead = kernels.Pack(w.LMHead)
+	}
+	return w
+}
+
+// sameBacking reports whether two matrices share their first element.
+func sameBacking(a, b kernels.Mat) bool {
+	switch {
+	case len(a.F32) > 0 && len(b.F32) > 0:
+		return &a.F32[0] == &b.F32[0]
+	case len(a.U16) > 0 && len(b.U16) > 0:
+		return &a.U16[0] == &b.U16[0]
+	case len(a.Q) > 0 && len(b.Q) > 0:
+		return &a.Q[0] == &b.Q[0]
+	}
+	return false
 }
 
 // LoadLlama2C reads a llama2.c checkpoint (version 0: 7 int32 header, then f32
