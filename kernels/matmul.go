@@ -53,12 +53,10 @@ func MatMul(p *Pool, dst, x []float32, n int, w Mat) {
 		matMulQuant(p, ks, dst, x, n, w)
 		return
 	}
-	if w.Panels {
-		matMulPanels(p, ks, dst, x, n, w)
-		return
-	}
 	switch {
-	case n <= matVecRows(p, ks, w.DType):
+	case w.Panels && n <= panelSmallRows:
+		matMulPanelsSmall(p, ks, dst, x, n, w)
+	case !w.Panels && n <= matVecRows(p, ks, w.DType):
 		matVec(p, ks, dst, x, n, w)
 	case w.DType == BF16 && p != nil && p.bf16Dot:
 		matMulBF16Dot(p, ks, dst, x, n, w)

@@ -128,20 +128,6 @@ const panelSmallRows = 32
 // while the activation rows pass over it.
 const panelSmallKC = 256
 
-// matMulPanels is MatMul for weights in panel layout.
-func matMulPanels(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
-	switch {
-	case n <= panelSmallRows:
-		matMulPanelsSmall(p, ks, dst, x, n, w)
-	case w.DType == BF16 && p != nil && p.bf16Dot:
-		matMulBF16Dot(p, ks, dst, x, n, w)
-	case n > w.Rows && rowsFit(ks, w.Rows, w.Cols):
-		matMulRows(p, ks, dst, x, n, w)
-	default:
-		matMulPacked(p, ks, dst, x, n, w)
-	}
-}
-
 // bBlock is a kc-deep block of weight panels as the micro-kernel reads it:
 // the panel holding block column jr starts at buf[off + (jr/width)·pstride +
 // jr%width], its rows width floats apart.
