@@ -306,3 +306,35 @@ func BenchmarkAttentionVsMatMul(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMatMulLayouts alternates, per shape of linearShapes, the product
+// over the same weights row-major (packed by each call) and in panel layout
+// (packed at load), so that the layouts' ratio comes from one run under one
+// load: panelsOverRows > 1 means the panel layout is faster (best iteration
+// of each, wall time).
+func BenchmarkMatMulLayouts(b *testing.B) {
+	p := NewPool(0)
+	for _, d := range []DType{F32, BF16} {
+		for _, s := range linearShapes {
+			b.Run(fmt.Sprintf("%s/%s/%s", p.Kernels().Name(), d, s.name), func(b *testing.B) {
+				rng := rand.New(rand.NewPCG(9, 10))
+				w := randMat(rng, d, s.out, s.k)
+				pw := Pack(w)
+				x, dst := randVec(rng, s.n*s.k), make([]float32, s.n*s.out)
+				rows, panels := time.Duration(1<<62), time.Duration(1<<62)
+				for b.Loop() {
+					t := time.Now()
+					MatMul(p, dst, x, s.n, w)
+					rows = min(rows, time.Since(t))
+					t = time.Now()
+					MatMul(p, dst, x, s.n, pw)
+					panels = min(panels, time.Since(t))
+				}
+				fl := 2 * float64(s.n) * float64(s.k) * float64(s.out) / 1e9
+				b.ReportMetric(fl/rows.Seconds(), "rows-GFLOP/s")
+				b.ReportMetric(fl/panels.Seconds(), "panels-GFLOP/s")
+				b.ReportMetric(rows.Seconds()/panels.Seconds(), "panelsOverRows")
+			})
+		}
+	}
+}

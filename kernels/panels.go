@@ -74,6 +74,16 @@ func (m Mat) RowMajor() Mat {
 	return out
 }
 
+// Index is where the element at row-major position i (row i/Cols, column
+// i%Cols) is stored in m's slice.
+func (m Mat) Index(i int) int {
+	if !m.Panels {
+		return i
+	}
+	o, c := i/m.Cols, i%m.Cols
+	return (o/PanelWidth)*m.Cols*PanelWidth + c*PanelWidth + o%PanelWidth
+}
+
 // panelRows is rows rounded up to whole panels.
 func panelRows(rows int) int { return (rows + PanelWidth - 1) / PanelWidth * PanelWidth }
 

@@ -48,6 +48,9 @@ func TestPackRoundTrip(t *testing.T) {
 				if d == F32 && math.Float32bits(back.F32[i]) != math.Float32bits(w.F32[i]) || d != F32 && back.U16[i] != w.U16[i] {
 					t.Fatalf("%s %v: RowMajor(Pack(w)) differs at %d", d, sh, i)
 				}
+				if d == F32 && math.Float32bits(pk.F32[pk.Index(i)]) != math.Float32bits(w.F32[i]) || d != F32 && pk.U16[pk.Index(i)] != w.U16[i] {
+					t.Fatalf("%s %v: Index(%d) = %d holds another value", d, sh, i, pk.Index(i))
+				}
 			}
 			// Rows past Rows in the last panel are zeros.
 			last := (sh[0] - 1) / PanelWidth

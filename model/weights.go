@@ -7,7 +7,10 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"sort"
+	"sync"
+	"sync/atomic"
 
 	"cacheclip/kernels"
 	"cacheclip/model/safetensors"
@@ -234,17 +237,14 @@ func FromWeights(cfg *Config, w Weights) (*Model, error) {
 	}
 	var infos []tensorInfo
 	add := func(name string, m kernels.Mat) {
-		// Row-major values, so that packed weights (a model cut from a
-		// loaded one) fingerprint as their file does.
-		m = m.RowMajor()
 		if m.DType.Quantized() {
 			// The values a load widened to f32 would hold, so that one GGUF
 			// has one fingerprint whichever way its weights are kept.
 			infos = append(infos, tensorInfo{name, "F32", []int{m.Rows, m.Cols}, f32Bytes(sampleQuant(m))})
 		} else if m.DType == kernels.F32 {
-			infos = append(infos, tensorInfo{name, "F32", []int{m.Rows, m.Cols}, f32Bytes(sampleF32(m.F32))})
+			infos = append(infos, tensorInfo{name, "F32", []int{m.Rows, m.Cols}, f32Bytes(sampleF32(m))})
 		} else {
-			infos = append(infos, tensorInfo{name, m.DType.String(), []int{m.Rows, m.Cols}, u16Bytes(sampleU16(m.U16))})
+			infos = append(infos, tensorInfo{name, m.DType.String(), []int{m.Rows, m.Cols}, u16Bytes(sampleU16(m))})
 		}
 	}
 	add("embed", w.Embed)
@@ -257,24 +257,37 @@ func FromWeights(cfg *Config, w Weights) (*Model, error) {
 	return newModel(cfg, w, fingerprint(cfg, infos)), nil
 }
 
-func sampleF32(s []float32) []float32 {
-	if len(s) <= 4096 {
-		return s
+// sampleIndices are the row-major positions of the values the fingerprint
+// covers of an n-element matrix: all of a small one, 4096 spread over a large.
+func sampleIndices(n int) []int {
+	k := min(n, 4096)
+	idx := make([]int, k)
+	for i := range idx {
+		idx[i] = i
+		if n > 4096 {
+			idx[i] = i * (n - 1) / 4095
+		}
 	}
-	out := make([]float32, 0, 4096)
-	for i := 0; i < 4096; i++ {
-		out = append(out, s[i*(len(s)-1)/4095])
+	return idx
+}
+
+// sampleF32 and sampleU16 read the sampled values by row-major position
+// (Mat.Index), so that weights in panel layout (a model cut from a loaded
+// one) fingerprint as their file does.
+func sampleF32(m kernels.Mat) []float32 {
+	idx := sampleIndices(m.Rows * m.Cols)
+	out := make([]float32, len(idx))
+	for i, j := range idx {
+		out[i] = m.F32[m.Index(j)]
 	}
 	return out
 }
 
-func sampleU16(s []uint16) []uint16 {
-	if len(s) <= 4096 {
-		return s
-	}
-	out := make([]uint16, 0, 4096)
-	for i := 0; i < 4096; i++ {
-		out = append(out, s[i*(len(s)-1)/4095])
+func sampleU16(m kernels.Mat) []uint16 {
+	idx := sampleIndices(m.Rows * m.Cols)
+	out := make([]uint16, len(idx))
+	for i, j := range idx {
+		out[i] = m.U16[m.Index(j)]
 	}
 	return out
 }
@@ -297,17 +310,28 @@ func newModel(cfg *Config, w Weights, fp [32]byte) *Model {
 // to drop), so that no product packs them per call. The LM head is packed
 // too unless it is the embedding table, which is read by rows.
 func packWeights(w Weights) Weights {
-	layers := make([]Layer, len(w.Layers))
-	for i, L := range w.Layers {
-		for _, m := range []*kernels.Mat{&L.Wq, &L.Wk, &L.Wv, &L.Wo, &L.Wgate, &L.Wup, &L.Wdown} {
-			*m = kernels.Pack(*m)
-		}
-		layers[i] = L
+	w.Layers = append([]Layer(nil), w.Layers...)
+	var mats []*kernels.Mat
+	for i := range w.Layers {
+		L := &w.Layers[i]
+		mats = append(mats, &L.Wq, &L.Wk, &L.Wv, &L.Wo, &L.Wgate, &L.Wup, &L.Wdown)
 	}
-	w.Layers = layers
 	if !sameBacking(w.LMHead, w.Embed) {
-		w.LMHead = kernels.Pack(w.LMHead)
+		mats = append(mats, &w.LMHead)
 	}
+	// One matrix per CPU at a time: a permutation bound by memory latency.
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(mats)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < len(mats); i = int(next.Add(1)) - 1 {
+				*mats[i] = kernels.Pack(*mats[i])
+			}
+		}()
+	}
+	wg.Wait()
 	return w
 }
 
