@@ -3,24 +3,34 @@
 #include "textflag.h"
 
 // One-row products over weights in panel layout (panels.go): out[0:32] (+)=
-// Σ_t x[t] · W[t][0:32], W one panel of k rows of 32 values, 32·size bytes
-// apart. A lone decode step reads each panel once, front to back: four steps
-// of t per round into four accumulator pairs (Z0–Z7), so eight FMAs are in
-// flight against the FMA latency, and the weights are widened in registers
-// (bf16: zero-extend and shift; f16: VCVTPH2PS), never written back.
+// Σ_t x[t] · W[t][0:32], W one panel of k rows of 32 values, rb = 32·size
+// bytes apart. A lone decode step reads each panel once: the k rows are cut
+// into four quarters streamed side by side (four sequential streams per core,
+// as the row-major kernels' four weight rows: one stream alone stalls on the
+// memory latency), each quarter into its own accumulator pair (Z0–Z7, eight
+// FMAs in flight), and the weights are widened in registers (bf16: shift and
+// mask; f16: VCVTPH2PS), never written back. The k%4 rows left over follow
+// the last quarter.
 //
 // func gemvPanelF32AVX512(k int, w *float32, x *float32, out *float32, acc int)
 // func gemvPanelBF16AVX512(k int, w *uint16, x *float32, out *float32, acc int)
 // func gemvPanelF16AVX512(k int, w *uint16, x *float32, out *float32, acc int)
+//
+// Registers: the quarters' weight bases SI R8 R9 R10 and activation bases DI
+// R11 R12 R13, the running offsets AX (weights) and BX (activations), CX the
+// count, DX out.
 
 #define GPZERO \
 	VPXORD Z0, Z0, Z0; VPXORD Z1, Z1, Z1; VPXORD Z2, Z2, Z2; VPXORD Z3, Z3, Z3; \
 	VPXORD Z4, Z4, Z4; VPXORD Z5, Z5, Z5; VPXORD Z6, Z6, Z6; VPXORD Z7, Z7, Z7
 
-// GPDONE folds the accumulator pairs, adds out when acc != 0 and stores.
-#define GPDONE \
+// GPFOLD sums the quarters' accumulators into Z0 (columns 0–15) and Z1.
+#define GPFOLD \
 	VADDPS Z2, Z0, Z0; VADDPS Z4, Z0, Z0; VADDPS Z6, Z0, Z0; \
-	VADDPS Z3, Z1, Z1; VADDPS Z5, Z1, Z1; VADDPS Z7, Z1, Z1; \
+	VADDPS Z3, Z1, Z1; VADDPS Z5, Z1, Z1; VADDPS Z7, Z1, Z1
+
+// GPSTORE adds out when acc != 0 and stores Z0, Z1.
+#define GPSTORE \
 	MOVQ acc+32(FP), R8; \
 	TESTQ R8, R8; \
 	JEQ gpst; \
@@ -32,92 +42,104 @@ gpst: \
 	VZEROUPPER; \
 	RET
 
-#define GPARGS \
+// GPSETUP loads the arguments and sets the quarter bases for rows of
+// 1<<rsh bytes.
+#define GPSETUP(rsh) \
 	MOVQ k+0(FP), CX; \
 	MOVQ w+8(FP), SI; \
 	MOVQ x+16(FP), DI; \
-	MOVQ out+24(FP), DX
+	MOVQ out+24(FP), DX; \
+	MOVQ CX, AX; \
+	SHRQ $2, AX; \
+	MOVQ AX, BX; \
+	SHLQ $2, BX; \
+	SHLQ $rsh, AX; \
+	LEAQ (SI)(AX*1), R8; \
+	LEAQ (R8)(AX*1), R9; \
+	LEAQ (R9)(AX*1), R10; \
+	LEAQ (DI)(BX*1), R11; \
+	LEAQ (R11)(BX*1), R12; \
+	LEAQ (R12)(BX*1), R13; \
+	SHRQ $2, CX; \
+	XORQ AX, AX; \
+	XORQ BX, BX; \
+	GPZERO
 
-// STEPF32(woff, xoff, r0, r1): one t of f32 weights (128 bytes a row).
-#define STEPF32(woff, xoff, r0, r1) \
-	VBROADCASTSS xoff(DI), Z16; \
-	VFMADD231PS woff(SI), Z16, r0; \
-	VFMADD231PS (woff+64)(SI), Z16, r1
-
-// STEPBF16 widens a row of 32 bf16 as its even columns (the low halves of
-// its 16 dwords, shifted up) and its odd ones (the high halves, masked by
-// Z26): one load and two ALU ops; the accumulators hold even and odd
-// columns, interleaved at the end (GPDONEBF16).
-#define STEPBF16(woff, xoff, r0, r1) \
-	VPSLLD $16, woff(SI), Z8; \
-	VPANDD woff(SI), Z26, Z9; \
-	VBROADCASTSS xoff(DI), Z16; \
-	VFMADD231PS Z8, Z16, r0; \
-	VFMADD231PS Z9, Z16, r1
-
-#define STEPF16(woff, xoff, r0, r1) \
-	VCVTPH2PS woff(SI), Z8; \
-	VCVTPH2PS (woff+32)(SI), Z9; \
-	VBROADCASTSS xoff(DI), Z16; \
-	VFMADD231PS Z8, Z16, r0; \
-	VFMADD231PS Z9, Z16, r1
-
-// GPLOOP runs STEP over k (CX) rows of rb bytes: four per round into the
-// four accumulator pairs, then one at a time; PF prefetches ahead.
+// GPLOOP runs STEP over the quarters side by side, then over the k%4 rows
+// after the last quarter; PF(b) prefetches ahead in the stream at base b.
 #define GPLOOP(STEP, rb, PF) \
+	TESTQ CX, CX; \
+	JEQ gptail0; \
 gploop: \
-	CMPQ CX, $4; \
-	JLT gptail; \
-	PF; \
-	STEP(0, 0, Z0, Z1); \
-	STEP(rb, 4, Z2, Z3); \
-	STEP(2*rb, 8, Z4, Z5); \
-	STEP(3*rb, 12, Z6, Z7); \
-	ADDQ $(4*rb), SI; \
-	ADDQ $16, DI; \
-	SUBQ $4, CX; \
-	JMP gploop; \
+	PF(SI); PF(R8); PF(R9); PF(R10); \
+	STEP(SI, DI, Z0, Z1); \
+	STEP(R8, R11, Z2, Z3); \
+	STEP(R9, R12, Z4, Z5); \
+	STEP(R10, R13, Z6, Z7); \
+	ADDQ $rb, AX; \
+	ADDQ $4, BX; \
+	DECQ CX; \
+	JNZ gploop; \
+gptail0: \
+	MOVQ k+0(FP), CX; \
+	ANDQ $3, CX; \
 gptail: \
 	TESTQ CX, CX; \
 	JEQ gpend; \
-	STEP(0, 0, Z0, Z1); \
-	ADDQ $rb, SI; \
-	ADDQ $4, DI; \
+	STEP(R10, R13, Z6, Z7); \
+	ADDQ $rb, AX; \
+	ADDQ $4, BX; \
 	DECQ CX; \
 	JMP gptail; \
 gpend:
 
-#define PF32 \
-	PREFETCHT0 2048(SI); PREFETCHT0 2112(SI); PREFETCHT0 2176(SI); PREFETCHT0 2240(SI); \
-	PREFETCHT0 2304(SI); PREFETCHT0 2368(SI); PREFETCHT0 2432(SI); PREFETCHT0 2496(SI)
+#define STEPF32(wb, xb, r0, r1) \
+	VBROADCASTSS (xb)(BX*1), Z16; \
+	VFMADD231PS (wb)(AX*1), Z16, r0; \
+	VFMADD231PS 64(wb)(AX*1), Z16, r1
 
-#define PF16 \
-	PREFETCHT0 1024(SI); PREFETCHT0 1088(SI); PREFETCHT0 1152(SI); PREFETCHT0 1216(SI)
+// STEPBF16 widens a row of 32 bf16 as its even columns (the low halves of
+// its 16 dwords, shifted up) and its odd ones (the high halves, masked by
+// Z26): two ALU ops; the accumulators hold even and odd columns,
+// interleaved at the end.
+#define STEPBF16(wb, xb, r0, r1) \
+	VPSLLD $16, (wb)(AX*1), Z8; \
+	VPANDD (wb)(AX*1), Z26, Z9; \
+	VBROADCASTSS (xb)(BX*1), Z16; \
+	VFMADD231PS Z8, Z16, r0; \
+	VFMADD231PS Z9, Z16, r1
+
+#define STEPF16(wb, xb, r0, r1) \
+	VCVTPH2PS (wb)(AX*1), Z8; \
+	VCVTPH2PS 32(wb)(AX*1), Z9; \
+	VBROADCASTSS (xb)(BX*1), Z16; \
+	VFMADD231PS Z8, Z16, r0; \
+	VFMADD231PS Z9, Z16, r1
+
+// Prefetch 2 KiB ahead in a stream: two lines per f32 row, one per 16-bit row.
+#define PF32(b) PREFETCHT0 2048(b)(AX*1); PREFETCHT0 2112(b)(AX*1)
+#define PF16(b) PREFETCHT0 2048(b)(AX*1)
 
 TEXT ·gemvPanelF32AVX512(SB), NOSPLIT, $0-40
-	GPARGS
-	GPZERO
+	GPSETUP(7)
 	GPLOOP(STEPF32, 128, PF32)
-	GPDONE
+	GPFOLD
+	GPSTORE
 
 TEXT ·gemvPanelBF16AVX512(SB), NOSPLIT, $0-40
-	GPARGS
-	GPZERO
-	MOVL $0xffff0000, BX
-	VPBROADCASTD BX, Z26
+	MOVL $0xffff0000, AX
+	VPBROADCASTD AX, Z26
+	GPSETUP(6)
 	GPLOOP(STEPBF16, 64, PF16)
 	// Z0 = even columns 0, 2, …, 30; Z1 = odd columns: interleave.
-	VADDPS Z2, Z0, Z0; VADDPS Z4, Z0, Z0; VADDPS Z6, Z0, Z0
-	VADDPS Z3, Z1, Z1; VADDPS Z5, Z1, Z1; VADDPS Z7, Z1, Z1
+	GPFOLD
 	VMOVDQU32 panelilv<>+0(SB), Z2
 	VMOVDQU32 panelilv<>+64(SB), Z3
 	VMOVAPS Z0, Z4
 	VPERMT2PS Z1, Z2, Z0
 	VPERMT2PS Z1, Z3, Z4
 	VMOVAPS Z4, Z1
-	VPXORD Z2, Z2, Z2; VPXORD Z3, Z3, Z3; VPXORD Z4, Z4, Z4; VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6; VPXORD Z7, Z7, Z7
-	GPDONE
+	GPSTORE
 
 // panelilv: VPERMT2PS indices interleaving two registers a (0–15) and b
 // (16–31) as a0 b0 a1 b1 … (first 64 bytes: elements 0–7 of each; next 64:
@@ -157,7 +179,7 @@ DATA panelilv<>+124(SB)/4, $31
 GLOBL panelilv<>(SB), RODATA|NOPTR, $128
 
 TEXT ·gemvPanelF16AVX512(SB), NOSPLIT, $0-40
-	GPARGS
-	GPZERO
+	GPSETUP(6)
 	GPLOOP(STEPF16, 64, PF16)
-	GPDONE
+	GPFOLD
+	GPSTORE
