@@ -120,7 +120,7 @@ func Upload(ctx context.Context, d *Device, cpu *model.Model) (*Model, error) {
 			err = fmt.Errorf("upload %s: %w", name, err)
 		}
 	}
-	switch e := cpu.W.Embed; e.DType {
+	switch e := cpu.W.Embed.RowMajor(); e.DType {
 	case kernels.F32:
 		m.embed, err = allocUpload(d, e.F32)
 	case kernels.Q4_1, kernels.Q8_0:

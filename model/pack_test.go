@@ -22,8 +22,9 @@ func TestPackedWeightsKeepFingerprint(t *testing.T) {
 		if L.Wq.DType.Quantized() {
 			continue
 		}
-		if !L.Wq.Panels || !L.Wdown.Panels || m.W.Embed.Panels {
-			t.Fatalf("%s: Wq panels %v, Wdown panels %v, embed panels %v", s.Name, L.Wq.Panels, L.Wdown.Panels, m.W.Embed.Panels)
+		if !L.Wq.Panels || !L.Wdown.Panels || !m.W.LMHead.Panels || m.W.Embed.Panels != m.Config.TiedEmbeddings {
+			t.Fatalf("%s (tied %v): Wq panels %v, Wdown panels %v, head panels %v, embed panels %v", s.Name, m.Config.TiedEmbeddings,
+				L.Wq.Panels, L.Wdown.Panels, m.W.LMHead.Panels, m.W.Embed.Panels)
 		}
 		rows := m.W
 		rows.Layers = make([]model.Layer, len(m.W.Layers))
@@ -33,8 +34,9 @@ func TestPackedWeightsKeepFingerprint(t *testing.T) {
 			}
 			rows.Layers[i] = L
 		}
-		if !m.Config.TiedEmbeddings {
-			rows.LMHead = m.W.LMHead.RowMajor()
+		rows.Embed, rows.LMHead = m.W.Embed.RowMajor(), m.W.LMHead.RowMajor()
+		if m.Config.TiedEmbeddings {
+			rows.LMHead = rows.Embed
 		}
 		a, err := model.FromWeights(&m.Config, m.W)
 		if err != nil {
