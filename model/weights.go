@@ -242,9 +242,9 @@ func FromWeights(cfg *Config, w Weights) (*Model, error) {
 			// has one fingerprint whichever way its weights are kept.
 			infos = append(infos, tensorInfo{name, "F32", []int{m.Rows, m.Cols}, f32Bytes(sampleQuant(m))})
 		} else if m.DType == kernels.F32 {
-			infos = append(infos, tensorInfo{name, "F32", []int{m.Rows, m.Cols}, f32Bytes(sampleF32(m))})
+			infos = append(infos, tensorInfo{name, "F32", []int{m.Rows, m.Cols}, f32Bytes(sample(m.F32, m))})
 		} else {
-			infos = append(infos, tensorInfo{name, m.DType.String(), []int{m.Rows, m.Cols}, u16Bytes(sampleU16(m))})
+			infos = append(infos, tensorInfo{name, m.DType.String(), []int{m.Rows, m.Cols}, u16Bytes(sample(m.U16, m))})
 		}
 	}
 	add("embed", w.Embed)
@@ -271,23 +271,14 @@ func sampleIndices(n int) []int {
 	return idx
 }
 
-// sampleF32 and sampleU16 read the sampled values by row-major position
-// (Mat.Index), so that weights in panel layout (a model cut from a loaded
-// one) fingerprint as their file does.
-func sampleF32(m kernels.Mat) []float32 {
+// sample reads the sampled values of m from its backing slice s (m.F32 or
+// m.U16) by row-major position (Mat.Index), so that weights in panel layout
+// (a model cut from a loaded one) fingerprint as their file does.
+func sample[T float32 | uint16](s []T, m kernels.Mat) []T {
 	idx := sampleIndices(m.Rows * m.Cols)
-	out := make([]float32, len(idx))
+	out := make([]T, len(idx))
 	for i, j := range idx {
-		out[i] = m.F32[m.Index(j)]
-	}
-	return out
-}
-
-func sampleU16(m kernels.Mat) []uint16 {
-	idx := sampleIndices(m.Rows * m.Cols)
-	out := make([]uint16, len(idx))
-	for i, j := range idx {
-		out[i] = m.U16[m.Index(j)]
+		out[i] = s[m.Index(j)]
 	}
 	return out
 }
