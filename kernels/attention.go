@@ -242,12 +242,17 @@ func attention(p *Pool, out, q []float32, rowPos []int32, kb, v []float32, slotP
 	partBuf := p.getBuf(units * splits * pm)
 	defer p.putBuf(partBuf)
 	part := *partBuf
-	p.runDynamic(units*splits, func(u int) {
-		c, b, kh := u%splits, u/splits/KV, u/splits%KV
-		r0 := b * rb
-		at.unit(p, rowPos[r0:min(r0+rb, rows)], r0, kh, c*tiles/splits, (c+1)*tiles/splits, part[u*pm:(u+1)*pm])
+	// A split call is decode's (few units): its two steps go to the pool's
+	// team (runTeam), whose helpers are awake between a token's calls,
+	// rather than to new goroutines that wake parked threads twice a layer.
+	p.runTeam(units*splits, 1, func(lo, hi int) {
+		for u := lo; u < hi; u++ {
+			c, b, kh := u%splits, u/splits/KV, u/splits%KV
+			r0 := b * rb
+			at.unit(p, rowPos[r0:min(r0+rb, rows)], r0, kh, c*tiles/splits, (c+1)*tiles/splits, part[u*pm:(u+1)*pm])
+		}
 	})
-	p.Run(units, 1, func(lo, hi int) {
+	p.runTeam(units, 1, func(lo, hi int) {
 		for bu := lo; bu < hi; bu++ {
 			b, kh := bu/KV, bu%KV
 			r0 := b * rb
@@ -608,6 +613,9 @@ func (a *attnCall) few(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []float
 		s0 := t * TS
 		n := min(TS, slots-s0)
 		kt := a.kb[(t*spec.KVHeads+kh)*D*TS:]
+		if ks.gemm4Rows != nil && t+1 < t1 {
+			a.prefetchBlock(kh, t+1)
+		}
 		for m0 := 0; m0 < M; m0 += fmr {
 			for j0 := 0; j0 < n; j0 += nr {
 				gemm(D, &qt[m0], mr, &kt[j0], TS, &sc[m0*TS+j0], TS, 0)
@@ -662,6 +670,24 @@ func (a *attnCall) few(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []float
 		}
 	}
 	a.emit(o, mx, l, M, r0, kh, false, part)
+}
+
+// prefetchBlock prefetches key block t of KV head kh and its value rows,
+// which few reads next: a decode step's keys and values (f32, 90 MiB for
+// SmolLM2 after 2,048 tokens) come from DRAM or L3, and each worker walks its
+// slot range one block at a time, so without it every block's first reads
+// wait on memory.
+func (a *attnCall) prefetchBlock(kh, t int) {
+	spec := a.spec
+	D, TS := spec.HeadDim, KeyBlock
+	s0 := t * TS
+	n := min(TS, len(a.slotPos)-s0)
+	prefetchRows(&a.kb[(t*spec.KVHeads+kh)*D*TS], 1, 0, 4*D*TS)
+	if a.packV {
+		prefetchRows(&a.vp[(kh*a.slotsP+s0)*a.Dp], 1, 0, 4*n*a.Dp)
+		return
+	}
+	prefetchRows(&a.v[s0*spec.KVHeads*D+kh*D], n, 4*spec.KVHeads*D, 4*D)
 }
 
 // rowMax is the largest of x (len ≥ 1; −Inf stays −Inf), four comparisons at

@@ -13,11 +13,13 @@ type Mat struct {
 	F32        []float32
 	U16        []uint16
 	Q          []byte
-	// Q8Act (quantized DTypes only) lets a one-row product round the
-	// activation to 8-bit blocks and dot it with the weight blocks in
-	// integers (quant_q8.go): about llama.cpp's numerics and speed, where
-	// false keeps f32 activations (results equal f32 weights' up to
-	// summation order).
+	// Q8Act (quantized DTypes only) has every product over the matrix
+	// round each activation row to 8-bit blocks on its own and dot it with
+	// the weight blocks in integers (quant_q8.go): about llama.cpp's
+	// numerics and speed, where false keeps f32 activations (results equal
+	// f32 weights' up to summation order). A row's result does not depend
+	// on the other rows of the product; the caller picks the products
+	// (model.Forward: a decode step's rows only).
 	Q8Act bool
 	// Panels (f32, f16, bf16 only) says the slice holds the matrix in the
 	// column-panel layout the product kernels read (Pack, panels.go):

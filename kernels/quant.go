@@ -223,8 +223,8 @@ const quantChunkFloats = 2 << 20
 // product, whose cost per weight grows with the rows while the widening's does
 // not.
 func matMulQuant(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
-	if n < quantBatchRows && w.Q8Act {
-		matVecQ8(p, ks, dst, x, n, w)
+	if usesQ8(n, w) || (n <= gemvMaxRows && !widensQuant(ks, n)) {
+		runPlans(p, ks, n, []Product{{Dst: dst, X: x, W: w}})
 		return
 	}
 	if n <= gemvMaxRows {
@@ -274,35 +274,25 @@ func matMulQuantChunked(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, ch
 // weights once; see BenchmarkQuantMatVec's rows=N cases).
 const quantBatchRows = 2
 
-// matVecQuant streams each group of four weight rows once and dots it with
-// every activation row while it is in L1.
+// widensQuant reports whether a decode-sized product of n exact rows widens
+// each group of four weight rows into an L1 buffer (matVecQuant) rather than
+// dequantizing it in registers once per row (quantPlan).
+func widensQuant(ks *Kernels, n int) bool { return n >= quantBatchRows && ks.gemv44F32 != nil }
+
+// matVecQuant widens each group of four weight rows once into L1 and dots it
+// with every activation row (f32 4×4 kernel) while it is there.
 func matVecQuant(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 	K, N := w.Cols, w.Rows
 	nb := K / QuantBlock
-	nbPad := (nb + 15) &^ 15
 	rb := QuantRowBytes(w.DType, K)
-	qk := ks.quant()
-	widen := n >= quantBatchRows && ks.gemv44F32 != nil
-	var sx []float32
-	if !widen {
-		sxBuf := p.getBuf(n * nbPad)
-		defer p.putBuf(sxBuf)
-		sx = *sxBuf
-		for i := 0; i < n; i++ {
-			blockSums(sx[i*nbPad:(i+1)*nbPad], x[i*K:(i+1)*K])
-		}
-	}
-	gemv, dequant := qk.gemv4[w.DType], qk.dequant[w.DType]
+	dequant := ks.quant().dequant[w.DType]
 	groups := (N + 3) / 4
 	p.runTeam(groups, 16, func(lo, hi int) {
 		res := new([20]float32)
 		out, out16 := (*[4]float32)(res[:4]), (*[16]float32)(res[4:])
-		var wf []float32
-		if widen {
-			wb := p.getBuf(4 * K)
-			defer p.putBuf(wb)
-			wf = *wb
-		}
+		wb := p.getBuf(4 * K)
+		defer p.putBuf(wb)
+		wf := *wb
 		for g := lo; g < hi; g++ {
 			o0 := g * 4
 			if o0+4 > N {
@@ -312,13 +302,6 @@ func matVecQuant(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
 					for i := 0; i < n; i++ {
 						dst[i*N+o] = dotGo(row, x[i*K:(i+1)*K])
 					}
-				}
-				continue
-			}
-			if !widen {
-				for i := 0; i < n; i++ {
-					gemv(nb, &w.Q[o0*rb], rb, &x[i*K], &sx[i*nbPad], &out[0])
-					copy(dst[i*N+o0:i*N+o0+4], out[:])
 				}
 				continue
 			}

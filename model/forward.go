@@ -77,6 +77,10 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 		}
 	}
 	pos, slot, spans := rows.Pos, rows.Slot, rows.Spans
+	q8 := m.W.anyQ8Act()
+	runs := func() []actRun {
+		return actRuns(seqs, func(si int) int { return spans[si].Hi - spans[si].Lo }, q8)
+	}
 	x := make([]float32, R*H)
 	for si, s := range seqs {
 		lo := spans[si].Lo
@@ -120,11 +124,11 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 			}
 		})
 		st.lap(StageAttnNorm)
-		kernels.MatMul(pool, q[:R*QD], xn[:R*H], R, L.Wq)
-		st.lap(StageMatQ)
-		kernels.MatMul(pool, k[:R*KD], xn[:R*H], R, L.Wk)
-		kernels.MatMul(pool, v[:R*KD], xn[:R*H], R, L.Wv)
-		st.lap(StageMatKV)
+		// Q, K and V share their input: one hand-off where the kernels
+		// can (kernels.MatMuls).
+		matMuls(pool, runs(), kernels.Product{Dst: q[:R*QD], X: xn[:R*H], W: L.Wq},
+			kernels.Product{Dst: k[:R*KD], X: xn[:R*H], W: L.Wk}, kernels.Product{Dst: v[:R*KD], X: xn[:R*H], W: L.Wv})
+		st.lap(StageMatQKV)
 		pool.Run(R, 8, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				if L.Bq != nil {
@@ -205,7 +209,7 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 				c.k[l], c.v[l][:n*KD], c.Pos[:n], spec)
 		}
 		st.lap(StageAttention)
-		kernels.MatMul(pool, tmp[:R*H], att[:R*QD], R, L.Wo)
+		matMuls(pool, runs(), kernels.Product{Dst: tmp[:R*H], X: att[:R*QD], W: L.Wo})
 		st.lap(StageMatO)
 		pool.Run(R, 8, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
@@ -215,14 +219,14 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 		})
 		st.lap(StageResidNorm)
 		I := cfg.Intermediate
-		kernels.MatMul(pool, gate[:R*I], xn[:R*H], R, L.Wgate)
-		kernels.MatMul(pool, up[:R*I], xn[:R*H], R, L.Wup)
+		matMuls(pool, runs(), kernels.Product{Dst: gate[:R*I], X: xn[:R*H], W: L.Wgate},
+			kernels.Product{Dst: up[:R*I], X: xn[:R*H], W: L.Wup})
 		st.lap(StageMatGateUp)
 		pool.Run(R, 4, func(lo, hi int) {
 			ks.SiLUMul(gate[lo*I:hi*I], up[lo*I:hi*I])
 		})
 		st.lap(StageSiLUMul)
-		kernels.MatMul(pool, tmp[:R*H], gate[:R*I], R, L.Wdown)
+		matMuls(pool, runs(), kernels.Product{Dst: tmp[:R*H], X: gate[:R*I], W: L.Wdown})
 		st.lap(StageMatDown)
 	}
 	outs := make([]Output, len(seqs))
@@ -243,7 +247,17 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 	}
 	st.lap(StageResidAdd)
 	logits := make([]float32, len(want)*cfg.Vocab)
-	kernels.MatMul(pool, logits, hn, len(want), m.W.LMHead)
+	// The head's rows are the wanted ones, sequence by sequence.
+	headRuns := actRuns(seqs, func(si int) int {
+		n := 0
+		for _, w := range seqs[si].Logits {
+			if rows.row(si, w) >= 0 {
+				n++
+			}
+		}
+		return n
+	}, q8)
+	matMuls(pool, headRuns, kernels.Product{Dst: logits, X: hn, W: m.W.LMHead})
 	SplitLogits(outs, seqs, logits, cfg.Vocab)
 	st.lap(StageHead)
 	return outs, nil

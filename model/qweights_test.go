@@ -80,8 +80,8 @@ func TestBackendConformanceQ8(t *testing.T) {
 	backendtest.Run(t, quantizeQ8, backendtest.Options{RoundsWeights: true})
 }
 
-// quantizeQ8Act is quantizeQ8 with the blocks marked Q8Act: decode's
-// one-row products round their activations to 8 bits (weights native-q8).
+// quantizeQ8Act is quantizeQ8 with the blocks marked Q8Act: its
+// decode steps round their activations to 8 bits (weights native-q8).
 func quantizeQ8Act(t testing.TB, cpu *model.Model) model.Backend {
 	m := quantizeQ8(t, cpu).(*model.Model)
 	mark := func(x *kernels.Mat) { x.Q8Act = x.DType.Quantized() }

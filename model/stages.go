@@ -12,8 +12,7 @@ type Stage int
 const (
 	StageEmbed     Stage = iota // token embedding rows, RoPE tables
 	StageAttnNorm               // RMSNorm before attention (fused with the previous layer's residual add)
-	StageMatQ                   // query projection
-	StageMatKV                  // key and value projections
+	StageMatQKV                 // query, key and value projections (one hand-off in decode: kernels.MatMuls)
 	StageBiasRoPE               // QKV bias and RoPE of queries and keys
 	StageKVWrite                // keys and values into the cache
 	StageAttention              // attention over the cache (QKᵀ, softmax, PV)
@@ -28,7 +27,7 @@ const (
 	NumStages
 )
 
-var stageNames = [NumStages]string{"embed", "attn norm", "matmul Q", "matmul K,V", "bias + RoPE", "KV cache write",
+var stageNames = [NumStages]string{"embed", "attn norm", "matmul Q,K,V", "bias + RoPE", "KV cache write",
 	"attention", "matmul O", "residual + norm", "matmul gate,up", "SiLU·mul", "matmul down", "last residual + final norm", "LM head", "other"}
 
 func (s Stage) String() string {

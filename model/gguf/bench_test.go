@@ -3,7 +3,9 @@ package gguf
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"cacheclip/internal/realmodel"
 	"cacheclip/model"
@@ -61,19 +63,35 @@ func benchSmolLM2(b *testing.B, m *model.Model) {
 			const steps = 32
 			c := m.HostCache(n + steps)
 			var dec float64
+			var stages model.StageTimes
+			sctx := model.WithStageTimes(ctx, &stages)
 			for b.Loop() {
 				b.StopTimer()
 				logits := prefill(c)
 				b.StartTimer()
 				st := &model.GenState{Cache: c, NextPos: int32(n), Logits: logits, Opts: model.GenOptions{MaxNewTokens: steps}, Tok: nopDetok{}}
-				if err := m.Generate(ctx, []*model.GenState{st}); err != nil {
+				if err := m.Generate(sctx, []*model.GenState{st}); err != nil {
 					b.Fatal(err)
 				}
 				dec += steps
 			}
 			b.ReportMetric(dec/b.Elapsed().Seconds(), "tok/s")
+			b.Log(decodeStages(&stages, dec, b.Elapsed()))
 		})
 	}
+}
+
+// decodeStages is where a decode token's wall time went (the engine's stage
+// timers; the rest of the wall time is sampling and Generate's bookkeeping).
+func decodeStages(st *model.StageTimes, tokens float64, wall time.Duration) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "decode stages, µs per token (wall %.0f):", float64(wall.Microseconds())/tokens)
+	for s := model.Stage(0); s < model.NumStages; s++ {
+		if d := st.D[s]; d > 0 {
+			fmt.Fprintf(&sb, " %s %.0f (%.0f%%);", s, float64(d.Microseconds())/tokens, 100*d.Seconds()/wall.Seconds())
+		}
+	}
+	return sb.String()
 }
 
 // benchIDs is the token ids of the golden's longest prompt (real text).

@@ -19,8 +19,9 @@ type Options struct {
 	// whose −8·d does not fit an f16, is widened to f32 as without it.
 	Native bool
 	// Q8Act (with Native) marks the kept matrices kernels.Mat.Q8Act: a
-	// one-row product (decode) rounds its activation to 8-bit blocks and
-	// dots them with the weight blocks in integers, as llama.cpp does.
+	// decode step's rows (model.Forward) round their activations to 8-bit
+	// blocks and dot them with the weight blocks in integers, as llama.cpp
+	// does.
 	Q8Act bool
 }
 

@@ -27,9 +27,8 @@ const (
 
 // TestSmolLM2Q8ActDecode holds decode with 8-bit activations (weights
 // native-q8) to the exact native decode and to transformers' greedy
-// continuations: both models prefill each golden prompt (the many-row
-// products exact in both; the LM head of the one logits row is a one-row
-// product, so step 0 already differs) and then decode the reference's own
+// continuations: both models prefill each golden prompt (exact in both:
+// only decode steps take 8-bit activations) and then decode the reference's own
 // greedy tokens, comparing every logit of every step, and
 // the native-q8 argmax with the reference's token wherever the reference's
 // gap is not a near-tie at this tolerance.
