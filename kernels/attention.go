@@ -613,7 +613,10 @@ func (a *attnCall) few(p *Pool, rowPos []int32, r0, kh, t0, t1 int, part []float
 		s0 := t * TS
 		n := min(TS, slots-s0)
 		kt := a.kb[(t*spec.KVHeads+kh)*D*TS:]
-		if ks.gemm4Rows != nil && t+1 < t1 {
+		// Only the sets with the 4-row kernels (the AVX-512 ones, where the
+		// prefetch was measured) prefetch; a block the loop will skip
+		// (nothing in it visible to these rows) is not fetched.
+		if ks.gemm4Rows != nil && t+1 < t1 && a.stat[3*(t+1)+1] >= 0 && a.stat[3*(t+1)] <= maxPos {
 			a.prefetchBlock(kh, t+1)
 		}
 		for m0 := 0; m0 < M; m0 += fmr {

@@ -223,7 +223,7 @@ const quantChunkFloats = 2 << 20
 // product, whose cost per weight grows with the rows while the widening's does
 // not.
 func matMulQuant(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
-	if usesQ8(n, w) || (n <= gemvMaxRows && !widensQuant(ks, n)) {
+	if w.Q8Act || (n <= gemvMaxRows && !widensQuant(ks, n)) {
 		runPlans(p, ks, n, []Product{{Dst: dst, X: x, W: w}})
 		return
 	}

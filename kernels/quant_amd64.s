@@ -262,16 +262,16 @@ label: \
 	QREDUCE; \
 	QI8FLOAT(DADDR, ACC)
 
-// Q41PF is how far ahead of its quants a row's stream is prefetched (Q4_1
+// QPF is how far ahead of its quants a row's stream is prefetched (Q4_1
 // and Q8_0): four rows' streams at once outrun the hardware prefetcher
 // (BenchmarkDecodeLayer read 1.3× the bytes/s with it, on a loaded machine).
-#define Q41PF 1024
+#define QPF 1024
 
 // Q41ROW: one Q4_1 block of one row, the 32 activations in Z0 (elements 0–15)
 // and Z1 (16–31): low nibbles are elements 0–15, high ones 16–31; the block's
 // Σq·x is scaled by its d (broadcast from the scratch) into the accumulator.
 #define Q41ROW(R, OFF, T0, T1, ACC) \
-	PREFETCHT0 Q41PF(R); \
+	PREFETCHT0 QPF(R); \
 	VPMOVZXBD (R), T0; \
 	VPSRLD $4, T0, T1; \
 	VPERMPS Z31, T0, T0; \
@@ -317,7 +317,7 @@ q41done:
 
 // Q80ROW: one Q8_0 block of one row (32 signed bytes).
 #define Q80ROW(R, OFF, T0, T1, ACC) \
-	PREFETCHT0 Q41PF(R); \
+	PREFETCHT0 QPF(R); \
 	VPMOVSXBD (R), T0; \
 	VPMOVSXBD 16(R), T1; \
 	VCVTDQ2PS T0, T0; \

@@ -20,20 +20,13 @@ type quantPlan struct {
 	q8               bool
 }
 
-// usesQ8 reports whether MatMul multiplies n rows by w with 8-bit
-// activations: wherever the matrix says so (Mat.Q8Act), at any row count,
-// each row rounded and dotted on its own, so a row's result never depends on
-// the rows beside it; the caller chooses which products (model.Forward: a
-// decode step's).
-func usesQ8(_ int, w Mat) bool { return w.Q8Act }
-
 // prepare fills the plan's activation side for n rows of x against w,
 // taking its scratch from buf (planFloats floats); from, when not nil, is a
 // plan over the same rows of x whose block sums or 8-bit blocks are reused.
 func (pl *quantPlan) prepare(ks *Kernels, dst, x []float32, n int, w Mat, buf []float32, from *quantPlan) {
 	K := w.Cols
 	nb := K / QuantBlock
-	*pl = quantPlan{w: w, dst: dst, x: x, n: n, nb: nb, nbPad: (nb + 15) &^ 15, rb: QuantRowBytes(w.DType, K), ks: ks, q8: usesQ8(n, w)}
+	*pl = quantPlan{w: w, dst: dst, x: x, n: n, nb: nb, nbPad: (nb + 15) &^ 15, rb: QuantRowBytes(w.DType, K), ks: ks, q8: w.Q8Act}
 	qk := ks.quant()
 	if pl.q8 {
 		pl.gemvQ8 = qk.gemv4Q8[w.DType]
@@ -63,7 +56,7 @@ func (pl *quantPlan) prepare(ks *Kernels, dst, x []float32, n int, w Mat, buf []
 // planFloats is the scratch prepare needs for n rows against w.
 func planFloats(n int, w Mat) int {
 	nb := w.Cols / QuantBlock
-	if usesQ8(n, w) {
+	if w.Q8Act {
 		return n * q8Floats(nb)
 	}
 	return n * ((nb + 15) &^ 15)
@@ -189,7 +182,7 @@ func runPlans(p *Pool, ks *Kernels, n int, prods []Product) {
 func fusable(ks *Kernels, n int, prods []Product) bool {
 	for _, pr := range prods {
 		w := pr.W
-		if !w.DType.Quantized() || w.Rows == 0 || w.Cols == 0 || !(usesQ8(n, w) || (n <= gemvMaxRows && !widensQuant(ks, n))) {
+		if !w.DType.Quantized() || w.Rows == 0 || w.Cols == 0 || !(w.Q8Act || (n <= gemvMaxRows && !widensQuant(ks, n))) {
 			return false
 		}
 	}

@@ -44,7 +44,8 @@ const (
 	// WeightsNativeQ8 is WeightsNative with 8-bit activations in decode:
 	// a decode step's row rounds its input to 8-bit blocks and dots them with
 	// the weight blocks in integers (kernels.Mat.Q8Act; llama.cpp's
-	// numerics), about twice the exact path's speed on Q4_1.
+	// numerics); faster than the exact path one row at a time (measured in
+	// docs/BENCHMARKS.md). Prefill stays exact.
 	WeightsNativeQ8 = "native-q8"
 	// WeightsF32 widens every matrix to f32 at load.
 	WeightsF32 = "f32"

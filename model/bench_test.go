@@ -85,7 +85,7 @@ func BenchmarkDecode(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				sl0, _ := cache.Alloc(1)
 				sl := int32(sl0)
-				d := &model.Seq{Cache: cache, Tokens: []int32{toks[i%ctxLen]}, Pos: []int32{int32(ctxLen + i)}, Slots: []int32{sl}, Logits: []int{0}}
+				d := &model.Seq{Cache: cache, Tokens: []int32{toks[i%ctxLen]}, Pos: []int32{int32(ctxLen + i)}, Slots: []int32{sl}, Logits: []int{0}, Decode: true}
 				if _, err := m.Forward(context.Background(), []*model.Seq{d}); err != nil {
 					b.Fatal(err)
 				}

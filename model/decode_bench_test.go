@@ -77,7 +77,7 @@ func BenchmarkDecodeContext(b *testing.B) {
 					c0 := cputime.Process()
 					for s := 0; s < steps; s++ {
 						sl, _ := cache.Alloc(1)
-						d := &model.Seq{Cache: cache, Tokens: toks[s : s+1], Pos: []int32{int32(ctxLen + s)}, Slots: []int32{int32(sl)}, Logits: []int{0}}
+						d := &model.Seq{Cache: cache, Tokens: toks[s : s+1], Pos: []int32{int32(ctxLen + s)}, Slots: []int32{int32(sl)}, Logits: []int{0}, Decode: true}
 						if _, err := m.Forward(context.Background(), []*model.Seq{d}); err != nil {
 							b.Fatal(err)
 						}

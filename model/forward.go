@@ -19,6 +19,13 @@ type Seq struct {
 	Slots  []int32
 	// Logits lists the rows (indices into Tokens) whose next-token logits are returned.
 	Logits []int
+	// Decode marks a decode step (Generate's one-token calls). Where the
+	// weights allow 8-bit activations (kernels.Mat.Q8Act, --weights
+	// native-q8) only a decode step's rows use them. It is a flag the caller
+	// sets rather than a shape Forward infers: a one-token prompt, the last
+	// one-token piece of a chunked prefill or a label's one new token look
+	// like a decode step and must stay exact.
+	Decode bool
 	// Groups, when set, changes how rows weigh slots (APE): see AttnGroups.
 	Groups *AttnGroups
 	// Probe, when set, is asked before each layer's attention for a buffer of

@@ -170,7 +170,7 @@ func Decode(ctx context.Context, b Backend, states []*GenState) error {
 			if err != nil {
 				return fmt.Errorf("generate: %w", err)
 			}
-			seqs = append(seqs, &Seq{Cache: st.Cache, Tokens: []int32{tok}, Pos: []int32{st.NextPos}, Slots: []int32{int32(slot)}, Logits: []int{0}, Groups: st.Groups})
+			seqs = append(seqs, &Seq{Cache: st.Cache, Tokens: []int32{tok}, Pos: []int32{st.NextPos}, Slots: []int32{int32(slot)}, Logits: []int{0}, Groups: st.Groups, Decode: true})
 			live = append(live, st)
 			st.NextPos++
 		}

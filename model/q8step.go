@@ -2,14 +2,13 @@ package model
 
 import "cacheclip/kernels"
 
-// decodeStep reports whether s is one decode step: a single token whose
-// logits it asks for, as Generate's calls are. Where the weights allow 8-bit
-// activations (kernels.Mat.Q8Act, --weights native-q8) only a decode step's
-// rows use them; a prompt, a chunk or recomputed tokens stay exact. Which
-// kind a row gets depends on its own sequence alone, never on the sequences
-// beside it in the call, so a question's tokens do not depend on its batch
-// partners.
-func decodeStep(s *Seq) bool { return len(s.Tokens) == 1 && len(s.Logits) == 1 }
+// decodeStep reports whether s is a decode step (Seq.Decode, set by Generate).
+// Where the weights allow 8-bit activations (kernels.Mat.Q8Act, --weights
+// native-q8) only a decode step's rows use them; a prompt, a chunk, a label
+// or recomputed tokens stay exact whatever their length. Which kind a row
+// gets depends on its own sequence alone, never on the sequences beside it
+// in the call, so a question's tokens do not depend on its batch partners.
+func decodeStep(s *Seq) bool { return s.Decode }
 
 // actRun is a run [lo, hi) of consecutive rows of one activation kind.
 type actRun struct {

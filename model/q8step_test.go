@@ -106,7 +106,9 @@ func TestQ8ActMixedCall(t *testing.T) {
 		if _, err := m.Forward(ctx, []*model.Seq{seq(c, prompt, 0)}); err != nil {
 			t.Fatal(err)
 		}
-		return seq(c, []int32{71}, len(prompt))
+		d := seq(c, []int32{71}, len(prompt))
+		d.Decode = true
+		return d
 	}
 	other := []int32{4, 8, 15, 16, 23}
 	alone, err := m.Forward(ctx, []*model.Seq{decodeSeq()})
@@ -137,5 +139,46 @@ func TestQ8ActMixedCall(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestQ8ActPromptsStayExact: rows shaped like a decode step but not one — a
+// one-token prompt, the one-token last piece of a chunked prefill (Append) —
+// give the exact model's logits bit for bit under 8-bit weights: only
+// Generate's steps (Seq.Decode) take 8-bit activations. A rule read off the
+// shape (one token, one logits row) fails both cases.
+func TestQ8ActPromptsStayExact(t *testing.T) {
+	cpu, err := testmodel.Build(testmodel.Variants()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	q8 := quantizeQ8Act(t, cpu).(*model.Model)
+	exact := quantizeQ8(t, cpu).(*model.Model)
+	ctx := context.Background()
+	cases := []struct {
+		name    string
+		ids     []int32
+		maxRows int
+	}{
+		{"one-token prompt", []int32{17}, 0},
+		{"chunked prefill, last piece one token", []int32{5, 9, 33, 2, 71}, 4},
+		{"chunked prefill, pieces of one token", []int32{5, 9, 33}, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			logits := func(m *model.Model) []float32 {
+				out, err := model.Append(ctx, m, m.HostCache(len(c.ids)), c.ids, 0, c.maxRows, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return out
+			}
+			got, want := logits(q8), logits(exact)
+			for i, v := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(v) {
+					t.Fatalf("logit %d: %g with 8-bit weights, %g exact", i, got[i], v)
+				}
+			}
+		})
 	}
 }

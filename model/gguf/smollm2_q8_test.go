@@ -63,7 +63,7 @@ func TestSmolLM2Q8ActDecode(t *testing.T) {
 			return c, out[0].Logits[0]
 		}
 		step := func(m *model.Model, c *model.Cache, id int32, pos int) []float32 {
-			out, err := m.Forward(ctx, []*model.Seq{{Cache: c, Tokens: []int32{id}, Pos: []int32{int32(pos)}, Slots: []int32{int32(allocOne(c))}, Logits: []int{0}}})
+			out, err := m.Forward(ctx, []*model.Seq{{Cache: c, Tokens: []int32{id}, Pos: []int32{int32(pos)}, Slots: []int32{int32(allocOne(c))}, Logits: []int{0}, Decode: true}})
 			if err != nil {
 				t.Fatal(err)
 			}
