@@ -55,8 +55,10 @@ func (m *Model) Generate(ctx context.Context, states []*model.GenState) error {
 	return model.Decode(ctx, m, states)
 }
 
-// toBF16 returns the matrix as bf16 bits, converting f32 and f16 storage.
+// toBF16 returns the matrix as bf16 bits, row-major, converting f32 and f16
+// storage (and the CPU kernels' panel layout, kernels.Pack).
 func toBF16(w kernels.Mat) []uint16 {
+	w = w.RowMajor()
 	if w.DType == kernels.BF16 {
 		return w.U16
 	}
@@ -118,7 +120,7 @@ func Upload(ctx context.Context, d *Device, cpu *model.Model) (*Model, error) {
 			err = fmt.Errorf("upload %s: %w", name, err)
 		}
 	}
-	switch e := cpu.W.Embed; e.DType {
+	switch e := cpu.W.Embed.RowMajor(); e.DType {
 	case kernels.F32:
 		m.embed, err = allocUpload(d, e.F32)
 	case kernels.Q4_1, kernels.Q8_0:

@@ -154,6 +154,10 @@ var linearShapes = []struct {
 	// Phi-3-mini's Q/O (3072 → 3072, no GQA).
 	{"qwen1.5b-kv", 2048, 1536, 256}, {"llama8b-kv", 512, 4096, 1024},
 	{"mistral-down", 256, 14336, 4096}, {"phi3-q/o", 512, 3072, 3072},
+	// Added with the panel layout (issue 21, part P), equally untuned:
+	// Llama-3.2-3B's K/V (3072 → 1024) and Qwen2.5-3B's down projection
+	// (11008 → 2048).
+	{"llama3b-kv", 512, 3072, 1024}, {"qwen3b-down", 512, 11008, 2048},
 }
 
 // BenchmarkMatMulShapes runs every linear shape once per iteration, in turn, so
@@ -164,11 +168,23 @@ var linearShapes = []struct {
 // figure favours the short shapes, whose best iteration is likelier to have
 // run undisturbed; the CPU-time figure is blind to that (and to a worker
 // idling at the end of a product), so it says how fast each shape runs while
-// it has the cores. A quiet machine gives both the same ratios.
+// it has the cores. A quiet machine gives both the same ratios. The weights
+// are in panel layout, as the loaders keep them (Pack); rows-* runs the
+// same shapes on row-major weights, which each product packs itself.
 func BenchmarkMatMulShapes(b *testing.B) {
 	p := NewPool(0)
-	for _, d := range []DType{F32, BF16} {
-		b.Run(fmt.Sprintf("%s/%s", p.Kernels().Name(), d), func(b *testing.B) {
+	for _, lay := range []string{"", "rows-"} {
+		for _, d := range []DType{F32, BF16} {
+			b.Run(fmt.Sprintf("%s/%s%s", p.Kernels().Name(), lay, d), func(b *testing.B) { benchShapes(b, p, d, lay == "") })
+		}
+	}
+}
+
+// benchShapes is one run of BenchmarkMatMulShapes over weights of dtype d,
+// packed into panels or not.
+func benchShapes(b *testing.B, p *Pool, d DType, panels bool) {
+	{
+		{
 			rng := rand.New(rand.NewPCG(9, 10))
 			type run struct {
 				w         Mat
@@ -178,7 +194,11 @@ func BenchmarkMatMulShapes(b *testing.B) {
 			}
 			runs := make([]run, len(linearShapes))
 			for i, s := range linearShapes {
-				runs[i] = run{randMat(rng, d, s.out, s.k), randVec(rng, s.n*s.k), make([]float32, s.n*s.out), 1 << 62, 1 << 62}
+				w := randMat(rng, d, s.out, s.k)
+				if panels {
+					w = Pack(w)
+				}
+				runs[i] = run{w, randVec(rng, s.n*s.k), make([]float32, s.n*s.out), 1 << 62, 1 << 62}
 			}
 			for b.Loop() {
 				for i, s := range linearShapes {
@@ -207,7 +227,7 @@ func BenchmarkMatMulShapes(b *testing.B) {
 					s.name, s.n, s.k, s.out, wall[i], wall[i]/topWall, cpu[i], cpu[i]/topCPU)
 			}
 			b.Log(tab.String())
-		})
+		}
 	}
 }
 
@@ -284,5 +304,37 @@ func BenchmarkAttentionVsMatMul(b *testing.B) {
 				b.ReportMetric(af/cA.Seconds()/(mf/cM.Seconds()), "cpuOfMatMul")
 			}
 		})
+	}
+}
+
+// BenchmarkMatMulLayouts alternates, per shape of linearShapes, the product
+// over the same weights row-major (packed by each call) and in panel layout
+// (packed at load), so that the layouts' ratio comes from one run under one
+// load: panelsOverRows > 1 means the panel layout is faster (best iteration
+// of each, wall time).
+func BenchmarkMatMulLayouts(b *testing.B) {
+	p := NewPool(0)
+	for _, d := range []DType{F32, BF16} {
+		for _, s := range linearShapes {
+			b.Run(fmt.Sprintf("%s/%s/%s", p.Kernels().Name(), d, s.name), func(b *testing.B) {
+				rng := rand.New(rand.NewPCG(9, 10))
+				w := randMat(rng, d, s.out, s.k)
+				pw := Pack(w)
+				x, dst := randVec(rng, s.n*s.k), make([]float32, s.n*s.out)
+				rows, panels := time.Duration(1<<62), time.Duration(1<<62)
+				for b.Loop() {
+					t := time.Now()
+					MatMul(p, dst, x, s.n, w)
+					rows = min(rows, time.Since(t))
+					t = time.Now()
+					MatMul(p, dst, x, s.n, pw)
+					panels = min(panels, time.Since(t))
+				}
+				fl := 2 * float64(s.n) * float64(s.k) * float64(s.out) / 1e9
+				b.ReportMetric(fl/rows.Seconds(), "rows-GFLOP/s")
+				b.ReportMetric(fl/panels.Seconds(), "panels-GFLOP/s")
+				b.ReportMetric(rows.Seconds()/panels.Seconds(), "panelsOverRows")
+			})
+		}
 	}
 }

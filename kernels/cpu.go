@@ -41,6 +41,12 @@ type Kernels struct {
 	// A packed [kc/2][mr][2], B packed [kc/2][nr][2], both bf16.
 	gemmBF16 func(kp int, a, b *uint16, c *float32, ldc int, acc int)
 
+	// gemvPanel* compute out[0:32] (+)= Σ_{t<k} x[t]·W[t][0:32] over one
+	// weight panel (panels.go; acc != 0 adds): a lone decode step's product
+	// (nil when the set has none).
+	gemvPanelF32                func(k int, w *float32, x *float32, out *float32, acc int)
+	gemvPanelBF16, gemvPanelF16 func(k int, w *uint16, x *float32, out *float32, acc int)
+
 	// gemv4 computes out[r] = Σ_c w[r·ldw+c]·x[c] for r < 4 over the first k
 	// elements, k a multiple of 32 (the caller adds the tail).
 	gemv4F32  func(k int, w *float32, ldw int, x *float32, out *float32)

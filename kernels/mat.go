@@ -21,12 +21,20 @@ type Mat struct {
 	// on the other rows of the product; the caller picks the products
 	// (model.Forward: a decode step's rows only).
 	Q8Act bool
+	// Panels (f32, f16, bf16 only) says the slice holds the matrix in the
+	// column-panel layout the product kernels read (Pack, panels.go):
+	// ⌈Rows/32⌉ panels of Cols × 32 values, the last one padded with zero
+	// rows. Loaders pack once; MatMul and RowF32 read either layout.
+	Panels bool
 }
 
 // Validate checks that the backing slice matches the shape.
 func (m Mat) Validate() error {
 	if m.DType.Quantized() {
 		return m.validateQuant()
+	}
+	if m.Panels {
+		return m.validatePanels()
 	}
 	n := m.Rows * m.Cols
 	switch m.DType {
@@ -49,6 +57,10 @@ func (m Mat) RowF32(i int, dst []float32) { defaultKernels.RowF32(m, i, dst) }
 
 // RowF32 writes row i of m widened to f32 into dst (len Cols) with this kernel set.
 func (k *Kernels) RowF32(m Mat, i int, dst []float32) {
+	if m.Panels {
+		k.panelRowF32(m, i, dst)
+		return
+	}
 	off := i * m.Cols
 	switch m.DType {
 	case F32:

@@ -54,7 +54,9 @@ func MatMul(p *Pool, dst, x []float32, n int, w Mat) {
 		return
 	}
 	switch {
-	case n <= matVecRows(p, ks, w.DType):
+	case w.Panels && n <= panelSmallRows:
+		matMulPanelsSmall(p, ks, dst, x, n, w)
+	case !w.Panels && n <= matVecRows(p, ks, w.DType):
 		matVec(p, ks, dst, x, n, w)
 	case w.DType == BF16 && p != nil && p.bf16Dot:
 		matMulBF16Dot(p, ks, dst, x, n, w)
@@ -233,10 +235,16 @@ func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB,
 	K, N := w.Cols, w.Rows
 	mr, nr := ks.mr, ks.nr
 	panels := (n + mr - 1) / mr
-	nb := (N + nr - 1) / nr
+	// unit is the column split's step: whole stored panels for a matrix in
+	// panel layout, so that each worker's blocks start on one.
+	unit := nr
+	if w.Panels {
+		unit = PanelWidth
+	}
+	nb := (N + unit - 1) / unit
 	p.Run(nb, 1, func(lo, hi int) {
-		c0, c1 := lo*nr, min(hi*nr, N)
-		ncB := min(max(ncMax/nr, 1)*nr, (c1-c0+nr-1)/nr*nr)
+		c0, c1 := lo*unit, min(hi*unit, N)
+		ncB := min(max(ncMax/unit, 1)*unit, (c1-c0+unit-1)/unit*unit)
 		wpBuf := p.getBuf(ncB*kcB + nr*kcB + mr*nr + mr*kcB)
 		defer p.putBuf(wpBuf)
 		buf := *wpBuf
@@ -247,7 +255,7 @@ func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB,
 			nc := min(ncB, c1-jc)
 			for pc := 0; pc < K; pc += kcB {
 				kc := min(kcB, K-pc)
-				packB(ks, wp, w, jc, nc, pc, kc, nr, rowBuf)
+				blk := loadB(ks, wp, w, jc, nc, pc, kc, rowBuf)
 				acc := 0
 				if pc > 0 {
 					acc = 1
@@ -257,9 +265,8 @@ func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB,
 					rows := min(mr, n-ip*mr)
 					for jr := 0; jr < nc; jr += nr {
 						cols := min(nr, nc-jr)
-						b := &wp[(jr/nr)*kc*nr]
 						ci := ip*mr*N + jc + jr
-						microTile(ks, kc, a, b, dst, ci, N, rows, cols, acc, tile)
+						microTile(ks, kc, a, blk.at(jr), blk.width, dst, ci, N, rows, cols, acc, tile)
 					}
 				}
 			}
@@ -269,11 +276,12 @@ func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB,
 
 // microTile runs the micro-kernel on the output tile at dst[ci] (rows × cols of
 // an mr × nr tile, row stride N), through the scratch tile when it is partial;
-// acc != 0 adds to what is there. a is an activation panel as aPanel returns it.
-func microTile(ks *Kernels, kc int, a aPanel, b *float32, dst []float32, ci, N, rows, cols, acc int, tile []float32) {
+// acc != 0 adds to what is there. a is an activation panel as aPanel returns it,
+// b the weight panel with rows ldb floats apart.
+func microTile(ks *Kernels, kc int, a aPanel, b *float32, ldb int, dst []float32, ci, N, rows, cols, acc int, tile []float32) {
 	mr, nr := ks.mr, ks.nr
 	if rows == mr && cols == nr {
-		a.gemm(ks, kc, b, &dst[ci], N, acc)
+		a.gemm(ks, kc, b, ldb, &dst[ci], N, acc)
 		return
 	}
 	if acc != 0 {
@@ -281,7 +289,7 @@ func microTile(ks *Kernels, kc int, a aPanel, b *float32, dst []float32, ci, N, 
 			copy(tile[i*nr:i*nr+cols], dst[ci+i*N:ci+i*N+cols])
 		}
 	}
-	a.gemm(ks, kc, b, &tile[0], nr, acc)
+	a.gemm(ks, kc, b, ldb, &tile[0], nr, acc)
 	for i := 0; i < rows; i++ {
 		copy(dst[ci+i*N:ci+i*N+cols], tile[i*nr:i*nr+cols])
 	}
@@ -300,15 +308,15 @@ type aPanel struct {
 }
 
 // gemm runs the micro-kernel that reads the panel as it is laid out, on B
-// packed [kc][nr].
-func (a aPanel) gemm(ks *Kernels, kc int, b, c *float32, ldc, acc int) {
+// rows of nr values ldb floats apart ([kc][nr] packed when ldb = nr).
+func (a aPanel) gemm(ks *Kernels, kc int, b *float32, ldb int, c *float32, ldc, acc int) {
 	switch {
-	case a.pf != nil && ks.gemmRowsPf != nil:
+	case a.pf != nil && ks.gemmRowsPf != nil && ldb == ks.nr:
 		ks.gemmRowsPf(kc, a.p, a.ld, b, a.pf, c, ldc, acc)
 	case a.inPlace:
-		ks.gemmRows(kc, a.p, a.ld, b, ks.nr, c, ldc, acc)
+		ks.gemmRows(kc, a.p, a.ld, b, ldb, c, ldc, acc)
 	default:
-		ks.gemm(kc, a.p, a.ld, b, ks.nr, c, ldc, acc)
+		ks.gemm(kc, a.p, a.ld, b, ldb, c, ldc, acc)
 	}
 }
 
@@ -377,20 +385,43 @@ func matMulRowsWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, inPlac
 	mr, nr := ks.mr, ks.nr
 	kcB, _ := blocking(ks, K, 4)
 	npan := (N + nr - 1) / nr
-	wpBuf := p.getBuf(npan * nr * K)
-	defer p.putBuf(wpBuf)
-	wp := *wpBuf
-	blocks := (K + kcB - 1) / kcB
-	p.Run(blocks*npan, 1, func(lo, hi int) {
-		rowBuf := p.getBuf(nr * kcB)
-		defer p.putBuf(rowBuf)
-		for it := lo; it < hi; it++ {
-			bi, jp := it/npan, it%npan
-			pc := bi * kcB
-			kc := min(kcB, K-pc)
-			packB(ks, wp[pc*npan*nr+jp*kc*nr:], w, jp*nr, min(nr, N-jp*nr), pc, kc, nr, *rowBuf)
+	// bAt is where the weight panel of columns [jp·nr, jp·nr+nr) starts at
+	// depth pc, its rows ldb floats apart.
+	var bAt func(pc, kc, jp int) *float32
+	ldb := nr
+	if w.Panels {
+		// Stored panels: f32 is read where it lies, 16-bit is widened once
+		// into the same layout (N×K fits L2: rowsFit).
+		src := w.F32
+		if w.DType != F32 {
+			q := (N + PanelWidth - 1) / PanelWidth
+			wpBuf := p.getBuf(q * PanelWidth * K)
+			defer p.putBuf(wpBuf)
+			src = *wpBuf
+			p.Run(q, 1, func(lo, hi int) { widenPanels(ks, src[lo*K*PanelWidth:], w, lo, hi-lo, 0, K) })
 		}
-	})
+		ldb = PanelWidth
+		bAt = func(pc, _, jp int) *float32 {
+			c := jp * nr
+			return &src[(c/PanelWidth)*K*PanelWidth+pc*PanelWidth+c%PanelWidth]
+		}
+	} else {
+		wpBuf := p.getBuf(npan * nr * K)
+		defer p.putBuf(wpBuf)
+		wp := *wpBuf
+		blocks := (K + kcB - 1) / kcB
+		p.Run(blocks*npan, 1, func(lo, hi int) {
+			rowBuf := p.getBuf(nr * kcB)
+			defer p.putBuf(rowBuf)
+			for it := lo; it < hi; it++ {
+				bi, jp := it/npan, it%npan
+				pc := bi * kcB
+				kc := min(kcB, K-pc)
+				packB(ks, wp[pc*npan*nr+jp*kc*nr:], w, jp*nr, min(nr, N-jp*nr), pc, kc, nr, *rowBuf)
+			}
+		})
+		bAt = func(pc, kc, jp int) *float32 { return &wp[pc*npan*nr+jp*kc*nr] }
+	}
 	panels := (n + mr - 1) / mr
 	p.Run(panels, 1, func(lo, hi int) {
 		buf := p.getBuf(mr*kcB + mr*nr)
@@ -406,7 +437,7 @@ func matMulRowsWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, inPlac
 				}
 				a := panelA(ks, ap, x, n, K, ip*mr, pc, kc, inPlace).withNext(x, n, K, (ip+1)*mr, pc)
 				for jp := 0; jp < npan; jp++ {
-					microTile(ks, kc, a, &wp[pc*npan*nr+jp*kc*nr], dst, ip*mr*N+jp*nr, N, rows, min(nr, N-jp*nr), acc, tile)
+					microTile(ks, kc, a, bAt(pc, kc, jp), ldb, dst, ip*mr*N+jp*nr, N, rows, min(nr, N-jp*nr), acc, tile)
 				}
 			}
 		}

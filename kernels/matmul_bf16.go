@@ -109,6 +109,21 @@ func packBBF16(dst []uint16, w Mat, jc, nc, pc, kc, nr int) {
 		if valid < nr {
 			clear(pan)
 		}
+		if w.Panels {
+			// Stored panels: the pair (c, c+1) of row o is two values
+			// PanelWidth apart in o's panel.
+			for r := 0; r < valid; r++ {
+				o := jc + jp*nr + r
+				col := w.U16[(o/PanelWidth)*K*PanelWidth+pc*PanelWidth+o%PanelWidth:]
+				for t := 0; t < full; t++ {
+					pan[t*nr+r] = uint32(col[2*t*PanelWidth]) | uint32(col[(2*t+1)*PanelWidth])<<16
+				}
+				if kc&1 != 0 {
+					pan[full*nr+r] = uint32(col[(kc-1)*PanelWidth])
+				}
+			}
+			continue
+		}
 		for r := 0; r < valid; r++ {
 			o := jc + jp*nr + r
 			seg := w.U16[o*K+pc : o*K+pc+kc]

@@ -104,6 +104,9 @@ func BenchmarkDecodeBandwidth(b *testing.B) {
 	} {
 		rng := rand.New(rand.NewPCG(7, 8))
 		w := anyMat(rng, sh.d, sh.out, sh.k)
+		if !sh.d.Quantized() {
+			w = Pack(w) // as the loaders keep f32/f16/bf16 weights
+		}
 		w.Q8Act = sh.q8
 		x := randVec(rng, sh.n*sh.k)
 		dst := make([]float32, sh.n*sh.out)
@@ -146,10 +149,11 @@ func BenchmarkMatVecL2(b *testing.B) {
 // BenchmarkBatchedDecode: one decode step of a batch of M sequences is an
 // M-row product whose weights, streamed from memory once per step, bound it
 // for small M. Each iteration evicts the weights with the read probe, then
-// runs MatMul (the dispatcher's path) and, alternately, the other path for
-// that M (matVec up to matVecRows rows is compared with the packed product
-// and vice versa), so the crossover can be read off one run. Reported per
-// path: GFLOP/s, weight bytes/s and that over the probe's bytes/s.
+// runs MatMul on the weights in panel layout (as the loaders keep them) and,
+// alternately, MatMul on the same weights row-major (rows-GFLOP/s: the
+// matrix–vector path up to matVecRows rows, the packed product above), so
+// the two layouts can be compared in one run. Reported: GFLOP/s, weight
+// bytes/s and that over the probe's bytes/s (panels), and rows-GFLOP/s.
 func BenchmarkBatchedDecode(b *testing.B) {
 	if !cpu.X86.HasAVX512F {
 		b.Skip("no AVX-512")
@@ -170,20 +174,18 @@ func BenchmarkBatchedDecode(b *testing.B) {
 	} {
 		rng := rand.New(rand.NewPCG(7, 8))
 		w := randMat(rng, sh.d, sh.out, sh.k)
+		pw := Pack(w)
 		for _, m := range []int{1, 8, 16, 32} {
 			x := randVec(rng, m*sh.k)
 			dst := make([]float32, m*sh.out)
 			b.Run(fmt.Sprintf("%s/%s/%s/M%d", ks.Name(), sh.name, sh.d, m), func(b *testing.B) {
-				other, otherName := func() { matMulPacked(p, ks, dst, x, m, w) }, "packed"
-				if m > matVecRows(p, ks, sh.d) {
-					other, otherName = func() { matVec(p, ks, dst, x, m, w) }, "matvec"
-				}
+				other, otherName := func() { MatMul(p, dst, x, m, w) }, "rows"
 				probe, prod, alt := time.Duration(1<<62), time.Duration(1<<62), time.Duration(1<<62)
 				for b.Loop() {
 					t0 := time.Now()
 					readProbe(buf, p.Threads())
 					t1 := time.Now()
-					MatMul(p, dst, x, m, w)
+					MatMul(p, dst, x, m, pw)
 					t2 := time.Now()
 					readProbe(buf, p.Threads())
 					t3 := time.Now()

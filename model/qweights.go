@@ -2,7 +2,7 @@ package model
 
 import "cacheclip/kernels"
 
-// sampleQuant is sampleF32 of the matrix's f32 values, widening only the rows
+// sampleQuant is sample (weights.go) of the matrix's f32 values, widening only the rows
 // the samples fall in.
 func sampleQuant(m kernels.Mat) []float32 {
 	n := m.Rows * m.Cols

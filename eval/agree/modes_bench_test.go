@@ -125,6 +125,7 @@ func BenchmarkAuxModesSmolLM2(b *testing.B) {
 // bf16Copy is m with every matrix rounded to bf16 (norms stay f32).
 func bf16Copy(m *model.Model) (*model.Model, error) {
 	conv := func(x kernels.Mat) kernels.Mat {
+		x = x.RowMajor() // FromWeights packs the copy again
 		if x.DType != kernels.F32 {
 			return x
 		}

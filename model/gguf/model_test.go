@@ -153,18 +153,18 @@ func TestWeightsUndoConvertPermutation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := map[string][]float32{"model.embed_tokens.weight": m.W.Embed.F32, "model.norm.weight": m.W.Norm}
+			got := map[string][]float32{"model.embed_tokens.weight": m.W.Embed.RowMajor().F32, "model.norm.weight": m.W.Norm}
 			if !c.tied {
-				got["lm_head.weight"] = m.W.LMHead.F32
+				got["lm_head.weight"] = m.W.LMHead.RowMajor().F32
 			} else if &m.W.LMHead.F32[0] != &m.W.Embed.F32[0] {
 				t.Error("tied lm_head does not alias the embeddings")
 			}
 			for l, L := range m.W.Layers {
 				p := fmt.Sprintf("model.layers.%d.", l)
 				for k, v := range map[string][]float32{"input_layernorm.weight": L.AttnNorm, "post_attention_layernorm.weight": L.MLPNorm,
-					"self_attn.q_proj.weight": L.Wq.F32, "self_attn.k_proj.weight": L.Wk.F32, "self_attn.v_proj.weight": L.Wv.F32,
-					"self_attn.o_proj.weight": L.Wo.F32, "mlp.gate_proj.weight": L.Wgate.F32, "mlp.up_proj.weight": L.Wup.F32,
-					"mlp.down_proj.weight": L.Wdown.F32} {
+					"self_attn.q_proj.weight": L.Wq.RowMajor().F32, "self_attn.k_proj.weight": L.Wk.RowMajor().F32, "self_attn.v_proj.weight": L.Wv.RowMajor().F32,
+					"self_attn.o_proj.weight": L.Wo.RowMajor().F32, "mlp.gate_proj.weight": L.Wgate.RowMajor().F32, "mlp.up_proj.weight": L.Wup.RowMajor().F32,
+					"mlp.down_proj.weight": L.Wdown.RowMajor().F32} {
 					got[p+k] = v
 				}
 				if c.arch == "qwen2" {
