@@ -275,8 +275,45 @@ func gemvPanel(ks *Kernels, w Mat, q int, x, out []float32) bool {
 		ks.gemvPanelBF16(K, &w.U16[off], &x[0], &out[0], 0)
 	case w.DType == F16 && ks.gemvPanelF16 != nil:
 		ks.gemvPanelF16(K, &w.U16[off], &x[0], &out[0], 0)
+	case ks.name == "generic":
+		// The portable set has no matrix–vector kernel of its own: its
+		// micro-kernel would run one row padded to four (4× the
+		// multiply-adds), so one row walks the panel in Go instead.
+		gemvPanelGo(w, q, x, out)
 	default:
 		return false
 	}
 	return true
+}
+
+// gemvPanelGo is out[0:PanelWidth] = the product of row x with panel q of w:
+// the panel's K rows of PanelWidth values, each scaled by its x value and
+// summed in order over K.
+func gemvPanelGo(w Mat, q int, x, out []float32) {
+	K := w.Cols
+	off := q * K * PanelWidth
+	var acc [PanelWidth]float32
+	switch w.DType {
+	case F32:
+		p := w.F32[off : off+K*PanelWidth]
+		for c, xv := range x[:K] {
+			row := p[c*PanelWidth : (c+1)*PanelWidth : (c+1)*PanelWidth]
+			for j, v := range row {
+				acc[j] += xv * v
+			}
+		}
+	default:
+		conv := BF16ToF32
+		if w.DType == F16 {
+			conv = F16ToF32
+		}
+		p := w.U16[off : off+K*PanelWidth]
+		for c, xv := range x[:K] {
+			row := p[c*PanelWidth : (c+1)*PanelWidth : (c+1)*PanelWidth]
+			for j, v := range row {
+				acc[j] += xv * conv(v)
+			}
+		}
+	}
+	copy(out, acc[:])
 }

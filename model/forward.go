@@ -67,6 +67,7 @@ type Output struct {
 //
 // Every operation runs on m.Pool with its kernel set.
 func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
+	m.Pack()
 	cfg := &m.Config
 	pool := m.Pool
 	ks := pool.Kernels()

@@ -8,20 +8,35 @@ import (
 	"cacheclip/model/testmodel"
 )
 
-// A loaded model keeps its linear layers in the kernels' panel layout (the
-// embedding table row-major), and its fingerprint is that of the same
-// weights row-major: a model rebuilt from the packed weights (as a cut
-// model is) and one rebuilt from their row-major copies fingerprint alike.
+// A model packs its linear layers into the kernels' panel layout at its
+// first Pack (or Forward), not at load (the embedding table stays row-major
+// unless tied to the head); a model cut from an unpacked one packs its own
+// layers and leaves the base's as they were (a base loaded only to be cut,
+// or weights only uploaded to a GPU, are never copied). The fingerprint is
+// that of the same weights row-major: a model rebuilt from the packed
+// weights and one rebuilt from their row-major copies fingerprint alike.
 func TestPackedWeightsKeepFingerprint(t *testing.T) {
 	for _, s := range testmodel.Variants() {
 		m, err := testmodel.Build(s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		L := m.W.Layers[0]
-		if L.Wq.DType.Quantized() {
+		if m.W.Layers[0].Wq.DType.Quantized() {
 			continue
 		}
+		if m.W.Layers[0].Wq.Panels || m.W.LMHead.Panels {
+			t.Fatalf("%s: packed at load", s.Name)
+		}
+		cut, err := model.FirstLayers(m, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cut.Pack()
+		if !cut.W.Layers[0].Wq.Panels || m.W.Layers[0].Wq.Panels {
+			t.Fatalf("%s: cut model packed %v, its base packed %v; want true, false", s.Name, cut.W.Layers[0].Wq.Panels, m.W.Layers[0].Wq.Panels)
+		}
+		m.Pack()
+		L := m.W.Layers[0]
 		if !L.Wq.Panels || !L.Wdown.Panels || !m.W.LMHead.Panels || m.W.Embed.Panels != m.Config.TiedEmbeddings {
 			t.Fatalf("%s (tied %v): Wq panels %v, Wdown panels %v, head panels %v, embed panels %v", s.Name, m.Config.TiedEmbeddings,
 				L.Wq.Panels, L.Wdown.Panels, m.W.LMHead.Panels, m.W.Embed.Panels)

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,9 @@ type Model struct {
 	invFreq []float64
 	fp      [32]byte
 	closer  io.Closer
+	// packOnce packs W into the kernels' panel layout (packWeights) at the
+	// first Pack or Forward.
+	packOnce sync.Once
 }
 
 // Close releases memory-mapped weights.
@@ -292,13 +296,25 @@ func u16Bytes(s []uint16) []byte {
 }
 
 func newModel(cfg *Config, w Weights, fp [32]byte) *Model {
-	return &Model{Config: *cfg, W: packWeights(w), Pool: kernels.NewPool(0), invFreq: cfg.InvFreq(), fp: fp}
+	return &Model{Config: *cfg, W: w, Pool: kernels.NewPool(0), invFreq: cfg.InvFreq(), fp: fp}
+}
+
+// Pack converts the weights into the product kernels' panel layout
+// (packWeights), once; Forward calls it first, so calling it is only a way
+// to pay for it at a chosen time (a benchmark before its timer, a job before
+// its first question). It is not done at load because some models never run
+// on the CPU: weights that only go to a GPU (gpu.Upload reads them
+// row-major) or a model loaded only to be cut (FirstLayers, whose cut
+// packs just its own layers) would be copied from the mapped file to the
+// heap for nothing.
+func (m *Model) Pack() {
+	m.packOnce.Do(func() { m.W = packWeights(m.W) })
 }
 
 // packWeights converts the f32, f16 and bf16 matrices of the linear layers
-// into the product kernels' panel layout once, at load (kernels.Pack: the
-// same values permuted, one copy; the mapped file's pages are the kernel's
-// to drop), so that no product packs them per call. The LM head is packed
+// into the product kernels' panel layout once (Model.Pack; kernels.Pack: the
+// same values permuted into a heap copy — the mapped file's pages stay page
+// cache, the kernel's to drop), so that no product packs them per call. The LM head is packed
 // too, and with it the embedding table when the head is tied to it (a
 // lookup gathers its row from the panels: 2,048 tokens of Qwen2.5-0.5B cost
 // about 1.8 M strided reads, well under 1% of their prefill); an untied
@@ -426,10 +442,16 @@ func LoadLlama2C(path string) (*Model, error) {
 	if errShort != nil {
 		return nil, errShort
 	}
+	// The norms (and an untied embedding table, which is not packed) are
+	// cloned out of f so that f, the whole checkpoint as floats, is garbage
+	// once the linear layers are packed.
 	var w Weights
+	if !shared {
+		emb = slices.Clone(emb)
+	}
 	w.Embed = mk(emb, vocab, dim)
 	addInfo("embed", emb, vocab, dim)
-	w.Norm = rmsFinal
+	w.Norm = slices.Clone(rmsFinal)
 	addInfo("norm", rmsFinal, dim)
 	if shared {
 		w.LMHead = w.Embed
@@ -440,8 +462,8 @@ func LoadLlama2C(path string) (*Model, error) {
 	w.Layers = make([]Layer, layers)
 	for l := range w.Layers {
 		L := &w.Layers[l]
-		L.AttnNorm = rmsAtt[l*dim : (l+1)*dim]
-		L.MLPNorm = rmsFFN[l*dim : (l+1)*dim]
+		L.AttnNorm = slices.Clone(rmsAtt[l*dim : (l+1)*dim])
+		L.MLPNorm = slices.Clone(rmsFFN[l*dim : (l+1)*dim])
 		L.Wq = mk(wq[l*qDim*dim:(l+1)*qDim*dim], qDim, dim)
 		L.Wk = mk(wk[l*kvDim*dim:(l+1)*kvDim*dim], kvDim, dim)
 		L.Wv = mk(wv[l*kvDim*dim:(l+1)*kvDim*dim], kvDim, dim)

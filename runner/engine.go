@@ -112,6 +112,10 @@ func newEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger, sel select
 		if primary, err = e.upload(ctx, p.Model); err != nil {
 			return fail(err)
 		}
+	} else {
+		// Packed now rather than in the first question's forward: its memory
+		// is taken before any work, and no question's timing carries it.
+		p.Model.Pack()
 	}
 	e.prefiller = &prefill.Prefiller{Model: primary, Layouter: p}
 	if spec.Store != "" {
@@ -142,6 +146,7 @@ func newEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger, sel select
 			log.Info("auxiliary model", "weights", a.Note)
 		}
 		e.aux = a
+		a.Model.Pack()
 		opts := auxscore.Options{Reduce: cfg.Values.String("reduce"), Window: cfg.Values.Int("window"), MinCount: cfg.Values.Int("min_count")}
 		e.scorer = &auxscore.Scorer{Model: a.Model, Layouter: a, Opts: opts}
 		if mode := cfg.Values.String("aux_mode"); mode == "cached" || mode == "boundary" {

@@ -36,6 +36,7 @@ func BenchmarkSmolLM2(b *testing.B) {
 }
 
 func benchSmolLM2(b *testing.B, m *model.Model) {
+	m.Pack() // not inside the first timed prefill
 	ids := benchIDs(b)
 	ctx := context.Background()
 	for _, n := range []int{128, 512, 2048} {

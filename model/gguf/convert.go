@@ -57,6 +57,8 @@ func (f *File) WriteHF(dir string, dt kernels.DType) error {
 	if err != nil {
 		return err
 	}
+	// Widened matrices come packed in panels (the product kernels' layout);
+	// the file is written row-major (RowMajor below).
 	w, err := f.Weights(c)
 	if err != nil {
 		return err
@@ -82,10 +84,10 @@ func (f *File) WriteHF(dir string, dt kernels.DType) error {
 	add := func(name string, v []float32, shape ...int) {
 		ts = append(ts, safetensors.WriteTensor{Name: name, DType: strings.ToUpper(dt.String()), Shape: shape, Data: safetensors.Encode(v, dt)})
 	}
-	add("model.embed_tokens.weight", w.Embed.F32, c.Vocab, c.Hidden)
+	add("model.embed_tokens.weight", w.Embed.RowMajor().F32, c.Vocab, c.Hidden)
 	add("model.norm.weight", w.Norm, c.Hidden)
 	if !c.TiedEmbeddings {
-		add("lm_head.weight", w.LMHead.F32, c.Vocab, c.Hidden)
+		add("lm_head.weight", w.LMHead.RowMajor().F32, c.Vocab, c.Hidden)
 	}
 	for i, L := range w.Layers {
 		p := fmt.Sprintf("model.layers.%d.", i)
@@ -97,7 +99,7 @@ func (f *File) WriteHF(dir string, dt kernels.DType) error {
 		}{{"self_attn.q_proj.weight", L.Wq}, {"self_attn.k_proj.weight", L.Wk}, {"self_attn.v_proj.weight", L.Wv},
 			{"self_attn.o_proj.weight", L.Wo}, {"mlp.gate_proj.weight", L.Wgate}, {"mlp.up_proj.weight", L.Wup},
 			{"mlp.down_proj.weight", L.Wdown}} {
-			add(p+m.name, m.mat.F32, m.mat.Rows, m.mat.Cols)
+			add(p+m.name, m.mat.RowMajor().F32, m.mat.Rows, m.mat.Cols)
 		}
 		if c.QKVBias {
 			add(p+"self_attn.q_proj.bias", L.Bq, len(L.Bq))

@@ -193,7 +193,10 @@ func (f *File) weights(c *model.Config, o Options, rep *Report) (model.Weights, 
 		if ropeHeads > 0 {
 			out = unpermuteRows(out, rows, cols, ropeHeads)
 		}
-		return kernels.Mat{DType: kernels.F32, Rows: rows, Cols: cols, F32: out}, nil
+		// Packed here, while it is the only copy: left to Model.Pack, every
+		// widened matrix would be live beside its packed copy at once (twice
+		// the model's f32 size at the peak).
+		return kernels.Pack(kernels.Mat{DType: kernels.F32, Rows: rows, Cols: cols, F32: out}), nil
 	}
 	var w model.Weights
 	var err error
