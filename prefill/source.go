@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"cacheclip/kvshards"
@@ -115,8 +117,8 @@ type Assembled struct {
 	Cache model.KVCache
 	// ChunkStart[i] is o_i, the global offset of chunk i; ChunkStart[k] is where Q begins.
 	ChunkStart []int
-	Load       float64 // seconds spent getting chunk caches from the source
-	Fill       float64 // seconds spent copying and re-rotating them into the cache
+	Load       float64 // seconds spent getting chunk caches from the source (mapping a shard, or decoding a ChunkKV)
+	Fill       float64 // seconds spent copying (widening a mapped shard's layers) and re-rotating them into the cache
 }
 
 // Assemble builds the blended cache: P's cache (exact, computed once per prefix
@@ -124,39 +126,75 @@ type Assembled struct {
 // |P|+t to o_i+t, with room for Q and reserve more slots. The slots for Q are
 // allocated but left empty.
 func Assemble(ctx context.Context, m model.Backend, src ChunkSource, prefix *kvshards.ChunkKV, lay *Layout, reserve int) (*Assembled, error) {
+	cache, err := m.NewCache(lay.Len() + reserve)
+	if err != nil {
+		return nil, fmt.Errorf("assemble: %w", err)
+	}
+	a, err := AssembleInto(ctx, m, src, prefix, lay, cache)
+	if err != nil {
+		cache.Free()
+	}
+	return a, err
+}
+
+// AssembleInto is Assemble into cache, which must be empty (Len 0; a reused
+// cache, so that a caller assembling one question after another, as the
+// auxiliary scorer does, does not allocate and zero a whole cache each time).
+// On error the cache holds a partial assembly and the caller frees or resets it.
+func AssembleInto(ctx context.Context, m model.Backend, src ChunkSource, prefix *kvshards.ChunkKV, lay *Layout, cache model.KVCache) (*Assembled, error) {
 	if src == nil {
 		return nil, fmt.Errorf("assemble: no chunk source")
 	}
 	if fp := src.Fingerprint(); fp != m.Fingerprint() {
 		return nil, fmt.Errorf("assemble: chunk source belongs to model %x, not to this model %x: refusing caches from another model", fp[:6], m.Fingerprint())
 	}
+	if cache.Len() != 0 {
+		return nil, fmt.Errorf("assemble: the cache holds %d slots already", cache.Len())
+	}
 	cfg := m.ModelConfig()
 	np := len(lay.Prefix.IDs)
 	total := lay.Len()
-	cache, err := m.NewCache(total + reserve)
-	if err != nil {
-		return nil, fmt.Errorf("assemble: %w", err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			cache.Free()
-		}
-	}()
 	if _, err := cache.Alloc(total); err != nil {
 		return nil, fmt.Errorf("assemble: %w", err)
 	}
 	a := &Assembled{Cache: cache}
-	fill := func(kv *kvshards.ChunkKV, at int) error {
-		n := len(kv.Tokens)
-		pos := make([]int32, n)
-		from := make([]int32, n)
+	var pos, from []int32
+	positions := func(n, at int, base int32) {
+		pos, from = slices.Grow(pos[:0], n)[:n], slices.Grow(from[:0], n)[:n]
 		for t := 0; t < n; t++ {
 			pos[t] = int32(at + t)
-			from[t] = kv.BasePos + int32(t)
+			from[t] = base + int32(t)
 		}
+	}
+	fill := func(kv *kvshards.ChunkKV, at int) error {
+		positions(len(kv.Tokens), at, kv.BasePos)
 		for l := 0; l < cfg.Layers; l++ {
 			if err := m.Fill(cache, l, at, pos, kv.K[l], kv.V[l], from); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// One layer of a mapped shard at a time, widened into kBuf and vBuf.
+	var kBuf, vBuf []float32
+	fillShard := func(sh *kvshards.Shard, chunk []int32, at int) error {
+		h := sh.Header()
+		toks, err := sh.Tokens()
+		if err != nil {
+			return err
+		}
+		meta := &kvshards.ChunkKV{Tokens: toks, BasePos: h.BasePos, Layers: h.Layers, KVHeads: h.KVHeads, HeadDim: h.HeadDim}
+		if err := checkShape(meta, cfg.Layers, cfg.KVHeads, cfg.HeadDim, np, chunk); err != nil {
+			return err
+		}
+		w := len(toks) * cfg.KVHeads * cfg.HeadDim
+		kBuf, vBuf = slices.Grow(kBuf[:0], w)[:w], slices.Grow(vBuf[:0], w)[:w]
+		positions(len(toks), at, h.BasePos)
+		for l := 0; l < cfg.Layers; l++ {
+			if err := sh.CopyInto(l, kBuf, vBuf); err != nil {
+				return err
+			}
+			if err := m.Fill(cache, l, at, pos, kBuf, vBuf, from); err != nil {
 				return err
 			}
 		}
@@ -170,6 +208,7 @@ func Assemble(ctx context.Context, m model.Backend, src ChunkSource, prefix *kvs
 			return nil, fmt.Errorf("assemble: prefix: %w", err)
 		}
 	}
+	shards, _ := src.(ShardSource)
 	at := np
 	for i, ch := range lay.Chunks {
 		if err := ctx.Err(); err != nil {
@@ -177,6 +216,24 @@ func Assemble(ctx context.Context, m model.Backend, src ChunkSource, prefix *kvs
 		}
 		a.ChunkStart = append(a.ChunkStart, at)
 		t0 := now()
+		if shards != nil {
+			sh, err := shards.Shard(ctx, lay.Prefix.IDs, ch.IDs)
+			switch {
+			case err == nil:
+				t1 := now()
+				err = fillShard(sh, ch.IDs, at)
+				sh.Close()
+				if err != nil {
+					return nil, fmt.Errorf("assemble: chunk %d: %w", i, err)
+				}
+				a.Load += t1.Sub(t0).Seconds()
+				a.Fill += now().Sub(t1).Seconds()
+				at += len(ch.IDs)
+				continue
+			case !errors.Is(err, kvshards.ErrNotFound):
+				return nil, fmt.Errorf("assemble: chunk %d: %w", i, err)
+			}
+		}
 		kv, err := src.Chunk(ctx, lay.Prefix.IDs, ch.IDs)
 		if err != nil {
 			return nil, fmt.Errorf("assemble: chunk %d: %w", i, err)
@@ -193,7 +250,6 @@ func Assemble(ctx context.Context, m model.Backend, src ChunkSource, prefix *kvs
 		at += len(ch.IDs)
 	}
 	a.ChunkStart = append(a.ChunkStart, at)
-	ok = true
 	return a, nil
 }
 
@@ -242,6 +298,15 @@ type StoreSource struct {
 
 // Fingerprint is the computer's model's.
 func (s *StoreSource) Fingerprint() [32]byte { return s.Computer.Fingerprint() }
+
+// Shard maps (or builds) the chunk's shard without decoding it (ShardSource).
+func (s *StoreSource) Shard(ctx context.Context, prefix, chunk []int32) (*kvshards.Shard, error) {
+	if s.ReadOnly {
+		fp := s.Computer.Fingerprint()
+		return s.Store.Open(ctx, kvshards.KeyOf(fp, prefix, chunk), kvshards.Expect{Fingerprint: fp, PrefixHash: kvshards.PrefixHash(prefix)})
+	}
+	return s.Store.GetOrBuild(ctx, s.Computer, prefix, chunk)
+}
 
 // Chunk loads (or builds) the chunk's shard and decodes it to f32.
 func (s *StoreSource) Chunk(ctx context.Context, prefix, chunk []int32) (*kvshards.ChunkKV, error) {

@@ -3,13 +3,16 @@ package prefill_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
 	"cacheclip/kernels"
 	"cacheclip/kvshards"
 	"cacheclip/methods"
+	"cacheclip/model"
 	"cacheclip/prefill"
+	"cacheclip/prefill/auxscore"
 )
 
 // Chunk caches written to and read back from the shard store give the same
@@ -42,5 +45,158 @@ func TestStoreSource(t *testing.T) {
 	q.Chunks = append([]string{"A chunk nobody stored."}, q.Chunks...)
 	if _, err := f.eng.Prefill(ctx, q, f.method(t, methods.Reuse, 0), 8); !errors.Is(err, kvshards.ErrNotFound) {
 		t.Fatalf("error %v for a missing shard in a read-only store", err)
+	}
+}
+
+// chunkOnly hides a source's Shard method: Assemble then decodes whole chunks
+// (ChunkKV), the path every ChunkSource has.
+type chunkOnly struct{ prefill.ChunkSource }
+
+// Assembly from mapped shards, one layer widened at a time (ShardSource),
+// writes the same bits as assembly from decoded chunks, for f32 and bf16
+// shards, into a new cache and into a reused one that held another question;
+// a shard missing from a read-only source falls back to Chunk.
+func TestAssembleFromShards(t *testing.T) {
+	f := newFixture(t, "qwen2")
+	m := f.eng.Model
+	ctx := context.Background()
+	comp := &prefill.Computer{Model: m}
+	lay, err := f.lay.Layout(testQuery.Chunks, testQuery.Question)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkv, err := comp.ComputeChunk(ctx, nil, lay.Prefix.IDs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another question's layout (chunks in another order), assembled first
+	// into the cache that is then reset and reused.
+	other, err := f.lay.Layout([]string{testQuery.Chunks[2], testQuery.Chunks[0]}, "Which village?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := m.ModelConfig()
+	read := func(c model.KVCache) [][]float32 {
+		var out [][]float32
+		for l := 0; l < cfg.Layers; l++ {
+			k, v, err := c.ReadKV(l, 0, c.Len())
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, k, v)
+		}
+		return out
+	}
+	for _, dt := range []kernels.DType{kernels.F32, kernels.BF16} {
+		st, err := kvshards.OpenStore(t.TempDir(), kvshards.Options{DType: dt, NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := &prefill.StoreSource{Store: st, Computer: comp}
+		want, err := prefill.Assemble(ctx, m, chunkOnly{src}, pkv, &lay, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantKV := read(want.Cache)
+		got, err := prefill.Assemble(ctx, m, src, pkv, &lay, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reused := m.(*model.Model).HostCache(0)
+		if _, err := prefill.AssembleInto(ctx, m, src, pkv, &other, reused); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := prefill.AssembleInto(ctx, m, src, pkv, &lay, reused); err == nil {
+			t.Fatalf("%s: AssembleInto a cache that is not empty succeeded", dt)
+		}
+		reused.Reset()
+		again, err := prefill.AssembleInto(ctx, m, src, pkv, &lay, reused)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, a := range map[string]*prefill.Assembled{"new cache": got, "reused cache": again} {
+			if !slices.Equal(a.ChunkStart, want.ChunkStart) {
+				t.Fatalf("%s, %s: chunk starts %v, want %v", dt, name, a.ChunkStart, want.ChunkStart)
+			}
+			for i, x := range read(a.Cache) {
+				if !slices.Equal(x, wantKV[i]) {
+					t.Fatalf("%s, %s: layer %d's %s differ from assembly of decoded chunks", dt, name, i/2, [2]string{"keys", "values"}[i%2])
+				}
+			}
+		}
+		// Read-only, one chunk missing from the store: Chunk computes it.
+		q := testQuery
+		q.Chunks = append([]string{"A chunk nobody stored."}, q.Chunks...)
+		ql, err := f.lay.Layout(q.Chunks, q.Question)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fallback := computeMissing{StoreSource: &prefill.StoreSource{Store: st, Computer: comp, ReadOnly: true}, comp: comp}
+		a, err := prefill.Assemble(ctx, m, fallback, pkv, &ql, 0)
+		if err != nil {
+			t.Fatalf("%s: a missing shard did not fall back to Chunk: %v", dt, err)
+		}
+		b, err := prefill.Assemble(ctx, m, chunkOnly{prefill.NewMemorySource(comp)}, pkv, &ql, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k1, _, _ := a.Cache.ReadKV(cfg.Layers-1, 0, a.ChunkStart[1])
+		k2, _, _ := b.Cache.ReadKV(cfg.Layers-1, 0, b.ChunkStart[1])
+		if !slices.Equal(k1, k2) {
+			t.Fatalf("%s: the computed fallback chunk differs from the in-memory one", dt)
+		}
+		st.Close()
+	}
+}
+
+// computeMissing is a read-only store source that computes a chunk the store
+// lacks (as the runner's readOnlyAux does).
+type computeMissing struct {
+	*prefill.StoreSource
+	comp *prefill.Computer
+}
+
+func (s computeMissing) Chunk(ctx context.Context, prefix, chunk []int32) (*kvshards.ChunkKV, error) {
+	kv, err := s.StoreSource.Chunk(ctx, prefix, chunk)
+	if errors.Is(err, kvshards.ErrNotFound) {
+		return s.comp.ComputeChunk(ctx, prefix, chunk)
+	}
+	return kv, err
+}
+
+// The cached auxiliary scorer over mapped shards, reusing its caches from
+// question to question, gives every question the same scores, bit for bit,
+// as a new scorer over decoded chunks: the selections cannot change.
+func TestAuxScoresFromShardsReused(t *testing.T) {
+	f := newFixture(t, "qwen2")
+	am := f.aux.Model
+	ctx := context.Background()
+	comp := &prefill.Computer{Model: am}
+	st, err := kvshards.OpenStore(t.TempDir(), kvshards.Options{DType: kernels.F32, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	reused := &auxscore.Scorer{Model: am, Layouter: f.aux.Layouter, Source: &prefill.StoreSource{Store: st, Computer: comp}}
+	qs := []prefill.Query{testQuery, {Chunks: []string{testQuery.Chunks[2], testQuery.Chunks[0]}, Question: "Which village?"}, testQuery}
+	for i, q := range qs {
+		lay, err := f.aux.Layouter.Layout(q.Chunks, q.Question)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh := &auxscore.Scorer{Model: am, Layouter: f.aux.Layouter, Source: chunkOnly{prefill.NewMemorySource(comp)}}
+		want, err := fresh.Scores(ctx, lay)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := reused.Scores(ctx, lay)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for c := range want {
+			if !slices.Equal(got[c], want[c]) {
+				t.Fatalf("question %d, chunk %d: scores %v, want %v", i, c, got[c], want[c])
+			}
+		}
 	}
 }

@@ -71,6 +71,18 @@ type ChunkSource interface {
 	Chunk(ctx context.Context, prefix, chunk []int32) (*kvshards.ChunkKV, error)
 }
 
+// ShardSource is a ChunkSource that can also hand out a chunk's shard mapped
+// and undecoded. Assemble then widens it one layer at a time into a buffer it
+// reuses for every layer and chunk, where Chunk decodes the whole chunk into
+// fresh f32 memory first (12 MiB a chunk on SmolLM2's shape, 16 MiB on
+// Qwen2.5-0.5B's: allocated, zeroed and written once more per question). A
+// Shard error matching kvshards.ErrNotFound sends Assemble to Chunk, which
+// may compute what the store lacks.
+type ShardSource interface {
+	ChunkSource
+	Shard(ctx context.Context, prefix, chunk []int32) (*kvshards.Shard, error)
+}
+
 // Selector picks the context tokens to recompute (CacheClip's auxiliary scorer).
 // It returns exactly budget distinct indices, ascending, into the concatenation
 // of primary.Chunks' tokens.
@@ -83,6 +95,24 @@ func checkKV(kv *kvshards.ChunkKV, layers, kvHeads, headDim int, prefixLen int, 
 	if kv == nil {
 		return fmt.Errorf("no cache")
 	}
+	if err := checkShape(kv, layers, kvHeads, headDim, prefixLen, chunk); err != nil {
+		return err
+	}
+	if len(kv.K) != layers || len(kv.V) != layers {
+		return fmt.Errorf("cache has %d key and %d value layers, want %d", len(kv.K), len(kv.V), layers)
+	}
+	w := len(chunk) * kvHeads * headDim
+	for l := 0; l < layers; l++ {
+		if len(kv.K[l]) != w || len(kv.V[l]) != w {
+			return fmt.Errorf("layer %d: %d keys and %d values, want %d", l, len(kv.K[l]), len(kv.V[l]), w)
+		}
+	}
+	return nil
+}
+
+// checkShape is checkKV without the K and V slices: what a mapped shard's
+// header and tokens (kv with K and V nil) must match before its layers are read.
+func checkShape(kv *kvshards.ChunkKV, layers, kvHeads, headDim int, prefixLen int, chunk []int32) error {
 	if kv.Layers != layers || kv.KVHeads != kvHeads || kv.HeadDim != headDim {
 		return fmt.Errorf("cache shaped %d layers × %d KV heads × %d, model has %d × %d × %d", kv.Layers, kv.KVHeads, kv.HeadDim, layers, kvHeads, headDim)
 	}
@@ -95,15 +125,6 @@ func checkKV(kv *kvshards.ChunkKV, layers, kvHeads, headDim int, prefixLen int, 
 	for i := range chunk {
 		if kv.Tokens[i] != chunk[i] {
 			return fmt.Errorf("cache token %d is %d, chunk has %d", i, kv.Tokens[i], chunk[i])
-		}
-	}
-	if len(kv.K) != layers || len(kv.V) != layers {
-		return fmt.Errorf("cache has %d key and %d value layers, want %d", len(kv.K), len(kv.V), layers)
-	}
-	w := len(chunk) * kvHeads * headDim
-	for l := 0; l < layers; l++ {
-		if len(kv.K[l]) != w || len(kv.V[l]) != w {
-			return fmt.Errorf("layer %d: %d keys and %d values, want %d", l, len(kv.K[l]), len(kv.V[l]), w)
 		}
 	}
 	return nil

@@ -405,6 +405,12 @@ type readOnlyAux struct {
 
 func (s readOnlyAux) Fingerprint() [32]byte { return s.store.Fingerprint() }
 
+// Shard maps the stored shard (prefill.ShardSource); a missing one is
+// kvshards.ErrNotFound, on which assembly falls back to Chunk.
+func (s readOnlyAux) Shard(ctx context.Context, prefix, chunk []int32) (*kvshards.Shard, error) {
+	return s.store.Shard(ctx, prefix, chunk)
+}
+
 func (s readOnlyAux) Chunk(ctx context.Context, prefix, chunk []int32) (*kvshards.ChunkKV, error) {
 	kv, err := s.store.Chunk(ctx, prefix, chunk)
 	if errors.Is(err, kvshards.ErrNotFound) {

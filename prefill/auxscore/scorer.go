@@ -11,6 +11,7 @@ package auxscore
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"cacheclip/model"
 	"cacheclip/prefill"
@@ -55,6 +56,49 @@ type Scorer struct {
 	FullChunkRows int
 
 	prefix prefill.PrefixCache
+	idle   idleCaches
+}
+
+// resetter is a cache that empties without freeing its memory (the host
+// cache, model.Cache).
+type resetter interface {
+	model.KVCache
+	Reset()
+}
+
+// idleCaches keeps the assembled caches of finished questions for the next
+// ones: a SmolLM2-shaped auxiliary's cache over 2,080 slots is 190 MiB, and
+// allocating (zeroing) one per question cost the cached mode about as much as
+// widening its chunk caches. It holds at most as many as were in use at once
+// (the aux stage's workers).
+type idleCaches struct {
+	mu     sync.Mutex
+	caches []resetter
+}
+
+// get returns an idle cache, or a new one with room for n slots.
+func (c *idleCaches) get(m model.Backend, n int) (model.KVCache, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if k := len(c.caches); k > 0 {
+		kc := c.caches[k-1]
+		c.caches = c.caches[:k-1]
+		return kc, nil
+	}
+	return m.NewCache(n)
+}
+
+// put empties kc and keeps it when it can be reset; it frees any other.
+func (c *idleCaches) put(kc model.KVCache) {
+	r, ok := kc.(resetter)
+	if !ok {
+		kc.Free()
+		return
+	}
+	r.Reset()
+	c.mu.Lock()
+	c.caches = append(c.caches, r)
+	c.mu.Unlock()
 }
 
 func (s *Scorer) opts() (Options, error) {
@@ -195,7 +239,7 @@ func (s *Scorer) Scores(ctx context.Context, lay prefill.Layout) ([][]float32, e
 	if err != nil {
 		return nil, err
 	}
-	defer cache.Free()
+	defer s.idle.put(cache)
 	H := s.Model.ModelConfig().Heads
 	nq := len(lay.Question.IDs)
 	ns := cache.Len()
@@ -261,18 +305,21 @@ func (s *Scorer) attend(ctx context.Context, lay prefill.Layout) ([]float32, mod
 		if err != nil {
 			return nil, nil, fmt.Errorf("auxiliary scorer: %w", err)
 		}
-		asm, err := prefill.Assemble(ctx, s.Model, s.Source, pkv, &lay, 0)
-		if err != nil {
+		if cache, err = s.idle.get(s.Model, total); err != nil {
 			return nil, nil, fmt.Errorf("auxiliary scorer: %w", err)
 		}
-		cache = asm.Cache
+		asm, err := prefill.AssembleInto(ctx, s.Model, s.Source, pkv, &lay, cache)
+		if err != nil {
+			s.idle.put(cache)
+			return nil, nil, fmt.Errorf("auxiliary scorer: %w", err)
+		}
 		if err := s.recomputeBoundaries(ctx, cache, &lay, asm.ChunkStart); err != nil {
-			cache.Free()
+			s.idle.put(cache)
 			return nil, nil, err
 		}
 	} else {
 		var err error
-		if cache, err = s.Model.NewCache(total); err != nil {
+		if cache, err = s.idle.get(s.Model, total); err != nil {
 			return nil, nil, fmt.Errorf("auxiliary scorer: %w", err)
 		}
 		var toks []int32
@@ -281,11 +328,11 @@ func (s *Scorer) attend(ctx context.Context, lay prefill.Layout) ([]float32, mod
 			toks = append(toks, c.IDs...)
 		}
 		if _, err := model.Append(ctx, s.Model, cache, toks, 0, s.FullChunkRows, false); err != nil {
-			cache.Free()
+			s.idle.put(cache)
 			return nil, nil, fmt.Errorf("auxiliary scorer: prefill: %w", err)
 		}
 		if _, err := cache.Alloc(nq); err != nil {
-			cache.Free()
+			s.idle.put(cache)
 			return nil, nil, fmt.Errorf("auxiliary scorer: %w", err)
 		}
 	}
@@ -303,7 +350,7 @@ func (s *Scorer) attend(ctx context.Context, lay prefill.Layout) ([]float32, mod
 		seq.Slots = append(seq.Slots, int32(qStart+i))
 	}
 	if _, err := s.Model.Forward(ctx, []*model.Seq{seq}); err != nil {
-		cache.Free()
+		s.idle.put(cache)
 		return nil, nil, fmt.Errorf("auxiliary scorer: question rows: %w", err)
 	}
 	return probs, cache, nil
