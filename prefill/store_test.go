@@ -165,7 +165,7 @@ func (s computeMissing) Chunk(ctx context.Context, prefix, chunk []int32) (*kvsh
 }
 
 // The cached auxiliary scorer over mapped shards, reusing its caches from
-// question to question, gives every question the same scores, bit for bit,
+// question to question (and replacing one too small), gives every question the same scores, bit for bit,
 // as a new scorer over decoded chunks: the selections cannot change.
 func TestAuxScoresFromShardsReused(t *testing.T) {
 	f := newFixture(t, "qwen2")
@@ -178,7 +178,9 @@ func TestAuxScoresFromShardsReused(t *testing.T) {
 	}
 	defer st.Close()
 	reused := &auxscore.Scorer{Model: am, Layouter: f.aux.Layouter, Source: &prefill.StoreSource{Store: st, Computer: comp}}
-	qs := []prefill.Query{testQuery, {Chunks: []string{testQuery.Chunks[2], testQuery.Chunks[0]}, Question: "Which village?"}, testQuery}
+	// Short, long (the idle cache too small: replaced), short again (reused).
+	short := prefill.Query{Chunks: []string{testQuery.Chunks[2], testQuery.Chunks[0]}, Question: "Which village?"}
+	qs := []prefill.Query{short, testQuery, short, testQuery}
 	for i, q := range qs {
 		lay, err := f.aux.Layouter.Layout(q.Chunks, q.Question)
 		if err != nil {

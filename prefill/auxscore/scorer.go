@@ -76,16 +76,23 @@ type idleCaches struct {
 	caches []resetter
 }
 
-// get returns an idle cache, or a new one with room for n slots.
+// get returns an idle cache with room for n slots, or a new one with an
+// eighth more: questions differ by a few tokens, and growing a cache by one
+// slot doubles it and copies the old contents, which a reused cache does not
+// need. An idle cache too small is dropped (the next new one is larger).
 func (c *idleCaches) get(m model.Backend, n int) (model.KVCache, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if k := len(c.caches); k > 0 {
 		kc := c.caches[k-1]
 		c.caches = c.caches[:k-1]
-		return kc, nil
+		if kc.Cap() >= n {
+			c.mu.Unlock()
+			return kc, nil
+		}
+		kc.Free()
 	}
-	return m.NewCache(n)
+	c.mu.Unlock()
+	return m.NewCache(n + n/8)
 }
 
 // put empties kc and keeps it when it can be reset; it frees any other.
