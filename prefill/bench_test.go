@@ -4,7 +4,10 @@ package prefill_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -12,6 +15,7 @@ import (
 	"time"
 
 	"cacheclip/kernels"
+	"cacheclip/kvshards"
 	"cacheclip/methods"
 	"cacheclip/model"
 	"cacheclip/model/testmodel"
@@ -46,18 +50,7 @@ var benchOnce = sync.OnceValues(func() (*benchSetup, error) {
 	if err != nil {
 		return nil, err
 	}
-	// 8 chunks of 256 one-byte tokens ("\n\n" included) and a 32-token question.
-	words := strings.Fields("the grass is green and the sky is blue one of the special magic numbers for the key is 7319 retrieval augmented generation reuses the cache of every chunk")
-	var q prefill.Query
-	for c := 0; c < 8; c++ {
-		var sb strings.Builder
-		for i := c; sb.Len() < 254; i++ {
-			sb.WriteString(words[i%len(words)])
-			sb.WriteByte(' ')
-		}
-		q.Chunks = append(q.Chunks, sb.String()[:254])
-	}
-	q.Question = "What is the num?"[:14]
+	q := benchQuery()
 	lay := prefilltest.Layouter{Width: 1}
 	s := &benchSetup{
 		eng:      &prefill.Prefiller{Model: m, Layouter: lay},
@@ -94,6 +87,80 @@ var benchOnce = sync.OnceValues(func() (*benchSetup, error) {
 	}
 	return s, nil
 })
+
+// benchQuery is the benchmarks' question: 8 chunks of 256 one-byte tokens
+// ("\n\n" included) and a 32-token question.
+func benchQuery() prefill.Query {
+	words := strings.Fields("the grass is green and the sky is blue one of the special magic numbers for the key is 7319 retrieval augmented generation reuses the cache of every chunk")
+	var q prefill.Query
+	for c := 0; c < 8; c++ {
+		var sb strings.Builder
+		for i := c; sb.Len() < 254; i++ {
+			sb.WriteString(words[i%len(words)])
+			sb.WriteByte(' ')
+		}
+		q.Chunks = append(q.Chunks, sb.String()[:254])
+	}
+	q.Question = "What is the num?"[:14]
+	return q
+}
+
+// BenchmarkAuxCachedStore is the default auxiliary (aux_mode=cached) as a job
+// runs it: its chunk caches in a shard store (bf16, mapped, verified) on the
+// SmolLM2-135M shape, the question of benchQuery, r = 0.2. It reports the CPU
+// time of one selection (mean and best; assembly from the store, the
+// question's rows, scoring and selection) and logs a hash of the selected
+// tokens, the same in every iteration (checked) and the figure to compare
+// across versions: a change that speeds the auxiliary up must not move it.
+//
+//	go test -run '^$' -bench AuxCachedStore -benchtime 8x -v ./prefill/
+func BenchmarkAuxCachedStore(b *testing.B) {
+	am, err := testmodel.Build(testmodel.SmolLM2_135M(kernels.BF16))
+	if err != nil {
+		b.Fatal(err)
+	}
+	q := benchQuery()
+	st, err := kvshards.OpenStore(b.TempDir(), kvshards.Options{DType: kernels.BF16, NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	s := &auxscore.Scorer{Model: am, Layouter: prefilltest.Layouter{Width: 2}, Source: &prefill.StoreSource{Store: st, Computer: &prefill.Computer{Model: am}}}
+	primary, err := prefilltest.Layouter{Width: 1}.Layout(q.Chunks, q.Question)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	budget := methods.Budget(0.2, primary.ContextTokens())
+	// The first call builds the shards (the shard build's job, ahead of a run).
+	first, err := s.Select(ctx, q, primary, budget)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := fnv.New64a()
+	for _, x := range first {
+		binary.Write(h, binary.LittleEndian, int32(x))
+	}
+	b.Logf("selection: %d tokens, FNV-64a %016x", len(first), h.Sum64())
+	var cpu, best time.Duration
+	for i := 0; b.Loop(); i++ {
+		c0 := cpuTime()
+		sel, err := s.Select(ctx, q, primary, budget)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := cpuTime() - c0
+		cpu += c
+		if i == 0 || c < best {
+			best = c
+		}
+		if !slices.Equal(sel, first) {
+			b.Fatalf("iteration %d selected other tokens", i)
+		}
+	}
+	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "aux_cpu_ms")
+	b.ReportMetric(float64(best.Microseconds())/1000, "best_cpu_ms")
+}
 
 // BenchmarkMethods reports each method's time to first token on the
 // Qwen2.5-0.5B shape, 8×256 context tokens and a 32-token question, with

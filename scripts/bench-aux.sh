@@ -16,6 +16,9 @@ run -bench 'Methods/^(full|cacheclip|cacheclip-cheap|cacheclip-boundary)$/^r=0.2
 # The primary's own part for a batch of 8 (one by one and in shared forward
 # calls), and what stopping unread rows at the last layer saves.
 run -bench 'PrefillBatch|UnreadLastLayer' -benchtime 2x ./prefill/
+# The default auxiliary (aux_mode=cached) over a shard store, as a job runs it: CPU per
+# selection, and the selection's hash (compare it across versions: it must not move).
+run -bench 'AuxCachedStore' -benchtime 8x -v ./prefill/
 # Each cheaper auxiliary alone: cost, and selection Jaccard against the full auxiliary.
 run -bench 'AuxModes$' -benchtime 3x ./prefill/
 run -bench 'AuxModesSmolLM2' -benchtime 1x ./eval/agree/
