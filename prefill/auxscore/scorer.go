@@ -59,27 +59,22 @@ type Scorer struct {
 	idle   idleCaches
 }
 
-// resetter is a cache that empties without freeing its memory (the host
-// cache, model.Cache).
-type resetter interface {
-	model.KVCache
-	Reset()
-}
-
-// idleCaches keeps the assembled caches of finished questions for the next
-// ones: a SmolLM2-shaped auxiliary's cache over 2,080 slots is 190 MiB, and
-// allocating (zeroing) one per question cost the cached mode about as much as
-// widening its chunk caches. It holds at most as many as were in use at once
-// (the aux stage's workers).
+// idleCaches keeps the assembled host caches (model.Cache) of finished
+// questions for the next ones: a SmolLM2-shaped auxiliary's cache over 2,080
+// slots is 190 MiB, and allocating (zeroing) one per question cost the cached
+// mode about as much as widening its chunk caches. It holds at most as many as
+// were in use at once (the aux stage's workers). A device cache is freed after
+// each question as before: holding device memory between questions would
+// take it from the primary's budget.
 type idleCaches struct {
 	mu     sync.Mutex
-	caches []resetter
+	caches []*model.Cache
 }
 
-// get returns an idle cache with room for n slots, or a new one with an
-// eighth more: questions differ by a few tokens, and growing a cache by one
-// slot doubles it and copies the old contents, which a reused cache does not
-// need. An idle cache too small is dropped (the next new one is larger).
+// get returns an idle cache with room for n slots, or a new one; a new host
+// cache gets an eighth more: questions differ by a few tokens, and growing a
+// cache by one slot doubles it and copies the old contents, which a reused
+// cache does not need. An idle cache too small is dropped.
 func (c *idleCaches) get(m model.Backend, n int) (model.KVCache, error) {
 	c.mu.Lock()
 	if k := len(c.caches); k > 0 {
@@ -89,22 +84,24 @@ func (c *idleCaches) get(m model.Backend, n int) (model.KVCache, error) {
 			c.mu.Unlock()
 			return kc, nil
 		}
-		kc.Free()
 	}
 	c.mu.Unlock()
-	return m.NewCache(n + n/8)
+	if hm, ok := m.(*model.Model); ok {
+		return hm.HostCache(n + n/8), nil
+	}
+	return m.NewCache(n)
 }
 
-// put empties kc and keeps it when it can be reset; it frees any other.
+// put empties a host cache and keeps it; it frees any other.
 func (c *idleCaches) put(kc model.KVCache) {
-	r, ok := kc.(resetter)
+	hc, ok := kc.(*model.Cache)
 	if !ok {
 		kc.Free()
 		return
 	}
-	r.Reset()
+	hc.Reset()
 	c.mu.Lock()
-	c.caches = append(c.caches, r)
+	c.caches = append(c.caches, hc)
 	c.mu.Unlock()
 }
 
