@@ -311,7 +311,12 @@ const packTiles = 16
 // Phi-3, Llama-3 K/V), with 8 level, with 4 (Gemma-2B's K/V, 256 outputs
 // over two workers) 0.92×; on the other shapes in place stays 1.01–1.11×
 // ahead.
-func readInPlace(K, tiles int) bool { return K*4%aliasPeriod != 0 || tiles < packTiles }
+func readInPlace(K, tiles int) bool { return !stridesAlias(K) || tiles < packTiles }
+
+// stridesAlias reports whether rows of K f32 values are a multiple of
+// aliasPeriod apart, and with them 32-wide weight panels a multiple of
+// 32·aliasPeriod (the set period of a 2 MiB 16-way L2).
+func stridesAlias(K int) bool { return K*4%aliasPeriod == 0 }
 
 // matMulPackedWith is matMulPacked with the block sizes given; inPlace lets
 // the micro-kernel read activation rows in place (panelA) instead of packing

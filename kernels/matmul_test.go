@@ -387,8 +387,10 @@ func TestNarrowForRows(t *testing.T) {
 
 // TestMatMulPackedActivations: products whose activation rows are 4 KiB
 // apart (K a multiple of 1024) over enough output tiles take the packed
-// activation panels (readInPlace false), on every kernel set and weight
-// layout, with rows off the mr tiles and outputs off the panels.
+// activation panels (readInPlace false) and, over f32 panels, copied weight
+// blocks (loadB, more than aliasPieces panels per block), on every kernel
+// set and weight layout, with rows off the mr tiles and outputs off the
+// panels.
 func TestMatMulPackedActivations(t *testing.T) {
 	rng := rand.New(rand.NewPCG(23, 29))
 	for _, p := range testPools(t) {
