@@ -472,7 +472,12 @@ func rowsFit(ks *Kernels, N, K int) bool {
 }
 
 // matMulRowsWith is matMulRows with the activations packed (inPlace false)
-// or read in place where the kernel set allows.
+// or read in place where the kernel set allows. Its passes go to the pool's
+// team (runTeam), as decode's products do: a row-split product lasts 1.5–
+// 10 ms, and Run's goroutine start — waking a parked thread — is a visible
+// part of it. Alternated after another product, as in a forward, the team
+// ran 1.00–1.07× Run on the rows-route shapes, f32 and bf16 (qwen-kv,
+// smol-q/o, smol-kv, qwen1.5b-kv; docs/BENCHMARKS.md, issue 21 part S).
 func matMulRowsWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, inPlace bool) {
 	K, N := w.Cols, w.Rows
 	mr, nr := ks.mr, ks.nr
@@ -491,7 +496,7 @@ func matMulRowsWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, inPlac
 			wpBuf := p.getBuf(q * PanelWidth * K)
 			defer p.putBuf(wpBuf)
 			src = *wpBuf
-			p.Run(q, 1, func(lo, hi int) { widenPanels(ks, src[lo*K*PanelWidth:], w, lo, hi-lo, 0, K) })
+			p.runTeam(q, 1, func(lo, hi int) { widenPanels(ks, src[lo*K*PanelWidth:], w, lo, hi-lo, 0, K) })
 		}
 		ldb = PanelWidth
 		bAt = func(pc, _, jp int) *float32 {
@@ -503,7 +508,7 @@ func matMulRowsWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, inPlac
 		defer p.putBuf(wpBuf)
 		wp := *wpBuf
 		blocks := (K + kcB - 1) / kcB
-		p.Run(blocks*npan, 1, func(lo, hi int) {
+		p.runTeam(blocks*npan, 1, func(lo, hi int) {
 			rowBuf := p.getBuf(nr * kcB)
 			defer p.putBuf(rowBuf)
 			for it := lo; it < hi; it++ {
@@ -516,7 +521,7 @@ func matMulRowsWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, inPlac
 		bAt = func(pc, kc, jp int) *float32 { return &wp[pc*npan*nr+jp*kc*nr] }
 	}
 	panels := (n + mr - 1) / mr
-	p.Run(panels, 1, func(lo, hi int) {
+	p.runTeam(panels, 1, func(lo, hi int) {
 		buf := p.getBuf(mr*kcB + mr*nr)
 		defer p.putBuf(buf)
 		ap, tile := (*buf)[:mr*kcB], (*buf)[mr*kcB:]
