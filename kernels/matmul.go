@@ -354,8 +354,21 @@ func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB,
 					acc = 1
 				}
 				for ip := 0; ip < panels; ip++ {
-					a := panelA(ks, ap, x, n, K, ip*mr, pc, kc, inPlace).withNext(x, n, K, (ip+1)*mr, pc)
 					rows := min(mr, n-ip*mr)
+					if rows < mr && rows%4 == 0 && ks.gemm4Rows != nil {
+						// A short last panel of whole 4-row groups: the 4-row
+						// kernel on its rows in place rather than an mr-row
+						// tile of mostly zero rows (n = 256 = 21·12 + 4).
+						// Alternated by wall time: 1.01–1.035× on the 256-
+						// and 512-row shapes (docs/BENCHMARKS.md, part S).
+						for r := ip * mr; r < n; r += 4 {
+							for jr := 0; jr < nc; jr += nr {
+								tileCall(ks.gemm4Rows, 4, nr, kc, &x[r*K+pc], K, blk.at(jr), blk.width, dst, r*N+jc+jr, N, 4, min(nr, nc-jr), acc, tile)
+							}
+						}
+						continue
+					}
+					a := panelA(ks, ap, x, n, K, ip*mr, pc, kc, inPlace).withNext(x, n, K, (ip+1)*mr, pc)
 					for jr := 0; jr < nc; jr += nr {
 						cols := min(nr, nc-jr)
 						ci := ip*mr*N + jc + jr

@@ -205,17 +205,23 @@ func TestMatMulPackedBlockEdges(t *testing.T) {
 	for _, p := range testPools(t) {
 		ks := p.Kernels()
 		for _, d := range []DType{F32, BF16} {
-			for _, sh := range [][3]int{{37, 300, 150}, {13, 97, 65}, {25, 64, 33}} {
+			// n = 40 and 20 end in a short panel of whole 4-row groups
+			// (the 4-row kernel's path where the set has one); K = 1024
+			// makes f32 panel blocks of more than aliasPieces panels copied
+			// (loadB).
+			for _, sh := range [][3]int{{37, 300, 150}, {13, 97, 65}, {25, 64, 33}, {40, 300, 150}, {20, 97, 65}, {40, 1024, 300}} {
 				n, k, o := sh[0], sh[1], sh[2]
 				w, x := randMat(rng, d, o, k), randVec(rng, n*k)
 				want, mag := refMatMul(x, n, w)
-				for _, b := range [][2]int{{1, 1}, {7, ks.nr + 3}, {16, 2 * ks.nr}, {64, 5 * ks.nr}, {k, 1 << 20}} {
-					for _, inPlace := range []bool{false, true} {
-						dst := randVec(rng, n*o)
-						matMulPackedWith(p, ks, dst, x, n, w, b[0], b[1], inPlace)
-						for j := range want {
-							if diff := math.Abs(float64(dst[j]) - want[j]); diff > 1e-5*mag[j]+1e-6 {
-								t.Fatalf("%s/%s %v kc=%d nc=%d inPlace=%v out %d: got %g want %g", ks.Name(), d, sh, b[0], b[1], inPlace, j, dst[j], want[j])
+				for _, m := range []Mat{w, Pack(w)} {
+					for _, b := range [][2]int{{1, 1}, {7, ks.nr + 3}, {16, 2 * ks.nr}, {64, 5 * ks.nr}, {k, 1 << 20}} {
+						for _, inPlace := range []bool{false, true} {
+							dst := randVec(rng, n*o)
+							matMulPackedWith(p, ks, dst, x, n, m, b[0], b[1], inPlace)
+							for j := range want {
+								if diff := math.Abs(float64(dst[j]) - want[j]); diff > 1e-5*mag[j]+1e-6 {
+									t.Fatalf("%s/%s %v panels=%v kc=%d nc=%d inPlace=%v out %d: got %g want %g", ks.Name(), d, sh, m.Panels, b[0], b[1], inPlace, j, dst[j], want[j])
+								}
 							}
 						}
 					}
