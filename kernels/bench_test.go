@@ -220,11 +220,12 @@ func benchShapes(b *testing.B, p *Pool, d DType, panels bool) {
 			w = Pack(w)
 		}
 		r := run{w: w, x: randVec(rng, s.n*s.k), dst: make([]float32, s.n*s.out), best: 1 << 62, cpu: 1 << 62, first: 1 << 62}
-		// The turn's length from one untimed product (which also faults
-		// in dst).
+		// The turn's length from a second product (the first faults in
+		// dst and the pool's buffers).
+		MatMul(p, r.dst, r.x, s.n, r.w)
 		t := time.Now()
 		MatMul(p, r.dst, r.x, s.n, r.w)
-		r.reps = max(1, int(shapeTurn/max(time.Since(t), time.Microsecond)))
+		r.reps = max(1, int((shapeTurn+time.Since(t)-1)/max(time.Since(t), time.Microsecond)))
 		runs[i] = r
 	}
 	for b.Loop() {
