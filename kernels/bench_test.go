@@ -225,7 +225,8 @@ func benchShapes(b *testing.B, p *Pool, d DType, panels bool) {
 		MatMul(p, r.dst, r.x, s.n, r.w)
 		t := time.Now()
 		MatMul(p, r.dst, r.x, s.n, r.w)
-		r.reps = max(1, int((shapeTurn+time.Since(t)-1)/max(time.Since(t), time.Microsecond)))
+		d := max(time.Since(t), time.Microsecond)
+		r.reps = int((shapeTurn + d - 1) / d)
 		runs[i] = r
 	}
 	for b.Loop() {
