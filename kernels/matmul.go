@@ -279,8 +279,9 @@ func packedBlocks(p *Pool, ks *Kernels, n int, w Mat) (kc, nc int, inPlace bool)
 // share the half of L2 that blocking gives the weight block alone, so each
 // worker's activation rows stay in L2 across its weight blocks instead of
 // being read again from L3 for every block. Alternated by wall time on panel
-// weights at 256 rows, the narrower block ran 1.02–1.04× on the LM heads and
-// level on Mistral's down projection (docs/BENCHMARKS.md, issue 21 part S).
+// weights at 256 rows, the narrower block ran 1.02–1.03× (f32) and 0.99–
+// 1.01× (bf16) on the LM heads and 1.00–1.03× on Mistral's down projection
+// (docs/BENCHMARKS.md, issue 21 part S).
 func narrowForRows(ks *Kernels, n, kc, nc, elem int) int {
 	_, l2 := ks.caches()
 	a := n * kc * 4
@@ -307,10 +308,10 @@ const packTiles = 16
 // evicts what the last one loaded — and the panel serves at least packTiles
 // tiles, over which the packing is spread. Alternated on panel weights by
 // wall time (docs/BENCHMARKS.md, issue 21 part S): with 16 tiles per panel
-// packing ran 1.01–1.07× reading in place (K = 2048–8192: Llama-3.2-1B,
-// Phi-3, Llama-3 K/V), with 8 level, with 4 (Gemma-2B's K/V, 256 outputs
-// over two workers) 0.92×; on the other shapes in place stays 1.01–1.11×
-// ahead.
+// packing ran 0.98–1.06×, 1.02× on average, against reading in place
+// (K = 2048–14336: Llama-3.2-1B, Phi-3, Llama-3 K/V, Mistral down), with 8
+// level, with 4 (Gemma-2B's K/V, 256 outputs over two workers) 0.92×; on
+// the other shapes in place stays 1.01–1.11× ahead.
 func readInPlace(K, tiles int) bool { return !stridesAlias(K) || tiles < packTiles }
 
 // stridesAlias reports whether rows of K f32 values are a multiple of
