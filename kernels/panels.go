@@ -188,6 +188,9 @@ func widenPanels(ks *Kernels, dst []float32, w Mat, q0, nq, pc, kc int) {
 // weights once at the 4-row kernel's cost and a batch of 8 to 32 at the
 // GEMM kernels' rate.
 func matMulPanelsSmall(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
+	if n > 1 && matMulPanelsBatch(p, ks, dst, x, n, w) {
+		return
+	}
 	K, N := w.Cols, w.Rows
 	mr, nr := ks.mr, ks.nr
 	const pw = PanelWidth
