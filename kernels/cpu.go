@@ -47,9 +47,10 @@ type Kernels struct {
 	gemvPanelF32                func(k int, w *float32, x *float32, out *float32, acc int)
 	gemvPanelBF16, gemvPanelF16 func(k int, w *uint16, x *float32, out *float32, acc int)
 	// gemmPanel8* are the eight-row panel products of a batched decode step
-	// (panels_batch.go; nil when the set has none).
-	gemmPanel8F32                 func(kc int, w *float32, x *float32, ldx int, c *float32, ldc int, acc int)
-	gemmPanel8BF16, gemmPanel8F16 func(kc int, w *uint16, x *float32, ldx int, c *float32, ldc int, acc int)
+	// (panels_batch.go; nil when the set has none); pf is the address
+	// prefetched along with the weights.
+	gemmPanel8F32                 func(kc int, w *float32, x *float32, ldx int, c *float32, ldc int, acc int, pf uintptr)
+	gemmPanel8BF16, gemmPanel8F16 func(kc int, w *uint16, x *float32, ldx int, c *float32, ldc int, acc int, pf uintptr)
 
 	// gemv4 computes out[r] = Σ_c w[r·ldw+c]·x[c] for r < 4 over the first k
 	// elements, k a multiple of 32 (the caller adds the tail).

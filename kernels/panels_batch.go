@@ -1,5 +1,7 @@
 package kernels
 
+import "unsafe"
+
 // panelBatchRows is the tile height of the batched panel kernels
 // (gemmPanel8*): the activation rows that meet one widened weight row.
 const panelBatchRows = 8
@@ -16,28 +18,33 @@ const panelBatchKC = 2048
 // panelBatchKernel is one eight-row panel product: c[i][0:32] (+)=
 // Σ_{t<kc} x[i·ldx+t] · W[t][0:32] for i < 8, W the kc rows of the panel
 // starting at element off of the matrix, c rows ldc floats apart; acc != 0
-// adds to c.
-type panelBatchKernel func(kc, off int, x []float32, ldx int, c []float32, ldc, acc int)
+// adds to c. Along with the weights it prefetches the panel rows starting
+// at element pf of the matrix (a hint: pf may lie past its end).
+type panelBatchKernel func(kc, off int, x []float32, ldx int, c []float32, ldc, acc, pf int)
 
 // panelBatch returns the set's eight-row kernel for w's dtype (nil when the
 // set has none): the AVX-512 set's in-register widening kernels, or the
 // portable set's Go loop.
 func panelBatch(ks *Kernels, w Mat) panelBatchKernel {
+	// The prefetch address is computed, never dereferenced, in Go: a
+	// uintptr, so that one past the matrix is no pointer the GC sees.
+	f32 := uintptr(unsafe.Pointer(unsafe.SliceData(w.F32)))
+	u16 := uintptr(unsafe.Pointer(unsafe.SliceData(w.U16)))
 	switch {
 	case w.DType == F32 && ks.gemmPanel8F32 != nil:
-		return func(kc, off int, x []float32, ldx int, c []float32, ldc, acc int) {
-			ks.gemmPanel8F32(kc, &w.F32[off], &x[0], ldx, &c[0], ldc, acc)
+		return func(kc, off int, x []float32, ldx int, c []float32, ldc, acc, pf int) {
+			ks.gemmPanel8F32(kc, &w.F32[off], &x[0], ldx, &c[0], ldc, acc, f32+uintptr(4*pf))
 		}
 	case w.DType == BF16 && ks.gemmPanel8BF16 != nil:
-		return func(kc, off int, x []float32, ldx int, c []float32, ldc, acc int) {
-			ks.gemmPanel8BF16(kc, &w.U16[off], &x[0], ldx, &c[0], ldc, acc)
+		return func(kc, off int, x []float32, ldx int, c []float32, ldc, acc, pf int) {
+			ks.gemmPanel8BF16(kc, &w.U16[off], &x[0], ldx, &c[0], ldc, acc, u16+uintptr(2*pf))
 		}
 	case w.DType == F16 && ks.gemmPanel8F16 != nil:
-		return func(kc, off int, x []float32, ldx int, c []float32, ldc, acc int) {
-			ks.gemmPanel8F16(kc, &w.U16[off], &x[0], ldx, &c[0], ldc, acc)
+		return func(kc, off int, x []float32, ldx int, c []float32, ldc, acc, pf int) {
+			ks.gemmPanel8F16(kc, &w.U16[off], &x[0], ldx, &c[0], ldc, acc, u16+uintptr(2*pf))
 		}
 	case ks.name == "generic" && (w.DType == F32 || w.DType == BF16 || w.DType == F16):
-		return func(kc, off int, x []float32, ldx int, c []float32, ldc, acc int) {
+		return func(kc, off int, x []float32, ldx int, c []float32, ldc, acc, _ int) {
 			gemmPanel8Go(w, kc, off, x, ldx, c, ldc, acc)
 		}
 	}
@@ -77,10 +84,25 @@ func matMulPanelsBatch(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) boo
 				if pc > 0 {
 					acc = 1
 				}
+				off := q*K*pw + pc*pw
+				// The group that streams the piece prefetches 32 panel rows
+				// ahead in it; the others, which find it in cache, fetch the
+				// next piece of this worker's (none after its last).
+				next := off + 32*pw
+				switch {
+				case pc+kcB < K:
+					next = off + kcB*pw
+				case q+1 < hi:
+					next = (q + 1) * K * pw
+				}
 				for r := 0; r < n; r += pr {
 					rows, ci := min(pr, n-r), r*N+q*pw
+					pf := next
+					if r == 0 {
+						pf = off + 32*pw
+					}
 					if rows == pr && cols == pw {
-						kern(kc, q*K*pw+pc*pw, xs[r*K+pc:], K, dst[ci:], N, acc)
+						kern(kc, off, xs[r*K+pc:], K, dst[ci:], N, acc, pf)
 						continue
 					}
 					// A partial tile goes through the scratch tile.
@@ -89,7 +111,7 @@ func matMulPanelsBatch(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) boo
 							copy(tile[i*pw:i*pw+cols], dst[ci+i*N:ci+i*N+cols])
 						}
 					}
-					kern(kc, q*K*pw+pc*pw, xs[r*K+pc:], K, tile[:], pw, acc)
+					kern(kc, off, xs[r*K+pc:], K, tile[:], pw, acc, pf)
 					for i := 0; i < rows; i++ {
 						copy(dst[ci+i*N:ci+i*N+cols], tile[i*pw:i*pw+cols])
 					}

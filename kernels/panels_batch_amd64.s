@@ -12,13 +12,19 @@
 // 64 bytes of 16-bit weights, well above what memory delivers at 8 rows and
 // FMA-bound from about 16.
 //
-// func gemmPanel8F32AVX512(kc int, w *float32, x *float32, ldx int, c *float32, ldc int, acc int)
-// func gemmPanel8BF16AVX512(kc int, w *uint16, x *float32, ldx int, c *float32, ldc int, acc int)
-// func gemmPanel8F16AVX512(kc int, w *uint16, x *float32, ldx int, c *float32, ldc int, acc int)
+// Each step also prefetches one panel row's lines at pf, pf advancing with
+// the weights: a few KiB ahead in its own panel for the group that streams it
+// from memory, the next piece for the groups that read this one from cache,
+// so memory stays busy while they compute.
 //
-// Registers: SI the weights, R8 activation rows 0–3 and R11 rows 4–7 (R9 =
-// ldx bytes, R10 = 3·ldx bytes), CX the count; Z16–Z17 a widened weight row,
-// Z18–Z21 broadcasts, Z26 the bf16 odd-column mask.
+// func gemmPanel8F32AVX512(kc int, w *float32, x *float32, ldx int, c *float32, ldc int, acc int, pf uintptr)
+// func gemmPanel8BF16AVX512(kc int, w *uint16, x *float32, ldx int, c *float32, ldc int, acc int, pf uintptr)
+// func gemmPanel8F16AVX512(kc int, w *uint16, x *float32, ldx int, c *float32, ldc int, acc int, pf uintptr)
+//
+// Registers: SI the weights, R13 the prefetch pointer, R8 activation rows
+// 0–3 and R11 rows 4–7 (R9 = ldx bytes, R10 = 3·ldx bytes), CX the count;
+// Z16–Z17 a widened weight row, Z18–Z21 broadcasts, Z26 the bf16 odd-column
+// mask.
 
 #define PBZERO \
 	VPXORD Z0, Z0, Z0; VPXORD Z1, Z1, Z1; VPXORD Z2, Z2, Z2; VPXORD Z3, Z3, Z3; \
@@ -29,6 +35,7 @@
 #define PBSETUP \
 	MOVQ kc+0(FP), CX; \
 	MOVQ w+8(FP), SI; \
+	MOVQ pf+56(FP), R13; \
 	MOVQ x+16(FP), R8; \
 	MOVQ ldx+24(FP), R9; \
 	SHLQ $2, R9; \
@@ -99,13 +106,13 @@ pbend:
 	VZEROUPPER; \
 	RET
 
-// Prefetch 2 KiB ahead in the panel: 32 rows of 16-bit weights, 16 of f32.
 #define LOADF32 \
 	VMOVUPS (SI), Z16; \
 	VMOVUPS 64(SI), Z17; \
-	PREFETCHT0 2048(SI); \
-	PREFETCHT0 2112(SI); \
-	ADDQ $128, SI
+	PREFETCHT0 (R13); \
+	PREFETCHT0 64(R13); \
+	ADDQ $128, SI; \
+	ADDQ $128, R13
 
 // LOADBF16 widens a row of 32 bf16 as its even columns (the low halves of
 // its 16 dwords, shifted up) and its odd ones (the high halves, masked): the
@@ -113,14 +120,16 @@ pbend:
 #define LOADBF16 \
 	VPSLLD $16, (SI), Z16; \
 	VPANDD (SI), Z26, Z17; \
-	PREFETCHT0 2048(SI); \
-	ADDQ $64, SI
+	PREFETCHT0 (R13); \
+	ADDQ $64, SI; \
+	ADDQ $64, R13
 
 #define LOADF16 \
 	VCVTPH2PS (SI), Z16; \
 	VCVTPH2PS 32(SI), Z17; \
-	PREFETCHT0 2048(SI); \
-	ADDQ $64, SI
+	PREFETCHT0 (R13); \
+	ADDQ $64, SI; \
+	ADDQ $64, R13
 
 // PBILV interleaves one row's even (r0) and odd (r1) columns back into
 // columns 0–15 (r0) and 16–31 (r1); Z24, Z25 hold the permutations.
@@ -130,12 +139,12 @@ pbend:
 	VPERMT2PS r1, Z25, Z20; \
 	VMOVAPS Z20, r1
 
-TEXT ·gemmPanel8F32AVX512(SB), NOSPLIT, $0-56
+TEXT ·gemmPanel8F32AVX512(SB), NOSPLIT, $0-64
 	PBSETUP
 	PBLOOP(LOADF32)
 	PBSTORE
 
-TEXT ·gemmPanel8BF16AVX512(SB), NOSPLIT, $0-56
+TEXT ·gemmPanel8BF16AVX512(SB), NOSPLIT, $0-64
 	MOVL $0xffff0000, AX
 	VPBROADCASTD AX, Z26
 	PBSETUP
@@ -146,7 +155,7 @@ TEXT ·gemmPanel8BF16AVX512(SB), NOSPLIT, $0-56
 	PBILV(Z8, Z9); PBILV(Z10, Z11); PBILV(Z12, Z13); PBILV(Z14, Z15)
 	PBSTORE
 
-TEXT ·gemmPanel8F16AVX512(SB), NOSPLIT, $0-56
+TEXT ·gemmPanel8F16AVX512(SB), NOSPLIT, $0-64
 	PBSETUP
 	PBLOOP(LOADF16)
 	PBSTORE
