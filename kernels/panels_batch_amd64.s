@@ -43,33 +43,27 @@
 	LEAQ (R8)(R9*4), R11; \
 	PBZERO
 
-// PBFMA8 multiplies the weight row in Z16 (columns a) and Z17 (columns b)
-// by the eight rows' activations at this step and moves to the next step.
+// PBFMA4 multiplies the weight row in Z16 (columns a) and Z17 (columns b)
+// by four rows' activations at xb, xb+ldx, xb+2·ldx, xb+3·ldx into the
+// accumulator pairs a0 b0 … a3 b3.
+#define PBFMA4(xb, a0, b0, a1, b1, a2, b2, a3, b3) \
+	VBROADCASTSS (xb), Z18; \
+	VBROADCASTSS (xb)(R9*1), Z19; \
+	VBROADCASTSS (xb)(R9*2), Z20; \
+	VBROADCASTSS (xb)(R10*1), Z21; \
+	VFMADD231PS Z16, Z18, a0; \
+	VFMADD231PS Z17, Z18, b0; \
+	VFMADD231PS Z16, Z19, a1; \
+	VFMADD231PS Z17, Z19, b1; \
+	VFMADD231PS Z16, Z20, a2; \
+	VFMADD231PS Z17, Z20, b2; \
+	VFMADD231PS Z16, Z21, a3; \
+	VFMADD231PS Z17, Z21, b3
+
+// PBFMA8 is one step of the eight rows; then on to the next step.
 #define PBFMA8 \
-	VBROADCASTSS (R8), Z18; \
-	VBROADCASTSS (R8)(R9*1), Z19; \
-	VBROADCASTSS (R8)(R9*2), Z20; \
-	VBROADCASTSS (R8)(R10*1), Z21; \
-	VFMADD231PS Z16, Z18, Z0; \
-	VFMADD231PS Z17, Z18, Z1; \
-	VFMADD231PS Z16, Z19, Z2; \
-	VFMADD231PS Z17, Z19, Z3; \
-	VFMADD231PS Z16, Z20, Z4; \
-	VFMADD231PS Z17, Z20, Z5; \
-	VFMADD231PS Z16, Z21, Z6; \
-	VFMADD231PS Z17, Z21, Z7; \
-	VBROADCASTSS (R11), Z18; \
-	VBROADCASTSS (R11)(R9*1), Z19; \
-	VBROADCASTSS (R11)(R9*2), Z20; \
-	VBROADCASTSS (R11)(R10*1), Z21; \
-	VFMADD231PS Z16, Z18, Z8; \
-	VFMADD231PS Z17, Z18, Z9; \
-	VFMADD231PS Z16, Z19, Z10; \
-	VFMADD231PS Z17, Z19, Z11; \
-	VFMADD231PS Z16, Z20, Z12; \
-	VFMADD231PS Z17, Z20, Z13; \
-	VFMADD231PS Z16, Z21, Z14; \
-	VFMADD231PS Z17, Z21, Z15; \
+	PBFMA4(R8, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7); \
+	PBFMA4(R11, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15); \
 	ADDQ $4, R8; \
 	ADDQ $4, R11
 
@@ -149,8 +143,8 @@ TEXT ·gemmPanel8BF16AVX512(SB), NOSPLIT, $0-64
 	VPBROADCASTD AX, Z26
 	PBSETUP
 	PBLOOP(LOADBF16)
-	VMOVDQU32 pbilv<>+0(SB), Z24
-	VMOVDQU32 pbilv<>+64(SB), Z25
+	VMOVDQU32 ·panelIlv+0(SB), Z24
+	VMOVDQU32 ·panelIlv+64(SB), Z25
 	PBILV(Z0, Z1); PBILV(Z2, Z3); PBILV(Z4, Z5); PBILV(Z6, Z7)
 	PBILV(Z8, Z9); PBILV(Z10, Z11); PBILV(Z12, Z13); PBILV(Z14, Z15)
 	PBSTORE
@@ -159,40 +153,3 @@ TEXT ·gemmPanel8F16AVX512(SB), NOSPLIT, $0-64
 	PBSETUP
 	PBLOOP(LOADF16)
 	PBSTORE
-
-// pbilv: VPERMT2PS indices interleaving two registers a (0–15) and b
-// (16–31) as a0 b0 a1 b1 … (first 64 bytes: elements 0–7 of each; next 64:
-// elements 8–15).
-DATA pbilv<>+0(SB)/4, $0
-DATA pbilv<>+4(SB)/4, $16
-DATA pbilv<>+8(SB)/4, $1
-DATA pbilv<>+12(SB)/4, $17
-DATA pbilv<>+16(SB)/4, $2
-DATA pbilv<>+20(SB)/4, $18
-DATA pbilv<>+24(SB)/4, $3
-DATA pbilv<>+28(SB)/4, $19
-DATA pbilv<>+32(SB)/4, $4
-DATA pbilv<>+36(SB)/4, $20
-DATA pbilv<>+40(SB)/4, $5
-DATA pbilv<>+44(SB)/4, $21
-DATA pbilv<>+48(SB)/4, $6
-DATA pbilv<>+52(SB)/4, $22
-DATA pbilv<>+56(SB)/4, $7
-DATA pbilv<>+60(SB)/4, $23
-DATA pbilv<>+64(SB)/4, $8
-DATA pbilv<>+68(SB)/4, $24
-DATA pbilv<>+72(SB)/4, $9
-DATA pbilv<>+76(SB)/4, $25
-DATA pbilv<>+80(SB)/4, $10
-DATA pbilv<>+84(SB)/4, $26
-DATA pbilv<>+88(SB)/4, $11
-DATA pbilv<>+92(SB)/4, $27
-DATA pbilv<>+96(SB)/4, $12
-DATA pbilv<>+100(SB)/4, $28
-DATA pbilv<>+104(SB)/4, $13
-DATA pbilv<>+108(SB)/4, $29
-DATA pbilv<>+112(SB)/4, $14
-DATA pbilv<>+116(SB)/4, $30
-DATA pbilv<>+120(SB)/4, $15
-DATA pbilv<>+124(SB)/4, $31
-GLOBL pbilv<>(SB), RODATA|NOPTR, $128
