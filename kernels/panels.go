@@ -207,6 +207,8 @@ func widenPanels(ks *Kernels, dst []float32, w Mat, q0, nq, pc, kc int) {
 // weights once at the 4-row kernel's cost and a batch of 8 to 32 at the
 // GEMM kernels' rate.
 func matMulPanelsSmall(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
+	// A set with eight-row panel kernels widens in registers instead
+	// (panels_batch.go); the pieces below serve the others.
 	if n > 1 && matMulPanelsBatch(p, ks, dst, x, n, w) {
 		return
 	}

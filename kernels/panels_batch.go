@@ -51,7 +51,22 @@ func panelBatch(ks *Kernels, w Mat) panelBatchKernel {
 	return nil
 }
 
-// matMulPanelsBatch serves 2 to panelSmallRows activation rows over panel
+// panelBatchMax is the most activation rows matMulPanelsBatch serves for
+// weights of dtype d. 16-bit panels: panelSmallRows, as the path it replaces
+// (the widening pass and the GEMM kernels above 8 rows measured 0.5–1.1×
+// the eight-row kernels). f32 panels need no widening, and above eight rows
+// the GEMM path's 12-row kernel, which reads each weight row once for 12
+// activation rows, ran 1.2× the eight-row kernels (BenchmarkBatchedDecode,
+// 7B up, M = 16 and 32): the eight-row kernel serves f32 up to 8 rows
+// (1.25× the GEMM path there).
+func panelBatchMax(d DType) int {
+	if d == F32 {
+		return panelBatchRows
+	}
+	return panelSmallRows
+}
+
+// matMulPanelsBatch serves 2 to panelBatchMax activation rows over panel
 // weights (a batched decode step): the work is split over panels, each
 // panel is read once from memory in pieces of up to panelBatchKC rows, and
 // every group of eight activation rows meets each piece with the weights
@@ -61,7 +76,7 @@ func panelBatch(ks *Kernels, w Mat) panelBatchKernel {
 // has no kernel for w's dtype.
 func matMulPanelsBatch(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) bool {
 	kern := panelBatch(ks, w)
-	if kern == nil || n < 2 || n > panelSmallRows {
+	if kern == nil || n < 2 || n > panelBatchMax(w.DType) {
 		return false
 	}
 	K, N := w.Cols, w.Rows

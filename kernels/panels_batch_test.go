@@ -10,7 +10,8 @@ import (
 // TestMatMulPanelsBatch holds the batched panel product to the naive float64
 // product over the same weights row-major, within the bound the f32 paths
 // are held to (TestMatMulPanelsMatchesReference): every row count it serves
-// (2–32, odd ones padded), K with tails off 32 and past the 2,048-deep piece,
+// (2–32 rows of 16-bit weights, 2–8 of f32; odd ones padded), MatMul over
+// the rows it leaves to the GEMM path, K with tails off 32 and past the 2,048-deep piece,
 // N not a multiple of 32 (a partial last panel), on each kernel set that has
 // a batched kernel, and the dispatcher (MatMul) taking it.
 func TestMatMulPanelsBatch(t *testing.T) {
@@ -31,8 +32,10 @@ func TestMatMulPanelsBatch(t *testing.T) {
 					x := randVec(rng, n*k)
 					want, mag := refMatMul(x, n, w)
 					dst := randVec(rng, n*o) // garbage must be overwritten
-					if !matMulPanelsBatch(p, k0, dst, x, n, pw) {
-						t.Fatal("the batched product declined a shape it serves")
+					if ran := matMulPanelsBatch(p, k0, dst, x, n, pw); ran != (n <= panelBatchMax(d)) {
+						t.Fatalf("the batched product ran: %v, want %v", ran, n <= panelBatchMax(d))
+					} else if !ran {
+						MatMul(p, dst, x, n, pw)
 					}
 					checkClose(t, "batch", dst, want, mag, 1e-5)
 					dst2 := randVec(rng, n*o)
