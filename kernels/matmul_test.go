@@ -25,6 +25,21 @@ func testPools(t testing.TB) []*Pool {
 	return out
 }
 
+// pinnedPools is testPools with every set's cache geometry pinned to this
+// project's reference machine (48 KiB L1d, 2 MiB L2), for tests whose
+// routes and blocks depend on it: the host's own sizes (1.25 MiB L2 on Ice
+// Lake-SP, 512 KiB on Zen 3, unknown in a container) would change them.
+func pinnedPools(t testing.TB) []*Pool {
+	t.Helper()
+	var out []*Pool
+	for _, p := range testPools(t) {
+		ks := *p.Kernels()
+		ks.l1d, ks.l2 = 48<<10, 2<<20
+		out = append(out, &Pool{threads: p.Threads(), k: &ks})
+	}
+	return out
+}
+
 // randMat returns a weight matrix whose backing slice starts at an odd offset.
 func randMat(rng *rand.Rand, d DType, rows, cols int) Mat {
 	m := Mat{DType: d, Rows: rows, Cols: cols}
@@ -202,19 +217,29 @@ func TestMatMulRejectsShortWeights(t *testing.T) {
 // blocks) and checks the column-split product against the reference.
 func TestMatMulPackedBlockEdges(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 11))
-	for _, p := range testPools(t) {
+	for _, p := range pinnedPools(t) {
 		ks := p.Kernels()
 		for _, d := range []DType{F32, BF16} {
 			// n = 40 and 20 end in a short panel of whole 4-row groups
-			// (the 4-row kernel's path where the set has one); K = 1024
-			// makes f32 panel blocks of more than aliasPieces panels copied
-			// (loadB).
-			for _, sh := range [][3]int{{37, 300, 150}, {13, 97, 65}, {25, 64, 33}, {40, 300, 150}, {20, 97, 65}, {40, 1024, 300}} {
+			// (the 4-row kernel's path where the set has one). 40 × 1024 →
+			// 600 is the copied f32 panel block (copyPanels, asserted
+			// below): 19 panels over two workers, 10 and 9 pieces a block
+			// with nc unbounded, K = 1024 aliasing; kc = 7 and 100 leave
+			// a last block 2 and 24 deep.
+			for _, sh := range [][3]int{{37, 300, 150}, {13, 97, 65}, {25, 64, 33}, {40, 300, 150}, {20, 97, 65}, {40, 1024, 300}, {40, 1024, 600}} {
 				n, k, o := sh[0], sh[1], sh[2]
 				w, x := randMat(rng, d, o, k), randVec(rng, n*k)
 				want, mag := refMatMul(x, n, w)
+				blocks := [][2]int{{1, 1}, {7, ks.nr + 3}, {16, 2 * ks.nr}, {64, 5 * ks.nr}, {k, 1 << 20}}
+				if o == 600 {
+					// Only unbounded blocks copy; the K tails go through it.
+					blocks = [][2]int{{7, 1 << 20}, {100, 1 << 20}, {k, 1 << 20}}
+					if pieces := ((o+PanelWidth-1)/PanelWidth + 1) / 2; !copyPanels(k, pieces) {
+						t.Fatalf("%v: %d pieces a block are not copied", sh, pieces)
+					}
+				}
 				for _, m := range []Mat{w, Pack(w)} {
-					for _, b := range [][2]int{{1, 1}, {7, ks.nr + 3}, {16, 2 * ks.nr}, {64, 5 * ks.nr}, {k, 1 << 20}} {
+					for _, b := range blocks {
 						for _, inPlace := range []bool{false, true} {
 							dst := randVec(rng, n*o)
 							matMulPackedWith(p, ks, dst, x, n, m, b[0], b[1], inPlace)
@@ -227,6 +252,24 @@ func TestMatMulPackedBlockEdges(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestCopyPanelsRule: f32 panel blocks are copied only when the panels'
+// stride aliases (K a multiple of 1024) and the block has more than
+// aliasPieces of them.
+func TestCopyPanelsRule(t *testing.T) {
+	for _, c := range []struct {
+		K, pieces int
+		want      bool
+	}{
+		{1024, aliasPieces + 1, true}, {2048, 16, true}, {8192, 16, true}, {3072, 10, true},
+		{2048, aliasPieces, false}, {14336, 8, false}, {2048, 4, false},
+		{896, 16, false}, {4864, 16, false}, {11008, 16, false}, {1000, 40, false},
+	} {
+		if got := copyPanels(c.K, c.pieces); got != c.want {
+			t.Errorf("copyPanels(%d, %d) = %v, want %v", c.K, c.pieces, got, c.want)
 		}
 	}
 }
@@ -385,6 +428,8 @@ func TestNarrowForRows(t *testing.T) {
 					t.Errorf("%s K=%d n=%d: activation block %d B over L2/4 but nc narrowed %d → %d", ks.Name(), K, n, a, nc, got)
 				case a <= l2/4 && got > ks.nr && a+got*kc*4 > l2/2:
 					t.Errorf("%s K=%d n=%d: activations %d B + weights %d B over half of L2", ks.Name(), K, n, a, got*kc*4)
+				case a <= l2/4 && got < nc && a+(got+ks.nr)*kc*4 <= l2/2:
+					t.Errorf("%s K=%d n=%d: narrowed to %d though %d more columns fit in half of L2", ks.Name(), K, n, got, ks.nr)
 				}
 			}
 		}
@@ -393,20 +438,33 @@ func TestNarrowForRows(t *testing.T) {
 
 // TestMatMulPackedActivations: products whose activation rows are 4 KiB
 // apart (K a multiple of 1024) over enough output tiles take the packed
-// activation panels (readInPlace false) and, over f32 panels, copied weight
-// blocks (loadB, more than aliasPieces panels per block), on every kernel
-// set and weight layout, with rows off the mr tiles and outputs off the
-// panels.
+// activation panels (readInPlace false; the sets without gemmRows pack
+// every panel anyway) and, over f32 panels on the 12-row sets, copied
+// weight blocks (copyPanels), on every kernel set and weight
+// layout, with rows off the mr tiles and outputs off the panels. The cache
+// geometry is pinned (pinnedPools): the blocks, and so the tiles a panel
+// serves, follow L1d and L2.
 func TestMatMulPackedActivations(t *testing.T) {
 	rng := rand.New(rand.NewPCG(23, 29))
-	for _, p := range testPools(t) {
+	for _, p := range pinnedPools(t) {
 		ks := p.Kernels()
 		for _, d := range []DType{F32, F16, BF16} {
 			for _, sh := range [][3]int{{261, 1024, 1061}} {
 				n, k, o := sh[0], sh[1], sh[2]
 				w, x := randMat(rng, d, o, k), randVec(rng, n*k)
-				if _, _, inPlace := packedBlocks(p, ks, n, w); inPlace || productRoute(p, ks, n, Pack(w)) != routePacked {
-					t.Fatalf("%s %v: the product does not reach packed activation panels", ks.Name(), sh)
+				if r := productRoute(p, ks, n, Pack(w)); r != routePacked {
+					t.Fatalf("%s %v: route %v, not the column split", ks.Name(), sh, r)
+				}
+				for _, m := range []Mat{w, Pack(w)} {
+					_, nc, inPlace := packedBlocks(p, ks, n, m)
+					if ks.gemmRows != nil && inPlace {
+						t.Fatalf("%s %v panels=%v: activation panels read in place, not packed", ks.Name(), sh, m.Panels)
+					}
+					// The 12-row sets' blocks are 512 wide here (16 pieces);
+					// generic's 4-row tiles make them 256 (8, in place).
+					if m.Panels && ks.mr == 12 && !copyPanels(k, nc/PanelWidth) {
+						t.Fatalf("%s %v: f32 panel blocks of %d columns not copied", ks.Name(), sh, nc)
+					}
 				}
 				want, mag := refMatMul(x, n, w)
 				for _, m := range []Mat{w, Pack(w)} {
