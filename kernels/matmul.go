@@ -305,8 +305,9 @@ const packTiles = 16
 // panel in place (rows K floats apart) rather than packing it, for a panel
 // that serves tiles output tiles. Packing is chosen when more of the mr
 // rows' values at one column fall in one L1 set than half its ways
-// (rowsPerL1Set; on a 48 KiB 12-way or 32 KiB 8-way L1d with 12-row
-// tiles: K a multiple of 1024), so each step of the kernel evicts what
+// (rowsPerL1Set; with 12-row tiles on a 48 KiB 12-way L1d: K a multiple
+// of 1024; on a 32 KiB 8-way one also an odd multiple of 512, 6 rows a
+// set over its 4), so each step of the kernel evicts what
 // the last one loaded, and the panel serves at least packTiles tiles, over
 // which the packing is spread. Alternated on panel weights by wall time
 // (docs/BENCHMARKS.md, issue 21 part S): with 16 tiles per panel packing
