@@ -81,14 +81,14 @@ func TestAttentionBlockedBatch(t *testing.T) {
 	}
 }
 
-// BenchmarkDecodeAttentionBatch: the attention of one decode step of a
+// BenchmarkAttentionBatchDecode: the attention of one decode step of a
 // batch of 8 sequences (Qwen2.5-0.5B heads, each after ctx slots of its own),
 // as eight AttentionBlocked calls and as one AttentionBlockedBatch,
 // alternating within each iteration; kvGB/s is the keys and values read per
 // second (best iteration of each). Before each, a 1 GiB buffer is read, so
 // the caches come from memory as in a model's step (its weights and every
 // layer's cache pass through the last-level cache between two layers' calls).
-func BenchmarkDecodeAttentionBatch(b *testing.B) {
+func BenchmarkAttentionBatchDecode(b *testing.B) {
 	p := NewPool(0)
 	evict := make([]byte, 1<<30)
 	for i := range evict {
