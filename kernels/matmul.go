@@ -53,18 +53,49 @@ func MatMul(p *Pool, dst, x []float32, n int, w Mat) {
 		matMulQuant(p, ks, dst, x, n, w)
 		return
 	}
-	switch {
-	case w.Panels && n <= panelSmallRows:
+	switch productRoute(p, ks, n, w) {
+	case routePanelsSmall:
 		matMulPanelsSmall(p, ks, dst, x, n, w)
-	case !w.Panels && n <= matVecRows(p, ks, w.DType):
+	case routeMatVec:
 		matVec(p, ks, dst, x, n, w)
-	case w.DType == BF16 && p != nil && p.bf16Dot:
+	case routeBF16Dot:
 		matMulBF16Dot(p, ks, dst, x, n, w)
-	case n > w.Rows && rowsFit(ks, w.Rows, w.Cols):
+	case routeRows:
 		matMulRows(p, ks, dst, x, n, w)
 	default:
 		matMulPacked(p, ks, dst, x, n, w)
 	}
+}
+
+// route is the way MatMul computes a (non-quantized) product.
+type route int
+
+const (
+	routePacked      route = iota // matMulPacked: column split, blocked
+	routeRows                     // matMulRows: row split, weights in L2
+	routePanelsSmall              // matMulPanelsSmall: ≤ 32 rows over panels
+	routeMatVec                   // matVec: ≤ matVecRows rows, row-major
+	routeBF16Dot                  // matMulBF16Dot: opt-in VDPBF16PS
+)
+
+func (r route) String() string {
+	return [...]string{"cols", "rows", "panels-small", "matvec", "bf16dot"}[r]
+}
+
+// productRoute is the route MatMul takes for n activation rows over w (the
+// benchmarks print it beside each shape's rate).
+func productRoute(p *Pool, ks *Kernels, n int, w Mat) route {
+	switch {
+	case w.Panels && n <= panelSmallRows:
+		return routePanelsSmall
+	case !w.Panels && n <= matVecRows(p, ks, w.DType):
+		return routeMatVec
+	case w.DType == BF16 && p != nil && p.bf16Dot:
+		return routeBF16Dot
+	case n > w.Rows && rowsFit(ks, w.Rows, w.Cols):
+		return routeRows
+	}
+	return routePacked
 }
 
 // matVec serves decode and batched decode: groups of four weight rows are
@@ -221,9 +252,72 @@ func blocking(ks *Kernels, K, elem int) (kc, nc int) {
 // so the whole packed activation matrix is never written to memory and read
 // back (40 MiB for 2048 rows of the 4864-wide down projection).
 func matMulPacked(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
-	kc, nc := blocking(ks, w.Cols, 4)
-	matMulPackedWith(p, ks, dst, x, n, w, kc, nc, true)
+	kc, nc, inPlace := packedBlocks(p, ks, n, w)
+	matMulPackedWith(p, ks, dst, x, n, w, kc, nc, inPlace)
 }
+
+// packedBlocks is matMulPacked's blocking of n rows over w: the block depth
+// and width and whether activation panels are read in place.
+func packedBlocks(p *Pool, ks *Kernels, n int, w Mat) (kc, nc int, inPlace bool) {
+	kc, nc = blocking(ks, w.Cols, 4)
+	nc = narrowForRows(ks, n, kc, nc, 4)
+	// The tiles each activation panel serves: a block's width, or a
+	// worker's share of the columns when that is narrower.
+	unit := ks.nr
+	if w.Panels {
+		unit = PanelWidth
+	}
+	units := (w.Rows + unit - 1) / unit
+	share := (units + min(p.Threads(), units) - 1) / min(p.Threads(), units) * unit
+	return kc, nc, readInPlace(w.Cols, min(nc, share)/ks.nr)
+}
+
+// narrowForRows is the weight block width nc for a product of n activation
+// rows and kc-deep blocks of elem-byte weights: blocking's width, unless the
+// n × kc activation block fits in a quarter of L2 (the 256-row LM heads and
+// other short products). Then the activation block and the weight block
+// share the half of L2 that blocking gives the weight block alone, so each
+// worker's activation rows stay in L2 across its weight blocks instead of
+// being read again from L3 for every block. Alternated by wall time on panel
+// weights at 256 rows, the narrower block ran 1.02–1.03× (f32) and 0.99–
+// 1.01× (bf16) on the LM heads and 1.00–1.03× on Mistral's down projection
+// (docs/BENCHMARKS.md, issue 21 part S).
+func narrowForRows(ks *Kernels, n, kc, nc, elem int) int {
+	_, l2 := ks.caches()
+	a := n * kc * 4
+	if a > l2/4 {
+		return nc
+	}
+	return min(nc, max(1, (l2/2-a)/(kc*elem)/ks.nr)*ks.nr)
+}
+
+// aliasPeriod is the address period of an L1d set on the x86 cores we run on
+// (48 KiB 12-way and 32 KiB 8-way alike: 4 KiB), which is also the distance
+// at which loads falsely wait on earlier stores (4K aliasing).
+const aliasPeriod = 4096
+
+// packTiles is the number of tiles an activation panel must serve before
+// packing it pays for the aliasing it avoids (readInPlace).
+const packTiles = 16
+
+// readInPlace reports whether the micro-kernel reads an mr-row activation
+// panel in place (rows K floats apart) rather than packing it, for a panel
+// that serves tiles output tiles. Packing is chosen when the row stride is a
+// multiple of aliasPeriod (K a multiple of 1024) — the mr rows' values at
+// one column then all fall in one L1 set, and each step of the kernel
+// evicts what the last one loaded — and the panel serves at least packTiles
+// tiles, over which the packing is spread. Alternated on panel weights by
+// wall time (docs/BENCHMARKS.md, issue 21 part S): with 16 tiles per panel
+// packing ran 0.98–1.06×, 1.02× on average, against reading in place
+// (K = 2048–14336: Llama-3.2-1B, Phi-3, Llama-3 K/V, Mistral down), with 8
+// level, with 4 (Gemma-2B's K/V, 256 outputs over two workers) 0.92×; on
+// the other shapes in place stays 1.01–1.11× ahead.
+func readInPlace(K, tiles int) bool { return !stridesAlias(K) || tiles < packTiles }
+
+// stridesAlias reports whether rows of K f32 values are a multiple of
+// aliasPeriod apart, and with them 32-wide weight panels a multiple of
+// 32·aliasPeriod (the set period of a 2 MiB 16-way L2).
+func stridesAlias(K int) bool { return K*4%aliasPeriod == 0 }
 
 // matMulPackedWith is matMulPacked with the block sizes given; inPlace lets
 // the micro-kernel read activation rows in place (panelA) instead of packing
@@ -261,8 +355,21 @@ func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB,
 					acc = 1
 				}
 				for ip := 0; ip < panels; ip++ {
-					a := panelA(ks, ap, x, n, K, ip*mr, pc, kc, inPlace).withNext(x, n, K, (ip+1)*mr, pc)
 					rows := min(mr, n-ip*mr)
+					if rows < mr && rows%4 == 0 && ks.gemm4Rows != nil {
+						// A short last panel of whole 4-row groups: the 4-row
+						// kernel on its rows in place rather than an mr-row
+						// tile of mostly zero rows (n = 256 = 21·12 + 4).
+						// Alternated by wall time: 1.01–1.035× on the 256-
+						// and 512-row shapes (docs/BENCHMARKS.md, part S).
+						for r := ip * mr; r < n; r += 4 {
+							for jr := 0; jr < nc; jr += nr {
+								tileCall(ks.gemm4Rows, 4, nr, kc, &x[r*K+pc], K, blk.at(jr), blk.width, dst, r*N+jc+jr, N, 4, min(nr, nc-jr), acc, tile)
+							}
+						}
+						continue
+					}
+					a := panelA(ks, ap, x, n, K, ip*mr, pc, kc, inPlace).withNext(x, n, K, (ip+1)*mr, pc)
 					for jr := 0; jr < nc; jr += nr {
 						cols := min(nr, nc-jr)
 						ci := ip*mr*N + jc + jr
@@ -362,7 +469,7 @@ func panelA(ks *Kernels, ap, x []float32, n, K, r0, pc, kc int, inPlace bool) aP
 // for the product). The activations are read in place where the set has
 // gemmRows.
 func matMulRows(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
-	matMulRowsWith(p, ks, dst, x, n, w, true)
+	matMulRowsWith(p, ks, dst, x, n, w, readInPlace(w.Cols, (w.Rows+ks.nr-1)/ks.nr))
 }
 
 // rowsFit reports whether the N×K packed weights of the row split stay in L2
@@ -379,7 +486,12 @@ func rowsFit(ks *Kernels, N, K int) bool {
 }
 
 // matMulRowsWith is matMulRows with the activations packed (inPlace false)
-// or read in place where the kernel set allows.
+// or read in place where the kernel set allows. Its passes go to the pool's
+// team (runTeam), as decode's products do: a row-split product lasts 1.5–
+// 10 ms, and Run's goroutine start — waking a parked thread — is a visible
+// part of it. Alternated after another product, as in a forward, the team
+// ran 1.00–1.07× Run on the rows-route shapes, f32 and bf16 (qwen-kv,
+// smol-q/o, smol-kv, qwen1.5b-kv; docs/BENCHMARKS.md, issue 21 part S).
 func matMulRowsWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, inPlace bool) {
 	K, N := w.Cols, w.Rows
 	mr, nr := ks.mr, ks.nr
@@ -398,7 +510,7 @@ func matMulRowsWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, inPlac
 			wpBuf := p.getBuf(q * PanelWidth * K)
 			defer p.putBuf(wpBuf)
 			src = *wpBuf
-			p.Run(q, 1, func(lo, hi int) { widenPanels(ks, src[lo*K*PanelWidth:], w, lo, hi-lo, 0, K) })
+			p.runTeam(q, 1, func(lo, hi int) { widenPanels(ks, src[lo*K*PanelWidth:], w, lo, hi-lo, 0, K) })
 		}
 		ldb = PanelWidth
 		bAt = func(pc, _, jp int) *float32 {
@@ -410,7 +522,7 @@ func matMulRowsWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, inPlac
 		defer p.putBuf(wpBuf)
 		wp := *wpBuf
 		blocks := (K + kcB - 1) / kcB
-		p.Run(blocks*npan, 1, func(lo, hi int) {
+		p.runTeam(blocks*npan, 1, func(lo, hi int) {
 			rowBuf := p.getBuf(nr * kcB)
 			defer p.putBuf(rowBuf)
 			for it := lo; it < hi; it++ {
@@ -423,7 +535,7 @@ func matMulRowsWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, inPlac
 		bAt = func(pc, kc, jp int) *float32 { return &wp[pc*npan*nr+jp*kc*nr] }
 	}
 	panels := (n + mr - 1) / mr
-	p.Run(panels, 1, func(lo, hi int) {
+	p.runTeam(panels, 1, func(lo, hi int) {
 		buf := p.getBuf(mr*kcB + mr*nr)
 		defer p.putBuf(buf)
 		ap, tile := (*buf)[:mr*kcB], (*buf)[mr*kcB:]

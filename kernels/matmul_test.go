@@ -205,17 +205,23 @@ func TestMatMulPackedBlockEdges(t *testing.T) {
 	for _, p := range testPools(t) {
 		ks := p.Kernels()
 		for _, d := range []DType{F32, BF16} {
-			for _, sh := range [][3]int{{37, 300, 150}, {13, 97, 65}, {25, 64, 33}} {
+			// n = 40 and 20 end in a short panel of whole 4-row groups
+			// (the 4-row kernel's path where the set has one); K = 1024
+			// makes f32 panel blocks of more than aliasPieces panels copied
+			// (loadB).
+			for _, sh := range [][3]int{{37, 300, 150}, {13, 97, 65}, {25, 64, 33}, {40, 300, 150}, {20, 97, 65}, {40, 1024, 300}} {
 				n, k, o := sh[0], sh[1], sh[2]
 				w, x := randMat(rng, d, o, k), randVec(rng, n*k)
 				want, mag := refMatMul(x, n, w)
-				for _, b := range [][2]int{{1, 1}, {7, ks.nr + 3}, {16, 2 * ks.nr}, {64, 5 * ks.nr}, {k, 1 << 20}} {
-					for _, inPlace := range []bool{false, true} {
-						dst := randVec(rng, n*o)
-						matMulPackedWith(p, ks, dst, x, n, w, b[0], b[1], inPlace)
-						for j := range want {
-							if diff := math.Abs(float64(dst[j]) - want[j]); diff > 1e-5*mag[j]+1e-6 {
-								t.Fatalf("%s/%s %v kc=%d nc=%d inPlace=%v out %d: got %g want %g", ks.Name(), d, sh, b[0], b[1], inPlace, j, dst[j], want[j])
+				for _, m := range []Mat{w, Pack(w)} {
+					for _, b := range [][2]int{{1, 1}, {7, ks.nr + 3}, {16, 2 * ks.nr}, {64, 5 * ks.nr}, {k, 1 << 20}} {
+						for _, inPlace := range []bool{false, true} {
+							dst := randVec(rng, n*o)
+							matMulPackedWith(p, ks, dst, x, n, m, b[0], b[1], inPlace)
+							for j := range want {
+								if diff := math.Abs(float64(dst[j]) - want[j]); diff > 1e-5*mag[j]+1e-6 {
+									t.Fatalf("%s/%s %v panels=%v kc=%d nc=%d inPlace=%v out %d: got %g want %g", ks.Name(), d, sh, m.Panels, b[0], b[1], inPlace, j, dst[j], want[j])
+								}
 							}
 						}
 					}
@@ -336,6 +342,81 @@ func TestSplitEvenOdd(t *testing.T) {
 				}
 				if v != float32(want) {
 					t.Fatalf("%s n=%d: dst[%d] = %v, want %d", ks.Name(), n, i, v, want)
+				}
+			}
+		}
+	}
+}
+
+// TestReadInPlaceRule: activation panels are packed only when their row
+// stride is a multiple of aliasPeriod and they serve packTiles tiles or more.
+func TestReadInPlaceRule(t *testing.T) {
+	for _, c := range []struct {
+		K, tiles int
+		want     bool
+	}{
+		{896, 64, true}, {4864, 16, true}, {1536, 100, true}, {11008, 16, true},
+		{1024, 16, false}, {2048, 16, false}, {8192, 40, false}, {14336, 16, false},
+		{2048, 4, true}, {2048, packTiles - 1, true}, {3072, 8, true},
+	} {
+		if got := readInPlace(c.K, c.tiles); got != c.want {
+			t.Errorf("readInPlace(%d, %d) = %v, want %v", c.K, c.tiles, got, c.want)
+		}
+	}
+}
+
+// TestNarrowForRows: the block width stays whole tiles, never wider than
+// blocking's, and is narrowed only when the activation block fits in a
+// quarter of L2 — then activations and weights share half of L2.
+func TestNarrowForRows(t *testing.T) {
+	for _, base := range Available() {
+		ks := *base
+		ks.l1d, ks.l2 = 48<<10, 2<<20
+		_, l2 := ks.caches()
+		for _, K := range []int{576, 896, 2048, 8192, 14336} {
+			kc, nc := blocking(&ks, K, 4)
+			for _, n := range []int{33, 256, 512, 2048} {
+				got := narrowForRows(&ks, n, kc, nc, 4)
+				a := n * kc * 4
+				switch {
+				case got%ks.nr != 0 || got < ks.nr || got > nc:
+					t.Errorf("%s K=%d n=%d: nc %d not whole tiles within [nr, %d]", ks.Name(), K, n, got, nc)
+				case a > l2/4 && got != nc:
+					t.Errorf("%s K=%d n=%d: activation block %d B over L2/4 but nc narrowed %d → %d", ks.Name(), K, n, a, nc, got)
+				case a <= l2/4 && got > ks.nr && a+got*kc*4 > l2/2:
+					t.Errorf("%s K=%d n=%d: activations %d B + weights %d B over half of L2", ks.Name(), K, n, a, got*kc*4)
+				}
+			}
+		}
+	}
+}
+
+// TestMatMulPackedActivations: products whose activation rows are 4 KiB
+// apart (K a multiple of 1024) over enough output tiles take the packed
+// activation panels (readInPlace false) and, over f32 panels, copied weight
+// blocks (loadB, more than aliasPieces panels per block), on every kernel
+// set and weight layout, with rows off the mr tiles and outputs off the
+// panels.
+func TestMatMulPackedActivations(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 29))
+	for _, p := range testPools(t) {
+		ks := p.Kernels()
+		for _, d := range []DType{F32, F16, BF16} {
+			for _, sh := range [][3]int{{261, 1024, 1061}} {
+				n, k, o := sh[0], sh[1], sh[2]
+				w, x := randMat(rng, d, o, k), randVec(rng, n*k)
+				if _, _, inPlace := packedBlocks(p, ks, n, w); inPlace || productRoute(p, ks, n, Pack(w)) != routePacked {
+					t.Fatalf("%s %v: the product does not reach packed activation panels", ks.Name(), sh)
+				}
+				want, mag := refMatMul(x, n, w)
+				for _, m := range []Mat{w, Pack(w)} {
+					dst := randVec(rng, n*o)
+					MatMul(p, dst, x, n, m)
+					for j := range want {
+						if diff := math.Abs(float64(dst[j]) - want[j]); diff > 1e-5*mag[j]+1e-6 {
+							t.Fatalf("%s/%s %v panels=%v out %d: got %g want %g", ks.Name(), d, sh, m.Panels, j, dst[j], want[j])
+						}
+					}
 				}
 			}
 		}
