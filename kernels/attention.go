@@ -171,17 +171,7 @@ func attention(p *Pool, out, q []float32, rowPos []int32, kb, v []float32, slotP
 	if tiles > 0 {
 		stat = unsafe.Slice((*int32)(unsafe.Pointer(&(*shared)[vpN])), 3*tiles)
 	}
-	for t := 0; t < tiles; t++ {
-		lo, hi, neg := int32(math.MaxInt32), int32(-1), int32(0)
-		for _, sp := range slotPos[t*TS : min((t+1)*TS, slots)] {
-			if sp < 0 {
-				neg = 1
-				continue
-			}
-			lo, hi = min(lo, sp), max(hi, sp)
-		}
-		stat[3*t], stat[3*t+1], stat[3*t+2] = lo, hi, neg
-	}
+	tileStats(stat, slotPos)
 	if panelV {
 		p.runDynamic(KV*tiles, func(u int) {
 			kh, t := u/tiles, u%tiles
@@ -289,6 +279,23 @@ func attention(p *Pool, out, q []float32, rowPos []int32, kb, v []float32, slotP
 			}
 		}
 	})
+}
+
+// tileStats writes, per key block of slotPos, its lowest valid position, its
+// highest (-1: none) and whether it has an empty slot (stat: 3 per block).
+func tileStats(stat, slotPos []int32) {
+	const TS = KeyBlock
+	for t := 0; t < len(stat)/3; t++ {
+		lo, hi, neg := int32(math.MaxInt32), int32(-1), int32(0)
+		for _, sp := range slotPos[t*TS : min((t+1)*TS, len(slotPos))] {
+			if sp < 0 {
+				neg = 1
+				continue
+			}
+			lo, hi = min(lo, sp), max(hi, sp)
+		}
+		stat[3*t], stat[3*t+1], stat[3*t+2] = lo, hi, neg
+	}
 }
 
 // attnCall is what every unit of one attention call shares.

@@ -18,8 +18,9 @@ const EnvKernels = "CACHECLIP_KERNELS"
 type Kernels struct {
 	name string
 	// l1d and l2 are the per-core data cache sizes in bytes that the product's
-	// blocking is sized by (0: not known, see caches).
-	l1d, l2 int
+	// blocking is sized by, l1Ways and l2Ways their associativity, which the
+	// aliasing rules follow (0: not known, see caches and cacheWays).
+	l1d, l2, l1Ways, l2Ways int
 
 	// gemm is the register-blocked micro-kernel: C[mr][nr] (+)= Aᵀ·B over kc steps,
 	// where A rows (mr values each) are lda floats apart (mr when packed), B rows
@@ -46,6 +47,11 @@ type Kernels struct {
 	// (nil when the set has none).
 	gemvPanelF32                func(k int, w *float32, x *float32, out *float32, acc int)
 	gemvPanelBF16, gemvPanelF16 func(k int, w *uint16, x *float32, out *float32, acc int)
+	// gemmPanel8* are the eight-row panel products of a batched decode step
+	// (panels_batch.go; nil when the set has none); pf is the address
+	// prefetched along with the weights.
+	gemmPanel8F32                 func(kc int, w *float32, x *float32, ldx int, c *float32, ldc int, acc int, pf uintptr)
+	gemmPanel8BF16, gemmPanel8F16 func(kc int, w *uint16, x *float32, ldx int, c *float32, ldc int, acc int, pf uintptr)
 
 	// gemv4 computes out[r] = Σ_c w[r·ldw+c]·x[c] for r < 4 over the first k
 	// elements, k a multiple of 32 (the caller adds the tail).
@@ -136,9 +142,9 @@ func Select(name string) (*Kernels, error) {
 // fastest last. Tests compare every set against the reference.
 func Available() []*Kernels {
 	out := append([]*Kernels{genericKernels()}, simdKernels()...)
-	l1d, l2 := cacheSizes()
+	l1d, l2, l1Ways, l2Ways := cacheSizes()
 	for _, k := range out {
-		k.l1d, k.l2 = l1d, l2
+		k.l1d, k.l2, k.l1Ways, k.l2Ways = l1d, l2, l1Ways, l2Ways
 	}
 	return out
 }
@@ -157,9 +163,25 @@ func (k *Kernels) caches() (l1d, l2 int) {
 	return l1d, l2
 }
 
-// cacheSizes reads the per-core L1 data and L2 cache sizes from Linux's sysfs
-// (0 where absent: other systems, containers that hide it).
-func cacheSizes() (l1d, l2 int) {
+// cacheWays returns the L1d and L2 associativity the aliasing rules assume:
+// the detected ones, or where the machine does not say, an L1d whose sets
+// repeat every aliasPeriod (48 KiB 12-way, 32 KiB 8-way) and a 16-way L2.
+func (k *Kernels) cacheWays() (l1Ways, l2Ways int) {
+	l1d, _ := k.caches()
+	l1Ways, l2Ways = k.l1Ways, k.l2Ways
+	if l1Ways <= 0 || k.l1d <= 0 {
+		l1Ways = max(1, l1d/aliasPeriod)
+	}
+	if l2Ways <= 0 || k.l2 <= 0 {
+		l2Ways = 16
+	}
+	return l1Ways, l2Ways
+}
+
+// cacheSizes reads the per-core L1 data and L2 cache sizes and their
+// associativity from Linux's sysfs (0 where absent: other systems,
+// containers that hide it).
+func cacheSizes() (l1d, l2, l1Ways, l2Ways int) {
 	const dir = "/sys/devices/system/cpu/cpu0/cache/"
 	for i := 0; i < 8; i++ {
 		idx := dir + "index" + strconv.Itoa(i) + "/"
@@ -170,18 +192,22 @@ func cacheSizes() (l1d, l2 int) {
 			continue
 		}
 		b := parseCacheSize(strings.TrimSpace(string(size)))
+		ways := 0
+		if w, err := os.ReadFile(idx + "ways_of_associativity"); err == nil {
+			ways = parseCacheSize(strings.TrimSpace(string(w)))
+		}
 		switch t := strings.TrimSpace(string(typ)); strings.TrimSpace(string(level)) {
 		case "1":
 			if t == "Data" {
-				l1d = b
+				l1d, l1Ways = b, ways
 			}
 		case "2":
 			if t == "Unified" || t == "Data" {
-				l2 = b
+				l2, l2Ways = b, ways
 			}
 		}
 	}
-	return l1d, l2
+	return l1d, l2, l1Ways, l2Ways
 }
 
 // parseCacheSize reads sysfs's "48K" / "2048K" / "2M" forms (0 when unreadable).

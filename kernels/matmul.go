@@ -269,7 +269,7 @@ func packedBlocks(p *Pool, ks *Kernels, n int, w Mat) (kc, nc int, inPlace bool)
 	}
 	units := (w.Rows + unit - 1) / unit
 	share := (units + min(p.Threads(), units) - 1) / min(p.Threads(), units) * unit
-	return kc, nc, readInPlace(w.Cols, min(nc, share)/ks.nr)
+	return kc, nc, readInPlace(ks, w.Cols, min(nc, share)/ks.nr)
 }
 
 // narrowForRows is the weight block width nc for a product of n activation
@@ -293,7 +293,8 @@ func narrowForRows(ks *Kernels, n, kc, nc, elem int) int {
 
 // aliasPeriod is the address period of an L1d set on the x86 cores we run on
 // (48 KiB 12-way and 32 KiB 8-way alike: 4 KiB), which is also the distance
-// at which loads falsely wait on earlier stores (4K aliasing).
+// at which loads falsely wait on earlier stores (4K aliasing); cacheWays
+// assumes it where sysfs does not give the associativity.
 const aliasPeriod = 4096
 
 // packTiles is the number of tiles an activation panel must serve before
@@ -302,22 +303,53 @@ const packTiles = 16
 
 // readInPlace reports whether the micro-kernel reads an mr-row activation
 // panel in place (rows K floats apart) rather than packing it, for a panel
-// that serves tiles output tiles. Packing is chosen when the row stride is a
-// multiple of aliasPeriod (K a multiple of 1024) — the mr rows' values at
-// one column then all fall in one L1 set, and each step of the kernel
-// evicts what the last one loaded — and the panel serves at least packTiles
-// tiles, over which the packing is spread. Alternated on panel weights by
-// wall time (docs/BENCHMARKS.md, issue 21 part S): with 16 tiles per panel
-// packing ran 0.98–1.06×, 1.02× on average, against reading in place
-// (K = 2048–14336: Llama-3.2-1B, Phi-3, Llama-3 K/V, Mistral down), with 8
-// level, with 4 (Gemma-2B's K/V, 256 outputs over two workers) 0.92×; on
-// the other shapes in place stays 1.01–1.11× ahead.
-func readInPlace(K, tiles int) bool { return !stridesAlias(K) || tiles < packTiles }
+// that serves tiles output tiles. Packing is chosen when more of the mr
+// rows' values at one column fall in one L1 set than half its ways
+// (rowsPerL1Set; with 12-row tiles on a 48 KiB 12-way L1d: K a multiple
+// of 1024; on a 32 KiB 8-way one also an odd multiple of 512, 6 rows a
+// set over its 4), so each step of the kernel evicts what
+// the last one loaded, and the panel serves at least packTiles tiles, over
+// which the packing is spread. Alternated on panel weights by wall time
+// (docs/BENCHMARKS.md, issue 21 part S): with 16 tiles per panel packing
+// ran 0.98–1.06×, 1.02× on average, against reading in place (the K =
+// 2048–8192 shapes with 16: Llama-3.2-1B's Q/O, up and down, Phi-3's Q/O
+// and down, Llama-3's and Llama-3.2-3B's K/V), with 8 level (Llama-3.2-
+// 1B's K/V; Mistral's down projection has 8 after narrowForRows), with 4
+// (Gemma-2B's K/V, 256 outputs over two workers) 0.92×; on the other
+// shapes in place stays 1.01–1.11× ahead. The bound of 16 was set on those
+// shapes, so they are the benchmark's tuned shapes, not held-out ones;
+// only the 48 KiB 12-way geometry was measured.
+func readInPlace(ks *Kernels, K, tiles int) bool {
+	l1Ways, _ := ks.cacheWays()
+	return rowsPerL1Set(ks, K) <= l1Ways/2 || tiles < packTiles
+}
 
-// stridesAlias reports whether rows of K f32 values are a multiple of
-// aliasPeriod apart, and with them 32-wide weight panels a multiple of
-// 32·aliasPeriod (the set period of a 2 MiB 16-way L2).
-func stridesAlias(K int) bool { return K*4%aliasPeriod == 0 }
+// rowsPerL1Set is how many of an mr-row panel's rows, K f32 values apart,
+// share the L1d set of their values at one column: the rows' addresses
+// repeat modulo the set period (L1d size over ways) every period/g rows,
+// g = gcd(row stride, period).
+func rowsPerL1Set(ks *Kernels, K int) int {
+	l1d, _ := ks.caches()
+	l1Ways, _ := ks.cacheWays()
+	return sharingSet(ks.mr, 4*K, l1d/l1Ways)
+}
+
+// sharingSet is how many of n blocks stride bytes apart start in the same
+// set of a cache whose sets repeat every period bytes.
+func sharingSet(n, stride, period int) int {
+	if period <= 0 {
+		return n
+	}
+	g := gcd(stride, period)
+	return (n*g + period - 1) / period
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
 
 // matMulPackedWith is matMulPacked with the block sizes given; inPlace lets
 // the micro-kernel read activation rows in place (panelA) instead of packing
@@ -361,7 +393,8 @@ func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB,
 						// kernel on its rows in place rather than an mr-row
 						// tile of mostly zero rows (n = 256 = 21·12 + 4).
 						// Alternated by wall time: 1.01–1.035× on the 256-
-						// and 512-row shapes (docs/BENCHMARKS.md, part S).
+						// and 512-row shapes but Llama-3.2-1B's K/V in f32
+						// (0.98×; docs/BENCHMARKS.md, part S).
 						for r := ip * mr; r < n; r += 4 {
 							for jr := 0; jr < nc; jr += nr {
 								tileCall(ks.gemm4Rows, 4, nr, kc, &x[r*K+pc], K, blk.at(jr), blk.width, dst, r*N+jc+jr, N, 4, min(nr, nc-jr), acc, tile)
@@ -469,7 +502,10 @@ func panelA(ks *Kernels, ap, x []float32, n, K, r0, pc, kc int, inPlace bool) aP
 // for the product). The activations are read in place where the set has
 // gemmRows.
 func matMulRows(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
-	matMulRowsWith(p, ks, dst, x, n, w, readInPlace(w.Cols, (w.Rows+ks.nr-1)/ks.nr))
+	// Always in place: readInPlace's packing needs 16 tiles (N ≥ 512) of an
+	// aliasing K (≥ 1024), 2 MiB of packed weights, which rowsFit sends to
+	// the column split below an L2 of 2.67 MiB; it was never measured here.
+	matMulRowsWith(p, ks, dst, x, n, w, true)
 }
 
 // rowsFit reports whether the N×K packed weights of the row split stay in L2

@@ -25,6 +25,29 @@ func testPools(t testing.TB) []*Pool {
 	return out
 }
 
+// pinnedPools is testPools with every set's cache geometry pinned to this
+// project's reference machine (refGeometry), for tests whose
+// routes and blocks depend on it: the host's own sizes (1.25 MiB L2 on Ice
+// Lake-SP, 512 KiB on Zen 3, unknown in a container) would change them.
+func pinnedPools(t testing.TB) []*Pool {
+	t.Helper()
+	var out []*Pool
+	for _, p := range testPools(t) {
+		ks := *p.Kernels()
+		refGeometry(&ks)
+		out = append(out, &Pool{threads: p.Threads(), k: &ks})
+	}
+	return out
+}
+
+// refGeometry sets ks's caches to the machine the rules were measured on:
+// 48 KiB 12-way L1d, 2 MiB 16-way L2.
+func refGeometry(ks *Kernels) { ks.l1d, ks.l2, ks.l1Ways, ks.l2Ways = 48<<10, 2<<20, 12, 16 }
+
+// iceLakeGeometry sets ks's caches to an Ice Lake-SP core's: 48 KiB 12-way
+// L1d, 1.25 MiB 20-way L2 (sets 64 KiB apart).
+func iceLakeGeometry(ks *Kernels) { ks.l1d, ks.l2, ks.l1Ways, ks.l2Ways = 48<<10, 1280<<10, 12, 20 }
+
 // randMat returns a weight matrix whose backing slice starts at an odd offset.
 func randMat(rng *rand.Rand, d DType, rows, cols int) Mat {
 	m := Mat{DType: d, Rows: rows, Cols: cols}
@@ -202,19 +225,29 @@ func TestMatMulRejectsShortWeights(t *testing.T) {
 // blocks) and checks the column-split product against the reference.
 func TestMatMulPackedBlockEdges(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 11))
-	for _, p := range testPools(t) {
+	for _, p := range pinnedPools(t) {
 		ks := p.Kernels()
 		for _, d := range []DType{F32, BF16} {
 			// n = 40 and 20 end in a short panel of whole 4-row groups
-			// (the 4-row kernel's path where the set has one); K = 1024
-			// makes f32 panel blocks of more than aliasPieces panels copied
-			// (loadB).
-			for _, sh := range [][3]int{{37, 300, 150}, {13, 97, 65}, {25, 64, 33}, {40, 300, 150}, {20, 97, 65}, {40, 1024, 300}} {
+			// (the 4-row kernel's path where the set has one). 40 × 1024 →
+			// 600 is the copied f32 panel block (copyPanels, asserted
+			// below): 19 panels over two workers, 10 and 9 pieces a block
+			// with nc unbounded, K = 1024 aliasing; kc = 7 and 100 leave
+			// a last block 2 and 24 deep.
+			for _, sh := range [][3]int{{37, 300, 150}, {13, 97, 65}, {25, 64, 33}, {40, 300, 150}, {20, 97, 65}, {40, 1024, 300}, {40, 1024, 600}} {
 				n, k, o := sh[0], sh[1], sh[2]
 				w, x := randMat(rng, d, o, k), randVec(rng, n*k)
 				want, mag := refMatMul(x, n, w)
+				blocks := [][2]int{{1, 1}, {7, ks.nr + 3}, {16, 2 * ks.nr}, {64, 5 * ks.nr}, {k, 1 << 20}}
+				if o == 600 {
+					// Only unbounded blocks copy; the K tails go through it.
+					blocks = [][2]int{{7, 1 << 20}, {100, 1 << 20}, {k, 1 << 20}}
+					if pieces := ((o+PanelWidth-1)/PanelWidth + 1) / 2; !copyPanels(ks, k, pieces) {
+						t.Fatalf("%v: %d pieces a block are not copied", sh, pieces)
+					}
+				}
 				for _, m := range []Mat{w, Pack(w)} {
-					for _, b := range [][2]int{{1, 1}, {7, ks.nr + 3}, {16, 2 * ks.nr}, {64, 5 * ks.nr}, {k, 1 << 20}} {
+					for _, b := range blocks {
 						for _, inPlace := range []bool{false, true} {
 							dst := randVec(rng, n*o)
 							matMulPackedWith(p, ks, dst, x, n, m, b[0], b[1], inPlace)
@@ -231,12 +264,57 @@ func TestMatMulPackedBlockEdges(t *testing.T) {
 	}
 }
 
+// TestCopyPanelsRule: f32 panel blocks are copied only when more of their
+// pieces start in one L2 set than half its ways: on the reference 2 MiB
+// 16-way L2 (sets 128 KiB apart) more than 8 pieces with K a multiple of
+// 1024, and more than 16 with K an odd multiple of 512 (two sets take
+// them), which blocking's 512-wide blocks never reach; on Ice Lake-SP's
+// 1.25 MiB 20-way L2 (64 KiB) more than 10 with K a multiple of 512.
+func TestCopyPanelsRule(t *testing.T) {
+	ks := *Available()[0]
+	for _, c := range []struct {
+		geo       func(*Kernels)
+		K, pieces int
+		want      bool
+	}{
+		{refGeometry, 1024, 9, true}, {refGeometry, 2048, 16, true}, {refGeometry, 8192, 16, true},
+		{refGeometry, 3072, 10, true}, {refGeometry, 1024, 1 << 10, true},
+		{refGeometry, 2048, 8, false}, {refGeometry, 14336, 8, false}, {refGeometry, 2048, 4, false},
+		{refGeometry, 1536, 16, false}, {refGeometry, 1536, 17, true}, {refGeometry, 2560, 16, false},
+		{refGeometry, 896, 16, false}, {refGeometry, 4864, 16, false}, {refGeometry, 11008, 16, false},
+		{refGeometry, 1000, 40, false},
+		{iceLakeGeometry, 1024, 10, false}, {iceLakeGeometry, 1024, 11, true}, {iceLakeGeometry, 2048, 16, true},
+		{iceLakeGeometry, 1536, 11, true}, {iceLakeGeometry, 2560, 16, true}, {iceLakeGeometry, 1536, 10, false},
+		{iceLakeGeometry, 896, 16, false}, {iceLakeGeometry, 4864, 16, false},
+	} {
+		c.geo(&ks)
+		if got := copyPanels(&ks, c.K, c.pieces); got != c.want {
+			t.Errorf("L2 %d KiB %d-way: copyPanels(%d, %d) = %v, want %v", ks.l2>>10, ks.l2Ways, c.K, c.pieces, got, c.want)
+		}
+	}
+}
+
+// TestCacheWays: the associativity sysfs gives is kept; where it is
+// missing, L1d sets repeat every aliasPeriod and L2 is 16-way.
+func TestCacheWays(t *testing.T) {
+	for _, c := range []struct{ l1d, l2, l1Ways, l2Ways, want1, want2 int }{
+		{48 << 10, 2 << 20, 12, 16, 12, 16}, {48 << 10, 1280 << 10, 12, 20, 12, 20},
+		{48 << 10, 2 << 20, 0, 0, 12, 16}, {32 << 10, 512 << 10, 0, 0, 8, 16}, {0, 0, 0, 0, 8, 16},
+		{0, 0, 12, 20, 8, 16},
+	} {
+		ks := Kernels{l1d: c.l1d, l2: c.l2, l1Ways: c.l1Ways, l2Ways: c.l2Ways}
+		if w1, w2 := ks.cacheWays(); w1 != c.want1 || w2 != c.want2 {
+			t.Errorf("%+v: cacheWays = %d, %d, want %d, %d", c, w1, w2, c.want1, c.want2)
+		}
+	}
+}
+
 // TestRowsFit: the row split takes a packed weight matrix up to three
 // quarters of L2 (whole panels of nr columns), whatever the shape.
 func TestRowsFit(t *testing.T) {
 	for _, base := range Available() {
 		ks := *base
-		ks.l1d, ks.l2 = 48<<10, 2<<20
+		refGeometry(&ks)
 		nr := ks.nr
 		for _, c := range []struct {
 			n, k int
@@ -348,20 +426,46 @@ func TestSplitEvenOdd(t *testing.T) {
 	}
 }
 
-// TestReadInPlaceRule: activation panels are packed only when their row
-// stride is a multiple of aliasPeriod and they serve packTiles tiles or more.
+// TestReadInPlaceRule: activation panels are packed only when more of the
+// 12 rows' values at one column share an L1d set than half its ways and
+// they serve packTiles tiles or more. A 48 KiB 12-way L1d (sets 4 KiB
+// apart) takes K a multiple of 1024 (12 rows a set); a 32 KiB 8-way one
+// also K an odd multiple of 512 (6 rows a set, over its 4).
 func TestReadInPlaceRule(t *testing.T) {
-	for _, c := range []struct {
-		K, tiles int
-		want     bool
-	}{
-		{896, 64, true}, {4864, 16, true}, {1536, 100, true}, {11008, 16, true},
-		{1024, 16, false}, {2048, 16, false}, {8192, 40, false}, {14336, 16, false},
-		{2048, 4, true}, {2048, packTiles - 1, true}, {3072, 8, true},
-	} {
-		if got := readInPlace(c.K, c.tiles); got != c.want {
-			t.Errorf("readInPlace(%d, %d) = %v, want %v", c.K, c.tiles, got, c.want)
+	var ks Kernels
+	for _, k := range Available() {
+		if k.mr == 12 {
+			ks = *k
 		}
+	}
+	if ks.mr != 12 {
+		ks = Kernels{mr: 12, nr: 32}
+	}
+	for _, c := range []struct {
+		K, tiles    int
+		want, want8 bool // 12-way (reference, Ice Lake), 8-way 32 KiB
+	}{
+		{896, 64, true, true}, {4864, 16, true, true}, {11008, 16, true, true},
+		{1536, 100, true, false}, {2560, 16, true, false}, {1536, 15, true, true},
+		{1024, 16, false, false}, {2048, 16, false, false}, {8192, 40, false, false},
+		{14336, 16, false, false}, {5120, 16, false, false},
+		{2048, 4, true, true}, {2048, packTiles - 1, true, true}, {3072, 8, true, true},
+	} {
+		for _, g := range []struct {
+			geo  func(*Kernels)
+			want bool
+		}{{refGeometry, c.want}, {iceLakeGeometry, c.want}, {func(k *Kernels) { k.l1d, k.l1Ways = 32<<10, 8 }, c.want8}} {
+			g.geo(&ks)
+			if got := readInPlace(&ks, c.K, c.tiles); got != g.want {
+				t.Errorf("L1d %d KiB %d-way: readInPlace(%d, %d) = %v, want %v", ks.l1d>>10, ks.l1Ways, c.K, c.tiles, got, g.want)
+			}
+		}
+	}
+	// A 4-row tile fills at most 4 ways of a set: read in place.
+	refGeometry(&ks)
+	ks.mr = 4
+	if !readInPlace(&ks, 1024, 16) {
+		t.Error("4-row tiles: K = 1024 packed")
 	}
 }
 
@@ -371,7 +475,7 @@ func TestReadInPlaceRule(t *testing.T) {
 func TestNarrowForRows(t *testing.T) {
 	for _, base := range Available() {
 		ks := *base
-		ks.l1d, ks.l2 = 48<<10, 2<<20
+		refGeometry(&ks)
 		_, l2 := ks.caches()
 		for _, K := range []int{576, 896, 2048, 8192, 14336} {
 			kc, nc := blocking(&ks, K, 4)
@@ -385,6 +489,8 @@ func TestNarrowForRows(t *testing.T) {
 					t.Errorf("%s K=%d n=%d: activation block %d B over L2/4 but nc narrowed %d → %d", ks.Name(), K, n, a, nc, got)
 				case a <= l2/4 && got > ks.nr && a+got*kc*4 > l2/2:
 					t.Errorf("%s K=%d n=%d: activations %d B + weights %d B over half of L2", ks.Name(), K, n, a, got*kc*4)
+				case a <= l2/4 && got < nc && a+(got+ks.nr)*kc*4 <= l2/2:
+					t.Errorf("%s K=%d n=%d: narrowed to %d though %d more columns fit in half of L2", ks.Name(), K, n, got, ks.nr)
 				}
 			}
 		}
@@ -393,20 +499,33 @@ func TestNarrowForRows(t *testing.T) {
 
 // TestMatMulPackedActivations: products whose activation rows are 4 KiB
 // apart (K a multiple of 1024) over enough output tiles take the packed
-// activation panels (readInPlace false) and, over f32 panels, copied weight
-// blocks (loadB, more than aliasPieces panels per block), on every kernel
-// set and weight layout, with rows off the mr tiles and outputs off the
-// panels.
+// activation panels (readInPlace false; the sets without gemmRows pack
+// every panel anyway) and, over f32 panels on the 12-row sets, copied
+// weight blocks (copyPanels), on every kernel set and weight
+// layout, with rows off the mr tiles and outputs off the panels. The cache
+// geometry is pinned (pinnedPools): the blocks, and so the tiles a panel
+// serves, follow L1d and L2.
 func TestMatMulPackedActivations(t *testing.T) {
 	rng := rand.New(rand.NewPCG(23, 29))
-	for _, p := range testPools(t) {
+	for _, p := range pinnedPools(t) {
 		ks := p.Kernels()
 		for _, d := range []DType{F32, F16, BF16} {
 			for _, sh := range [][3]int{{261, 1024, 1061}} {
 				n, k, o := sh[0], sh[1], sh[2]
 				w, x := randMat(rng, d, o, k), randVec(rng, n*k)
-				if _, _, inPlace := packedBlocks(p, ks, n, w); inPlace || productRoute(p, ks, n, Pack(w)) != routePacked {
-					t.Fatalf("%s %v: the product does not reach packed activation panels", ks.Name(), sh)
+				if r := productRoute(p, ks, n, Pack(w)); r != routePacked {
+					t.Fatalf("%s %v: route %v, not the column split", ks.Name(), sh, r)
+				}
+				for _, m := range []Mat{w, Pack(w)} {
+					_, nc, inPlace := packedBlocks(p, ks, n, m)
+					if ks.gemmRows != nil && inPlace {
+						t.Fatalf("%s %v panels=%v: activation panels read in place, not packed", ks.Name(), sh, m.Panels)
+					}
+					// The 12-row sets' blocks are 512 wide here (16 pieces);
+					// generic's 4-row tiles make them 256 (8, in place).
+					if m.Panels && ks.mr == 12 && !copyPanels(ks, k, nc/PanelWidth) {
+						t.Fatalf("%s %v: f32 panel blocks of %d columns not copied", ks.Name(), sh, nc)
+					}
 				}
 				want, mag := refMatMul(x, n, w)
 				for _, m := range []Mat{w, Pack(w)} {

@@ -150,33 +150,41 @@ func (b bBlock) at(jr int) *float32 { return &b.buf[b.off+(jr/b.width)*b.pstride
 
 // loadB returns weight columns [jc, jc+nc) × depth [pc, pc+kc) for the
 // micro-kernel: packed (and widened) into wp from a row-major matrix; read
-// where they lie from f32 panels; widened into wp, panel by panel, a
-// contiguous run each, from 16-bit panels (jc a multiple of PanelWidth).
-// F32 panels whose stride aliases (stridesAlias: K a multiple of 1024, so
-// panels K·128 B apart, a multiple of 128 KiB) are copied into wp too when
-// the block has more than aliasPieces of them: read in place, its pieces all
-// fall in the same L2 sets (16 pieces at nc = 512 in the sets of one) and
-// evict each other, so every activation panel reads part of the block from
-// L3 again. Alternated by wall time in two runs, the copy ran 1.00–1.08× on
-// those shapes with 16 pieces (Llama-3.2-1B, Phi-3, Llama-3 K/V, Mistral
-// down) and 0.96× with 8 (Llama-3.2-1B K/V, which stays in place).
+// where they lie from f32 panels, unless copyPanels says to copy them into
+// wp; widened into wp, panel by panel, a contiguous run each, from 16-bit
+// panels (jc a multiple of PanelWidth).
 func loadB(ks *Kernels, wp []float32, w Mat, jc, nc, pc, kc int, rowBuf []float32) bBlock {
 	if !w.Panels {
 		packB(ks, wp, w, jc, nc, pc, kc, ks.nr, rowBuf)
 		return bBlock{wp, 0, kc * ks.nr, ks.nr}
 	}
-	K, q0 := w.Cols, jc/PanelWidth
-	if w.DType == F32 && (!stridesAlias(K) || (nc+PanelWidth-1)/PanelWidth <= aliasPieces) {
+	K, q0, pieces := w.Cols, jc/PanelWidth, (nc+PanelWidth-1)/PanelWidth
+	if w.DType == F32 && !copyPanels(ks, K, pieces) {
 		return bBlock{w.F32, q0*K*PanelWidth + pc*PanelWidth, K * PanelWidth, PanelWidth}
 	}
-	widenPanels(ks, wp, w, q0, (nc+PanelWidth-1)/PanelWidth, pc, kc)
+	widenPanels(ks, wp, w, q0, pieces, pc, kc)
 	return bBlock{wp, 0, kc * PanelWidth, PanelWidth}
 }
 
-// aliasPieces is the most pieces of aliasing f32 panels that loadB reads in
-// place: half the ways of a 16-way L2 set, leaving the rest to the
-// activation panels and output tiles that pass through the same sets.
-const aliasPieces = 8
+// copyPanels reports whether loadB copies a block of pieces f32 panel
+// pieces of depth K into the worker's buffer rather than reading them in
+// place: when more of them start in one L2 set than half its ways (panels
+// K·128 B apart; on a 2 MiB 16-way L2, whose sets repeat every 128 KiB,
+// K a multiple of 1024 puts them all in one set and the bound is 8 pieces).
+// Read in place, such pieces evict each other, so every activation panel
+// reads part of the block from L3 again; the other half of the ways is
+// left to the activation panels and output tiles that pass through the
+// same sets. Alternated by wall time in two runs (docs/BENCHMARKS.md,
+// issue 21 part S), the copy ran 1.00–1.08× on the shapes with 16 pieces
+// (Llama-3.2-1B's Q/O, up and down, Phi-3's Q/O and down, Llama-3's and
+// Llama-3.2-3B's K/V) and 0.96× with 8 (Llama-3.2-1B's K/V, which stays in
+// place, as do Mistral's down projection, 8 pieces after narrowForRows,
+// and Gemma-2B's K/V, 4); only the 2 MiB 16-way geometry was measured.
+func copyPanels(ks *Kernels, K, pieces int) bool {
+	_, l2 := ks.caches()
+	_, l2Ways := ks.cacheWays()
+	return sharingSet(pieces, K*PanelWidth*4, l2/l2Ways) > l2Ways/2
+}
 
 // widenPanels writes depth [pc, pc+kc) of the panels [q0, q0+nq) widened
 // to f32 (f32 ones copied) into dst, kc × PanelWidth floats per panel.
@@ -207,6 +215,11 @@ func widenPanels(ks *Kernels, dst []float32, w Mat, q0, nq, pc, kc int) {
 // weights once at the 4-row kernel's cost and a batch of 8 to 32 at the
 // GEMM kernels' rate.
 func matMulPanelsSmall(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) {
+	// A set with eight-row panel kernels widens in registers instead
+	// (panels_batch.go); the pieces below serve the others.
+	if n > 1 && matMulPanelsBatch(p, ks, dst, x, n, w) {
+		return
+	}
 	K, N := w.Cols, w.Rows
 	mr, nr := ks.mr, ks.nr
 	const pw = PanelWidth

@@ -133,50 +133,13 @@ TEXT ·gemvPanelBF16AVX512(SB), NOSPLIT, $0-40
 	GPLOOP(STEPBF16, 64, PF16)
 	// Z0 = even columns 0, 2, …, 30; Z1 = odd columns: interleave.
 	GPFOLD
-	VMOVDQU32 panelilv<>+0(SB), Z2
-	VMOVDQU32 panelilv<>+64(SB), Z3
+	VMOVDQU32 ·panelIlv+0(SB), Z2
+	VMOVDQU32 ·panelIlv+64(SB), Z3
 	VMOVAPS Z0, Z4
 	VPERMT2PS Z1, Z2, Z0
 	VPERMT2PS Z1, Z3, Z4
 	VMOVAPS Z4, Z1
 	GPSTORE
-
-// panelilv: VPERMT2PS indices interleaving two registers a (0–15) and b
-// (16–31) as a0 b0 a1 b1 … (first 64 bytes: elements 0–7 of each; next 64:
-// elements 8–15).
-DATA panelilv<>+0(SB)/4, $0
-DATA panelilv<>+4(SB)/4, $16
-DATA panelilv<>+8(SB)/4, $1
-DATA panelilv<>+12(SB)/4, $17
-DATA panelilv<>+16(SB)/4, $2
-DATA panelilv<>+20(SB)/4, $18
-DATA panelilv<>+24(SB)/4, $3
-DATA panelilv<>+28(SB)/4, $19
-DATA panelilv<>+32(SB)/4, $4
-DATA panelilv<>+36(SB)/4, $20
-DATA panelilv<>+40(SB)/4, $5
-DATA panelilv<>+44(SB)/4, $21
-DATA panelilv<>+48(SB)/4, $6
-DATA panelilv<>+52(SB)/4, $22
-DATA panelilv<>+56(SB)/4, $7
-DATA panelilv<>+60(SB)/4, $23
-DATA panelilv<>+64(SB)/4, $8
-DATA panelilv<>+68(SB)/4, $24
-DATA panelilv<>+72(SB)/4, $9
-DATA panelilv<>+76(SB)/4, $25
-DATA panelilv<>+80(SB)/4, $10
-DATA panelilv<>+84(SB)/4, $26
-DATA panelilv<>+88(SB)/4, $11
-DATA panelilv<>+92(SB)/4, $27
-DATA panelilv<>+96(SB)/4, $12
-DATA panelilv<>+100(SB)/4, $28
-DATA panelilv<>+104(SB)/4, $13
-DATA panelilv<>+108(SB)/4, $29
-DATA panelilv<>+112(SB)/4, $14
-DATA panelilv<>+116(SB)/4, $30
-DATA panelilv<>+120(SB)/4, $15
-DATA panelilv<>+124(SB)/4, $31
-GLOBL panelilv<>(SB), RODATA|NOPTR, $128
 
 TEXT ·gemvPanelF16AVX512(SB), NOSPLIT, $0-40
 	GPSETUP(6)

@@ -153,13 +153,19 @@ func BenchmarkMatVecL2(b *testing.B) {
 // alternately, MatMul on the same weights row-major (rows-GFLOP/s: the
 // matrix–vector path up to matVecRows rows, the packed product above), so
 // the two layouts can be compared in one run. Reported: GFLOP/s, weight
-// bytes/s and that over the probe's bytes/s (panels), and rows-GFLOP/s.
+// bytes/s and that over the probe's bytes/s (panels), rows-GFLOP/s and, for
+// 2 or more rows, widen-GFLOP/s (the widen-then-GEMM panel path, see below).
 func BenchmarkBatchedDecode(b *testing.B) {
 	if !cpu.X86.HasAVX512F {
 		b.Skip("no AVX-512")
 	}
 	p := NewPool(0)
 	ks := p.Kernels()
+	// widen is the set without its eight-row panel kernels: the 2–32-row
+	// products widen 16-bit panels into L1 and run the GEMM micro-kernels
+	// (widen-GFLOP/s), the path the eight-row kernels replaced.
+	widen := *ks
+	widen.gemmPanel8F32, widen.gemmPanel8BF16, widen.gemmPanel8F16 = nil, nil, nil
 	buf := make([]byte, 1<<30)
 	for i := range buf {
 		buf[i] = byte(i)
@@ -178,9 +184,10 @@ func BenchmarkBatchedDecode(b *testing.B) {
 		for _, m := range []int{1, 8, 16, 32} {
 			x := randVec(rng, m*sh.k)
 			dst := make([]float32, m*sh.out)
+			fl := 2 * float64(m) * float64(sh.k) * float64(sh.out) / 1e9
 			b.Run(fmt.Sprintf("%s/%s/%s/M%d", ks.Name(), sh.name, sh.d, m), func(b *testing.B) {
 				other, otherName := func() { MatMul(p, dst, x, m, w) }, "rows"
-				probe, prod, alt := time.Duration(1<<62), time.Duration(1<<62), time.Duration(1<<62)
+				probe, prod, alt, wid := time.Duration(1<<62), time.Duration(1<<62), time.Duration(1<<62), time.Duration(1<<62)
 				for b.Loop() {
 					t0 := time.Now()
 					readProbe(buf, p.Threads())
@@ -193,9 +200,17 @@ func BenchmarkBatchedDecode(b *testing.B) {
 					alt = min(alt, time.Since(t3))
 					prod = min(prod, t2.Sub(t1))
 					probe = min(probe, t1.Sub(t0))
+					if m > 1 {
+						readProbe(buf, p.Threads())
+						t4 := time.Now()
+						matMulPanelsSmall(p, &widen, dst, x, m, pw)
+						wid = min(wid, time.Since(t4))
+					}
+				}
+				if m > 1 {
+					b.ReportMetric(fl/wid.Seconds(), "widen-GFLOP/s")
 				}
 				probeBW := float64(len(buf)) / probe.Seconds() / 1e9
-				fl := 2 * float64(m) * float64(sh.k) * float64(sh.out) / 1e9
 				b.ReportMetric(probeBW, "probeGB/s")
 				b.ReportMetric(fl/prod.Seconds(), "GFLOP/s")
 				b.ReportMetric(float64(w.Bytes())/prod.Seconds()/1e9/probeBW, "ofProbe")

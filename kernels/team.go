@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// team hands the small products of a decode step to helper goroutines that
-// stay alive between products: a decode token of SmolLM2-135M is ~210
+// team hands short products — those of a decode step, and prefill's
+// row-split products (matMulRowsWith) — to helper goroutines that stay
+// alive between products: a decode token of SmolLM2-135M is ~210
 // products of 30–110 µs, and Run's goroutine start and WaitGroup per product
 // — above all waking a parked OS thread — costs a fair part of each. A
 // helper spins for teamSpin after its part, so the next product finds it
@@ -158,8 +159,8 @@ func (t *team) spin(last *teamJob) bool {
 	}
 }
 
-// runTeam is Run for the products of decode: the same split, handed to the
-// pool's team where it is free (else Run's goroutines).
+// runTeam is Run for short products (decode's, the row split's): the same
+// split, handed to the pool's team where it is free (else Run's goroutines).
 func (p *Pool) runTeam(n, grain int, fn func(lo, hi int)) {
 	if n <= 0 {
 		return

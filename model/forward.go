@@ -115,6 +115,7 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 		}
 	})
 	st.lap(StageEmbed)
+	calls := make([]kernels.AttnCall, 0, len(seqs))
 	for l := 0; l < cfg.Layers; l++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -195,6 +196,10 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 			}
 		}
 		st.lap(StageKVWrite)
+		// Every sequence attends over its own cache; the calls go to the
+		// kernels together, so that a decode step's batch (one row a
+		// sequence) is one hand-off rather than two per sequence.
+		calls = calls[:0]
 		for si, s := range seqs {
 			sp := spans[si]
 			if sp.Hi == sp.Lo {
@@ -213,9 +218,10 @@ func (m *Model) Forward(ctx context.Context, seqs []*Seq) ([]Output, error) {
 			if g := s.Groups; g != nil {
 				spec.SlotGroup, spec.GroupTemp, spec.GroupLSEScale = g.SlotGroup[:n], g.Temp, g.LSEScale
 			}
-			kernels.AttentionBlocked(pool, att[sp.Lo*QD:sp.Hi*QD], q[sp.Lo*QD:sp.Hi*QD], pos[sp.Lo:sp.Hi],
-				c.k[l], c.v[l][:n*KD], c.Pos[:n], spec)
+			calls = append(calls, kernels.AttnCall{Out: att[sp.Lo*QD : sp.Hi*QD], Q: q[sp.Lo*QD : sp.Hi*QD], RowPos: pos[sp.Lo:sp.Hi],
+				KB: c.k[l], V: c.v[l][:n*KD], SlotPos: c.Pos[:n], Spec: spec})
 		}
+		kernels.AttentionBlockedBatch(pool, calls)
 		st.lap(StageAttention)
 		matMuls(pool, runs(), kernels.Product{Dst: tmp[:R*H], X: att[:R*QD], W: L.Wo})
 		st.lap(StageMatO)

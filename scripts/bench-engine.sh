@@ -13,6 +13,9 @@
 #    per call against keys kept blocked (kernels).
 # 3. DecodeContext: decode tokens/s after 512 and 2048 tokens of context on the
 #    SmolLM2-135M and Qwen2.5-0.5B shapes (bf16 weights).
+# 4. DecodeBatch: one decode step of a batch of 8 after 2048 slots each (Qwen2.5-0.5B
+#    shape, bf16), with its stage split; AttentionBatchDecode: that step's attention
+#    as 8 calls against one batched call (kernels).
 # The machine's load is printed before and after: figures from a loaded machine
 # say little (docs/BENCHMARKS.md).
 set -eu
@@ -28,4 +31,6 @@ echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 (cd kernels && "$tmp/kernels.test" -test.run '^$' -test.bench 'AttentionVsMatMul' -test.benchtime "${n}x")
 (cd kernels && "$tmp/kernels.test" -test.run '^$' -test.bench 'DecodeAttention' -test.benchtime 300x)
 (cd model && "$tmp/model.test" -test.run '^$' -test.bench 'DecodeContext' -test.benchtime 4x)
+(cd model && "$tmp/model.test" -test.run '^$' -test.bench 'DecodeBatch' -test.benchtime 3x -test.v)
+(cd kernels && "$tmp/kernels.test" -test.run '^$' -test.bench 'AttentionBatchDecode' -test.benchtime 10x)
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1238,8 +1238,8 @@ def main():
                  "first token: the first answer token right at the current level (key matching):", "",
                  "| step | model | level | " + " | ".join(["copy", *TASKS]) + " | "
                  + " | ".join(f"target level {t}" for t in status_targets) + " | reuse: target single | reuse: target vt"
-                 + " | first token: multikey | first token: multiquery |",
-                 "|---|---|---|" + "---|" * (len(TASKS) + 5 + len(status_targets))]
+                 + " | first token: multikey | first token: multiquery | first token: vt |",
+                 "|---|---|---|" + "---|" * (len(TASKS) + 6 + len(status_targets))]
         for h in history[-12:]:
             for m in ("primary", "aux"):
                 r = h[m]
@@ -1248,7 +1248,8 @@ def main():
                     for t in ["copy", *TASKS]) +
                     " | " + " | ".join(f"{r.get('target_' + t, float('nan')) * 100:.0f}" for t in status_targets) +
                     f" | {r.get('reuse_target_single', float('nan')) * 100:.0f} | {r.get('reuse_target_vt', float('nan')) * 100:.0f}" +
-                    f" | {r.get('first_multikey', float('nan')) * 100:.0f} | {r.get('first_multiquery', float('nan')) * 100:.0f} |")
+                    f" | {r.get('first_multikey', float('nan')) * 100:.0f} | {r.get('first_multiquery', float('nan')) * 100:.0f}"
+                    f" | {r.get('first_vt', float('nan')) * 100:.0f} |")
         with open(args.status + ".tmp", "w") as f:
             f.write("\n".join(lines) + "\n")
         os.replace(args.status + ".tmp", args.status)
