@@ -28,8 +28,6 @@ type AttnCall struct {
 // the online softmax meets the slots (one range rather than several merged).
 func AttentionBlockedBatch(p *Pool, calls []AttnCall) {
 	ks := p.Kernels()
-	units, tiles := 0, 0
-	together := true
 	for i := range calls {
 		c := &calls[i]
 		rows, slots := len(c.RowPos), len(c.SlotPos)
@@ -43,17 +41,9 @@ func AttentionBlockedBatch(p *Pool, calls []AttnCall) {
 		if err != nil {
 			panic(fmt.Sprintf("kernels: call %d: %v", i, err))
 		}
-		G := c.Spec.Heads / c.Spec.KVHeads
-		// attention's conditions for reading V in place: no panels, no
-		// padded copy.
-		if rows*G >= 4*ks.mr || c.Spec.HeadDim%ks.nr != 0 {
-			together = false
-		}
-		rb := max(1, attnQueries/G)
-		units += (rows + rb - 1) / rb * c.Spec.KVHeads
-		tiles += (slots + KeyBlock - 1) / KeyBlock
 	}
-	if !together || units < attnSplitUnits*p.Threads() {
+	together, units, tiles := attnBatchRoute(p.Threads(), ks, calls)
+	if !together {
 		for _, c := range calls {
 			if len(c.RowPos) > 0 {
 				attention(p, c.Out, c.Q, c.RowPos, c.KB, c.V, c.SlotPos, c.Spec)
@@ -100,4 +90,42 @@ func AttentionBlockedBatch(p *Pool, calls []AttnCall) {
 			a.unit(p, rowPos[r0:min(r0+rb, len(rowPos))], r0, kh, 0, a.tiles, nil)
 		}
 	})
+}
+
+// attnBatchRoute reports whether AttentionBlockedBatch hands the units of
+// all calls to the team at once (together) over threads workers, with the
+// units and key tiles of all calls. Together needs attnSplitUnits units per
+// worker, values read in place (no panels, no padded copy: attention's
+// conditions) and balance: a unit costs its call's tiles, and the team hands
+// out runs of ⌈units/2T⌉ consecutive units, so one long sequence's KV heads
+// can land on one worker unsplit, where the call-by-call route splits its
+// slots over all of them. So a run of the longest call's units must cost no
+// more than a worker's share of all the work (one worker runs them all
+// in any order).
+func attnBatchRoute(threads int, ks *Kernels, calls []AttnCall) (together bool, units, tiles int) {
+	together = true
+	work, longest := 0, 0
+	for i := range calls {
+		c := &calls[i]
+		rows, slots := len(c.RowPos), len(c.SlotPos)
+		if rows == 0 {
+			continue
+		}
+		G := c.Spec.Heads / c.Spec.KVHeads
+		if rows*G >= 4*ks.mr || c.Spec.HeadDim%ks.nr != 0 {
+			together = false
+		}
+		rb := max(1, attnQueries/G)
+		nu, nt := (rows+rb-1)/rb*c.Spec.KVHeads, (slots+KeyBlock-1)/KeyBlock
+		units += nu
+		tiles += nt
+		work += nu * max(nt, 1)
+		longest = max(longest, nt)
+	}
+	threads = max(threads, 1)
+	run := (units + 2*threads - 1) / (2 * threads)
+	if units < attnSplitUnits*threads || threads > 1 && run*longest*threads > work {
+		together = false
+	}
+	return together, units, tiles
 }

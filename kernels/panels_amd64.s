@@ -146,3 +146,42 @@ TEXT ·gemvPanelF16AVX512(SB), NOSPLIT, $0-40
 	GPLOOP(STEPF16, 64, PF16)
 	GPFOLD
 	GPSTORE
+
+// panelIlv holds the VPERMT2PS indices that interleave two registers a
+// (indices 0–15) and b (16–31) as a0 b0 a1 b1 …: the first 16 for elements
+// 0–7 of each, the next 16 for 8–15. The bf16 panel kernels (here and in
+// panels_batch_amd64.s) keep a row's even and odd columns apart and put them
+// back in order with it. Read-only data, with no Go declaration.
+DATA ·panelIlv+0(SB)/4, $0
+DATA ·panelIlv+4(SB)/4, $16
+DATA ·panelIlv+8(SB)/4, $1
+DATA ·panelIlv+12(SB)/4, $17
+DATA ·panelIlv+16(SB)/4, $2
+DATA ·panelIlv+20(SB)/4, $18
+DATA ·panelIlv+24(SB)/4, $3
+DATA ·panelIlv+28(SB)/4, $19
+DATA ·panelIlv+32(SB)/4, $4
+DATA ·panelIlv+36(SB)/4, $20
+DATA ·panelIlv+40(SB)/4, $5
+DATA ·panelIlv+44(SB)/4, $21
+DATA ·panelIlv+48(SB)/4, $6
+DATA ·panelIlv+52(SB)/4, $22
+DATA ·panelIlv+56(SB)/4, $7
+DATA ·panelIlv+60(SB)/4, $23
+DATA ·panelIlv+64(SB)/4, $8
+DATA ·panelIlv+68(SB)/4, $24
+DATA ·panelIlv+72(SB)/4, $9
+DATA ·panelIlv+76(SB)/4, $25
+DATA ·panelIlv+80(SB)/4, $10
+DATA ·panelIlv+84(SB)/4, $26
+DATA ·panelIlv+88(SB)/4, $11
+DATA ·panelIlv+92(SB)/4, $27
+DATA ·panelIlv+96(SB)/4, $12
+DATA ·panelIlv+100(SB)/4, $28
+DATA ·panelIlv+104(SB)/4, $13
+DATA ·panelIlv+108(SB)/4, $29
+DATA ·panelIlv+112(SB)/4, $14
+DATA ·panelIlv+116(SB)/4, $30
+DATA ·panelIlv+120(SB)/4, $15
+DATA ·panelIlv+124(SB)/4, $31
+GLOBL ·panelIlv(SB), RODATA|NOPTR, $128

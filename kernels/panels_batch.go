@@ -8,19 +8,22 @@ const panelBatchRows = 8
 
 // panelBatchKC is the deepest piece of a panel one kernel call covers: a
 // panel is streamed from memory by the first group of eight rows and read
-// again from L2 by the others, so a piece (64 KiB of 16-bit weights, 128 KiB
-// of f32) and the rows' activations over it (32 KiB per group) must stay in
-// L2 for the whole batch. Models up to 2,048 columns run in one piece, and
-// each output then sums its K products in order, as the one-row kernels'
-// quarters do within theirs.
+// again from L2 by the others, so a piece (2,048 rows of 32: 128 KiB of
+// 16-bit weights, 256 KiB of f32) and the rows' activations over it (64 KiB
+// per group of eight, 8 × 2,048 × 4 bytes) must stay in L2 for the whole
+// batch: about 384 KiB at 32 rows of 16-bit weights, 320 KiB at 8 of f32.
+// Models up to 2,048 columns run in one piece, and each output then sums
+// its K products in order, as the one-row kernels' quarters do within
+// theirs.
 const panelBatchKC = 2048
 
 // panelBatchKernel is one eight-row panel product: c[i][0:32] (+)=
 // Σ_{t<kc} x[i·ldx+t] · W[t][0:32] for i < 8, W the kc rows of the panel
 // starting at element off of the matrix, c rows ldc floats apart; acc != 0
 // adds to c. Along with the weights it prefetches the panel rows starting
-// at element pf of the matrix (a hint: pf may lie past its end).
-type panelBatchKernel func(kc, off int, x []float32, ldx int, c []float32, ldc, acc, pf int)
+// at element pfOff of the matrix (a hint: pfOff may lie past its end; the
+// kernels' pf is that address).
+type panelBatchKernel func(kc, off int, x []float32, ldx int, c []float32, ldc, acc, pfOff int)
 
 // panelBatch returns the set's eight-row kernel for w's dtype (nil when the
 // set has none): the AVX-512 set's in-register widening kernels, or the
@@ -32,16 +35,16 @@ func panelBatch(ks *Kernels, w Mat) panelBatchKernel {
 	u16 := uintptr(unsafe.Pointer(unsafe.SliceData(w.U16)))
 	switch {
 	case w.DType == F32 && ks.gemmPanel8F32 != nil:
-		return func(kc, off int, x []float32, ldx int, c []float32, ldc, acc, pf int) {
-			ks.gemmPanel8F32(kc, &w.F32[off], &x[0], ldx, &c[0], ldc, acc, f32+uintptr(4*pf))
+		return func(kc, off int, x []float32, ldx int, c []float32, ldc, acc, pfOff int) {
+			ks.gemmPanel8F32(kc, &w.F32[off], &x[0], ldx, &c[0], ldc, acc, f32+uintptr(4*pfOff))
 		}
 	case w.DType == BF16 && ks.gemmPanel8BF16 != nil:
-		return func(kc, off int, x []float32, ldx int, c []float32, ldc, acc, pf int) {
-			ks.gemmPanel8BF16(kc, &w.U16[off], &x[0], ldx, &c[0], ldc, acc, u16+uintptr(2*pf))
+		return func(kc, off int, x []float32, ldx int, c []float32, ldc, acc, pfOff int) {
+			ks.gemmPanel8BF16(kc, &w.U16[off], &x[0], ldx, &c[0], ldc, acc, u16+uintptr(2*pfOff))
 		}
 	case w.DType == F16 && ks.gemmPanel8F16 != nil:
-		return func(kc, off int, x []float32, ldx int, c []float32, ldc, acc, pf int) {
-			ks.gemmPanel8F16(kc, &w.U16[off], &x[0], ldx, &c[0], ldc, acc, u16+uintptr(2*pf))
+		return func(kc, off int, x []float32, ldx int, c []float32, ldc, acc, pfOff int) {
+			ks.gemmPanel8F16(kc, &w.U16[off], &x[0], ldx, &c[0], ldc, acc, u16+uintptr(2*pfOff))
 		}
 	case ks.name == "generic" && (w.DType == F32 || w.DType == BF16 || w.DType == F16):
 		return func(kc, off int, x []float32, ldx int, c []float32, ldc, acc, _ int) {
@@ -102,7 +105,9 @@ func matMulPanelsBatch(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) boo
 				off := q*K*pw + pc*pw
 				// The group that streams the piece prefetches 32 panel rows
 				// ahead in it; the others, which find it in cache, fetch the
-				// next piece of this worker's (none after its last).
+				// next piece of this worker's; after its last they repeat
+				// the first group's hint (lines already in cache: a wasted
+				// hint, no more).
 				next := off + 32*pw
 				switch {
 				case pc+kcB < K:
@@ -112,12 +117,12 @@ func matMulPanelsBatch(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) boo
 				}
 				for r := 0; r < n; r += pr {
 					rows, ci := min(pr, n-r), r*N+q*pw
-					pf := next
+					pfOff := next
 					if r == 0 {
-						pf = off + 32*pw
+						pfOff = off + 32*pw
 					}
 					if rows == pr && cols == pw {
-						kern(kc, off, xs[r*K+pc:], K, dst[ci:], N, acc, pf)
+						kern(kc, off, xs[r*K+pc:], K, dst[ci:], N, acc, pfOff)
 						continue
 					}
 					// A partial tile goes through the scratch tile.
@@ -126,7 +131,7 @@ func matMulPanelsBatch(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat) boo
 							copy(tile[i*pw:i*pw+cols], dst[ci+i*N:ci+i*N+cols])
 						}
 					}
-					kern(kc, off, xs[r*K+pc:], K, tile[:], pw, acc, pf)
+					kern(kc, off, xs[r*K+pc:], K, tile[:], pw, acc, pfOff)
 					for i := 0; i < rows; i++ {
 						copy(dst[ci+i*N:ci+i*N+cols], tile[i*pw:i*pw+cols])
 					}

@@ -21,12 +21,21 @@ import (
 // decode-equals-prefill checks). Head dim 32 (the decode attention reads V in
 // place), prompts of different lengths (some past a key block), f32, bf16
 // and f16 weights, B from 2 to 13 (odd row counts padded in the products).
+// The model runs on two workers, so that the combined attention route runs
+// on any machine: at B = 5, 8 and 13 the calls' 10, 16 and 26 units give each
+// worker attnSplitUnits (4), and a run of ⌈units/4⌉ of the longest prompt's
+// units (3 key tiles each) costs no more than a worker's share of all units'
+// tiles (9 ≤ 18/2, 12 ≤ 28/2, 21 ≤ 46/2); B = 2 runs call by call (seen
+// with a print; kernels' TestAttentionBlockedBatch asserts the routes).
 func TestBatchedDecodeEqualsPrefill(t *testing.T) {
 	ctx := context.Background()
 	for _, dt := range []kernels.DType{kernels.F32, kernels.BF16, kernels.F16} {
 		m, err := testmodel.Build(testmodel.Spec{Name: "batch-decode", Arch: "llama", Hidden: 128, Intermediate: 256, Layers: 2,
 			Heads: 4, KVHeads: 2, MaxPos: 512, RopeTheta: 10000, DType: dt, Seed: 11})
 		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Pool, err = kernels.NewPoolWith(kernels.PoolOptions{Threads: 2}); err != nil {
 			t.Fatal(err)
 		}
 		V := m.Config.Vocab
