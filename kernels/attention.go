@@ -107,9 +107,9 @@ func Attention(p *Pool, out, q []float32, rowPos []int32, k, v []float32, slotPo
 // logits come from the matrix micro-kernel reading the keys in place, transposed
 // (slot-major) so that the softmax bookkeeping runs as vector operations across
 // queries, and O += P·V reuses the micro-kernel with P read in place and V
-// copied once per call into contiguous per-block panels (prefill; decode reads
-// V in place, padded only when HeadDim is not a multiple of the micro-kernel
-// width). Without slot groups or Probs this is a one-pass online softmax, and a
+// copied once per call into contiguous per-block panels (prefill; decode, or
+// rows that make one row block, read V in place, padded only when HeadDim is
+// not a multiple of the micro-kernel width). Without slot groups or Probs this is a one-pass online softmax, and a
 // call with few units (decode) also splits the slots of each unit into ranges
 // merged by their (max, sum); with groups or Probs a first pass collects each
 // group's log-sum-exp and a second produces final probabilities. Rows with no

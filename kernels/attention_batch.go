@@ -95,8 +95,13 @@ func AttentionBlockedBatch(p *Pool, calls []AttnCall) {
 // attnBatchRoute reports whether AttentionBlockedBatch hands the units of
 // all calls to the team at once (together) over threads workers, with the
 // units and key tiles of all calls. Together needs attnSplitUnits units per
-// worker, values read in place (no panels, no padded copy: attention's
-// conditions) and balance: a unit costs its call's tiles, and the team hands
+// worker, few queries per call (rows·G < 4·mr) with HeadDim a multiple of
+// nr (so decode-sized calls, which read V in place with no padded copy) and
+// balance. This is narrower than attention's own in-place rule, which also
+// reads V in place when the rows make one row block, on purpose: a call of
+// that size (a question's rows) always runs call by call, whatever else is
+// in the batch, so its bits never depend on its batch partners. For
+// balance: a unit costs its call's tiles, and the team hands
 // out runs of ⌈units/2T⌉ consecutive units, so one long sequence's KV heads
 // can land on one worker unsplit, where the call-by-call route splits its
 // slots over all of them. So a run of the longest call's units must cost no

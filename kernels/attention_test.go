@@ -121,9 +121,15 @@ func TestAttentionMatchesReference(t *testing.T) {
 		{100, 100, 2, 1, 64, 0, false, false, false},
 		{5, 300, 4, 1, 12, 5, true, true, false},
 		{40, 65, 3, 3, 7, 2, false, false, false},
-		// Enough queries for V panels, few enough units for split slot ranges.
+		// Enough queries for V panels (more rows than one row block of
+		// attnQueries/G = 13), few enough units for split slot ranges.
+		{14, 300, 14, 2, 64, 0, false, true, false},
+		{14, 300, 14, 2, 40, 0, false, true, false},
+		// One row block: V read in place, with slot groups (two passes) and
+		// HeadDim a multiple of nr (no padded copy), as APE's questions on
+		// SmolLM2's shape run; and without groups, slots split in ranges.
+		{13, 70, 14, 2, 64, 2, false, false, false},
 		{8, 300, 14, 2, 64, 0, false, true, false},
-		{8, 300, 14, 2, 40, 0, false, true, false},
 	}
 	// Causal prefill at GQA 1, 2, 7 and 8, lengths off the 96-slot key block
 	// and the row blocks (96/G rows), with and without a cached prefix.
