@@ -54,7 +54,8 @@ type chunkOnly struct{ prefill.ChunkSource }
 
 // Assembly from mapped shards, one layer widened at a time (ShardSource),
 // writes the same bits as assembly from decoded chunks, for f32 and bf16
-// shards, into a new cache and into a reused one that held another question;
+// shards, into a new cache and into reused ones that held a shorter and a
+// longer question (the slots it writes: P's and the chunks');
 // a shard missing from a read-only source falls back to Chunk.
 func TestAssembleFromShards(t *testing.T) {
 	f := newFixture(t, "qwen2")
@@ -69,17 +70,29 @@ func TestAssembleFromShards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Another question's layout (chunks in another order), assembled first
-	// into the cache that is then reset and reused.
-	other, err := f.lay.Layout([]string{testQuery.Chunks[2], testQuery.Chunks[0]}, "Which village?")
+	// Other questions' layouts, shorter (chunks in another order) and longer
+	// (one chunk and question words more), each assembled first into a cache
+	// that is then reset and reused.
+	shorter, err := f.lay.Layout([]string{testQuery.Chunks[2], testQuery.Chunks[0]}, "Which village?")
 	if err != nil {
 		t.Fatal(err)
 	}
+	longer, err := f.lay.Layout(append(slices.Clone(testQuery.Chunks), "A further chunk, so that the other question is the longer one."),
+		testQuery.Question+" Answer with the number only, please.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if longer.Len() <= lay.Len() || shorter.Len() >= lay.Len() {
+		t.Fatalf("layouts of %d and %d tokens around %d: not longer and shorter", longer.Len(), shorter.Len(), lay.Len())
+	}
 	cfg := m.ModelConfig()
+	// The slots Assemble writes: P and the chunks. The question's slots are
+	// allocated but left as they were (a reused cache's hold stale values).
+	written := lay.Len() - len(lay.Question.IDs)
 	read := func(c model.KVCache) [][]float32 {
 		var out [][]float32
 		for l := 0; l < cfg.Layers; l++ {
-			k, v, err := c.ReadKV(l, 0, c.Len())
+			k, v, err := c.ReadKV(l, 0, written)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -102,19 +115,26 @@ func TestAssembleFromShards(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		reused := m.(*model.Model).HostCache(0)
-		if _, err := prefill.AssembleInto(ctx, m, src, pkv, &other, reused); err != nil {
-			t.Fatal(err)
+		results := map[string]*prefill.Assembled{"new cache": got}
+		for name, other := range map[string]*prefill.Layout{"cache reused after a shorter question": &shorter, "cache reused after a longer question": &longer} {
+			reused := m.(*model.Model).HostCache(0)
+			if _, err := prefill.AssembleInto(ctx, m, src, pkv, other, reused); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := prefill.AssembleInto(ctx, m, src, pkv, &lay, reused); err == nil {
+				t.Fatalf("%s: AssembleInto a cache that is not empty succeeded", dt)
+			}
+			reused.Reset()
+			again, err := prefill.AssembleInto(ctx, m, src, pkv, &lay, reused)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again.Cache.Len() != lay.Len() {
+				t.Fatalf("%s, %s: %d slots in use, want %d", dt, name, again.Cache.Len(), lay.Len())
+			}
+			results[name] = again
 		}
-		if _, err := prefill.AssembleInto(ctx, m, src, pkv, &lay, reused); err == nil {
-			t.Fatalf("%s: AssembleInto a cache that is not empty succeeded", dt)
-		}
-		reused.Reset()
-		again, err := prefill.AssembleInto(ctx, m, src, pkv, &lay, reused)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for name, a := range map[string]*prefill.Assembled{"new cache": got, "reused cache": again} {
+		for name, a := range results {
 			if !slices.Equal(a.ChunkStart, want.ChunkStart) {
 				t.Fatalf("%s, %s: chunk starts %v, want %v", dt, name, a.ChunkStart, want.ChunkStart)
 			}
@@ -178,7 +198,11 @@ func TestAuxScoresFromShardsReused(t *testing.T) {
 	}
 	defer st.Close()
 	reused := &auxscore.Scorer{Model: am, Layouter: f.aux.Layouter, Source: &prefill.StoreSource{Store: st, Computer: comp}}
-	// Short, long (the idle cache too small: replaced), short again (reused).
+	// The auxiliary without a source (a full prefill per question) reuses
+	// its caches too.
+	reusedFull := &auxscore.Scorer{Model: am, Layouter: f.aux.Layouter}
+	// Short, long (the idle cache too small: replaced), short again (reused,
+	// with the long question's slots left beyond it), long again (reused).
 	short := prefill.Query{Chunks: []string{testQuery.Chunks[2], testQuery.Chunks[0]}, Question: "Which village?"}
 	qs := []prefill.Query{short, testQuery, short, testQuery}
 	for i, q := range qs {
@@ -198,6 +222,20 @@ func TestAuxScoresFromShardsReused(t *testing.T) {
 		for c := range want {
 			if !slices.Equal(got[c], want[c]) {
 				t.Fatalf("question %d, chunk %d: scores %v, want %v", i, c, got[c], want[c])
+			}
+		}
+		freshFull := &auxscore.Scorer{Model: am, Layouter: f.aux.Layouter}
+		wantFull, err := freshFull.Scores(ctx, lay)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gotFull, err := reusedFull.Scores(ctx, lay)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for c := range wantFull {
+			if !slices.Equal(gotFull[c], wantFull[c]) {
+				t.Fatalf("no source, question %d, chunk %d: scores %v, want %v", i, c, gotFull[c], wantFull[c])
 			}
 		}
 	}
