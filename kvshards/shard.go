@@ -66,12 +66,25 @@ func (s *Shard) Header() Header {
 // Bytes is the shard's size on disk (and in the cache).
 func (s *Shard) Bytes() int64 { return s.m.lay.fileSize }
 
-// Tokens returns a copy of the chunk's token ids.
-func (s *Shard) Tokens() ([]int32, error) {
+// Tokens returns a copy of the chunk's token ids. A fault reading the
+// mapping (the file truncated under us) is an error, as in CopyInto.
+func (s *Shard) Tokens() (toks []int32, err error) {
 	if s.closed.Load() {
 		return nil, fmt.Errorf("shard %s: %w", s.m.key, ErrClosed)
 	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			toks, err = nil, s.m.faultError("tokens", r)
+		}
+	}()
 	return tokensOf(s.m.data, s.m.lay), nil
+}
+
+// faultError is the error for a fault (recovered r) reading what of the
+// mapped file.
+func (m *mapping) faultError(what string, r any) error {
+	return fmt.Errorf("shard %s (%s) %s: fault reading the mapped file (truncated by another process?): %v", m.key, m.path, what, r)
 }
 
 // Close releases the handle; the mapping goes when the cache drops it too.
@@ -119,7 +132,7 @@ func (s *Shard) CopyInto(layer int, kDst, vDst []float32) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("shard %s (%s) layer %d: fault reading the mapped file (truncated by another process?): %v", m.key, m.path, layer, r)
+			err = m.faultError(fmt.Sprintf("layer %d", layer), r)
 		}
 	}()
 	ko, _ := m.lay.block(1 + 2*layer)

@@ -548,6 +548,15 @@ func TestFileTruncatedWhileMappedIsAnErrorNotACrash(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "fault") || !strings.Contains(err.Error(), h.Key().String()) {
 		t.Fatalf("CopyInto over a truncated mapping: %v", err)
 	}
+	// The tokens sit in the first page: only a file truncated to nothing
+	// takes them away.
+	if err := os.Truncate(h.Path(), 0); err != nil {
+		t.Fatal(err)
+	}
+	toks, err := h.Tokens()
+	if err == nil || !strings.Contains(err.Error(), "fault") || !strings.Contains(err.Error(), h.Key().String()) {
+		t.Fatalf("Tokens over a truncated mapping: %d tokens, %v", len(toks), err)
+	}
 }
 
 // A builder killed after renaming its shard into place leaves its lock; the

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"cacheclip/gpu"
@@ -160,7 +161,7 @@ func newEngine(ctx context.Context, spec jobs.Spec, log *slog.Logger, sel select
 			comp := &prefill.Computer{Model: e.scorer.Model}
 			switch {
 			case e.store != nil && !spec.WriteThrough:
-				e.scorer.Source = readOnlyAux{store: &prefill.StoreSource{Store: e.local, Computer: comp, ReadOnly: true}, comp: comp}
+				e.scorer.Source = &readOnlyAux{store: &prefill.StoreSource{Store: e.local, Computer: comp, ReadOnly: true}, comp: comp, log: log}
 			case e.store != nil:
 				e.scorer.Source = &prefill.StoreSource{Store: e.local, Computer: comp}
 			default:
@@ -395,28 +396,42 @@ func (e *Engine) Score(ctx context.Context, w *Work) error {
 
 // readOnlyAux serves the auxiliary's chunk caches (aux_mode=cached) from a
 // store the job may not write (write_through: false): a shard found there is
-// used; a missing one is computed for the question and not kept, so a job
-// never fails its rows for want of auxiliary shards that `shards build`
-// (which builds the primary's) did not write.
+// used; a missing one, or one the store cannot use (damaged, of an older
+// format), is computed for the question and not kept, so a job never fails
+// its rows for want of auxiliary shards that `shards build` (which builds the
+// primary's) did not write or that went bad.
 type readOnlyAux struct {
 	store *prefill.StoreSource
 	comp  *prefill.Computer
+	log   *slog.Logger
+	// logged holds the keys (kvshards.Key) of the unusable shards already
+	// logged: a shard used by every question is logged once, not per row.
+	logged sync.Map
 }
 
-func (s readOnlyAux) Fingerprint() [32]byte { return s.store.Fingerprint() }
+func (s *readOnlyAux) Fingerprint() [32]byte { return s.store.Fingerprint() }
 
-// Shard maps the stored shard (prefill.ShardSource); a missing one is
-// kvshards.ErrNotFound, on which assembly falls back to Chunk.
-func (s readOnlyAux) Shard(ctx context.Context, prefix, chunk []int32) (*kvshards.Shard, error) {
-	return s.store.Shard(ctx, prefix, chunk)
-}
-
-func (s readOnlyAux) Chunk(ctx context.Context, prefix, chunk []int32) (*kvshards.ChunkKV, error) {
-	kv, err := s.store.Chunk(ctx, prefix, chunk)
-	if errors.Is(err, kvshards.ErrNotFound) {
-		return s.comp.ComputeChunk(ctx, prefix, chunk)
+// Shard maps the stored shard (prefill.ShardSource). A missing or unusable
+// one is kvshards.ErrNotFound, on which assembly falls back to Chunk; an
+// unusable one's key and cause are logged once.
+func (s *readOnlyAux) Shard(ctx context.Context, prefix, chunk []int32) (*kvshards.Shard, error) {
+	sh, err := s.store.Shard(ctx, prefix, chunk)
+	if err == nil || errors.Is(err, kvshards.ErrNotFound) || ctx.Err() != nil {
+		return sh, err
 	}
-	return kv, err
+	key := kvshards.KeyOf(s.store.Fingerprint(), prefix, chunk)
+	if _, seen := s.logged.LoadOrStore(key, struct{}{}); !seen {
+		s.log.Warn("auxiliary shard unusable in the read-only store: computing its chunk for each question instead", "key", key.String(), "err", err)
+	}
+	return nil, fmt.Errorf("%w: unusable: %w", kvshards.ErrNotFound, err)
+}
+
+// Chunk computes the chunk. Assembly asks for it only after Shard found no
+// usable shard, so it does not go back to the store: a second lookup would
+// count the same miss twice in shard_cache_misses and fail on the same
+// unusable shard.
+func (s *readOnlyAux) Chunk(ctx context.Context, prefix, chunk []int32) (*kvshards.ChunkKV, error) {
+	return s.comp.ComputeChunk(ctx, prefix, chunk)
 }
 
 // adaptive says the job spreads its budget over each batch (budget=adaptive).

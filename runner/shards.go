@@ -16,7 +16,7 @@ import (
 )
 
 // CorpusChunks walks a loaded corpus in chunk-id order, as the texts a shard
-// build reads (kvshards.ChunkSource).
+// build reads (kvshards.CorpusReader).
 type CorpusChunks struct {
 	c   *jobs.Corpus
 	ids []string
