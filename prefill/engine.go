@@ -46,8 +46,13 @@ type Stats struct {
 	// last layer (all of them for full; CacheBlend also runs every context token
 	// through the layers before its check layer).
 	RecomputedTokens int
-	Load             time.Duration // chunk caches from the source
-	Assembly         time.Duration // copying and re-rotating them into the cache
+	// Load is getting the chunk caches from the source: mapping each shard
+	// (a prefill.ShardSource), or loading and decoding it to f32, or
+	// computing it (ChunkSource.Chunk). Assembly is copying and re-rotating
+	// them into the cache; on the shard path it also widens each layer from
+	// the stored dtype, which on the Chunk path is Load's.
+	Load     time.Duration
+	Assembly time.Duration
 	Aux              time.Duration // auxiliary scoring and selection
 	Recompute        time.Duration // the forward call(s) over the recomputed rows and Q
 	// Own is the question's own wall time in the prefill call: for a question
