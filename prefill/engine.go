@@ -51,10 +51,10 @@ type Stats struct {
 	// computing it (ChunkSource.Chunk). Assembly is copying and re-rotating
 	// them into the cache; on the shard path it also widens each layer from
 	// the stored dtype, which on the Chunk path is Load's.
-	Load     time.Duration
-	Assembly time.Duration
-	Aux              time.Duration // auxiliary scoring and selection
-	Recompute        time.Duration // the forward call(s) over the recomputed rows and Q
+	Load      time.Duration
+	Assembly  time.Duration
+	Aux       time.Duration // auxiliary scoring and selection
+	Recompute time.Duration // the forward call(s) over the recomputed rows and Q
 	// Own is the question's own wall time in the prefill call: for a question
 	// prefilled alone the whole call; in PrefillBatch its work before the
 	// shared forward call plus its share (by rows) of that call.
