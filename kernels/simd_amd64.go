@@ -16,6 +16,8 @@ func simdKernels() []*Kernels {
 			gemm:           sgemm12x32AVX512,
 			gemmRows:       sgemm12x32RowsAVX512,
 			gemmRowsPf:     sgemm12x32RowsPfAVX512,
+			gemmRowsPfB:    sgemm12x32RowsPfBAVX512,
+			gemmPfB:        sgemm12x32PfBAVX512,
 			gemm4:          sgemm4x32AVX512,
 			gemm4Rows:      sgemm4x32RowsAVX512,
 			mr:             12,
