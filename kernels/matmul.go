@@ -369,6 +369,9 @@ func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB,
 	}
 	nb := (N + unit - 1) / unit
 	ahead0 := !p.noAhead && fetchAhead(ks, n, kcB, min(ncMax, (nb+p.Threads()-1)/p.Threads()*unit))
+	// On the team: after another product the second worker starts from a
+	// spinning helper; on Run it started 30–120 µs late, 3–4 % of a 3 ms
+	// product (docs/BENCHMARKS.md, part Z).
 	p.runTeamSplit(nb, func(lo, hi int) {
 		c0, c1 := lo*unit, min(hi*unit, N)
 		ncB := min(max(ncMax/unit, 1)*unit, (c1-c0+unit-1)/unit*unit)
