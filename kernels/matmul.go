@@ -368,7 +368,7 @@ func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB,
 		unit = PanelWidth
 	}
 	nb := (N + unit - 1) / unit
-	ahead0 := !p.noAhead && fetchAhead(ks, n, kcB, min(ncMax, (nb+p.Threads()-1)/p.Threads()*unit))
+	ahead0 := !p.noAhead && fetchAhead(ks, n, kcB)
 	// On the team: after another product the second worker starts from a
 	// spinning helper; on Run it started 30–120 µs late, 3–4 % of a 3 ms
 	// product (docs/BENCHMARKS.md, part Z).
@@ -465,7 +465,9 @@ type aPanel struct {
 // gemm runs the micro-kernel that reads the panel as it is laid out, on B
 // rows of nr values ldb floats apart ([kc][nr] packed when ldb = nr),
 // prefetching aheadChunk(kc) bytes at pb into L2 where pb is not nil and the
-// set has the kernel for it.
+// panel is read in place by a set with gemmRowsPfB. A packed panel drops its
+// chunk: no known geometry packs the panels of a product that prefetches
+// (TestFetchAheadInPlace), so a packed-panel kernel would never run.
 func (a aPanel) gemm(ks *Kernels, kc int, b *float32, ldb int, c *float32, ldc, acc int, pb unsafe.Pointer) {
 	switch {
 	case pb != nil && a.inPlace && ks.gemmRowsPfB != nil && ldb == ks.nr:
@@ -476,8 +478,6 @@ func (a aPanel) gemm(ks *Kernels, kc int, b *float32, ldb int, c *float32, ldc, 
 			pf = a.p
 		}
 		ks.gemmRowsPfB(kc, a.p, a.ld, b, pf, pb, c, ldc, acc)
-	case pb != nil && !a.inPlace && ks.gemmPfB != nil:
-		ks.gemmPfB(kc, a.p, a.ld, b, ldb, pb, c, ldc, acc)
 	case a.pf != nil && ks.gemmRowsPf != nil && ldb == ks.nr:
 		ks.gemmRowsPf(kc, a.p, a.ld, b, a.pf, c, ldc, acc)
 	case a.inPlace:
@@ -488,25 +488,24 @@ func (a aPanel) gemm(ks *Kernels, kc int, b *float32, ldb int, c *float32, ldc, 
 }
 
 // fetchAhead reports whether matMulPackedWith prefetches each worker's next
-// weight block (blockAhead) for n activation rows over kc × nc blocks: when
-// the n × kc activation block stays in L2 (at most a quarter of it, as in
-// narrowForRows) and two f32 weight blocks fit beside it, so that the next
-// block arriving does not evict the current one or the activations. Then
-// each block serves at most L2/(16·kc) rows (292 at kc = 448 on a 2 MiB
-// L2), few enough that waiting on it from memory is a visible part of the
-// product. Longer products stream their activations through L2 beside a
-// block of half of it and have no room for a second; alternated there
-// (2,048-row shapes, 512-row ones at kc = 512), the prefetch ran
-// 0.97–1.01×.
-func fetchAhead(ks *Kernels, n, kc, nc int) bool {
+// weight block (blockAhead) for n activation rows over kc-deep blocks: when
+// the n × kc activation block fits in a quarter of L2, which is exactly when
+// narrowForRows narrowed the weight block so that it and the activations
+// share half of L2. The next block then arrives beside both without
+// evicting either, and each block serves at most L2/(16·kc) rows (292 at
+// kc = 448 on a 2 MiB L2), few enough that waiting on it from memory is a
+// visible part of the product. Longer products stream their activations
+// through L2 beside a block of half of it and have no room for a second;
+// alternated there (2,048-row shapes, 512-row ones at kc = 512), the
+// prefetch ran 0.97–1.01×.
+func fetchAhead(ks *Kernels, n, kc int) bool {
 	_, l2 := ks.caches()
-	a := n * kc * 4
-	return ks.gemmRowsPfB != nil && a <= l2/4 && a+2*nc*kc*4 <= l2
+	return ks.gemmRowsPfB != nil && n*kc*4 <= l2/4
 }
 
 // aheadChunk is how many bytes of the next weight block one tile's
-// micro-kernel prefetches over kc steps (gemmRowsPfB, gemmPfB): four 64-byte
-// lines per 16 steps. At kc = 448 that is 7 KiB a tile, 1/8 of an f32 panel
+// micro-kernel prefetches over kc steps (gemmRowsPfB): four 64-byte lines
+// per 16 steps. At kc = 448 that is 7 KiB a tile, 1/8 of an f32 panel
 // piece (kc × 32 floats), 1/4 of a 16-bit one.
 func aheadChunk(kc int) int { return kc / 16 * 256 }
 

@@ -544,34 +544,82 @@ func TestMatMulPackedActivations(t *testing.T) {
 }
 
 // TestFetchAheadRule: the next weight block is prefetched only where the
-// activation block stays in a quarter of L2 and two weight blocks fit
-// beside it — the 256-row products at the rule's blocks on the reference
-// 2 MiB L2, not 512 or 2,048 rows, nor on a 1.25 MiB L2 at K = 896 — and
-// only by a set with the prefetching micro-kernels.
+// n × kc activation block fits in a quarter of L2 — the 256-row products at
+// the rule's blocks on the reference 2 MiB L2, not 512 or 2,048 rows, nor
+// 256 on a 1.25 MiB L2 at K = 896 — and only by a set with the prefetching
+// micro-kernel. The boundary is checked at and either side of it (kc pinned
+// so that a change of blocking shows here rather than moving the boundary
+// away from the cases; the sets without the kernel block differently and
+// never prefetch): 256 rows at kc = 512 are exactly a quarter of 2 MiB.
 func TestFetchAheadRule(t *testing.T) {
 	for _, base := range Available() {
 		for _, c := range []struct {
-			geo     func(*Kernels)
-			n, K, N int
-			want    bool
+			geo         func(*Kernels)
+			n, K, N, kc int
+			want        bool
 		}{
-			{refGeometry, 256, 896, 151936, true}, {refGeometry, 256, 576, 49152, true},
-			{refGeometry, 256, 14336, 4096, true}, {refGeometry, 100, 2048, 512, true},
-			{refGeometry, 512, 2048, 512, false}, {refGeometry, 512, 896, 4864, false},
-			{refGeometry, 2048, 896, 896, false}, {refGeometry, 300, 896, 4864, false},
-			{iceLakeGeometry, 256, 896, 151936, false}, {iceLakeGeometry, 128, 896, 151936, true},
+			{refGeometry, 256, 896, 151936, 448, true}, {refGeometry, 256, 576, 49152, 288, true},
+			{refGeometry, 100, 2048, 512, 512, true},
+			{refGeometry, 255, 14336, 4096, 512, true}, {refGeometry, 256, 14336, 4096, 512, true},
+			{refGeometry, 257, 14336, 4096, 512, false}, {refGeometry, 384, 14336, 4096, 512, false},
+			{refGeometry, 292, 896, 4864, 448, true}, {refGeometry, 293, 896, 4864, 448, false},
+			{refGeometry, 512, 2048, 512, 512, false}, {refGeometry, 512, 896, 4864, 448, false},
+			{refGeometry, 2048, 896, 896, 448, false}, {refGeometry, 300, 896, 4864, 448, false},
+			{iceLakeGeometry, 256, 896, 151936, 448, false}, {iceLakeGeometry, 128, 896, 151936, 448, true},
+			{iceLakeGeometry, 182, 896, 151936, 448, true}, {iceLakeGeometry, 183, 896, 151936, 448, false},
 		} {
 			ks := *base
 			c.geo(&ks)
 			p := &Pool{threads: 2, k: &ks}
 			w := Mat{DType: F32, Rows: c.N, Cols: c.K, Panels: true}
 			kc, nc, _ := packedBlocks(p, &ks, c.n, w)
+			if ks.gemmRowsPfB != nil && kc != c.kc {
+				t.Fatalf("%s L2 %d KiB K %d: kc %d, the table assumes %d", ks.Name(), ks.l2>>10, c.K, kc, c.kc)
+			}
 			want := c.want && ks.gemmRowsPfB != nil
-			if got := fetchAhead(&ks, c.n, kc, nc); got != want {
+			if got := fetchAhead(&ks, c.n, kc); got != want {
 				t.Errorf("%s L2 %d KiB %d × %d → %d (kc %d, nc %d): fetchAhead %v, want %v", ks.Name(), ks.l2>>10, c.n, c.K, c.N, kc, nc, got, want)
 			}
-			if _, l2 := ks.caches(); fetchAhead(&ks, c.n, kc, nc) && (c.n*kc*4 > l2/4 || c.n*kc*4+2*nc*kc*4 > l2) {
-				t.Errorf("%s %d × %d: prefetching with activations %d B and two blocks %d B in a %d B L2", ks.Name(), c.n, c.K, c.n*kc*4, 2*nc*kc*4, l2)
+		}
+	}
+}
+
+// TestFetchAheadInPlace: on the reference, Ice Lake and unknown cache
+// geometries, every product that prefetches its next weight block reads its
+// activation panels in place, so no packed-panel prefetching kernel is
+// needed — on every set's blocking, as if each had the prefetching kernel. Only a K aliasing in L1 (a multiple of 1024 floats) packs, and
+// only with 16 tiles a panel; the narrowed blocks of a product short enough
+// to prefetch leave at most 15.
+func TestFetchAheadInPlace(t *testing.T) {
+	unknown := func(ks *Kernels) { ks.l1d, ks.l2, ks.l1Ways, ks.l2Ways = 0, 0, 0, 0 }
+	for _, base := range Available() {
+		for _, geo := range []func(*Kernels){refGeometry, iceLakeGeometry, unknown} {
+			ks := *base
+			geo(&ks)
+			if ks.gemmRowsPfB == nil {
+				// Blocked as this set blocks, were it to get the kernel
+				// (never called here).
+				ks.gemmRowsPfB = func(int, *float32, int, *float32, *float32, unsafe.Pointer, *float32, int, int) {}
+			}
+			p := &Pool{threads: 2, k: &ks}
+			ahead := 0
+			for _, K := range []int{576, 896, 1024, 2048, 3072, 4096, 8192, 14336} {
+				for _, N := range []int{512, 4096, 151936} {
+					w := Mat{DType: F32, Rows: N, Cols: K, Panels: true}
+					for n := 1; n <= 512; n++ {
+						kc, nc, inPlace := packedBlocks(p, &ks, n, w)
+						if !fetchAhead(&ks, n, kc) {
+							continue
+						}
+						ahead++
+						if !inPlace {
+							t.Fatalf("%s L2 %d KiB %d × %d → %d (kc %d, nc %d): prefetches with packed panels", ks.Name(), ks.l2>>10, n, K, N, kc, nc)
+						}
+					}
+				}
+			}
+			if ahead == 0 {
+				t.Fatalf("%s L2 %d KiB: no product prefetches", ks.Name(), ks.l2>>10)
 			}
 		}
 	}
@@ -639,19 +687,19 @@ func TestBlockAheadCovers(t *testing.T) {
 	}
 }
 
-// TestPrefetchKernelsSame: the micro-kernels that prefetch the next block
-// compute exactly what the ones without do (the same FMAs in the same
+// TestPrefetchKernelsSame: the micro-kernel that prefetches the next block
+// computes exactly what the one without does (the same FMAs in the same
 // order), on whole 16-step groups and tails, fresh and accumulating.
 func TestPrefetchKernelsSame(t *testing.T) {
 	rng := rand.New(rand.NewPCG(47, 53))
 	for _, ks := range Available() {
-		if ks.gemmRowsPfB == nil || ks.gemmPfB == nil {
+		if ks.gemmRowsPfB == nil {
 			continue
 		}
 		mr, nr := ks.mr, ks.nr
 		for _, kc := range []int{1, 15, 16, 17, 100, 448} {
 			const lda = 1000
-			a, b, ap, pb := randVec(rng, mr*lda), randVec(rng, kc*nr), randVec(rng, kc*mr), make([]float32, 16*kc)
+			a, b, pb := randVec(rng, mr*lda), randVec(rng, kc*nr), make([]float32, 16*kc)
 			for _, acc := range []int{0, 1} {
 				c0 := randVec(rng, mr*nr)
 				want, got := append([]float32(nil), c0...), append([]float32(nil), c0...)
@@ -662,14 +710,6 @@ func TestPrefetchKernelsSame(t *testing.T) {
 						t.Fatalf("%s rows kc=%d acc=%d: out %d %g, want %g", ks.Name(), kc, acc, i, got[i], want[i])
 					}
 				}
-				want, got = append(want[:0], c0...), append(got[:0], c0...)
-				ks.gemm(kc, &ap[0], mr, &b[0], nr, &want[0], nr, acc)
-				ks.gemmPfB(kc, &ap[0], mr, &b[0], nr, unsafe.Pointer(&pb[0]), &got[0], nr, acc)
-				for i := range want {
-					if got[i] != want[i] {
-						t.Fatalf("%s packed kc=%d acc=%d: out %d %g, want %g", ks.Name(), kc, acc, i, got[i], want[i])
-					}
-				}
 			}
 		}
 	}
@@ -677,8 +717,10 @@ func TestPrefetchKernelsSame(t *testing.T) {
 
 // TestMatMulFetchAhead: products that prefetch their next weight blocks
 // (fetchAhead, pinned geometry), over several column and depth blocks a
-// worker, activations in place and packed (K = 1024 with 16 tiles a
-// panel), rows off the tiles, equal the reference on every set and dtype.
+// worker, activations in place (K = 1024 too, where 16 tiles a panel would
+// pack them: the narrowed blocks have 14), rows off the tiles, equal the
+// reference on every set and dtype. The packed panels that drop their chunk
+// run in TestMatMulPackedBlockEdges (inPlace false).
 func TestMatMulFetchAhead(t *testing.T) {
 	rng := rand.New(rand.NewPCG(59, 61))
 	for _, p := range pinnedPools(t) {
@@ -687,9 +729,9 @@ func TestMatMulFetchAhead(t *testing.T) {
 			for _, sh := range [][3]int{{60, 700, 3000}, {40, 1024, 1100}, {37, 1500, 2100}} {
 				n, k, o := sh[0], sh[1], sh[2]
 				w, x := Pack(randMat(rng, d, o, k)), randVec(rng, n*k)
-				kc, nc, _ := packedBlocks(p, ks, n, w)
-				if productRoute(p, ks, n, w) != routePacked || (ks.gemmRowsPfB != nil) != fetchAhead(ks, n, kc, nc) {
-					t.Fatalf("%s %v: route %v, fetchAhead %v", ks.Name(), sh, productRoute(p, ks, n, w), fetchAhead(ks, n, kc, nc))
+				kc, nc, inPlace := packedBlocks(p, ks, n, w)
+				if productRoute(p, ks, n, w) != routePacked || (ks.gemmRowsPfB != nil) != fetchAhead(ks, n, kc) || !inPlace {
+					t.Fatalf("%s %v: route %v, fetchAhead %v, in place %v (nc %d)", ks.Name(), sh, productRoute(p, ks, n, w), fetchAhead(ks, n, kc), inPlace, nc)
 				}
 				want, mag := refMatMul(x, n, w)
 				dst := randVec(rng, n*o)

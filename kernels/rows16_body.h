@@ -1,6 +1,10 @@
 // sixteen steps of the 12×32 in-place-rows tile (A rows from AX, R11, R12 with
 // R9 = lda and R10 = 3·lda in bytes, B rows 128 bytes apart from BX), shared
-// by sgemm12x32RowsPfAVX512 and sgemm12x32RowsPfBAVX512.
+// by sgemm12x32RowsPfAVX512 and sgemm12x32RowsPfBAVX512. The includer must
+// define ROWR(addr, bc, r0, r1) (broadcast addr into bc, FMA it with Z24 and
+// Z25 into r0 and r1) before the #include. The body accumulates into Z0–Z23,
+// loads B into Z24/Z25, broadcasts through Z26/Z27 and advances no pointer:
+// the includer steps AX, R11, R12 by 64 bytes and BX by 2048 after it.
 	VMOVUPS (BX), Z24
 	VMOVUPS 64(BX), Z25
 	ROWR((AX), Z26, Z0, Z1)

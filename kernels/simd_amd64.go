@@ -21,7 +21,6 @@ func simdKernels() []*Kernels {
 			gemmRows:       sgemm12x32RowsAVX512,
 			gemmRowsPf:     sgemm12x32RowsPfAVX512,
 			gemmRowsPfB:    sgemm12x32RowsPfBAVX512,
-			gemmPfB:        sgemm12x32PfBAVX512,
 			gemm4:          sgemm4x32AVX512,
 			gemm4Rows:      sgemm4x32RowsAVX512,
 			mr:             12,
@@ -95,9 +94,6 @@ func sgemm12x32RowsPfAVX512(kc int, a *float32, lda int, b *float32, pf *float32
 
 //go:noescape
 func sgemm12x32RowsPfBAVX512(kc int, a *float32, lda int, b *float32, pf *float32, pb unsafe.Pointer, c *float32, ldc int, acc int)
-
-//go:noescape
-func sgemm12x32PfBAVX512(kc int, a *float32, lda int, b *float32, ldb int, pb unsafe.Pointer, c *float32, ldc int, acc int)
 
 //go:noescape
 func packPanel32BF16AVX512(kc16 int, src *uint16, lds int, dst *float32)
