@@ -8,7 +8,7 @@ import (
 
 // Pool splits data-parallel work over a fixed number of goroutines and carries the
 // kernel set chosen when it was created. It owns no goroutines between calls (but for
-// the decode team's helpers, team.go, which exit after 20 ms without work); the
+// the team's helpers, team.go, which exit after 20 ms without work); the
 // engine passes one Pool down so that thread count is a setting, not global state.
 // A Pool may be used by several goroutines at once.
 type Pool struct {
@@ -19,10 +19,12 @@ type Pool struct {
 	// call (a sync.Pool would drop them at every GC).
 	mu   sync.Mutex
 	free []*[]float32
-	// team runs the decode products (team.go); made on first use.
+	// team runs the splits of runTeam (decode's products, the row split) and
+	// runTeamSplit (the column split; team.go); made on first use.
 	team     *team
 	teamOnce sync.Once
-	// forkJoin makes runTeam use Run (the benchmarks' before/after).
+	// forkJoin makes runTeam and runTeamSplit use Run (the benchmarks'
+	// before/after).
 	forkJoin bool
 	// noAhead makes matMulPackedWith skip prefetching the next weight block
 	// (blockAhead), and colsRun run its column split with Run instead of

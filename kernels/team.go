@@ -7,11 +7,14 @@ import (
 	"time"
 )
 
-// team hands short products — those of a decode step, and prefill's
-// row-split products (matMulRowsWith) — to helper goroutines that stay
-// alive between products: a decode token of SmolLM2-135M is ~210
-// products of 30–110 µs, and Run's goroutine start and WaitGroup per product
-// — above all waking a parked OS thread — costs a fair part of each. A
+// team hands products to helper goroutines that stay alive between
+// products: those of a decode step (runTeam), prefill's row-split products
+// (matMulRowsWith, runTeam) and its column-split ones (matMulPackedWith,
+// runTeamSplit, whose parts run up to milliseconds). A decode token of
+// SmolLM2-135M is ~210 products of 30–110 µs, and Run's goroutine start and
+// WaitGroup per product — above all waking a parked OS thread — costs a
+// fair part of each; a column split's second worker started 30–120 µs late
+// on Run (docs/BENCHMARKS.md, part Z). A
 // helper spins for teamSpin after its part, so the next product finds it
 // running; then it parks, and after teamIdle parked it exits, so a Pool
 // holds no goroutines once decoding stops (and nothing outlives a dropped
@@ -159,7 +162,7 @@ func (t *team) spin(last *teamJob) bool {
 	}
 }
 
-// runTeam is Run for short products (decode's, the row split's): the same
+// runTeam is Run for decode's products and the row split's: the same
 // split, handed to the pool's team where it is free (else Run's goroutines).
 func (p *Pool) runTeam(n, grain int, fn func(lo, hi int)) {
 	if n <= 0 {
