@@ -81,6 +81,52 @@ func TestTeamHelpersExitWhenIdle(t *testing.T) {
 	}
 }
 
+// TestTeamLongPartBlocks: a part that runs long after the caller's (a
+// column split's, milliseconds on a loaded machine) still completes the
+// job, with the caller blocked for it rather than spinning, and the team
+// serves the jobs after it (the token the last part sends may be left over;
+// it must not end a later job early). The caller takes part 0 and holds it
+// until a helper has started part 1, which then outlasts the caller's
+// spin.
+func TestTeamLongPartBlocks(t *testing.T) {
+	p := NewPool(2)
+	for it := 0; it < 3; it++ {
+		var started atomic.Int32
+		var done [2]atomic.Bool
+		p.runTeamSplit(2, func(lo, hi int) {
+			started.Add(1)
+			if lo == 0 {
+				for started.Load() < 2 {
+					time.Sleep(10 * time.Microsecond)
+				}
+			} else {
+				time.Sleep(20 * teamWait)
+			}
+			done[lo].Store(true)
+		})
+		if !done[0].Load() || !done[1].Load() {
+			t.Fatalf("iteration %d: runTeamSplit returned with parts done %v %v", it, done[0].Load(), done[1].Load())
+		}
+		// Short jobs right after it cover every item once.
+		for k := 0; k < 50; k++ {
+			hits := make([]atomic.Int32, 40)
+			p.runTeam(40, 1, func(lo, hi int) {
+				for i := lo; i < hi; i++ {
+					hits[i].Add(1)
+				}
+			})
+			for i := range hits {
+				if h := hits[i].Load(); h != 1 {
+					t.Fatalf("iteration %d job %d: item %d done %d times", it, k, i, h)
+				}
+			}
+		}
+	}
+	if p.team == nil || p.team.blocked.Load() == 0 {
+		t.Fatal("no caller blocked on a long part")
+	}
+}
+
 // BenchmarkTeamDispatch: the cost of splitting one decode product over two
 // threads. empty: the work nearly nil (SmolLM2's 576 × 1536 down projection
 // is 144 groups of four rows), so the figure is the dispatch alone; q4_1:
