@@ -86,21 +86,30 @@ class GenTest(unittest.TestCase):
         self.assertEqual(seen, {2, 3, 4, 5})
 
     def test_vt_vars_honoured(self):
-        for lo, hi in ((1, 1), (1, 2), (3, 3)):
-            gen = T.Gen(self.tok, self.words, (1, 3), vt_vars=(lo, hi))
+        for (lo, hi), (clo, chi) in (((1, 1), (1, 3)), ((1, 2), (2, 4)), ((3, 3), (1, 3))):
+            gen = T.Gen(self.tok, self.words, (clo, chi), vt_vars=(lo, hi))
             rng = random.Random(f"vt-vars-{lo}-{hi}")
-            lengths = set()
+            lengths, counts = set(), set()
             for _ in range(300):
                 for nc, ct in ((1, 48), (8, 128)):
                     chunks, qas = gen.vt_all(rng, nc, ct)
                     chains = chains_of(chunks)
                     self.assertEqual(len(chains), len(qas))
+                    counts.add(len(chains))
                     for q, a in qas:
                         val = re.search(r"value (\d{5}) ", q).group(1)
                         # The answer lists the asked chain's variables in link order, nothing else.
                         self.assertEqual(a.split(", "), chains[val], (lo, hi, chunks, q))
                         lengths.add(len(chains[val]))
             self.assertEqual(lengths, set(range(lo, hi + 1)), (lo, hi))
+            self.assertEqual(counts, set(range(clo, chi + 1)), (clo, chi))
+
+    def test_parse_range(self):
+        self.assertEqual(T.parse_range("--vt-chains", "2,4"), (2, 4))
+        for spec in ("0,1", "3,2", "2", "a,b", "1,2,3"):
+            with self.assertRaises(SystemExit, msg=spec) as cm:
+                T.parse_range("--vt-vars-chains", spec)
+            self.assertTrue(str(cm.exception.code).startswith("--vt-vars-chains:"), cm.exception.code)
 
     def test_parse_vt_vars(self):
         self.assertEqual(T.parse_vt_vars("", "1"), (None, set()))

@@ -969,16 +969,22 @@ def reexec_with_malloc_env():
     os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
+def parse_range(flag, spec):
+    """min,max with 1 <= min <= max (chains per context, variables per chain); errors name the flag."""
+    try:
+        lo, hi = (int(v) for v in spec.split(","))
+    except ValueError:
+        raise SystemExit(f"{flag}: {spec!r} is not min,max (two whole numbers)")
+    if not 1 <= lo <= hi:
+        raise SystemExit(f"{flag}: {spec!r} wants 1 <= min <= max")
+    return lo, hi
+
+
 def parse_vt_vars(spec, levels_spec):
     """--vt-vars and --vt-vars-levels: ((min, max) or None, set of levels). Errors name the flag."""
     if not spec:
         return None, set()
-    try:
-        lo, hi = (int(v) for v in spec.split(","))
-    except ValueError:
-        raise SystemExit(f"--vt-vars: {spec!r} is not min,max (two whole numbers)")
-    if not 1 <= lo <= hi:
-        raise SystemExit(f"--vt-vars: {spec!r} wants 1 <= min <= max variables per chain")
+    lo, hi = parse_range("--vt-vars", spec)
     try:
         levels = {int(v) for v in levels_spec.split(",") if v}
     except ValueError:
@@ -1090,6 +1096,10 @@ def main():
     ap.add_argument("--vt-vars-levels", default="1",
                     help="with --vt-vars, the curriculum levels whose training rows (drill or replay) use it; "
                          "the others keep 2,5 (e.g. the target level, where the Go vt tasks are scored)")
+    ap.add_argument("--vt-vars-chains", default="",
+                    help="with --vt-vars, min,max chains per vt context in those rows (empty: --vt-chains); 2 or "
+                         "more asks every row's value match, and with --multi-q the chain whose head comes first "
+                         "in the text is the asked one in 1 of min..max questions")
     ap.add_argument("--level", type=int, default=-1, help="start at this curriculum level")
     ap.add_argument("--advance-on", default="",
                     help="comma-separated tasks that must each reach --advance (besides single) to pass a level, "
@@ -1152,6 +1162,10 @@ def main():
         if not 1 <= lv < len(LEVELS):
             raise SystemExit(f"--replay-levels: level {lv} is not in 1..{len(LEVELS) - 1}")
     vt_vars, vt_vars_levels = parse_vt_vars(args.vt_vars, args.vt_vars_levels)
+    vt_chains = parse_range("--vt-chains", args.vt_chains)
+    vt_vars_chains = parse_range("--vt-vars-chains", args.vt_vars_chains) if args.vt_vars_chains else vt_chains
+    if args.vt_vars_chains and vt_vars is None:
+        raise SystemExit("--vt-vars-chains: only with --vt-vars")
     os.makedirs(args.workdir, exist_ok=True)
     words = load_words()
     ckpt_path = os.path.join(args.workdir, "ckpt.pt")
@@ -1198,13 +1212,13 @@ def main():
     if ck is not None:
         tok = Tokenizer(ck["vocab"], [tuple(m) for m in ck["merges"]])
         pc, ac = ck["pcfg"], ck["acfg"]
-    gen = Gen(tok, words, tuple(int(v) for v in args.vt_chains.split(",")), args.vt_legacy_order,
+    gen = Gen(tok, words, vt_chains, args.vt_legacy_order,
               tuple(t for t in args.multi_q_tasks.split(",") if t), args.multi_q_pairs)
     # Training rows at --vt-vars-levels draw vt chains of --vt-vars variables; evaluation sets and
     # train_samples.json always come from gen (RULER's 2-5), so the figures stay comparable.
     gen_short = None
     if vt_vars is not None:
-        gen_short = Gen(tok, words, gen.vt_chains, gen.vt_legacy_order, gen.multi_q_tasks, gen.mq_pairs, vt_vars)
+        gen_short = Gen(tok, words, vt_vars_chains, gen.vt_legacy_order, gen.multi_q_tasks, gen.mq_pairs, vt_vars)
     fresh_opt = ck is None or "po" not in ck
     if ck is not None and args.grow_layers > pc["num_hidden_layers"]:
         ck["prim"], pc = grow(ck["prim"], pc, args.grow_layers, args.seed)
@@ -1240,7 +1254,8 @@ def main():
     start_step = step
     log(f"primary {sum(p.numel() for p in prim.parameters())} params, aux {sum(p.numel() for p in aux.parameters())}")
     if gen_short is not None:
-        log(f"vt chains of {vt_vars[0]}-{vt_vars[1]} variables in training rows at levels {sorted(vt_vars_levels)}")
+        log(f"vt contexts of {vt_vars_chains[0]}-{vt_vars_chains[1]} chains of {vt_vars[0]}-{vt_vars[1]} variables "
+            f"in training rows at levels {sorted(vt_vars_levels)}")
     if args.multi_q:
         nb, worst = check_multi_q(prim, gen, args.seed)
         log(f"multi-question rows checked: {nb} question blocks, max |logit difference| {worst:.2e} against single examples")
