@@ -104,6 +104,15 @@ class GenTest(unittest.TestCase):
             self.assertEqual(lengths, set(range(lo, hi + 1)), (lo, hi))
             self.assertEqual(counts, set(range(clo, chi + 1)), (clo, chi))
 
+    def test_entered_at(self):
+        # Phase 14 drilled level 1, phase 15 forced level 1 again at its fifth evaluation.
+        h = [{"level": 2}, {"level": 1}, {"level": 1}, {"level": 1}, {"level": 1}, {"level": 1}, {"level": 1}]
+        self.assertEqual(T.entered_at(h, 1, True, None), 7)  # --level: afresh
+        self.assertEqual(T.entered_at(h, 1, False, 4), 4)  # a resume keeps the saved count
+        self.assertEqual(T.entered_at(h, 1, False, None), 1)  # an old checkpoint: back to the last change
+        self.assertEqual(T.entered_at(h, 2, False, None), 7)  # resumed at a level the history never reached
+        self.assertEqual(T.entered_at([], 1, False, None), 0)
+
     def test_parse_range(self):
         self.assertEqual(T.parse_range("--vt-chains", "2,4"), (2, 4))
         for spec in ("0,1", "3,2", "2", "a,b", "1,2,3"):

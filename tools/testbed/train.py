@@ -969,6 +969,22 @@ def reexec_with_malloc_env():
     os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
+def entered_at(history, level, forced, saved):
+    """The index in history from which --patience counts evaluations at the current level: a level
+    forced with --level starts afresh; a resume keeps the count its checkpoint saved. Checkpoints
+    older than that field count back to where the history last changed level, which also counts a
+    previous phase's evaluations at the same level (phase 15's drill left level 1 at the first
+    evaluation after a resume that way)."""
+    if forced:
+        return len(history)
+    if saved is not None:
+        return saved
+    i = len(history)
+    while i > 0 and history[i - 1]["level"] == level:
+        i -= 1
+    return i
+
+
 def parse_range(flag, spec):
     """min,max with 1 <= min <= max (chains per context, variables per chain); errors name the flag."""
     try:
@@ -1245,12 +1261,9 @@ def main():
             torch.set_rng_state(ck["torch_rng"])
     # Patience counts the evaluations since the current level was entered: a level forced
     # with --level starts afresh, whatever earlier runs recorded at it.
-    level_entered = len(history)
     if args.level >= 0:
         level = args.level
-    else:
-        while level_entered > 0 and history[level_entered - 1]["level"] == level:
-            level_entered -= 1
+    level_entered = entered_at(history, level, args.level >= 0, ck.get("level_entered") if ck is not None else None)
     start_step = step
     log(f"primary {sum(p.numel() for p in prim.parameters())} params, aux {sum(p.numel() for p in aux.parameters())}")
     if gen_short is not None:
@@ -1268,7 +1281,7 @@ def main():
         state = {"prim": prim.state_dict(), "aux": aux.state_dict(), "po": po.state_dict(), "ao": ao.state_dict(),
                  "step": step, "level": level, "elapsed": elapsed, "history": history, "rng": rng.getstate(),
                  "torch_rng": torch.get_rng_state(), "vocab": tok.vocab, "merges": tok.merges, "pcfg": pc, "acfg": ac,
-                 "tokens_seen": tokens_seen, "best": best, "args": vars(args)}
+                 "tokens_seen": tokens_seen, "best": best, "args": vars(args), "level_entered": level_entered}
         torch.save(state, ckpt_path + ".tmp")
         os.replace(ckpt_path + ".tmp", ckpt_path)
         last = history[-1] if history else {}
