@@ -391,3 +391,43 @@ func BenchmarkMatMulLayouts(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMatMulAhead alternates, per shape of linearShapes, the product
+// over panel weights three ways: as before part Z (none: no next-block
+// prefetch, the column split on Run), with the next weight block prefetched
+// where fetchAhead allows (ahead), and with that and the column split on the
+// pool's team (team). The ratios come from one run under one load; > 1
+// means faster than none (best of each, wall time).
+func BenchmarkMatMulAhead(b *testing.B) {
+	none, ahead, team := NewPool(0), NewPool(0), NewPool(0)
+	none.noAhead, none.colsRun = true, true
+	ahead.colsRun = true
+	for _, d := range []DType{F32, BF16} {
+		for _, s := range linearShapes {
+			b.Run(fmt.Sprintf("%s/%s/%s", team.Kernels().Name(), d, s.name), func(b *testing.B) {
+				rng := rand.New(rand.NewPCG(9, 10))
+				w := Pack(randMat(rng, d, s.out, s.k))
+				x, dst := randVec(rng, s.n*s.k), make([]float32, s.n*s.out)
+				pools := []*Pool{none, ahead, team}
+				best := []time.Duration{1 << 62, 1 << 62, 1 << 62}
+				for _, p := range pools {
+					MatMul(p, dst, x, s.n, w)
+				}
+				for b.Loop() {
+					for i, p := range pools {
+						// Two products back to back, the second timed, as
+						// in a forward's run of products.
+						MatMul(p, dst, x, s.n, w)
+						t := time.Now()
+						MatMul(p, dst, x, s.n, w)
+						best[i] = min(best[i], time.Since(t))
+					}
+				}
+				fl := 2 * float64(s.n) * float64(s.k) * float64(s.out) / 1e9
+				b.ReportMetric(fl/best[0].Seconds(), "none-GFLOP/s")
+				b.ReportMetric(best[0].Seconds()/best[1].Seconds(), "ahead/none")
+				b.ReportMetric(best[0].Seconds()/best[2].Seconds(), "team/none")
+			})
+		}
+	}
+}

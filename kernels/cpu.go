@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // EnvKernels names the environment variable that selects a kernel set when a Pool is
@@ -34,6 +35,12 @@ type Kernels struct {
 	// the mr rows at pf (lda apart) over the same kc columns: the next panel's
 	// activations, fetched while this one computes (nil when the set has none).
 	gemmRowsPf func(kc int, a *float32, lda int, b *float32, pf *float32, c *float32, ldc int, acc int)
+	// gemmRowsPfB and gemmPfB are gemmRowsPf and gemm that also prefetch
+	// aheadChunk(kc) bytes at pb into L2, four lines per 16 steps: a chunk of
+	// the weight block the product multiplies next (blockAhead; nil when the
+	// set has none).
+	gemmRowsPfB func(kc int, a *float32, lda int, b *float32, pf *float32, pb unsafe.Pointer, c *float32, ldc int, acc int)
+	gemmPfB     func(kc int, a *float32, lda int, b *float32, ldb int, pb unsafe.Pointer, c *float32, ldc int, acc int)
 	// gemm4 and gemm4Rows are gemm and gemmRows for a 4×nr tile (nil when the
 	// set has none): decode attention's few queries per KV head (1–7) would
 	// leave most of an mr-row tile's FMAs on rows of zeros.

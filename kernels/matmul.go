@@ -368,7 +368,11 @@ func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB,
 		unit = PanelWidth
 	}
 	nb := (N + unit - 1) / unit
-	p.Run(nb, 1, func(lo, hi int) {
+	ahead0 := !p.noAhead && fetchAhead(ks, n, kcB, min(ncMax, (nb+p.Threads()-1)/p.Threads()*unit))
+	// On the team: after another product the second worker starts from a
+	// spinning helper; on Run it started 30–120 µs late, 3–4 % of a 3 ms
+	// product (docs/BENCHMARKS.md, part Z).
+	p.runTeamSplit(nb, func(lo, hi int) {
 		c0, c1 := lo*unit, min(hi*unit, N)
 		ncB := min(max(ncMax/unit, 1)*unit, (c1-c0+unit-1)/unit*unit)
 		wpBuf := p.getBuf(ncB*kcB + nr*kcB + mr*nr + mr*kcB)
@@ -377,11 +381,21 @@ func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB,
 		wp, buf := buf[:ncB*kcB], buf[ncB*kcB:]
 		rowBuf, buf := buf[:nr*kcB], buf[nr*kcB:]
 		tile, ap := buf[:mr*nr], buf[mr*nr:]
+		var ahead blockAhead
 		for jc := c0; jc < c1; jc += ncB {
 			nc := min(ncB, c1-jc)
 			for pc := 0; pc < K; pc += kcB {
 				kc := min(kcB, K-pc)
 				blk := loadB(ks, wp, w, jc, nc, pc, kc, rowBuf)
+				// The worker's next block: the next depth of these columns,
+				// else the first depth of its next columns.
+				njc, npc := jc, pc+kcB
+				if npc >= K {
+					njc, npc = jc+ncB, 0
+				}
+				if ahead0 {
+					ahead = newBlockAhead(w, njc, min(ncB, c1-njc), npc, min(kcB, K-npc), aheadChunk(kc), n/mr*(nc/nr))
+				}
 				acc := 0
 				if pc > 0 {
 					acc = 1
@@ -406,7 +420,7 @@ func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB,
 					for jr := 0; jr < nc; jr += nr {
 						cols := min(nr, nc-jr)
 						ci := ip*mr*N + jc + jr
-						microTile(ks, kc, a, blk.at(jr), blk.width, dst, ci, N, rows, cols, acc, tile)
+						microTile(ks, kc, a, blk.at(jr), blk.width, dst, ci, N, rows, cols, acc, tile, &ahead)
 					}
 				}
 			}
@@ -417,11 +431,12 @@ func matMulPackedWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, kcB,
 // microTile runs the micro-kernel on the output tile at dst[ci] (rows × cols of
 // an mr × nr tile, row stride N), through the scratch tile when it is partial;
 // acc != 0 adds to what is there. a is an activation panel as aPanel returns it,
-// b the weight panel with rows ldb floats apart.
-func microTile(ks *Kernels, kc int, a aPanel, b *float32, ldb int, dst []float32, ci, N, rows, cols, acc int, tile []float32) {
+// b the weight panel with rows ldb floats apart. A whole tile takes its share
+// of ahead, the next weight block to prefetch (nil: none).
+func microTile(ks *Kernels, kc int, a aPanel, b *float32, ldb int, dst []float32, ci, N, rows, cols, acc int, tile []float32, ahead *blockAhead) {
 	mr, nr := ks.mr, ks.nr
 	if rows == mr && cols == nr {
-		a.gemm(ks, kc, b, ldb, &dst[ci], N, acc)
+		a.gemm(ks, kc, b, ldb, &dst[ci], N, acc, ahead.take())
 		return
 	}
 	if acc != 0 {
@@ -429,7 +444,7 @@ func microTile(ks *Kernels, kc int, a aPanel, b *float32, ldb int, dst []float32
 			copy(tile[i*nr:i*nr+cols], dst[ci+i*N:ci+i*N+cols])
 		}
 	}
-	a.gemm(ks, kc, b, ldb, &tile[0], nr, acc)
+	a.gemm(ks, kc, b, ldb, &tile[0], nr, acc, nil)
 	for i := 0; i < rows; i++ {
 		copy(dst[ci+i*N:ci+i*N+cols], tile[i*nr:i*nr+cols])
 	}
@@ -448,9 +463,21 @@ type aPanel struct {
 }
 
 // gemm runs the micro-kernel that reads the panel as it is laid out, on B
-// rows of nr values ldb floats apart ([kc][nr] packed when ldb = nr).
-func (a aPanel) gemm(ks *Kernels, kc int, b *float32, ldb int, c *float32, ldc, acc int) {
+// rows of nr values ldb floats apart ([kc][nr] packed when ldb = nr),
+// prefetching aheadChunk(kc) bytes at pb into L2 where pb is not nil and the
+// set has the kernel for it.
+func (a aPanel) gemm(ks *Kernels, kc int, b *float32, ldb int, c *float32, ldc, acc int, pb unsafe.Pointer) {
 	switch {
+	case pb != nil && a.inPlace && ks.gemmRowsPfB != nil && ldb == ks.nr:
+		// The last panel has no next one: it prefetches its own rows
+		// (already in L1) to take its share of the block.
+		pf := a.pf
+		if pf == nil {
+			pf = a.p
+		}
+		ks.gemmRowsPfB(kc, a.p, a.ld, b, pf, pb, c, ldc, acc)
+	case pb != nil && !a.inPlace && ks.gemmPfB != nil:
+		ks.gemmPfB(kc, a.p, a.ld, b, ldb, pb, c, ldc, acc)
 	case a.pf != nil && ks.gemmRowsPf != nil && ldb == ks.nr:
 		ks.gemmRowsPf(kc, a.p, a.ld, b, a.pf, c, ldc, acc)
 	case a.inPlace:
@@ -458,6 +485,90 @@ func (a aPanel) gemm(ks *Kernels, kc int, b *float32, ldb int, c *float32, ldc, 
 	default:
 		ks.gemm(kc, a.p, a.ld, b, ldb, c, ldc, acc)
 	}
+}
+
+// fetchAhead reports whether matMulPackedWith prefetches each worker's next
+// weight block (blockAhead) for n activation rows over kc × nc blocks: when
+// the n × kc activation block stays in L2 (at most a quarter of it, as in
+// narrowForRows) and two f32 weight blocks fit beside it, so that the next
+// block arriving does not evict the current one or the activations. Then
+// each block serves at most L2/(16·kc) rows (292 at kc = 448 on a 2 MiB
+// L2), few enough that waiting on it from memory is a visible part of the
+// product. Longer products stream their activations through L2 beside a
+// block of half of it and have no room for a second; alternated there
+// (2,048-row shapes, 512-row ones at kc = 512), the prefetch ran
+// 0.97–1.01×.
+func fetchAhead(ks *Kernels, n, kc, nc int) bool {
+	_, l2 := ks.caches()
+	a := n * kc * 4
+	return ks.gemmRowsPfB != nil && a <= l2/4 && a+2*nc*kc*4 <= l2
+}
+
+// aheadChunk is how many bytes of the next weight block one tile's
+// micro-kernel prefetches over kc steps (gemmRowsPfB, gemmPfB): four 64-byte
+// lines per 16 steps. At kc = 448 that is 7 KiB a tile, 1/8 of an f32 panel
+// piece (kc × 32 floats), 1/4 of a 16-bit one.
+func aheadChunk(kc int) int { return kc / 16 * 256 }
+
+// blockAhead hands the last whole tiles of a weight block, one chunk each,
+// the next block's source to prefetch into L2 (the panels that loadB will
+// read in place, copy or widen), so that the block after arrives while this
+// one is multiplied. Measured (docs/BENCHMARKS.md, part Z): without it the
+// first activation panel over each block ran at 40–55 GFLOP/s per core
+// against 160–185 for the others, waiting on the block from memory: 13–19 %
+// of a 256-row f32 product, whose blocks serve only n/12 ≈ 21 panels (and
+// the 16-bit block's widening, loadB, 7–9 %), against 1–2 % at 2,048 rows.
+// A burst of prefetches between tiles or panels held up the tiles' own
+// loads as much as it saved (0.93–1.02×), so the micro-kernel issues a few
+// lines per step group; the chunks go to the block's last tiles, so the
+// prefetched lines wait in L2 the shortest time before they are used (ahead
+// of the current block's, which the tiles keep touching, they are the first
+// evicted). The zero value hands out nothing.
+type blockAhead struct {
+	base              unsafe.Pointer
+	runs, stride, run int // runs contiguous runs of run bytes, stride apart
+	chunk             int // bytes per chunk (aheadChunk)
+	chunks, tiles     int // chunks in all, tiles that will ask
+	r, off, asked     int // the next chunk's run and offset; tiles that asked
+}
+
+// newBlockAhead describes weight columns [jc, jc+nc) × depth [pc, pc+kc) of
+// w in panel layout for tiles whole tiles, chunk bytes a tile (nothing where
+// nc ≤ 0, chunk is 0 or w is row-major: its rows, a fraction of a chunk
+// long, would need one prefetch stream per row).
+func newBlockAhead(w Mat, jc, nc, pc, kc, chunk, tiles int) blockAhead {
+	if !w.Panels || nc <= 0 || kc <= 0 || chunk <= 0 || tiles <= 0 {
+		return blockAhead{}
+	}
+	K, elem := w.Cols, 4
+	off := (jc/PanelWidth)*K*PanelWidth + pc*PanelWidth
+	var base unsafe.Pointer
+	if w.DType == F32 {
+		base = unsafe.Pointer(&w.F32[off])
+	} else {
+		elem = 2
+		base = unsafe.Pointer(&w.U16[off])
+	}
+	runs, run := (nc+PanelWidth-1)/PanelWidth, kc*PanelWidth*elem
+	return blockAhead{base: base, runs: runs, stride: K * PanelWidth * elem, run: run, chunk: chunk,
+		chunks: runs * ((run + chunk - 1) / chunk), tiles: tiles}
+}
+
+// take is the chunk for the tile that asks now, or nil: the last chunks of
+// the tiles asking take one each (all of them, when there are more chunks
+// than tiles; the rest are then not prefetched).
+func (b *blockAhead) take() unsafe.Pointer {
+	if b == nil || b.r >= b.runs {
+		return nil
+	}
+	if b.asked++; b.asked <= b.tiles-b.chunks {
+		return nil
+	}
+	p := unsafe.Add(b.base, b.r*b.stride+b.off)
+	if b.off += b.chunk; b.off >= b.run {
+		b.r, b.off = b.r+1, 0
+	}
+	return p
 }
 
 // withNext sets the panel to prefetch the rows of the panel at r0 (the one
@@ -585,7 +696,7 @@ func matMulRowsWith(p *Pool, ks *Kernels, dst, x []float32, n int, w Mat, inPlac
 				}
 				a := panelA(ks, ap, x, n, K, ip*mr, pc, kc, inPlace).withNext(x, n, K, (ip+1)*mr, pc)
 				for jp := 0; jp < npan; jp++ {
-					microTile(ks, kc, a, bAt(pc, kc, jp), ldb, dst, ip*mr*N+jp*nr, N, rows, min(nr, N-jp*nr), acc, tile)
+					microTile(ks, kc, a, bAt(pc, kc, jp), ldb, dst, ip*mr*N+jp*nr, N, rows, min(nr, N-jp*nr), acc, tile, nil)
 				}
 			}
 		}

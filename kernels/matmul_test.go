@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
 
 // testPools returns one two-worker pool per kernel set this machine runs, so one
@@ -535,6 +536,167 @@ func TestMatMulPackedActivations(t *testing.T) {
 						if diff := math.Abs(float64(dst[j]) - want[j]); diff > 1e-5*mag[j]+1e-6 {
 							t.Fatalf("%s/%s %v panels=%v out %d: got %g want %g", ks.Name(), d, sh, m.Panels, j, dst[j], want[j])
 						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestFetchAheadRule: the next weight block is prefetched only where the
+// activation block stays in a quarter of L2 and two weight blocks fit
+// beside it — the 256-row products at the rule's blocks on the reference
+// 2 MiB L2, not 512 or 2,048 rows, nor on a 1.25 MiB L2 at K = 896 — and
+// only by a set with the prefetching micro-kernels.
+func TestFetchAheadRule(t *testing.T) {
+	for _, base := range Available() {
+		for _, c := range []struct {
+			geo     func(*Kernels)
+			n, K, N int
+			want    bool
+		}{
+			{refGeometry, 256, 896, 151936, true}, {refGeometry, 256, 576, 49152, true},
+			{refGeometry, 256, 14336, 4096, true}, {refGeometry, 100, 2048, 512, true},
+			{refGeometry, 512, 2048, 512, false}, {refGeometry, 512, 896, 4864, false},
+			{refGeometry, 2048, 896, 896, false}, {refGeometry, 300, 896, 4864, false},
+			{iceLakeGeometry, 256, 896, 151936, false}, {iceLakeGeometry, 128, 896, 151936, true},
+		} {
+			ks := *base
+			c.geo(&ks)
+			p := &Pool{threads: 2, k: &ks}
+			w := Mat{DType: F32, Rows: c.N, Cols: c.K, Panels: true}
+			kc, nc, _ := packedBlocks(p, &ks, c.n, w)
+			want := c.want && ks.gemmRowsPfB != nil
+			if got := fetchAhead(&ks, c.n, kc, nc); got != want {
+				t.Errorf("%s L2 %d KiB %d × %d → %d (kc %d, nc %d): fetchAhead %v, want %v", ks.Name(), ks.l2>>10, c.n, c.K, c.N, kc, nc, got, want)
+			}
+			if _, l2 := ks.caches(); fetchAhead(&ks, c.n, kc, nc) && (c.n*kc*4 > l2/4 || c.n*kc*4+2*nc*kc*4 > l2) {
+				t.Errorf("%s %d × %d: prefetching with activations %d B and two blocks %d B in a %d B L2", ks.Name(), c.n, c.K, c.n*kc*4, 2*nc*kc*4, l2)
+			}
+		}
+	}
+}
+
+// TestBlockAheadCovers: the chunks a block's tiles take are its last tiles'
+// (one each), start inside the next block's panel pieces and together
+// cover every byte of them, in order, when there are tiles enough; with
+// fewer tiles, every tile takes one, from the first piece on; row-major
+// weights hand out nothing.
+func TestBlockAheadCovers(t *testing.T) {
+	rng := rand.New(rand.NewPCG(41, 43))
+	for _, d := range []DType{F32, BF16} {
+		const K, N = 300, 200
+		w := Pack(randMat(rng, d, N, K))
+		elem, base := 4, uintptr(0)
+		if d == F32 {
+			base = uintptr(unsafe.Pointer(&w.F32[0]))
+		} else {
+			elem, base = 2, uintptr(unsafe.Pointer(&w.U16[0]))
+		}
+		for _, c := range []struct{ jc, nc, pc, kc, chunk, tiles int }{
+			{64, 96, 100, 150, aheadChunk(150), 400}, {0, 200, 0, 300, aheadChunk(300), 1000},
+			{32, 64, 37, 50, 1000, 10}, {0, 200, 0, 300, aheadChunk(300), 5},
+		} {
+			b := newBlockAhead(w, c.jc, c.nc, c.pc, c.kc, c.chunk, c.tiles)
+			runs, run := (c.nc+PanelWidth-1)/PanelWidth, c.kc*PanelWidth*elem
+			chunks := runs * ((run + c.chunk - 1) / c.chunk)
+			var got []uintptr
+			first := -1
+			for i := 0; i < c.tiles; i++ {
+				if p := b.take(); p != nil {
+					if first < 0 {
+						first = i
+					}
+					got = append(got, uintptr(p)-base)
+				} else if first >= 0 {
+					t.Fatalf("%s %+v: tile %d took nothing after tile %d took a chunk", d, c, i, first)
+				}
+			}
+			if len(got) != min(chunks, c.tiles) || (len(got) > 0 && first != c.tiles-len(got)) {
+				t.Fatalf("%s %+v: %d chunks from tile %d, want %d from tile %d", d, c, len(got), first, min(chunks, c.tiles), c.tiles-min(chunks, c.tiles))
+			}
+			// The expected chunks: each piece from its start, chunk bytes apart.
+			var want []uintptr
+			for q := c.jc / PanelWidth; q < c.jc/PanelWidth+runs; q++ {
+				start := uintptr((q*K*PanelWidth + c.pc*PanelWidth) * elem)
+				for off := 0; off < run; off += c.chunk {
+					want = append(want, start+uintptr(off))
+				}
+			}
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("%s %+v: chunk %d at byte %d, want %d", d, c, i, got[i], want[i])
+				}
+			}
+		}
+		if b := newBlockAhead(w.RowMajor(), 0, N, 0, K, aheadChunk(K), 100); b.take() != nil {
+			t.Fatalf("%s: row-major weights handed out a chunk", d)
+		}
+	}
+	var zero *blockAhead
+	if zero.take() != nil || (&blockAhead{}).take() != nil {
+		t.Fatal("nil or zero blockAhead handed out a chunk")
+	}
+}
+
+// TestPrefetchKernelsSame: the micro-kernels that prefetch the next block
+// compute exactly what the ones without do (the same FMAs in the same
+// order), on whole 16-step groups and tails, fresh and accumulating.
+func TestPrefetchKernelsSame(t *testing.T) {
+	rng := rand.New(rand.NewPCG(47, 53))
+	for _, ks := range Available() {
+		if ks.gemmRowsPfB == nil || ks.gemmPfB == nil {
+			continue
+		}
+		mr, nr := ks.mr, ks.nr
+		for _, kc := range []int{1, 15, 16, 17, 100, 448} {
+			const lda = 1000
+			a, b, ap, pb := randVec(rng, mr*lda), randVec(rng, kc*nr), randVec(rng, kc*mr), make([]float32, 16*kc)
+			for _, acc := range []int{0, 1} {
+				c0 := randVec(rng, mr*nr)
+				want, got := append([]float32(nil), c0...), append([]float32(nil), c0...)
+				ks.gemmRowsPf(kc, &a[0], lda, &b[0], &a[1], &want[0], nr, acc)
+				ks.gemmRowsPfB(kc, &a[0], lda, &b[0], &a[1], unsafe.Pointer(&pb[0]), &got[0], nr, acc)
+				for i := range want {
+					if got[i] != want[i] {
+						t.Fatalf("%s rows kc=%d acc=%d: out %d %g, want %g", ks.Name(), kc, acc, i, got[i], want[i])
+					}
+				}
+				want, got = append(want[:0], c0...), append(got[:0], c0...)
+				ks.gemm(kc, &ap[0], mr, &b[0], nr, &want[0], nr, acc)
+				ks.gemmPfB(kc, &ap[0], mr, &b[0], nr, unsafe.Pointer(&pb[0]), &got[0], nr, acc)
+				for i := range want {
+					if got[i] != want[i] {
+						t.Fatalf("%s packed kc=%d acc=%d: out %d %g, want %g", ks.Name(), kc, acc, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestMatMulFetchAhead: products that prefetch their next weight blocks
+// (fetchAhead, pinned geometry), over several column and depth blocks a
+// worker, activations in place and packed (K = 1024 with 16 tiles a
+// panel), rows off the tiles, equal the reference on every set and dtype.
+func TestMatMulFetchAhead(t *testing.T) {
+	rng := rand.New(rand.NewPCG(59, 61))
+	for _, p := range pinnedPools(t) {
+		ks := p.Kernels()
+		for _, d := range []DType{F32, F16, BF16} {
+			for _, sh := range [][3]int{{60, 700, 3000}, {40, 1024, 1100}, {37, 1500, 2100}} {
+				n, k, o := sh[0], sh[1], sh[2]
+				w, x := Pack(randMat(rng, d, o, k)), randVec(rng, n*k)
+				kc, nc, _ := packedBlocks(p, ks, n, w)
+				if productRoute(p, ks, n, w) != routePacked || (ks.gemmRowsPfB != nil) != fetchAhead(ks, n, kc, nc) {
+					t.Fatalf("%s %v: route %v, fetchAhead %v", ks.Name(), sh, productRoute(p, ks, n, w), fetchAhead(ks, n, kc, nc))
+				}
+				want, mag := refMatMul(x, n, w)
+				dst := randVec(rng, n*o)
+				MatMul(p, dst, x, n, w)
+				for j := range want {
+					if diff := math.Abs(float64(dst[j]) - want[j]); diff > 1e-5*mag[j]+1e-6 {
+						t.Fatalf("%s/%s %v out %d: got %g want %g", ks.Name(), d, sh, j, dst[j], want[j])
 					}
 				}
 			}

@@ -24,6 +24,10 @@ type Pool struct {
 	teamOnce sync.Once
 	// forkJoin makes runTeam use Run (the benchmarks' before/after).
 	forkJoin bool
+	// noAhead makes matMulPackedWith skip prefetching the next weight block
+	// (blockAhead), and colsRun run its column split with Run instead of
+	// the team (the benchmarks' before/after).
+	noAhead, colsRun bool
 }
 
 // maxFree bounds the buffers a Pool keeps: a product uses one shared buffer plus

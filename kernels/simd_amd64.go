@@ -2,7 +2,11 @@
 
 package kernels
 
-import "golang.org/x/sys/cpu"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
 
 // simdKernels lists the SIMD sets this CPU runs, slowest first.
 func simdKernels() []*Kernels {
@@ -16,6 +20,8 @@ func simdKernels() []*Kernels {
 			gemm:           sgemm12x32AVX512,
 			gemmRows:       sgemm12x32RowsAVX512,
 			gemmRowsPf:     sgemm12x32RowsPfAVX512,
+			gemmRowsPfB:    sgemm12x32RowsPfBAVX512,
+			gemmPfB:        sgemm12x32PfBAVX512,
 			gemm4:          sgemm4x32AVX512,
 			gemm4Rows:      sgemm4x32RowsAVX512,
 			mr:             12,
@@ -86,6 +92,12 @@ func sgemm12x32RowsAVX512(kc int, a *float32, lda int, b *float32, ldb int, c *f
 
 //go:noescape
 func sgemm12x32RowsPfAVX512(kc int, a *float32, lda int, b *float32, pf *float32, c *float32, ldc int, acc int)
+
+//go:noescape
+func sgemm12x32RowsPfBAVX512(kc int, a *float32, lda int, b *float32, pf *float32, pb unsafe.Pointer, c *float32, ldc int, acc int)
+
+//go:noescape
+func sgemm12x32PfBAVX512(kc int, a *float32, lda int, b *float32, ldb int, pb unsafe.Pointer, c *float32, ldc int, acc int)
 
 //go:noescape
 func packPanel32BF16AVX512(kc16 int, src *uint16, lds int, dst *float32)

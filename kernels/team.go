@@ -181,3 +181,20 @@ func (p *Pool) runTeam(n, grain int, fn func(lo, hi int)) {
 		p.Run(n, grain, fn)
 	}
 }
+
+// runTeamSplit is Run's split, one part per worker, handed to the pool's
+// team where it is free: for work whose parts each cost a fixed amount
+// beyond their items (the column split, where every part reads all the
+// activations), so more parts than workers would cost more than a late
+// helper does.
+func (p *Pool) runTeamSplit(n int, fn func(lo, hi int)) {
+	parts := min(p.Threads(), n)
+	if parts <= 1 || p.forkJoin || p.colsRun {
+		p.Run(n, 1, fn)
+		return
+	}
+	p.teamOnce.Do(func() { p.team = newTeam(p.Threads() - 1) })
+	if !p.team.run(n, (n+parts-1)/parts, fn) {
+		p.Run(n, 1, fn)
+	}
+}
