@@ -203,8 +203,10 @@ class Gen:
     training seed; the Go generators use their own PRNG and seeds, so examples differ."""
 
     def __init__(self, tok, words, vt_chains=(1, 2), vt_legacy_order=False, multi_q_tasks=("vt", "multikey", "multiquery"),
-                 mq_pairs=False):
+                 mq_pairs=False, vt_vars=(2, 5)):
         self.multi_q_tasks = multi_q_tasks
+        # Variables per chain (RULER's 2-5 unless a drill asks for shorter chains: --vt-vars).
+        self.vt_vars = vt_vars
         self.mq_pairs = mq_pairs
         self.tok = tok
         self.words = words
@@ -356,7 +358,7 @@ class Gen:
     def vt_all(self, rng, n_chunks, chunk_tokens):
         """A variable-tracking context and a (question, answer) for each of its chains; the
         first is the one asked (vt), multi-question training asks them all."""
-        nvars = rng.randint(2, 5)
+        nvars = rng.randint(*self.vt_vars)
         nchains = rng.randint(*self.vt_chains)
         used = set()
         per_chain = []
@@ -967,6 +969,50 @@ def reexec_with_malloc_env():
     os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
+def entered_at(history, level, forced, saved):
+    """The index in history from which --patience counts evaluations at the current level: a level
+    forced with --level starts afresh; a resume keeps the count its checkpoint saved. Checkpoints
+    older than that field count back to where the history last changed level, which also counts a
+    previous phase's evaluations at the same level (phase 15's drill left level 1 at the first
+    evaluation after a resume that way)."""
+    if forced:
+        return len(history)
+    if saved is not None:
+        return saved
+    i = len(history)
+    while i > 0 and history[i - 1]["level"] == level:
+        i -= 1
+    return i
+
+
+def parse_range(flag, spec):
+    """min,max with 1 <= min <= max (chains per context, variables per chain); errors name the flag."""
+    try:
+        lo, hi = (int(v) for v in spec.split(","))
+    except ValueError:
+        raise SystemExit(f"{flag}: {spec!r} is not min,max (two whole numbers)")
+    if not 1 <= lo <= hi:
+        raise SystemExit(f"{flag}: {spec!r} wants 1 <= min <= max")
+    return lo, hi
+
+
+def parse_vt_vars(spec, levels_spec):
+    """--vt-vars and --vt-vars-levels: ((min, max) or None, set of levels). Errors name the flag."""
+    if not spec:
+        return None, set()
+    lo, hi = parse_range("--vt-vars", spec)
+    try:
+        levels = {int(v) for v in levels_spec.split(",") if v}
+    except ValueError:
+        raise SystemExit(f"--vt-vars-levels: {levels_spec!r} is not a comma-separated list of levels")
+    for lv in levels:
+        if not 1 <= lv < len(LEVELS):
+            raise SystemExit(f"--vt-vars-levels: level {lv} is not in 1..{len(LEVELS) - 1}")
+    if not levels:
+        raise SystemExit("--vt-vars-levels: no level given")
+    return (lo, hi), levels
+
+
 def write_samples(gen, path):
     """A few examples in the training formats, checked by the Go generators' tests
     (eval/testbed_test.go) so that evaluation sets stay in the format the models learnt."""
@@ -1058,6 +1104,18 @@ def main():
     ap.add_argument("--vt-chains", default="1,2",
                     help="min,max chains per variable-tracking example; with 2 or more, the first variable "
                          "must be found by its value, not by being the only one assigned a number")
+    ap.add_argument("--vt-vars", default="",
+                    help="min,max variables per chain in the training rows drawn at --vt-vars-levels (empty: RULER's "
+                         "2,5). Short chains (1,2) make a dense value -> name lookup: every statement is a chain's "
+                         "head or one link from it, so nearly every vt question's first answer token needs the "
+                         "asked value matched. Evaluation sets keep 2,5")
+    ap.add_argument("--vt-vars-levels", default="1",
+                    help="with --vt-vars, the curriculum levels whose training rows (drill or replay) use it; "
+                         "the others keep 2,5 (e.g. the target level, where the Go vt tasks are scored)")
+    ap.add_argument("--vt-vars-chains", default="",
+                    help="with --vt-vars, min,max chains per vt context in those rows (empty: --vt-chains); 2 or "
+                         "more asks every row's value match, and with --multi-q the chain whose head comes first "
+                         "in the text is the asked one in 1 of min..max questions")
     ap.add_argument("--level", type=int, default=-1, help="start at this curriculum level")
     ap.add_argument("--advance-on", default="",
                     help="comma-separated tasks that must each reach --advance (besides single) to pass a level, "
@@ -1119,6 +1177,11 @@ def main():
     for lv in replay_levels:
         if not 1 <= lv < len(LEVELS):
             raise SystemExit(f"--replay-levels: level {lv} is not in 1..{len(LEVELS) - 1}")
+    vt_vars, vt_vars_levels = parse_vt_vars(args.vt_vars, args.vt_vars_levels)
+    vt_chains = parse_range("--vt-chains", args.vt_chains)
+    vt_vars_chains = parse_range("--vt-vars-chains", args.vt_vars_chains) if args.vt_vars_chains else vt_chains
+    if args.vt_vars_chains and vt_vars is None:
+        raise SystemExit("--vt-vars-chains: only with --vt-vars")
     os.makedirs(args.workdir, exist_ok=True)
     words = load_words()
     ckpt_path = os.path.join(args.workdir, "ckpt.pt")
@@ -1165,8 +1228,13 @@ def main():
     if ck is not None:
         tok = Tokenizer(ck["vocab"], [tuple(m) for m in ck["merges"]])
         pc, ac = ck["pcfg"], ck["acfg"]
-    gen = Gen(tok, words, tuple(int(v) for v in args.vt_chains.split(",")), args.vt_legacy_order,
+    gen = Gen(tok, words, vt_chains, args.vt_legacy_order,
               tuple(t for t in args.multi_q_tasks.split(",") if t), args.multi_q_pairs)
+    # Training rows at --vt-vars-levels draw vt chains of --vt-vars variables; evaluation sets and
+    # train_samples.json always come from gen (RULER's 2-5), so the figures stay comparable.
+    gen_short = None
+    if vt_vars is not None:
+        gen_short = Gen(tok, words, vt_vars_chains, gen.vt_legacy_order, gen.multi_q_tasks, gen.mq_pairs, vt_vars)
     fresh_opt = ck is None or "po" not in ck
     if ck is not None and args.grow_layers > pc["num_hidden_layers"]:
         ck["prim"], pc = grow(ck["prim"], pc, args.grow_layers, args.seed)
@@ -1193,14 +1261,14 @@ def main():
             torch.set_rng_state(ck["torch_rng"])
     # Patience counts the evaluations since the current level was entered: a level forced
     # with --level starts afresh, whatever earlier runs recorded at it.
-    level_entered = len(history)
     if args.level >= 0:
         level = args.level
-    else:
-        while level_entered > 0 and history[level_entered - 1]["level"] == level:
-            level_entered -= 1
+    level_entered = entered_at(history, level, args.level >= 0, ck.get("level_entered") if ck is not None else None)
     start_step = step
     log(f"primary {sum(p.numel() for p in prim.parameters())} params, aux {sum(p.numel() for p in aux.parameters())}")
+    if gen_short is not None:
+        log(f"vt contexts of {vt_vars_chains[0]}-{vt_vars_chains[1]} chains of {vt_vars[0]}-{vt_vars[1]} variables "
+            f"in training rows at levels {sorted(vt_vars_levels)}")
     if args.multi_q:
         nb, worst = check_multi_q(prim, gen, args.seed)
         log(f"multi-question rows checked: {nb} question blocks, max |logit difference| {worst:.2e} against single examples")
@@ -1213,7 +1281,7 @@ def main():
         state = {"prim": prim.state_dict(), "aux": aux.state_dict(), "po": po.state_dict(), "ao": ao.state_dict(),
                  "step": step, "level": level, "elapsed": elapsed, "history": history, "rng": rng.getstate(),
                  "torch_rng": torch.get_rng_state(), "vocab": tok.vocab, "merges": tok.merges, "pcfg": pc, "acfg": ac,
-                 "tokens_seen": tokens_seen, "best": best, "args": vars(args)}
+                 "tokens_seen": tokens_seen, "best": best, "args": vars(args), "level_entered": level_entered}
         torch.save(state, ckpt_path + ".tmp")
         os.replace(ckpt_path + ".tmp", ckpt_path)
         last = history[-1] if history else {}
@@ -1305,7 +1373,8 @@ def main():
             return "copy" if lv == 0 else rng.choices(names, ws)[0]
 
         multi = args.multi_q and lv >= 1
-        make = (lambda: gen.example_multi(rng, pick(), nc, ct)) if multi else (lambda: gen.example(rng, pick(), nc, ct, True))
+        g = gen_short if gen_short is not None and lv in vt_vars_levels else gen
+        make = (lambda: g.example_multi(rng, pick(), nc, ct)) if multi else (lambda: g.example(rng, pick(), nc, ct, True))
         size = (lambda ex: len(ex[0]) + sum(len(b) for b, _ in ex[2])) if multi else (lambda ex: len(ex[0]))
         # Rows until --tokens-per-step, but never a padded batch over twice that: rows differ up to
         # 15x in length (a level-1 single needle against a packed multi-query row), and sizing the
