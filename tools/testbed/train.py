@@ -1132,6 +1132,9 @@ def main():
     ap.add_argument("--replay-weights", default="",
                     help="task weights of the replay steps (task=w,...; empty = --task-weights), e.g. the "
                          "families the drill does not train")
+    ap.add_argument("--stop-step", type=int, default=0,
+                    help="stop (and save) once this step is done (0: no limit besides --max-hours): a probe run "
+                         "in segments, each probed from its own checkpoint at a known step")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--init-from", default="",
                     help="with --resume and no checkpoint in --workdir: continue from the exported test-bed "
@@ -1148,6 +1151,8 @@ def main():
     for t in filter(None, args.multi_q_tasks.split(",")):
         if t not in ("vt", "multikey", "multiquery"):
             raise SystemExit(f"--multi-q-tasks: {t!r} is not vt, multikey or multiquery")
+    if args.stop_step < 0:
+        raise SystemExit(f"--stop-step: {args.stop_step} is negative (0: no limit)")
     if not 0 <= args.replay_prob <= 1:
         raise SystemExit(f"--replay-prob: {args.replay_prob} is not a share between 0 and 1")
     if args.warmup < 1:
@@ -1265,6 +1270,8 @@ def main():
         level = args.level
     level_entered = entered_at(history, level, args.level >= 0, ck.get("level_entered") if ck is not None else None)
     start_step = step
+    if args.stop_step and args.stop_step <= step:
+        raise SystemExit(f"--stop-step: {args.stop_step} is not after step {step}, where this run starts")
     log(f"primary {sum(p.numel() for p in prim.parameters())} params, aux {sum(p.numel() for p in aux.parameters())}")
     if gen_short is not None:
         log(f"vt contexts of {vt_vars_chains[0]}-{vt_vars_chains[1]} chains of {vt_vars[0]}-{vt_vars[1]} variables "
@@ -1354,7 +1361,7 @@ def main():
     pl_sum = al_sum = 0.0
     n_sum = 0
     carry = {}  # level -> a row drawn but deferred: it would have made the padded batch too large
-    while elapsed < args.max_hours * 3600:
+    while elapsed < args.max_hours * 3600 and not (args.stop_step and step >= args.stop_step):
         t0 = time.time()
         # 75% current level (--replay-prob), the rest earlier levels (copy included; or --replay-levels)
         # against forgetting.
