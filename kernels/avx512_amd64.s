@@ -1373,6 +1373,23 @@ sedone:
 	VFMADD231PS Z24, bc, r0; \
 	VFMADD231PS Z25, bc, r1
 
+// ROWS12(off) is one step of the 12-row tile: ROWR for each of the 12 A rows
+// at byte offset off (AX, R11, R12 and R9 = lda, R10 = 3·lda as above),
+// alternating the two broadcast registers so consecutive rows overlap.
+#define ROWS12(off) \
+	ROWR(off(AX), Z26, Z0, Z1); \
+	ROWR(off(AX)(R9*1), Z27, Z2, Z3); \
+	ROWR(off(AX)(R9*2), Z26, Z4, Z5); \
+	ROWR(off(AX)(R10*1), Z27, Z6, Z7); \
+	ROWR(off(R11), Z26, Z8, Z9); \
+	ROWR(off(R11)(R9*1), Z27, Z10, Z11); \
+	ROWR(off(R11)(R9*2), Z26, Z12, Z13); \
+	ROWR(off(R11)(R10*1), Z27, Z14, Z15); \
+	ROWR(off(R12), Z26, Z16, Z17); \
+	ROWR(off(R12)(R9*1), Z27, Z18, Z19); \
+	ROWR(off(R12)(R9*2), Z26, Z20, Z21); \
+	ROWR(off(R12)(R10*1), Z27, Z22, Z23)
+
 TEXT ·sgemm12x32RowsAVX512(SB), NOSPLIT, $0-64
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), AX
@@ -1392,18 +1409,7 @@ rloop:
 	VMOVUPS (BX), Z24
 	VMOVUPS 64(BX), Z25
 	PREFETCHT0 512(BX)
-	ROWR((AX), Z26, Z0, Z1)
-	ROWR((AX)(R9*1), Z27, Z2, Z3)
-	ROWR((AX)(R9*2), Z26, Z4, Z5)
-	ROWR((AX)(R10*1), Z27, Z6, Z7)
-	ROWR((R11), Z26, Z8, Z9)
-	ROWR((R11)(R9*1), Z27, Z10, Z11)
-	ROWR((R11)(R9*2), Z26, Z12, Z13)
-	ROWR((R11)(R10*1), Z27, Z14, Z15)
-	ROWR((R12), Z26, Z16, Z17)
-	ROWR((R12)(R9*1), Z27, Z18, Z19)
-	ROWR((R12)(R9*2), Z26, Z20, Z21)
-	ROWR((R12)(R10*1), Z27, Z22, Z23)
+	ROWS12(0)
 	ADDQ $4, AX
 	ADDQ $4, R11
 	ADDQ $4, R12
@@ -1467,18 +1473,7 @@ pftail:
 pfstep:
 	VMOVUPS (BX), Z24
 	VMOVUPS 64(BX), Z25
-	ROWR((AX), Z26, Z0, Z1)
-	ROWR((AX)(R9*1), Z27, Z2, Z3)
-	ROWR((AX)(R9*2), Z26, Z4, Z5)
-	ROWR((AX)(R10*1), Z27, Z6, Z7)
-	ROWR((R11), Z26, Z8, Z9)
-	ROWR((R11)(R9*1), Z27, Z10, Z11)
-	ROWR((R11)(R9*2), Z26, Z12, Z13)
-	ROWR((R11)(R10*1), Z27, Z14, Z15)
-	ROWR((R12), Z26, Z16, Z17)
-	ROWR((R12)(R9*1), Z27, Z18, Z19)
-	ROWR((R12)(R9*2), Z26, Z20, Z21)
-	ROWR((R12)(R10*1), Z27, Z22, Z23)
+	ROWS12(0)
 	ADDQ $4, AX
 	ADDQ $4, R11
 	ADDQ $4, R12
@@ -1821,18 +1816,7 @@ pbtail:
 pbstep:
 	VMOVUPS (BX), Z24
 	VMOVUPS 64(BX), Z25
-	ROWR((AX), Z26, Z0, Z1)
-	ROWR((AX)(R9*1), Z27, Z2, Z3)
-	ROWR((AX)(R9*2), Z26, Z4, Z5)
-	ROWR((AX)(R10*1), Z27, Z6, Z7)
-	ROWR((R11), Z26, Z8, Z9)
-	ROWR((R11)(R9*1), Z27, Z10, Z11)
-	ROWR((R11)(R9*2), Z26, Z12, Z13)
-	ROWR((R11)(R10*1), Z27, Z14, Z15)
-	ROWR((R12), Z26, Z16, Z17)
-	ROWR((R12)(R9*1), Z27, Z18, Z19)
-	ROWR((R12)(R9*2), Z26, Z20, Z21)
-	ROWR((R12)(R10*1), Z27, Z22, Z23)
+	ROWS12(0)
 	ADDQ $4, AX
 	ADDQ $4, R11
 	ADDQ $4, R12
