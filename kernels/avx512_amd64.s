@@ -53,11 +53,14 @@ nacc: \
 	VPXORD Z16, Z16, Z16; VPXORD Z17, Z17, Z17; VPXORD Z18, Z18, Z18; VPXORD Z19, Z19, Z19; \
 	VPXORD Z20, Z20, Z20; VPXORD Z21, Z21, Z21; VPXORD Z22, Z22, Z22; VPXORD Z23, Z23, Z23
 
-#define STORE24 \
-	MOVQ c+40(FP), DI; \
-	MOVQ ldc+48(FP), SI; \
+// STORE24AT stores (acc ≠ 0: adds) the 24 accumulators into C, reading c,
+// ldc and acc at the given frame offsets; STORE24 is the common frame,
+// STORE24B the kernels with one more argument (pb) before c.
+#define STORE24AT(coff, ldcoff, accoff) \
+	MOVQ c+coff(FP), DI; \
+	MOVQ ldc+ldcoff(FP), SI; \
 	SHLQ $2, SI; \
-	MOVQ acc+56(FP), R8; \
+	MOVQ acc+accoff(FP), R8; \
 	TESTQ R8, R8; \
 	JEQ nacc; \
 	ACCST(Z0, Z1); ACCST(Z2, Z3); ACCST(Z4, Z5); ACCST(Z6, Z7); \
@@ -72,25 +75,8 @@ nacc: \
 	VZEROUPPER; \
 	RET
 
-// STORE24 for the kernels with one more argument before c (pb).
-#define STORE24B \
-	MOVQ c+48(FP), DI; \
-	MOVQ ldc+56(FP), SI; \
-	SHLQ $2, SI; \
-	MOVQ acc+64(FP), R8; \
-	TESTQ R8, R8; \
-	JEQ nacc; \
-	ACCST(Z0, Z1); ACCST(Z2, Z3); ACCST(Z4, Z5); ACCST(Z6, Z7); \
-	ACCST(Z8, Z9); ACCST(Z10, Z11); ACCST(Z12, Z13); ACCST(Z14, Z15); \
-	ACCST(Z16, Z17); ACCST(Z18, Z19); ACCST(Z20, Z21); ACCST(Z22, Z23); \
-	VZEROUPPER; \
-	RET; \
-nacc: \
-	ST(Z0, Z1); ST(Z2, Z3); ST(Z4, Z5); ST(Z6, Z7); \
-	ST(Z8, Z9); ST(Z10, Z11); ST(Z12, Z13); ST(Z14, Z15); \
-	ST(Z16, Z17); ST(Z18, Z19); ST(Z20, Z21); ST(Z22, Z23); \
-	VZEROUPPER; \
-	RET
+#define STORE24 STORE24AT(40, 48, 56)
+#define STORE24B STORE24AT(48, 56, 64)
 
 #define GEMV_PROLOGUE \
 	MOVQ k+0(FP), CX; \
