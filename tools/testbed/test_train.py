@@ -24,14 +24,7 @@ STMT = re.compile(r"VAR ([A-Z]{3}) = (?:VAR ([A-Z]{3})|(\d{5}))\.")
 
 
 def committed_tokenizer():
-    with open(os.path.join(TESTBED, "primary", "tokenizer.json")) as f:
-        tj = json.load(f)
-    ids = dict(tj["model"]["vocab"])
-    for a in tj.get("added_tokens", []):
-        ids[a["content"]] = a["id"]
-    vocab = [t for t, _ in sorted(ids.items(), key=lambda kv: kv[1])]
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in tj["model"]["merges"]]
-    return T.Tokenizer(vocab, merges)
+    return T.Tokenizer(*T.read_tokenizer_json(os.path.join(TESTBED, "primary", "tokenizer.json")))
 
 
 def chains_of(chunks):

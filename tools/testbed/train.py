@@ -637,15 +637,21 @@ def read_safetensors(path):
     return out
 
 
-def load_export(root):
-    """A checkpoint-shaped dict from the exported primary/aux directories (no optimizer state)."""
-    with open(os.path.join(root, "primary", "tokenizer.json")) as f:
+def read_tokenizer_json(path):
+    """(vocab in id order, merges) from an exported tokenizer.json, added tokens included."""
+    with open(path) as f:
         tj = json.load(f)
     vocab_map = dict(tj["model"]["vocab"])
     for a in tj.get("added_tokens", []):
         vocab_map[a["content"]] = a["id"]
     vocab = [t for t, _ in sorted(vocab_map.items(), key=lambda kv: kv[1])]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in tj["model"]["merges"]]
+    return vocab, merges
+
+
+def load_export(root):
+    """A checkpoint-shaped dict from the exported primary/aux directories (no optimizer state)."""
+    vocab, merges = read_tokenizer_json(os.path.join(root, "primary", "tokenizer.json"))
     ck = {"vocab": vocab, "merges": merges}
     for key, sub in (("pcfg", "primary"), ("acfg", "aux")):
         with open(os.path.join(root, sub, "config.json")) as f:
