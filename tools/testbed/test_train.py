@@ -127,6 +127,27 @@ class GenTest(unittest.TestCase):
             self.assertTrue(str(cm.exception.code).startswith(flag), cm.exception.code)
 
 
+class ProbeTest(unittest.TestCase):
+    """probe.py reads the first answer token and each link's first token at positions it computes
+    from the answer text; they must be where the layout put those names."""
+
+    def test_link_positions_point_at_each_name(self):
+        import probe
+        tok = committed_tokenizer()
+        gen = T.Gen(tok, T.load_words(), (2, 3), vt_vars=(2, 5))
+        rng = random.Random("probe-positions")
+        for _ in range(100):
+            chunks, qas = gen.vt_all(rng, 4, 64)
+            q, a = qas[0]
+            ids, ans_start, _ = gen.layout(chunks, q, a)
+            asked = a.split(", ")
+            self.assertEqual(ids[ans_start], probe.first_token(tok, asked[0]))
+            pos = probe.link_positions(tok, ans_start, asked)
+            self.assertEqual(len(pos), len(asked) - 1)
+            for k, p in enumerate(pos, start=1):
+                self.assertEqual(ids[p], probe.first_token(tok, asked[k]), (a, k))
+
+
 class StopStepTest(unittest.TestCase):
     """--stop-step ends a run at a known step with its checkpoint saved (phase-16 probe segments)."""
 
