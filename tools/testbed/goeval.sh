@@ -10,4 +10,4 @@ bin=$1 export=$2 out=$3 seed=${4:-4242}
 "$bin" eval --tasks niah_single,niah_multikey,niah_multivalue,niah_multiquery,vt,vt_distractor \
   --methods full --n 50 --seed "$seed" --agreement-n 0 \
   --model "$export/primary" --aux "$export/aux" --out "$out" --progress none
-cat "$out/results.csv" 2>/dev/null | head -20 || ls "$out"
+cat "$out/results.csv"

@@ -1,22 +1,24 @@
 #!/usr/bin/env python3
-"""Does the primary find a variable-tracking chain by its value, or by where it starts?
+"""Which of vt_distractor's two skills does the primary have, at which context length?
 
-vt_distractor's decisive step is a value -> name lookup: the question asks for the variables
-assigned 12345, and the first answer token must name the chain whose head says `VAR X = 12345.`.
-A model without the lookup can still pass plain vt (one chain) and half of the two-chain
-questions by naming whichever head comes first in the text (the positional rule). This probe
-tells the two apart at each curriculum level (chunk count x chunk tokens, train.py's LEVELS):
+vt_distractor needs two steps that one-chain vt never does. First a value -> name lookup: the
+question asks for the variables assigned 12345, and the first answer token must name the chain
+whose head says `VAR X = 12345.` (without it, naming whichever head comes first in the text still
+passes half the two-chain questions: the positional rule). Then chain following by name: after X,
+the next name is the Y of `VAR Y = VAR X.`, not the next `VAR` statement of the other chain. At
+each curriculum level (chunk count x chunk tokens, train.py's LEVELS), on held-out contexts of
+exactly two chains (train.py's generator, its own seed per level, so training never saw them),
+laid out as the Go runner does, teacher-forced:
 
-  * held-out contexts of exactly two chains of RULER's 2-5 variables (train.py's generator,
-    its own seed per level, so training never saw them), laid out as the Go runner does;
-  * teacher-forced first answer token (argmax) and its log-probability margin, asked chain's
-    head over the distractor's;
-  * "asked head second": the questions whose asked chain starts after the distractor in the
-    text, where the positional rule names the wrong chain: asked / distractor there is the
-    lookup's own reading (chance is about equal counts, the positional rule 0 / all).
+  * the first answer token (argmax) and its log-probability margin, asked chain's head over the
+    distractor's; "asked head second" counts the questions whose asked chain starts after the
+    distractor in the text, where the positional rule names the wrong chain (chance is about equal
+    counts, the positional rule 0 / all);
+  * with --links, each later name's first token after the asked chain's first k names: the asked
+    chain's next variable, a distractor-chain variable, or neither.
 
 Usage (Debian's python3-torch):
-  /usr/bin/python3 tools/testbed/probe.py MODEL [--levels 1,2,3,4,5] [--n 32] [--seed probe-1]
+  /usr/bin/python3 tools/testbed/probe.py MODEL [--levels 1,2,3,4,5] [--n 32] [--seed probe-1] [--links]
 MODEL is an exported test-bed directory (holding primary/) or a training ckpt.pt.
 """
 import argparse
@@ -32,7 +34,7 @@ import train  # noqa: E402  (the generator, tokenizer and model the test bed is 
 
 
 def load_primary(path):
-    """(model, tokenizer) from an export directory or a ckpt.pt."""
+    """(model, tokenizer, step) from an export directory or a ckpt.pt."""
     if os.path.isdir(path):
         ck = train.load_export(path)
     else:
@@ -105,12 +107,13 @@ def probe_links(model, tok, gen, level, n, seed):
             asked, other = a.split(", "), qas[1][1].split(", ")
             ids, ans_start, _ = gen.layout(chunks, q, a)
             logits = model(torch.tensor([ids[:-1]]))[0]
+            others = {first_token(tok, v) for v in other}
             for k, pos in enumerate(link_positions(tok, ans_start, asked), start=1):
                 pred = int(logits[pos - 1].argmax())
                 c = counts.setdefault(k, [0, 0, 0])
                 if pred == first_token(tok, asked[k]):
                     c[0] += 1
-                elif pred in {first_token(tok, v) for v in other}:
+                elif pred in others:
                     c[1] += 1
                 else:
                     c[2] += 1
